@@ -1,0 +1,25 @@
+"""The page problem: titles, candidate images, layout, and the joint objective."""
+
+from slate.page.io import problem_from_dict, problem_to_dict, read_optimum, read_problem, write_problem
+from slate.page.layout import DenseLayout, ExplicitPairs, GridLayout, Layout, grid_positions
+from slate.page.problem import ObjectiveParts, PageProblem, cosine_similarity_pairs
+from slate.page.random import LAYOUT_KINDS, make_layout, random_problem
+
+__all__ = [
+    "DenseLayout",
+    "ExplicitPairs",
+    "GridLayout",
+    "LAYOUT_KINDS",
+    "Layout",
+    "ObjectiveParts",
+    "PageProblem",
+    "cosine_similarity_pairs",
+    "grid_positions",
+    "make_layout",
+    "problem_from_dict",
+    "problem_to_dict",
+    "read_optimum",
+    "random_problem",
+    "read_problem",
+    "write_problem",
+]

@@ -1,0 +1,258 @@
+"""Reading and writing page problems in the ``slate.page-problem/1`` interchange format.
+
+The format is a JSON object (see ``docs/page-problem-format.md``)::
+
+    {"format": "slate.page-problem/1", "name": ..., "layout": {"rows": R, "cols": C},
+     "weights": {"diversity": ..., "churn": ...}, "max_changes": B or null,
+     "titles": [{"id", "row", "col", "previous", "locked",
+                 "images": [{"id", "score", "embedding", "tags"?}]}],
+     "pairs": [{"a", "b", "weight"}], "quotas"?: {"tag": max_count},
+     "optimum"?: {"objective", "status", "bound", "assignment", "certified_by"}}
+
+``tags`` and ``quotas`` are optional extensions; files without them are plain page problems.
+``optimum`` is carried through untouched (it is how certified instances state their value).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slate.errors import InvalidProblemError
+from slate.page.problem import PageProblem
+
+__all__ = ["FORMAT", "problem_from_dict", "problem_to_dict", "read_optimum", "read_problem", "write_problem"]
+
+FORMAT = "slate.page-problem/1"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Image(_Frozen):
+    id: str
+    score: float
+    embedding: list[float] | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class _Title(_Frozen):
+    id: str
+    row: int | None = None
+    col: int | None = None
+    previous: str | None = None
+    locked: bool = False
+    images: list[_Image]
+
+
+class _Pair(_Frozen):
+    a: str
+    b: str
+    weight: float = 1.0
+
+
+class _Weights(_Frozen):
+    diversity: float = 0.0
+    churn: float = 0.0
+
+
+class _Layout(_Frozen):
+    rows: int
+    cols: int
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: str
+    name: str = ""
+    layout: _Layout | None = None
+    weights: _Weights = _Weights()
+    max_changes: int | None = None
+    titles: list[_Title]
+    pairs: list[_Pair] = Field(default_factory=list)
+    quotas: dict[str, int] = Field(default_factory=dict)
+    optimum: dict[str, Any] | None = None
+
+
+def _validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    got = first.get("input")
+    got_text = repr(got)
+    if len(got_text) > 60:
+        got_text = got_text[:57] + "..."
+    return f"The page-problem field '{where}' is invalid: {first['msg']}; got {got_text}."
+
+
+def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
+    """Validate a ``slate.page-problem/1`` mapping and build the :class:`PageProblem`.
+
+    Raises
+    ------
+    InvalidProblemError
+        Naming the field and the value that was received.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidProblemError(f"A page problem must be a JSON object; got {type(data).__name__} instead.")
+    try:
+        doc = _File.model_validate(dict(data))
+    except ValidationError as err:
+        raise InvalidProblemError(_validation_message(err)) from None
+    if doc.format != FORMAT:
+        raise InvalidProblemError(f"The page-problem field 'format' must be '{FORMAT}'; got '{doc.format}' instead.")
+    if not doc.titles:
+        raise InvalidProblemError("The page-problem field 'titles' must list at least one title; got none.")
+
+    n_titles = len(doc.titles)
+    n_images = max(len(t.images) for t in doc.titles)
+    dims = {len(i.embedding) for t in doc.titles for i in t.images if i.embedding is not None}
+    has_emb = [i.embedding is not None for t in doc.titles for i in t.images]
+    if any(has_emb) and not all(has_emb):
+        raise InvalidProblemError("The page-problem field 'embedding' must be given for every image or for none.")
+    if len(dims) > 1:
+        raise InvalidProblemError(
+            f"The page-problem field 'embedding' must have one dimension for every image; got dimensions {sorted(dims)}."
+        )
+    dim = dims.pop() if dims else 0
+
+    scores = np.zeros((n_titles, n_images))
+    cand = np.zeros((n_titles, n_images), dtype=bool)
+    emb = np.zeros((n_titles, n_images, dim)) if dim else None
+    all_tags = sorted({g for t in doc.titles for i in t.images for g in i.tags} | set(doc.quotas))
+    tags = {g: np.zeros((n_titles, n_images), dtype=bool) for g in all_tags}
+    previous = np.full(n_titles, -1, dtype=np.int64)
+    rows = np.zeros(n_titles, dtype=np.int64)
+    cols = np.zeros(n_titles, dtype=np.int64)
+    have_pos = all(t.row is not None and t.col is not None for t in doc.titles)
+    for ti, title in enumerate(doc.titles):
+        if not title.images:
+            raise InvalidProblemError(f"The page-problem field 'titles[{ti}].images' is empty for title '{title.id}'.")
+        ids = [i.id for i in title.images]
+        for k, image in enumerate(title.images):
+            scores[ti, k] = image.score
+            cand[ti, k] = True
+            if emb is not None and image.embedding is not None:
+                emb[ti, k] = image.embedding
+            for g in image.tags:
+                tags[g][ti, k] = True
+        if title.previous is not None:
+            if title.previous not in ids:
+                raise InvalidProblemError(
+                    f"The page-problem field 'titles[{ti}].previous' must name one of the title's images; "
+                    f"got '{title.previous}' for title '{title.id}'."
+                )
+            previous[ti] = ids.index(title.previous)
+        if have_pos:
+            rows[ti], cols[ti] = int(title.row or 0), int(title.col or 0)
+    title_ids = [t.id for t in doc.titles]
+    index = {tid: i for i, tid in enumerate(title_ids)}
+    pairs = []
+    for pi, pair in enumerate(doc.pairs):
+        for side in (pair.a, pair.b):
+            if side not in index:
+                raise InvalidProblemError(f"The page-problem field 'pairs[{pi}]' names an unknown title '{side}'.")
+        pairs.append((index[pair.a], index[pair.b]))
+    return PageProblem.from_arrays(
+        scores,
+        emb,
+        pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+        pair_weights=np.asarray([p.weight for p in doc.pairs], dtype=np.float64),
+        candidates=cand,
+        previous=previous,
+        locked=np.array([t.locked for t in doc.titles]),
+        max_changes=doc.max_changes,
+        diversity=doc.weights.diversity,
+        churn=doc.weights.churn,
+        title_ids=title_ids,
+        image_ids=[[i.id for i in t.images] for t in doc.titles],
+        image_tags={g: tags[g] for g in doc.quotas},
+        tag_quotas=doc.quotas,
+        rows=rows if have_pos else None,
+        cols=cols if have_pos else None,
+        name=doc.name,
+    )
+
+
+def problem_to_dict(problem: PageProblem) -> dict[str, Any]:
+    """The ``slate.page-problem/1`` mapping of a problem (round-trips through :func:`problem_from_dict`)."""
+    titles = []
+    for t, tid in enumerate(problem.title_ids):
+        images = []
+        for k in np.flatnonzero(problem.candidates[t]):
+            image: dict[str, Any] = {"id": problem.image_id(t, int(k)), "score": float(problem.scores[t, k])}
+            if problem.embeddings is not None:
+                image["embedding"] = problem.embeddings[t, k].tolist()
+            tag_list = [g for gi, g in enumerate(problem.tag_names) if problem.image_tags[gi, t, k]]
+            if tag_list:
+                image["tags"] = tag_list
+            images.append(image)
+        prev = int(problem.previous[t])
+        titles.append(
+            {
+                "id": tid,
+                "row": int(problem.rows[t]),
+                "col": int(problem.cols[t]),
+                "previous": problem.image_id(t, prev) if prev >= 0 else None,
+                "locked": bool(problem.locked[t]),
+                "images": images,
+            }
+        )
+    if problem.embeddings is None and problem.n_pairs and problem.similarity.any():
+        raise InvalidProblemError(
+            "A page problem built from a precomputed similarity cannot be written as slate.page-problem/1, "
+            "which stores embeddings."
+        )
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "name": problem.name,
+        "layout": {"rows": int(problem.rows.max()) + 1, "cols": int(problem.cols.max()) + 1},
+        "weights": {"diversity": problem.diversity, "churn": problem.churn},
+        "max_changes": problem.max_changes,
+        "titles": titles,
+        "pairs": [
+            {"a": problem.title_ids[a], "b": problem.title_ids[b], "weight": float(w)}
+            for (a, b), w in zip(problem.pairs.tolist(), problem.pair_weights.tolist(), strict=True)
+        ],
+    }
+    if problem.has_quotas:
+        out["quotas"] = {g: int(m) for g, m in zip(problem.tag_names, problem.tag_max.tolist(), strict=True)}
+    return out
+
+
+def _load_json(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidProblemError(f"Cannot read page-problem file '{p}': {err.strerror or err}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidProblemError(
+            f"Page-problem file '{p}' is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}."
+        ) from None
+
+
+def read_problem(path: str | Path) -> PageProblem:
+    """Read and validate a ``slate.page-problem/1`` JSON file."""
+    return problem_from_dict(_load_json(path))
+
+
+def read_optimum(path: str | Path) -> dict[str, Any] | None:
+    """The ``optimum`` block of a page-problem file (certified value), or None."""
+    data = _load_json(path)
+    return data.get("optimum") if isinstance(data, dict) else None
+
+
+def write_problem(problem: PageProblem, path: str | Path, optimum: Mapping[str, Any] | None = None) -> None:
+    """Write a problem as ``slate.page-problem/1`` JSON (with an optional ``optimum`` block)."""
+    data = problem_to_dict(problem)
+    if optimum is not None:
+        data["optimum"] = dict(optimum)
+    Path(path).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")

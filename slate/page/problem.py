@@ -1,0 +1,713 @@
+"""The page problem: one image per title for a whole homepage, chosen jointly.
+
+Maximise::
+
+    sum_t score[t, a_t]
+      - diversity * sum_{(i, j, w) in pairs} w * sim_ij[a_i, a_j]
+      - churn * #{t : previous_t is set and a_t != previous_t}
+
+subject to ``#changes <= max_changes``, ``a_t = previous_t`` for locked titles and, optionally,
+at most ``quota[g]`` titles showing an image tagged ``g``. ``sim`` is ``max(0, cosine)`` of the
+images' visual embeddings (or a precomputed per-pair similarity).
+
+Internally the problem is held as padded arrays: ``n_images`` is the largest candidate count;
+a title with fewer candidates has ``candidates[t, k] = False`` for the padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from slate.errors import InfeasibleProblemError, InvalidProblemError
+from slate.page.layout import GridLayout, Layout, grid_positions
+
+__all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+def _readonly(array: NDArray[Any]) -> NDArray[Any]:
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array
+
+
+def cosine_similarity_pairs(
+    embeddings: FloatArray, pairs: IntArray, candidates: BoolArray
+) -> FloatArray:
+    """``max(0, cosine)`` between every image of title ``a`` and every image of title ``b``.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_titles, n_images, dim)
+    pairs : ndarray of shape (n_pairs, 2)
+    candidates : ndarray of shape (n_titles, n_images), bool
+
+    Returns
+    -------
+    ndarray of shape (n_pairs, n_images, n_images)
+        Zero wherever either image is padding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [-1.0, 0.0]]])
+    >>> sim = cosine_similarity_pairs(emb, np.array([[0, 1]]), np.ones((2, 2), bool))
+    >>> np.round(sim[0], 3).tolist()
+    [[0.707, 0.0], [0.707, 0.0]]
+    """
+    norms = np.linalg.norm(embeddings, axis=2, keepdims=True)
+    unit = np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0)
+    unit = unit * candidates[:, :, None]
+    if len(pairs) == 0:
+        k = embeddings.shape[1]
+        return np.zeros((0, k, k))
+    sim = np.einsum("pkd,pld->pkl", unit[pairs[:, 0]], unit[pairs[:, 1]], optimize=True)
+    return np.maximum(sim, 0.0)
+
+
+@dataclass(frozen=True)
+class ObjectiveParts:
+    """The objective of one assignment and its parts.
+
+    ``objective = relevance - diversity_penalty - churn_penalty``; the penalties are already
+    multiplied by their weights.
+    """
+
+    objective: float
+    relevance: float
+    diversity_penalty: float
+    churn_penalty: float
+    n_changes: int
+
+
+def _fail(field_name: str, must: str, got: object) -> InvalidProblemError:
+    return InvalidProblemError(
+        f"The '{field_name}' field of the page problem must {must}; got {got} instead."
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class PageProblem:
+    """One member's homepage: titles, candidate images and their scores, layout, stability terms.
+
+    Build it with :meth:`from_arrays` or :meth:`from_dict` / :func:`slate.page.read_problem`;
+    both validate. All arrays are read-only.
+
+    Attributes
+    ----------
+    title_ids : tuple of str, length n_titles
+    image_ids : tuple of tuple of str
+        Candidate image ids per title (ragged).
+    scores : ndarray (n_titles, n_images)
+        Bandit scores; 0 on padding.
+    candidates : ndarray (n_titles, n_images), bool
+    pairs : ndarray (n_pairs, 2), int
+        Interacting title pairs, ``pairs[:, 0] < pairs[:, 1]``, each unordered pair once.
+    pair_weights : ndarray (n_pairs,)
+    similarity : ndarray (n_pairs, n_images, n_images)
+        ``similarity[p, k, l]``: similarity of image ``k`` of title ``pairs[p, 0]`` and image ``l``
+        of title ``pairs[p, 1]`` (0 on padding).
+    previous : ndarray (n_titles,), int
+        Index of last session's image, ``-1`` for a title new to the member.
+    locked : ndarray (n_titles,), bool
+    max_changes : int or None
+        Budget on changed titles; None for no budget.
+    diversity, churn : float
+        Weights of the two penalties.
+    tag_names : tuple of str
+        Style tags with a quota.
+    image_tags : ndarray (n_tags, n_titles, n_images), bool
+    tag_max : ndarray (n_tags,), int
+        At most ``tag_max[g]`` titles may show an image tagged ``tag_names[g]``.
+    rows, cols : ndarray (n_titles,), int
+        Grid positions (row-major defaults when none are given).
+    embeddings : ndarray (n_titles, n_images, dim) or None
+    name : str
+    """
+
+    title_ids: tuple[str, ...]
+    image_ids: tuple[tuple[str, ...], ...]
+    scores: FloatArray
+    candidates: BoolArray
+    pairs: IntArray
+    pair_weights: FloatArray
+    similarity: FloatArray
+    previous: IntArray
+    locked: BoolArray
+    max_changes: int | None
+    diversity: float
+    churn: float
+    tag_names: tuple[str, ...]
+    image_tags: BoolArray
+    tag_max: IntArray
+    rows: IntArray
+    cols: IntArray
+    embeddings: FloatArray | None = None
+    name: str = ""
+    _ids: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        scores: ArrayLike,
+        embeddings: ArrayLike | None = None,
+        *,
+        similarity: ArrayLike | None = None,
+        layout: Layout | None = None,
+        pairs: ArrayLike | None = None,
+        pair_weights: ArrayLike | None = None,
+        candidates: ArrayLike | None = None,
+        previous: ArrayLike | None = None,
+        locked: ArrayLike | None = None,
+        max_changes: int | None = None,
+        diversity: float = 0.0,
+        churn: float = 0.0,
+        title_ids: Sequence[str] | None = None,
+        image_ids: Sequence[Sequence[str]] | None = None,
+        image_tags: Mapping[str, ArrayLike] | None = None,
+        tag_quotas: Mapping[str, int] | None = None,
+        rows: ArrayLike | None = None,
+        cols: ArrayLike | None = None,
+        name: str = "",
+    ) -> PageProblem:
+        """Build and validate a page problem from arrays.
+
+        Parameters
+        ----------
+        scores : array_like (n_titles, n_images)
+            Predicted probability of a quality play for each candidate image. Entries outside
+            ``candidates`` are ignored (they may be NaN).
+        embeddings : array_like (n_titles, n_images, dim), optional
+            Visual embeddings; similarity is ``max(0, cosine)``. Give this or ``similarity``
+            (or neither, for a page without diversity terms).
+        similarity : array_like (n_pairs, n_images, n_images), optional
+            Precomputed similarity aligned with the pairs.
+        layout : Layout, optional
+            Derives pairs from grid positions; default ``GridLayout`` with 8 columns when no
+            ``pairs`` are given.
+        pairs, pair_weights : array_like, optional
+            Explicit ``(n_pairs, 2)`` title-index pairs and their weights (instead of ``layout``).
+        candidates : array_like (n_titles, n_images) of bool, optional
+            Which entries are real images (default: all).
+        previous : array_like (n_titles,) of int, optional
+            Last session's image index per title, ``-1`` when none (default: all ``-1``).
+        locked : array_like (n_titles,) of bool, optional
+            Titles that must keep their previous image.
+        max_changes : int, optional
+            Budget on the number of titles whose image changes (default: no budget).
+        diversity, churn : float
+            Non-negative weights.
+        title_ids, image_ids : optional
+            Ids (defaults ``T000`` and ``T000-I0``...). Must be unique.
+        image_tags : mapping tag -> array_like (n_titles, n_images) of bool, optional
+        tag_quotas : mapping tag -> int, optional
+            At most this many titles may show an image with the tag.
+        rows, cols : array_like (n_titles,), optional
+            Grid positions; default row-major with the layout's column count.
+        name : str
+
+        Raises
+        ------
+        InvalidProblemError
+            A field is malformed; the message names it and what was received.
+        InfeasibleProblemError
+            Locks, budget and quotas cannot all hold.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slate.page import PageProblem, GridLayout
+        >>> rng = np.random.default_rng(0)
+        >>> problem = PageProblem.from_arrays(
+        ...     rng.uniform(0, 0.1, (6, 3)), rng.normal(size=(6, 3, 4)),
+        ...     layout=GridLayout(rows=2, cols=3), diversity=0.05)
+        >>> problem.n_titles, problem.n_images, problem.n_pairs
+        (6, 3, 9)
+        """
+        raw_scores = np.asarray(scores, dtype=np.float64)
+        if raw_scores.ndim != 2 or raw_scores.shape[0] == 0 or raw_scores.shape[1] == 0:
+            raise _fail("scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw_scores.shape}")
+        n_titles, n_images = raw_scores.shape
+
+        if candidates is None:
+            cand = np.ones((n_titles, n_images), dtype=bool)
+        else:
+            cand = np.asarray(candidates)
+            if cand.shape != raw_scores.shape:
+                raise _fail("candidates", f"have the shape of scores {raw_scores.shape}", f"shape {cand.shape}")
+            cand = cand.astype(bool)
+        empty = np.flatnonzero(~cand.any(axis=1))
+
+        # ids
+        if title_ids is None:
+            t_ids = tuple(f"T{t:03d}" for t in range(n_titles))
+        else:
+            t_ids = tuple(str(x) for x in title_ids)
+            if len(t_ids) != n_titles:
+                raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
+        if len(empty):
+            raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'")
+        dup = _first_duplicate(t_ids)
+        if dup is not None:
+            raise _fail("title_ids", "be unique", f"'{dup}' twice")
+        if image_ids is None:
+            i_ids = tuple(
+                tuple(f"{t_ids[t]}-I{k}" for k in range(n_images) if cand[t, k]) for t in range(n_titles)
+            )
+        else:
+            i_ids = tuple(tuple(str(x) for x in ids) for ids in image_ids)
+            if len(i_ids) != n_titles:
+                raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
+            for t, ids in enumerate(i_ids):
+                if len(ids) != int(cand[t].sum()):
+                    raise _fail(
+                        "image_ids",
+                        f"list one id per candidate of title '{t_ids[t]}' ({int(cand[t].sum())})",
+                        f"{len(ids)}",
+                    )
+        all_images = [i for ids in i_ids for i in ids]
+        dup = _first_duplicate(all_images)
+        if dup is not None:
+            raise _fail("image_ids", "be unique across the page", f"'{dup}' twice")
+
+        bad = cand & ~np.isfinite(raw_scores)
+        if bad.any():
+            t, k = map(int, np.argwhere(bad)[0])
+            raise _fail(
+                "scores",
+                "be finite for every candidate image",
+                f"{raw_scores[t, k]} for title '{t_ids[t]}' image index {k}",
+            )
+        score_arr = np.where(cand, raw_scores, 0.0)
+
+        # positions and pairs
+        ncols_default = layout.cols if isinstance(layout, GridLayout) else 8
+        if rows is None or cols is None:
+            r, c = grid_positions(n_titles, ncols_default)
+        else:
+            r = np.asarray(rows, dtype=np.int64)
+            c = np.asarray(cols, dtype=np.int64)
+            if r.shape != (n_titles,) or c.shape != (n_titles,):
+                raise _fail("rows/cols", f"have shape ({n_titles},)", f"{r.shape} and {c.shape}")
+        if pairs is not None:
+            if layout is not None:
+                raise InvalidProblemError("Give either 'layout' or 'pairs' to the page problem, not both.")
+            pair_arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+            w = (
+                np.ones(len(pair_arr))
+                if pair_weights is None
+                else np.asarray(pair_weights, dtype=np.float64).reshape(-1)
+            )
+        else:
+            lay = layout if layout is not None else GridLayout(
+                rows=int(r.max()) + 1 if n_titles else 1, cols=ncols_default
+            )
+            pair_arr, w = lay.pairs(r, c)
+        pair_arr, w = _canonical_pairs(pair_arr, w, n_titles, t_ids)
+
+        # similarity
+        if similarity is not None and embeddings is not None:
+            raise InvalidProblemError("Give either 'embeddings' or 'similarity' to the page problem, not both.")
+        emb_arr: FloatArray | None = None
+        if embeddings is not None:
+            emb_arr = np.asarray(embeddings, dtype=np.float64)
+            if emb_arr.ndim != 3 or emb_arr.shape[:2] != (n_titles, n_images):
+                raise _fail(
+                    "embeddings",
+                    f"have shape (n_titles, n_images, dim) = ({n_titles}, {n_images}, dim)",
+                    f"shape {emb_arr.shape}",
+                )
+            bad_e = cand[:, :, None] & ~np.isfinite(emb_arr)
+            if bad_e.any():
+                t, k, _ = map(int, np.argwhere(bad_e)[0])
+                raise _fail("embeddings", "be finite", f"a non-finite value for title '{t_ids[t]}' image index {k}")
+            emb_arr = np.where(cand[:, :, None], emb_arr, 0.0)
+            sim = cosine_similarity_pairs(emb_arr, pair_arr, cand)
+        elif similarity is not None:
+            sim = np.asarray(similarity, dtype=np.float64)
+            if sim.shape != (len(pair_arr), n_images, n_images):
+                raise _fail(
+                    "similarity",
+                    f"have shape (n_pairs, n_images, n_images) = ({len(pair_arr)}, {n_images}, {n_images})",
+                    f"shape {sim.shape}",
+                )
+            mask = cand[pair_arr[:, 0]][:, :, None] & cand[pair_arr[:, 1]][:, None, :]
+            if (mask & ~np.isfinite(sim)).any() or (mask & (sim < 0)).any():
+                raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
+            sim = np.where(mask, sim, 0.0)
+        else:
+            sim = np.zeros((len(pair_arr), n_images, n_images))
+
+        # stability
+        prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
+        if prev.shape != (n_titles,) or not np.issubdtype(prev.dtype, np.integer):
+            raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
+        prev = prev.astype(np.int64)
+        for t in np.flatnonzero(prev >= 0):
+            if prev[t] >= n_images or not cand[t, prev[t]]:
+                raise _fail(
+                    "previous", "name a candidate image of its title", f"index {prev[t]} for title '{t_ids[t]}'"
+                )
+        if (prev < -1).any():
+            t = int(np.flatnonzero(prev < -1)[0])
+            raise _fail("previous", "be -1 (none) or a candidate index", f"{prev[t]} for title '{t_ids[t]}'")
+        lock = np.zeros(n_titles, bool) if locked is None else np.asarray(locked)
+        if lock.shape != (n_titles,):
+            raise _fail("locked", f"have shape ({n_titles},)", f"shape {lock.shape}")
+        lock = lock.astype(bool)
+        orphan = np.flatnonzero(lock & (prev < 0))
+        if len(orphan):
+            raise _fail("locked", "lock only titles with a previous image", f"title '{t_ids[orphan[0]]}' locked with none")
+        if max_changes is not None:
+            if isinstance(max_changes, bool) or not isinstance(max_changes, (int, np.integer)) or max_changes < 0:
+                raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
+            max_changes = int(max_changes)
+        for wname, wval in (("diversity", diversity), ("churn", churn)):
+            if not isinstance(wval, (int, float, np.floating, np.integer)) or not np.isfinite(wval) or wval < 0:
+                raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
+
+        # quotas
+        tag_names, tags, tag_max = _build_quotas(image_tags, tag_quotas, cand, n_titles, n_images)
+
+        problem = cls(
+            title_ids=t_ids,
+            image_ids=i_ids,
+            scores=_readonly(score_arr),
+            candidates=_readonly(cand),
+            pairs=_readonly(pair_arr),
+            pair_weights=_readonly(w),
+            similarity=_readonly(sim),
+            previous=_readonly(prev),
+            locked=_readonly(lock),
+            max_changes=max_changes,
+            diversity=float(diversity),
+            churn=float(churn),
+            tag_names=tag_names,
+            image_tags=_readonly(tags),
+            tag_max=_readonly(tag_max),
+            rows=_readonly(r),
+            cols=_readonly(c),
+            embeddings=None if emb_arr is None else _readonly(emb_arr),
+            name=name,
+        )
+        problem._check_feasibility()
+        return problem
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_titles(self) -> int:
+        """Number of titles on the page."""
+        return len(self.title_ids)
+
+    @property
+    def n_images(self) -> int:
+        """Largest number of candidate images of a title (the padded width)."""
+        return int(self.scores.shape[1])
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of interacting title pairs."""
+        return len(self.pairs)
+
+    @property
+    def has_quotas(self) -> bool:
+        """Whether any style quota constrains the page."""
+        return len(self.tag_names) > 0
+
+    @property
+    def budget_binding_possible(self) -> bool:
+        """False when the budget can never bind (no budget, or fewer changeable titles than it)."""
+        if self.max_changes is None:
+            return False
+        return int(((self.previous >= 0) & ~self.locked).sum()) > self.max_changes
+
+    # ------------------------------------------------------------------ derived arrays
+    @cached_property
+    def changes(self) -> BoolArray:
+        """``changes[t, k]``: choosing image ``k`` for title ``t`` counts as a change."""
+        k = np.arange(self.n_images)
+        out = (self.previous[:, None] >= 0) & (k[None, :] != self.previous[:, None]) & self.candidates
+        return _readonly(out)
+
+    @cached_property
+    def allowed(self) -> BoolArray:
+        """Candidates that the locks allow."""
+        out = self.candidates.copy()
+        lt = np.flatnonzero(self.locked)
+        out[lt] = False
+        out[lt, self.previous[lt]] = True
+        return _readonly(out)
+
+    @cached_property
+    def unary(self) -> FloatArray:
+        """Per-image value: score minus the churn penalty of a change; ``-inf`` where not allowed."""
+        u = self.scores - self.churn * self.changes
+        return _readonly(np.where(self.allowed, u, -np.inf))
+
+    @cached_property
+    def pair_cost(self) -> FloatArray:
+        """``diversity * weight * similarity``, shape (n_pairs, n_images, n_images)."""
+        return _readonly(self.diversity * self.pair_weights[:, None, None] * self.similarity)
+
+    @cached_property
+    def graph(self) -> nx.Graph:
+        """The interaction graph: nodes are title indices, edges carry ``weight`` and ``pair``."""
+        g = nx.Graph()
+        g.add_nodes_from(range(self.n_titles))
+        g.add_edges_from(
+            (int(a), int(b), {"weight": float(w), "pair": p})
+            for p, ((a, b), w) in enumerate(zip(self.pairs, self.pair_weights, strict=True))
+        )
+        return g
+
+    @cached_property
+    def components(self) -> tuple[IntArray, ...]:
+        """Independent groups of titles (connected components of the graph with nonzero costs)."""
+        g = nx.Graph()
+        g.add_nodes_from(range(self.n_titles))
+        active = self.pair_cost.reshape(self.n_pairs, -1).max(axis=1) > 0 if self.n_pairs else []
+        g.add_edges_from((int(a), int(b)) for (a, b), on in zip(self.pairs, active, strict=True) if on)
+        comps = sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0])
+        return tuple(_readonly(np.asarray(c, dtype=np.int64)) for c in comps)
+
+    @cached_property
+    def is_chain(self) -> bool:
+        """True when every component is a path (each title interacts with at most two others)."""
+        g = self.graph
+        return all(d <= 2 for _, d in g.degree()) and nx.is_forest(g)
+
+    @cached_property
+    def is_forest(self) -> bool:
+        """True when the interaction graph has no cycle (tree-structured page)."""
+        return bool(nx.is_forest(self.graph))
+
+    # ------------------------------------------------------------------ ids
+    def image_index(self, t: int, image_id: str) -> int:
+        """Padded column index of ``image_id`` among title ``t``'s candidates."""
+        lookup = self._ids.get("image_index")
+        if lookup is None:
+            lookup = {}
+            for tt in range(self.n_titles):
+                cols = np.flatnonzero(self.candidates[tt])
+                for k, iid in zip(cols, self.image_ids[tt], strict=True):
+                    lookup[(tt, iid)] = int(k)
+            self._ids["image_index"] = lookup
+        try:
+            return int(lookup[(t, image_id)])
+        except KeyError:
+            raise InvalidProblemError(
+                f"Image '{image_id}' is not a candidate of title '{self.title_ids[t]}'."
+            ) from None
+
+    @cached_property
+    def image_id_table(self) -> NDArray[np.object_]:
+        """``(n_titles, n_images)`` object array of image ids (``None`` on padding)."""
+        table = np.full((self.n_titles, self.n_images), None, dtype=object)
+        for t in range(self.n_titles):
+            table[t, np.flatnonzero(self.candidates[t])] = self.image_ids[t]
+        table.flags.writeable = False
+        return table
+
+    def image_id(self, t: int, k: int) -> str:
+        """Id of the image in padded column ``k`` of title ``t``."""
+        if not (0 <= k < self.n_images) or not self.candidates[t, k]:
+            raise InvalidProblemError(f"Column {k} is not a candidate of title '{self.title_ids[t]}'.")
+        return str(self.image_id_table[t, k])
+
+    def assignment_to_ids(self, assignment: ArrayLike) -> dict[str, str]:
+        """``{title id: image id}`` for an assignment of padded column indices."""
+        a = self._as_assignment(assignment)
+        return dict(zip(self.title_ids, self.image_id_table[np.arange(self.n_titles), a].tolist(), strict=True))
+
+    def assignment_from_ids(self, mapping: Mapping[str, str]) -> IntArray:
+        """Padded column indices from ``{title id: image id}`` (every title must be present)."""
+        missing = [t for t in self.title_ids if t not in mapping]
+        if missing:
+            raise InvalidProblemError(f"The assignment has no image for title '{missing[0]}'.")
+        extra = set(mapping) - set(self.title_ids)
+        if extra:
+            raise InvalidProblemError(f"The assignment names an unknown title '{sorted(extra)[0]}'.")
+        return np.array([self.image_index(t, mapping[tid]) for t, tid in enumerate(self.title_ids)], dtype=np.int64)
+
+    # ------------------------------------------------------------------ objective
+    def evaluate(self, assignment: ArrayLike) -> ObjectiveParts:
+        """Objective and its parts for an assignment (padded column index per title).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = PageProblem.from_arrays(np.array([[0.3, 0.1], [0.2, 0.4]]),
+        ...                             previous=np.array([0, 0]), churn=0.05)
+        >>> parts = p.evaluate([0, 1])
+        >>> round(parts.objective, 3), parts.n_changes
+        (0.65, 1)
+        """
+        a = self._as_assignment(assignment)
+        t = np.arange(self.n_titles)
+        relevance = float(self.scores[t, a].sum())
+        if self.n_pairs:
+            p = np.arange(self.n_pairs)
+            div = float(self.pair_cost[p, a[self.pairs[:, 0]], a[self.pairs[:, 1]]].sum())
+        else:
+            div = 0.0
+        n_changes = int(self.changes[t, a].sum())
+        churn = self.churn * n_changes
+        return ObjectiveParts(relevance - div - churn, relevance, div, churn, n_changes)
+
+    def violations(self, assignment: ArrayLike) -> list[str]:
+        """Every constraint the assignment breaks, in words (empty when it is a valid page)."""
+        a = np.asarray(assignment)
+        out: list[str] = []
+        if a.shape != (self.n_titles,) or not np.issubdtype(a.dtype, np.integer):
+            return [f"assignment must be {self.n_titles} integers; got {a.dtype} of shape {a.shape}"]
+        bad = (a < 0) | (a >= self.n_images)
+        if bad.any():
+            return [f"title '{self.title_ids[int(np.flatnonzero(bad)[0])]}' has no valid image index"]
+        t = np.arange(self.n_titles)
+        not_cand = ~self.candidates[t, a]
+        if not_cand.any():
+            out.append(f"title '{self.title_ids[int(np.flatnonzero(not_cand)[0])]}' shows a non-candidate image")
+        moved = self.locked & (a != self.previous)
+        if moved.any():
+            out.append(f"locked title '{self.title_ids[int(np.flatnonzero(moved)[0])]}' changed its image")
+        n_changes = int((self.changes[t, a] & ~not_cand).sum())
+        if self.max_changes is not None and n_changes > self.max_changes:
+            out.append(f"{n_changes} changes exceed the budget of {self.max_changes}")
+        for g, tag in enumerate(self.tag_names):
+            count = int(self.image_tags[g, t, a].sum())
+            if count > self.tag_max[g]:
+                out.append(f"{count} titles show '{tag}' images, above the quota of {self.tag_max[g]}")
+        return out
+
+    def is_feasible(self, assignment: ArrayLike) -> bool:
+        """Whether the assignment is a valid page (see :meth:`violations`)."""
+        return not self.violations(assignment)
+
+    def _as_assignment(self, assignment: ArrayLike) -> IntArray:
+        a = np.asarray(assignment)
+        if a.shape != (self.n_titles,) or not np.issubdtype(a.dtype, np.integer):
+            raise InvalidProblemError(
+                f"The assignment must be {self.n_titles} integer image indices; got {a.dtype} of shape {a.shape}."
+            )
+        if ((a < 0) | (a >= self.n_images)).any() or not self.candidates[np.arange(self.n_titles), a].all():
+            raise InvalidProblemError("The assignment names an image that is not a candidate of its title.")
+        return a.astype(np.int64)
+
+    # ------------------------------------------------------------------ feasibility
+    def _check_feasibility(self) -> None:
+        """Fail early, naming the constraint, when locks, budget and quotas cannot all hold.
+
+        Locks and the budget are always compatible (keeping every previous image is a valid
+        choice). Quotas are checked with counting arguments that are exact for single-tag
+        quotas; the exact solver reports anything subtler as status ``infeasible``.
+        """
+        if not self.has_quotas:
+            return
+        t = np.arange(self.n_titles)
+        for g, tag in enumerate(self.tag_names):
+            tagged = self.image_tags[g] & self.allowed
+            untagged_option = (self.allowed & ~self.image_tags[g]).any(axis=1)
+            forced = ~untagged_option  # every allowed image carries the tag
+            n_forced = int(forced.sum())
+            n_locked = int((forced & self.locked).sum())
+            if n_forced > self.tag_max[g]:
+                raise InfeasibleProblemError(
+                    f"The quota for tag '{tag}' (at most {self.tag_max[g]} titles) cannot hold: "
+                    f"{n_forced} titles can only show '{tag}' images ({n_locked} of them locked)."
+                )
+            if self.max_changes is not None:
+                prev_tagged = (self.previous >= 0) & tagged[t, np.maximum(self.previous, 0)] & ~forced
+                # titles keeping a tagged previous image unless the budget pays to change them
+                # (an escape to an untagged image that is itself the previous image is impossible)
+                need = n_forced + max(0, int(prev_tagged.sum()) - self.max_changes)
+                if need > self.tag_max[g]:
+                    raise InfeasibleProblemError(
+                        f"The budget of {self.max_changes} changes and the quota for tag '{tag}' "
+                        f"(at most {self.tag_max[g]} titles) cannot both hold: {int(prev_tagged.sum())} "
+                        f"titles showed a '{tag}' image last session and {n_forced} can only show one."
+                    )
+
+    # ------------------------------------------------------------------ interchange
+    def to_dict(self) -> dict[str, Any]:
+        """The ``slate.page-problem/1`` representation (see :mod:`slate.page.io`)."""
+        from slate.page.io import problem_to_dict
+
+        return problem_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PageProblem:
+        """Build from a ``slate.page-problem/1`` mapping (see :mod:`slate.page.io`)."""
+        from slate.page.io import problem_from_dict
+
+        return problem_from_dict(data)
+
+
+def _first_duplicate(items: Sequence[str]) -> str | None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def _canonical_pairs(
+    pairs: IntArray, weights: FloatArray, n_titles: int, t_ids: tuple[str, ...]
+) -> tuple[IntArray, FloatArray]:
+    if weights.shape != (len(pairs),):
+        raise _fail("pair_weights", f"have one weight per pair ({len(pairs)})", f"shape {weights.shape}")
+    if len(pairs) and ((pairs < 0) | (pairs >= n_titles)).any():
+        raise _fail("pairs", f"index titles 0..{n_titles - 1}", f"{pairs[((pairs < 0) | (pairs >= n_titles)).any(axis=1)][0].tolist()}")
+    if (pairs[:, 0] == pairs[:, 1]).any():
+        t = int(pairs[pairs[:, 0] == pairs[:, 1]][0, 0])
+        raise _fail("pairs", "join two different titles", f"a pair of title '{t_ids[t]}' with itself")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        bad = weights[~np.isfinite(weights) | (weights < 0)][0]
+        raise _fail("pairs.weight", "be finite and >= 0", repr(float(bad)))
+    lo = np.minimum(pairs[:, 0], pairs[:, 1])
+    hi = np.maximum(pairs[:, 0], pairs[:, 1])
+    canon = np.stack([lo, hi], axis=1)
+    if len(canon):
+        uniq, counts = np.unique(canon, axis=0, return_counts=True)
+        if (counts > 1).any():
+            a, b = uniq[counts > 1][0]
+            raise _fail("pairs", "list each pair of titles once", f"('{t_ids[a]}', '{t_ids[b]}') twice")
+    order = np.lexsort((canon[:, 1], canon[:, 0])) if len(canon) else np.arange(0)
+    return canon[order].astype(np.int64), weights[order].astype(np.float64)
+
+
+def _build_quotas(
+    image_tags: Mapping[str, ArrayLike] | None,
+    tag_quotas: Mapping[str, int] | None,
+    cand: BoolArray,
+    n_titles: int,
+    n_images: int,
+) -> tuple[tuple[str, ...], BoolArray, IntArray]:
+    quotas = dict(tag_quotas or {})
+    tags_in = dict(image_tags or {})
+    names = tuple(sorted(quotas))
+    out = np.zeros((len(names), n_titles, n_images), dtype=bool)
+    maxes = np.zeros(len(names), dtype=np.int64)
+    for g, tag in enumerate(names):
+        q = quotas[tag]
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0:
+            raise _fail(f"quotas.{tag}", "be an integer >= 0", repr(q))
+        if tag not in tags_in:
+            raise _fail("image_tags", f"tag images with '{tag}', which has a quota", "no such tag")
+        arr = np.asarray(tags_in[tag])
+        if arr.shape != (n_titles, n_images):
+            raise _fail(f"image_tags.{tag}", f"have shape ({n_titles}, {n_images})", f"shape {arr.shape}")
+        out[g] = arr.astype(bool) & cand
+        maxes[g] = int(q)
+    return names, out, maxes

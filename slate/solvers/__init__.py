@@ -1,0 +1,28 @@
+"""Page solvers behind one interface and a name registry.
+
+=============  ===============================================================================
+name           what it does
+=============  ===============================================================================
+``exact``      MILP on the local-marginal-polytope linearisation, solved by HiGHS (proves optimality)
+``fast``       greedy + local search (numba), with a Lagrangian upper bound; the serving default
+``chain``      exact dynamic programming when only row neighbours interact (budget included)
+``auto``       picks by structure and size under a time budget; always returns a valid page
+``independent`` per-title argmax, the page-blind baseline
+=============  ===============================================================================
+"""
+
+from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
+from slate.solvers.independent import IndependentSolver
+from slate.solvers.result import SolveResult, Status, make_result
+
+__all__ = [
+    "IndependentSolver",
+    "SolveResult",
+    "Solver",
+    "Status",
+    "available_solvers",
+    "get_solver",
+    "make_result",
+    "register_solver",
+    "solve",
+]

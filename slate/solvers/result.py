@@ -1,0 +1,144 @@
+"""What every solver returns: a frozen :class:`SolveResult` with a :class:`Status`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from slate.page.problem import PageProblem
+
+__all__ = ["SolveResult", "Status", "make_result"]
+
+
+class Status(str, Enum):
+    """How a solve ended. Compares equal to its string value (``Status.OPTIMAL == "optimal"``)."""
+
+    OPTIMAL = "optimal"
+    """Proven optimal (within the solver's tolerance; ``bound`` equals ``objective``)."""
+    FEASIBLE = "feasible"
+    """A valid page without a proof of optimality (heuristics)."""
+    TIME_LIMIT = "time_limit"
+    """The time limit stopped the search; the page is the best valid one found."""
+    INFEASIBLE = "infeasible"
+    """No page satisfies every constraint; the assignment breaks the quotas it names in ``info``."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, eq=False)
+class SolveResult:
+    """The outcome of solving a :class:`~slate.page.PageProblem`.
+
+    Attributes
+    ----------
+    assignment : ndarray (n_titles,), int, read-only
+        Padded column index of the chosen image per title.
+    objective, relevance, diversity_penalty, churn_penalty : float
+        Recomputed from ``assignment`` by :meth:`PageProblem.evaluate`, never trusted from a backend.
+    n_changes : int
+    status : Status
+    bound : float or None
+        A proven upper bound on the optimal objective, when the solver has one.
+    solver : str
+    wall_ms : float
+        Wall time inside the solver, milliseconds.
+    info : dict
+        Solver-specific details (iterations, backend status, fallbacks taken).
+    """
+
+    assignment: NDArray[np.int64]
+    objective: float
+    relevance: float
+    diversity_penalty: float
+    churn_penalty: float
+    n_changes: int
+    status: Status
+    bound: float | None
+    solver: str
+    wall_ms: float
+    info: dict[str, Any] = field(default_factory=dict)
+    problem: PageProblem | None = field(default=None, repr=False)
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap ``(bound - objective) / max(|bound|, 1e-9)``, or None without a bound."""
+        if self.bound is None:
+            return None
+        return max(0.0, self.bound - self.objective) / max(abs(self.bound), 1e-9)
+
+    @cached_property
+    def images(self) -> dict[str, str]:
+        """``{title id: image id}``."""
+        if self.problem is None:
+            raise ValueError("This result was built without its problem; map ids with the problem.")
+        return self.problem.assignment_to_ids(self.assignment)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The object ``slate solve`` prints."""
+        return {
+            "assignment": self.images,
+            "objective": self.objective,
+            "relevance": self.relevance,
+            "diversity_penalty": self.diversity_penalty,
+            "churn_penalty": self.churn_penalty,
+            "n_changes": self.n_changes,
+            "status": self.status.value,
+            "bound": self.bound,
+            "gap": self.gap,
+            "solver": self.solver,
+            "wall_ms": self.wall_ms,
+        }
+
+
+def make_result(
+    problem: PageProblem,
+    assignment: ArrayLike,
+    *,
+    status: Status | str,
+    solver: str,
+    started: float,
+    bound: float | None = None,
+    info: dict[str, Any] | None = None,
+) -> SolveResult:
+    """Build a :class:`SolveResult`, recomputing the objective from the assignment.
+
+    ``started`` is a :func:`time.perf_counter` reading taken when the solve began. A status of
+    ``optimal`` or ``time_limit``/``feasible`` on an assignment that breaks a constraint is
+    downgraded to ``infeasible`` (a solver can never report an invalid page as valid).
+    """
+    a = np.array(assignment, dtype=np.int64)
+    a.flags.writeable = False
+    parts = problem.evaluate(a)
+    st = Status(status)
+    details = dict(info or {})
+    if st is not Status.INFEASIBLE:
+        broken = problem.violations(a)
+        if broken:
+            st = Status.INFEASIBLE
+            details["violations"] = broken
+    if bound is not None:
+        bound = float(bound)
+        # a backend's rounding may put its bound a hair below the value it found: clamp only that
+        if parts.objective - 1e-7 * max(1.0, abs(parts.objective)) <= bound < parts.objective:
+            bound = parts.objective
+    return SolveResult(
+        assignment=a,
+        objective=parts.objective,
+        relevance=parts.relevance,
+        diversity_penalty=parts.diversity_penalty,
+        churn_penalty=parts.churn_penalty,
+        n_changes=parts.n_changes,
+        status=st,
+        bound=bound,
+        solver=solver,
+        wall_ms=(time.perf_counter() - started) * 1000.0,
+        info=details,
+        problem=problem,
+    )
