@@ -6,10 +6,10 @@ from slate.page.problem import ObjectiveParts, PageProblem, cosine_similarity_pa
 from slate.page.random import LAYOUT_KINDS, make_layout, random_problem
 
 __all__ = [
+    "LAYOUT_KINDS",
     "DenseLayout",
     "ExplicitPairs",
     "GridLayout",
-    "LAYOUT_KINDS",
     "Layout",
     "ObjectiveParts",
     "PageProblem",
@@ -18,8 +18,8 @@ __all__ = [
     "make_layout",
     "problem_from_dict",
     "problem_to_dict",
-    "read_optimum",
     "random_problem",
+    "read_optimum",
     "read_problem",
     "write_problem",
 ]

@@ -105,7 +105,9 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
     except ValidationError as err:
         raise InvalidProblemError(_validation_message(err)) from None
     if doc.format != FORMAT:
-        raise InvalidProblemError(f"The page-problem field 'format' must be '{FORMAT}'; got '{doc.format}' instead.")
+        raise InvalidProblemError(
+            f"The page-problem field 'format' must be '{FORMAT}'; got '{doc.format}' instead."
+        )
     if not doc.titles:
         raise InvalidProblemError("The page-problem field 'titles' must list at least one title; got none.")
 
@@ -114,7 +116,9 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
     dims = {len(i.embedding) for t in doc.titles for i in t.images if i.embedding is not None}
     has_emb = [i.embedding is not None for t in doc.titles for i in t.images]
     if any(has_emb) and not all(has_emb):
-        raise InvalidProblemError("The page-problem field 'embedding' must be given for every image or for none.")
+        raise InvalidProblemError(
+            "The page-problem field 'embedding' must be given for every image or for none."
+        )
     if len(dims) > 1:
         raise InvalidProblemError(
             f"The page-problem field 'embedding' must have one dimension for every image; got dimensions {sorted(dims)}."
@@ -132,7 +136,9 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
     have_pos = all(t.row is not None and t.col is not None for t in doc.titles)
     for ti, title in enumerate(doc.titles):
         if not title.images:
-            raise InvalidProblemError(f"The page-problem field 'titles[{ti}].images' is empty for title '{title.id}'.")
+            raise InvalidProblemError(
+                f"The page-problem field 'titles[{ti}].images' is empty for title '{title.id}'."
+            )
         ids = [i.id for i in title.images]
         for k, image in enumerate(title.images):
             scores[ti, k] = image.score
@@ -156,7 +162,9 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
     for pi, pair in enumerate(doc.pairs):
         for side in (pair.a, pair.b):
             if side not in index:
-                raise InvalidProblemError(f"The page-problem field 'pairs[{pi}]' names an unknown title '{side}'.")
+                raise InvalidProblemError(
+                    f"The page-problem field 'pairs[{pi}]' names an unknown title '{side}'."
+                )
         pairs.append((index[pair.a], index[pair.b]))
     return PageProblem.from_arrays(
         scores,

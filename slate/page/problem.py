@@ -41,9 +41,7 @@ def _readonly(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
-def cosine_similarity_pairs(
-    embeddings: FloatArray, pairs: IntArray, candidates: BoolArray
-) -> FloatArray:
+def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates: BoolArray) -> FloatArray:
     """``max(0, cosine)`` between every image of title ``a`` and every image of title ``b``.
 
     Parameters
@@ -237,7 +235,9 @@ class PageProblem:
         """
         raw_scores = np.asarray(scores, dtype=np.float64)
         if raw_scores.ndim != 2 or raw_scores.shape[0] == 0 or raw_scores.shape[1] == 0:
-            raise _fail("scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw_scores.shape}")
+            raise _fail(
+                "scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw_scores.shape}"
+            )
         n_titles, n_images = raw_scores.shape
 
         if candidates is None:
@@ -245,7 +245,9 @@ class PageProblem:
         else:
             cand = np.asarray(candidates)
             if cand.shape != raw_scores.shape:
-                raise _fail("candidates", f"have the shape of scores {raw_scores.shape}", f"shape {cand.shape}")
+                raise _fail(
+                    "candidates", f"have the shape of scores {raw_scores.shape}", f"shape {cand.shape}"
+                )
             cand = cand.astype(bool)
         empty = np.flatnonzero(~cand.any(axis=1))
 
@@ -257,7 +259,9 @@ class PageProblem:
             if len(t_ids) != n_titles:
                 raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
         if len(empty):
-            raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'")
+            raise _fail(
+                "candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'"
+            )
         dup = _first_duplicate(t_ids)
         if dup is not None:
             raise _fail("title_ids", "be unique", f"'{dup}' twice")
@@ -310,15 +314,19 @@ class PageProblem:
                 else np.asarray(pair_weights, dtype=np.float64).reshape(-1)
             )
         else:
-            lay = layout if layout is not None else GridLayout(
-                rows=int(r.max()) + 1 if n_titles else 1, cols=ncols_default
+            lay = (
+                layout
+                if layout is not None
+                else GridLayout(rows=int(r.max()) + 1 if n_titles else 1, cols=ncols_default)
             )
             pair_arr, w = lay.pairs(r, c)
         pair_arr, w = _canonical_pairs(pair_arr, w, n_titles, t_ids)
 
         # similarity
         if similarity is not None and embeddings is not None:
-            raise InvalidProblemError("Give either 'embeddings' or 'similarity' to the page problem, not both.")
+            raise InvalidProblemError(
+                "Give either 'embeddings' or 'similarity' to the page problem, not both."
+            )
         emb_arr: FloatArray | None = None
         if embeddings is not None:
             emb_arr = np.asarray(embeddings, dtype=np.float64)
@@ -331,7 +339,9 @@ class PageProblem:
             bad_e = cand[:, :, None] & ~np.isfinite(emb_arr)
             if bad_e.any():
                 t, k, _ = map(int, np.argwhere(bad_e)[0])
-                raise _fail("embeddings", "be finite", f"a non-finite value for title '{t_ids[t]}' image index {k}")
+                raise _fail(
+                    "embeddings", "be finite", f"a non-finite value for title '{t_ids[t]}' image index {k}"
+                )
             emb_arr = np.where(cand[:, :, None], emb_arr, 0.0)
             sim = cosine_similarity_pairs(emb_arr, pair_arr, cand)
         elif similarity is not None:
@@ -352,12 +362,18 @@ class PageProblem:
         # stability
         prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
         if prev.shape != (n_titles,) or not np.issubdtype(prev.dtype, np.integer):
-            raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
+            raise _fail(
+                "previous",
+                f"be an integer array of shape ({n_titles},)",
+                f"{prev.dtype} of shape {prev.shape}",
+            )
         prev = prev.astype(np.int64)
-        for t in np.flatnonzero(prev >= 0):
-            if prev[t] >= n_images or not cand[t, prev[t]]:
+        for ti in np.flatnonzero(prev >= 0).tolist():
+            if prev[ti] >= n_images or not cand[ti, prev[ti]]:
                 raise _fail(
-                    "previous", "name a candidate image of its title", f"index {prev[t]} for title '{t_ids[t]}'"
+                    "previous",
+                    "name a candidate image of its title",
+                    f"index {prev[ti]} for title '{t_ids[ti]}'",
                 )
         if (prev < -1).any():
             t = int(np.flatnonzero(prev < -1)[0])
@@ -368,13 +384,25 @@ class PageProblem:
         lock = lock.astype(bool)
         orphan = np.flatnonzero(lock & (prev < 0))
         if len(orphan):
-            raise _fail("locked", "lock only titles with a previous image", f"title '{t_ids[orphan[0]]}' locked with none")
+            raise _fail(
+                "locked",
+                "lock only titles with a previous image",
+                f"title '{t_ids[orphan[0]]}' locked with none",
+            )
         if max_changes is not None:
-            if isinstance(max_changes, bool) or not isinstance(max_changes, (int, np.integer)) or max_changes < 0:
+            if (
+                isinstance(max_changes, bool)
+                or not isinstance(max_changes, (int, np.integer))
+                or max_changes < 0
+            ):
                 raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
             max_changes = int(max_changes)
         for wname, wval in (("diversity", diversity), ("churn", churn)):
-            if not isinstance(wval, (int, float, np.floating, np.integer)) or not np.isfinite(wval) or wval < 0:
+            if (
+                not isinstance(wval, (int, float, np.floating, np.integer))
+                or not np.isfinite(wval)
+                or wval < 0
+            ):
                 raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
 
         # quotas
@@ -528,7 +556,9 @@ class PageProblem:
     def assignment_to_ids(self, assignment: ArrayLike) -> dict[str, str]:
         """``{title id: image id}`` for an assignment of padded column indices."""
         a = self._as_assignment(assignment)
-        return dict(zip(self.title_ids, self.image_id_table[np.arange(self.n_titles), a].tolist(), strict=True))
+        return dict(
+            zip(self.title_ids, self.image_id_table[np.arange(self.n_titles), a].tolist(), strict=True)
+        )
 
     def assignment_from_ids(self, mapping: Mapping[str, str]) -> IntArray:
         """Padded column indices from ``{title id: image id}`` (every title must be present)."""
@@ -538,7 +568,9 @@ class PageProblem:
         extra = set(mapping) - set(self.title_ids)
         if extra:
             raise InvalidProblemError(f"The assignment names an unknown title '{sorted(extra)[0]}'.")
-        return np.array([self.image_index(t, mapping[tid]) for t, tid in enumerate(self.title_ids)], dtype=np.int64)
+        return np.array(
+            [self.image_index(t, mapping[tid]) for t, tid in enumerate(self.title_ids)], dtype=np.int64
+        )
 
     # ------------------------------------------------------------------ objective
     def evaluate(self, assignment: ArrayLike) -> ObjectiveParts:
@@ -577,7 +609,9 @@ class PageProblem:
         t = np.arange(self.n_titles)
         not_cand = ~self.candidates[t, a]
         if not_cand.any():
-            out.append(f"title '{self.title_ids[int(np.flatnonzero(not_cand)[0])]}' shows a non-candidate image")
+            out.append(
+                f"title '{self.title_ids[int(np.flatnonzero(not_cand)[0])]}' shows a non-candidate image"
+            )
         moved = self.locked & (a != self.previous)
         if moved.any():
             out.append(f"locked title '{self.title_ids[int(np.flatnonzero(moved)[0])]}' changed its image")
@@ -668,7 +702,11 @@ def _canonical_pairs(
     if weights.shape != (len(pairs),):
         raise _fail("pair_weights", f"have one weight per pair ({len(pairs)})", f"shape {weights.shape}")
     if len(pairs) and ((pairs < 0) | (pairs >= n_titles)).any():
-        raise _fail("pairs", f"index titles 0..{n_titles - 1}", f"{pairs[((pairs < 0) | (pairs >= n_titles)).any(axis=1)][0].tolist()}")
+        raise _fail(
+            "pairs",
+            f"index titles 0..{n_titles - 1}",
+            f"{pairs[((pairs < 0) | (pairs >= n_titles)).any(axis=1)][0].tolist()}",
+        )
     if (pairs[:, 0] == pairs[:, 1]).any():
         t = int(pairs[pairs[:, 0] == pairs[:, 1]][0, 0])
         raise _fail("pairs", "join two different titles", f"a pair of title '{t_ids[t]}' with itself")

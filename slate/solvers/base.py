@@ -20,7 +20,10 @@ class Solver(Protocol):
     with the best valid page found so far.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The registry name of the solver."""
+        ...
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         """Solve ``problem`` within ``time_limit_ms`` milliseconds (None: no limit)."""

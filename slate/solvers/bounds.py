@@ -48,6 +48,8 @@ def trivial_upper_bound(problem: PageProblem) -> float:
     _, value = budgeted_unary_optimum(problem)
     if problem.n_pairs == 0:
         return value
-    allowed_pair = problem.allowed[problem.pairs[:, 0]][:, :, None] & problem.allowed[problem.pairs[:, 1]][:, None, :]
+    allowed_pair = (
+        problem.allowed[problem.pairs[:, 0]][:, :, None] & problem.allowed[problem.pairs[:, 1]][:, None, :]
+    )
     least = np.where(allowed_pair, problem.pair_cost, np.inf).reshape(problem.n_pairs, -1).min(axis=1)
     return value - float(least.sum())

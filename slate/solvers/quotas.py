@@ -30,11 +30,11 @@ def repair_quotas(problem: PageProblem, assignment: np.ndarray) -> tuple[np.ndar
     tags = problem.image_tags  # (G, T, K)
     for _ in range(problem.n_titles * max(1, len(problem.tag_names))):
         counts = quota_counts(problem, a)
-        over = counts > problem.tag_max
+        over: np.ndarray = np.asarray(counts > problem.tag_max)
         if not over.any():
             return a, True
-        at_cap = counts >= problem.tag_max
-        current_tags = tags[:, t, a]  # (G, T)
+        at_cap: np.ndarray = np.asarray(counts >= problem.tag_max)
+        current_tags: np.ndarray = np.asarray(tags[:, t, a], dtype=bool)  # (G, T)
         # a title is worth moving if it shows an over-quota tag
         movers = (current_tags & over[:, None]).any(axis=0)
         # new image must not add a tag that is at its cap (unless the title already carries it)
