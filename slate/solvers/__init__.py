@@ -12,10 +12,12 @@ name           what it does
 """
 
 from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
+from slate.solvers.chain import ChainSolver
 from slate.solvers.independent import IndependentSolver
 from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = [
+    "ChainSolver",
     "IndependentSolver",
     "SolveResult",
     "Solver",
