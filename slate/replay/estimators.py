@@ -1,0 +1,736 @@
+"""Off-policy estimators of a target policy's take fraction from impression logs.
+
+All estimators share one interface (:class:`Estimator`) and one registry, with long names and
+short aliases (``"InverseProbabilityWeighting"`` / ``"ips"``). Each one reduces the log to
+per-page sums ``U_p``, ``V_p`` whose ratio ``sum U / sum V`` is the estimate (see
+:mod:`slate.replay.stats`), so standard errors and bootstrap intervals are computed the same way
+for all of them, pages being the independent units.
+
+The value estimated is the *take fraction*: the expected reward (quality play) per
+(page impression, title) under the target policy. ``Estimate.page_value`` scales it to quality
+plays per page.
+
+Assumptions, per estimator:
+
+* ``replay``, ``ips``, ``snips``, ``dm``, ``dr`` treat each title on its own: a title's reward
+  depends on its own image only (no interaction between the titles of a page). This is the
+  *per-title independent* whole-page estimator.
+* ``neighbourhood`` lets a title's reward depend on the images of its layout neighbours too; it
+  weights each row by the product of the propensity ratios of the title and its neighbours, which
+  requires the logging policy to choose images independently across titles (the per-title
+  propensities then multiply).
+* ``page`` (exact whole-page match) lets a title's reward depend on the whole page.
+* ``pi`` (pseudoinverse) uses only the page's total reward and assumes it is additive over titles,
+  with independent logging across titles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats as sps
+
+from slate.errors import SlateError
+from slate.logs.log import ImpressionLog
+from slate.replay.policy import ActionDistribution, InvalidReplayInputError
+from slate.replay.stats import bootstrap_ratio, interval_from, ratio_se, weight_diagnostics
+
+__all__ = [
+    "Contributions",
+    "DirectMethod",
+    "DoublyRobust",
+    "Estimate",
+    "Estimator",
+    "InverseProbabilityWeighting",
+    "LayoutNeighbourhood",
+    "PerTitleEstimates",
+    "PseudoInverse",
+    "ReplayData",
+    "ReplayMethod",
+    "SelfNormalizedIPS",
+    "UnknownEstimatorError",
+    "WholePageMatch",
+    "available_estimators",
+    "get_estimator",
+    "register_estimator",
+]
+
+
+class UnknownEstimatorError(SlateError, KeyError):
+    """An estimator name that is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# ====================================================================== data
+@dataclass(frozen=True, eq=False)
+class ReplayData:
+    """A log and a target policy on it (and, for DM/DR, a reward model), ready to estimate.
+
+    Build it with :meth:`build`, which keeps only the rows the target decides.
+
+    Attributes
+    ----------
+    log : ImpressionLog
+    target : ActionDistribution
+    reward_model : ndarray (n, k_max) or None
+        Predicted reward of every candidate on every row.
+    """
+
+    log: ImpressionLog
+    target: ActionDistribution
+    reward_model: NDArray[np.float64] | None = None
+
+    @classmethod
+    def build(
+        cls, log: ImpressionLog, target: ActionDistribution,
+        reward_model: NDArray[np.float64] | None = None,
+    ) -> ReplayData:
+        """Check that the target describes the log; drop rows without a decision."""
+        target.check_log(log)
+        if target.decided is not None and not target.decided.all():
+            keep = np.flatnonzero(target.decided)
+            log = log.take(keep)
+            target = ActionDistribution(
+                prob_logged=target.prob_logged[keep],
+                probs=None if target.probs is None else target.probs[keep],
+                choice=None if target.choice is None else target.choice[keep],
+                name=target.name,
+                k_max=target.k_max,
+            )
+            if reward_model is not None:
+                reward_model = reward_model[keep]
+        if log.n_rows == 0:
+            raise InvalidReplayInputError(
+                f"The log must have at least one row the target '{target.name}' decides; got 0."
+            )
+        return cls(log, target, reward_model)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows used."""
+        return self.log.n_rows
+
+    @cached_property
+    def reward(self) -> NDArray[np.float64]:
+        """Rewards as float64."""
+        return self.log.reward.astype(np.float64)
+
+    @cached_property
+    def weight(self) -> NDArray[np.float64]:
+        """Importance weight ``pi(logged) / mu(logged)`` per row."""
+        return self.target.prob_logged / self.log.propensity
+
+    @property
+    def cluster(self) -> NDArray[np.int64]:
+        """Page index per row (pages are the independent units)."""
+        return self.log.page_index
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of pages."""
+        return self.log.n_pages
+
+    def need_probs(self, who: str) -> NDArray[np.float64]:
+        """The target's full distribution, or a clear error naming the estimator."""
+        probs = self.target.probabilities()
+        if probs is None:
+            raise InvalidReplayInputError(
+                f"The {who} estimator needs the target's full distribution over the candidates; "
+                f"got only the probability of the logged image for '{self.target.name}'."
+            )
+        return probs
+
+    def need_reward_model(self, who: str) -> NDArray[np.float64]:
+        """The reward model's predictions, or a clear error naming the estimator."""
+        if self.reward_model is None:
+            raise InvalidReplayInputError(
+                f"The {who} estimator needs a reward model; got none (pass reward_model=...)."
+            )
+        return self.reward_model
+
+
+@dataclass(frozen=True, eq=False)
+class Contributions:
+    """What an estimator reduces the log to: per-page sums (and per-row terms when it has them).
+
+    ``value = U.sum() / V.sum()``. ``u``, ``v`` (per row, summing to ``U``, ``V`` per page)
+    allow per-title estimates; ``weights`` feed the diagnostics; ``matched`` marks the rows that
+    carry weight (or were accepted, for replay).
+    """
+
+    U: NDArray[np.float64]
+    V: NDArray[np.float64]
+    u: NDArray[np.float64] | None
+    v: NDArray[np.float64] | None
+    weights: NDArray[np.float64] | None
+    matched: NDArray[np.bool_]
+
+    @classmethod
+    def from_rows(
+        cls, data: ReplayData, u: NDArray[np.float64], v: NDArray[np.float64],
+        weights: NDArray[np.float64] | None, matched: NDArray[np.bool_],
+    ) -> Contributions:
+        """Sum row terms per page."""
+        P = data.n_clusters
+        U = np.asarray(np.bincount(data.cluster, u, minlength=P), dtype=np.float64)
+        V = np.asarray(np.bincount(data.cluster, v, minlength=P), dtype=np.float64)
+        return cls(U, V, u, v, weights, matched)
+
+
+# ====================================================================== results
+@dataclass(frozen=True)
+class Estimate:
+    """One estimator's estimate of the target's take fraction, with its uncertainty.
+
+    Attributes
+    ----------
+    estimator : str
+        Registry alias of the estimator.
+    value : float
+        Estimated expected reward per (page impression, title).
+    se : float
+        Cluster-robust (pages) standard error.
+    interval : (float, float)
+        Bootstrap percentile interval at ``level`` (normal ``value ± z se`` when
+        ``n_bootstrap == 0``; see ``interval_method``).
+    level, n_bootstrap, seed, interval_method
+    ess : float
+        Effective sample size of the weights (rows for the direct method).
+    n_rows, n_pages : int
+        Rows and pages used.
+    n_matched : int
+        Rows carrying weight: whose logged image the target could show (accepted, for replay).
+    max_weight, top1_weight_share : float
+        Largest weight, and share of the total weight on the largest 1% of rows.
+    weights_exploded : bool
+        Warning: ESS below 1% of the rows (or below 10), or the top 1% of rows carry more than
+        half the weight. The estimate then rests on few rows.
+    page_value : float
+        Expected quality plays per page (``value`` times the mean number of titles per page).
+    page_interval : (float, float)
+    """
+
+    estimator: str
+    value: float
+    se: float
+    interval: tuple[float, float]
+    level: float
+    n_bootstrap: int
+    seed: int | None
+    interval_method: str
+    ess: float
+    n_rows: int
+    n_pages: int
+    n_matched: int
+    max_weight: float
+    top1_weight_share: float
+    weights_exploded: bool
+    page_value: float
+    page_interval: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class PerTitleEstimates:
+    """Per-title estimates (normal intervals), one entry per title of the log, as arrays.
+
+    Attributes
+    ----------
+    title_ids : tuple of str
+    value, se, lower, upper : ndarray (n_titles,)
+        NaN for a title with no weight at all.
+    n_rows, n_matched : ndarray (n_titles,), int
+    ess : ndarray (n_titles,)
+    """
+
+    title_ids: tuple[str, ...]
+    value: NDArray[np.float64]
+    se: NDArray[np.float64]
+    lower: NDArray[np.float64]
+    upper: NDArray[np.float64]
+    n_rows: NDArray[np.int64]
+    n_matched: NDArray[np.int64]
+    ess: NDArray[np.float64]
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """``{title: {value, se, lower, upper, n_rows, n_matched, ess}}``."""
+        out = {}
+        for i, t in enumerate(self.title_ids):
+            out[t] = {
+                "value": float(self.value[i]), "se": float(self.se[i]),
+                "lower": float(self.lower[i]), "upper": float(self.upper[i]),
+                "n_rows": int(self.n_rows[i]), "n_matched": int(self.n_matched[i]),
+                "ess": float(self.ess[i]),
+            }
+        return out
+
+
+# ====================================================================== interface
+@runtime_checkable
+class Estimator(Protocol):
+    """An off-policy estimator: ``estimate(data, n_bootstrap=, seed=, level=) -> Estimate``."""
+
+    name: str
+
+    def estimate(
+        self, data: ReplayData, *, n_bootstrap: int = 1000, seed: int | None = 0,
+        level: float = 0.95,
+    ) -> Estimate:
+        """Estimate the target's take fraction on ``data``."""
+        ...
+
+
+def _check_options(n_bootstrap: int, level: float) -> None:
+    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+        raise InvalidReplayInputError(
+            f"The 'n_bootstrap' parameter must be an integer >= 0; got {n_bootstrap!r} instead."
+        )
+    if not 0.0 < float(level) < 1.0:
+        raise InvalidReplayInputError(
+            f"The 'level' parameter must be in (0, 1); got {level!r} instead."
+        )
+
+
+class BaseEstimator:
+    """Shared machinery: subclasses implement :meth:`contributions`."""
+
+    name: ClassVar[str] = "base"
+    long_name: ClassVar[str] = "BaseEstimator"
+    needs_probs: ClassVar[bool] = False
+    needs_reward_model: ClassVar[bool] = False
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        """Reduce the log to per-page sums (and per-row terms)."""
+        raise NotImplementedError
+
+    def estimate(
+        self, data: ReplayData, *, n_bootstrap: int = 1000, seed: int | None = 0,
+        level: float = 0.95,
+    ) -> Estimate:
+        """Value, cluster-robust standard error, seeded bootstrap interval and diagnostics."""
+        _check_options(n_bootstrap, level)
+        c = self.contributions(data, seed)
+        total_v = float(c.V.sum())
+        value = float(c.U.sum()) / total_v if total_v != 0 else float("nan")
+        se = ratio_se(c.U, c.V)
+        boot_seed = (
+            None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+        )
+        reps = bootstrap_ratio(c.U, c.V, int(n_bootstrap), boot_seed)
+        interval, method = interval_from(value, se, reps, float(level))
+        diag = weight_diagnostics(c.weights, data.n_rows)
+        per_page = data.n_rows / max(data.n_clusters, 1)
+        return Estimate(
+            estimator=self.name,
+            value=value,
+            se=se,
+            interval=interval,
+            level=float(level),
+            n_bootstrap=int(n_bootstrap),
+            seed=seed,
+            interval_method=method,
+            ess=diag.ess,
+            n_rows=data.n_rows,
+            n_pages=data.n_clusters,
+            n_matched=int(c.matched.sum()),
+            max_weight=diag.max_weight,
+            top1_weight_share=diag.top1_share,
+            weights_exploded=diag.exploded,
+            page_value=value * per_page,
+            page_interval=(interval[0] * per_page, interval[1] * per_page),
+        )
+
+    def per_title(
+        self, data: ReplayData, *, seed: int | None = 0, level: float = 0.95
+    ) -> PerTitleEstimates | None:
+        """Per-title estimates (None for page-level estimators without per-row terms).
+
+        A page holds a title at most once, so within a title the rows are independent and the
+        standard error is the row-level linearised one.
+        """
+        _check_options(0, level)
+        c = self.contributions(data, seed)
+        if c.u is None or c.v is None:
+            return None
+        log = data.log
+        T = len(log.title_ids)
+        t = log.title
+        U = np.bincount(t, c.u, T)
+        V = np.bincount(t, c.v, T)
+        n = np.bincount(t, minlength=T)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(V != 0, U / np.where(V != 0, V, 1.0), np.nan)
+            resid = c.u - np.nan_to_num(value)[t] * c.v
+            ss = np.bincount(t, resid * resid, T)
+            se = np.where((n > 1) & (V != 0), np.sqrt(n / np.maximum(n - 1, 1) * ss) / np.abs(V),
+                          np.nan)
+        z = float(sps.norm.ppf(0.5 + float(level) / 2))
+        if c.weights is not None:
+            sw = np.bincount(t, c.weights, T)
+            sw2 = np.bincount(t, c.weights * c.weights, T)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ess = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
+        else:
+            ess = n.astype(np.float64)
+        return PerTitleEstimates(
+            title_ids=log.title_ids,
+            value=value, se=se, lower=value - z * se, upper=value + z * se,
+            n_rows=n.astype(np.int64),
+            n_matched=np.bincount(t, c.matched.astype(np.float64), T).astype(np.int64),
+            ess=ess,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ====================================================================== per-title estimators
+class InverseProbabilityWeighting(BaseEstimator):
+    """IPS: ``mean(w r)`` with ``w = pi(a|x) / mu(a|x)`` (Horvitz & Thompson 1952).
+
+    Unbiased when the logging propensities are right and positive wherever the target acts.
+
+    References
+    ----------
+    Horvitz, D. G. & Thompson, D. J. (1952). A generalization of sampling without replacement
+    from a finite universe. JASA 47(260).
+    """
+
+    name = "ips"
+    long_name = "InverseProbabilityWeighting"
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        w = data.weight
+        return Contributions.from_rows(data, w * data.reward, np.ones(data.n_rows), w, w > 0)
+
+
+class SelfNormalizedIPS(BaseEstimator):
+    """SNIPS: ``sum(w r) / sum(w)``; slightly biased, much lower variance than IPS.
+
+    References
+    ----------
+    Swaminathan, A. & Joachims, T. (2015). The self-normalized estimator for counterfactual
+    learning. NeurIPS.
+    """
+
+    name = "snips"
+    long_name = "SelfNormalizedIPS"
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        w = data.weight
+        return Contributions.from_rows(data, w * data.reward, w, w, w > 0)
+
+
+class DirectMethod(BaseEstimator):
+    """DM: ``mean_i sum_k pi(k|x_i) q(x_i, k)`` from a reward model ``q``; no weights, biased
+    as much as the model is wrong.
+
+    References
+    ----------
+    Dudík, M., Langford, J. & Li, L. (2011). Doubly robust policy evaluation and learning. ICML.
+    """
+
+    name = "dm"
+    long_name = "DirectMethod"
+    needs_probs = True
+    needs_reward_model = True
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        probs = data.need_probs("direct-method")
+        q = data.need_reward_model("direct-method")
+        u = np.einsum("ik,ik->i", probs, q)
+        return Contributions.from_rows(data, u, np.ones(data.n_rows), None,
+                                       np.ones(data.n_rows, bool))
+
+
+class DoublyRobust(BaseEstimator):
+    """DR: the direct method corrected by IPS on the model's residual at the logged image.
+
+    ``mean_i [sum_k pi(k|x_i) q(x_i, k) + w_i (r_i - q(x_i, a_i))]``; unbiased when either the
+    propensities or the reward model are right.
+
+    References
+    ----------
+    Dudík, M., Langford, J. & Li, L. (2011). Doubly robust policy evaluation and learning. ICML.
+    """
+
+    name = "dr"
+    long_name = "DoublyRobust"
+    needs_probs = True
+    needs_reward_model = True
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        probs = data.need_probs("doubly-robust")
+        q = data.need_reward_model("doubly-robust")
+        w = data.weight
+        rows = np.arange(data.n_rows)
+        u = np.einsum("ik,ik->i", probs, q) + w * (data.reward - q[rows, data.log.shown])
+        return Contributions.from_rows(data, u, np.ones(data.n_rows), w, w > 0)
+
+
+class ReplayMethod(BaseEstimator):
+    """Replay (Li et al. 2011): the mean reward of the logged events the target would have
+    produced.
+
+    With uniform logging and a deterministic target, an event counts when the target picks the
+    logged image (Li et al.'s replay). In general (non-uniform logging, stochastic targets) an
+    event is accepted with probability ``w / M``, ``M`` the largest weight (rejection sampling):
+    accepted events are distributed as if the target had chosen. Acceptance draws are seeded.
+    When the log has full logging distributions, ``M`` bounds the ratio over every candidate.
+
+    References
+    ----------
+    Li, L., Chu, W., Langford, J. & Wang, X. (2011). Unbiased offline evaluation of
+    contextual-bandit-based news article recommendation algorithms. WSDM.
+    """
+
+    name = "replay"
+    long_name = "ReplayMethod"
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        w = data.weight
+        M = float(w.max()) if len(w) else 0.0
+        logp = data.log.propensities
+        if logp is not None and data.target.choice is not None:
+            # deterministic target: the largest ratio is at its choice
+            rows = np.arange(data.n_rows)
+            M = max(M, float((1.0 / logp[rows, data.target.choice]).max()))
+        elif logp is not None and data.target.probs is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(logp > 0, data.target.probs / np.where(logp > 0, logp, 1.0), 0.0)
+            M = max(M, float(ratio.max()))
+        if M <= 0:
+            accept = np.zeros(data.n_rows, bool)
+        else:
+            p = w / M
+            if np.all((p == 0) | (p == 1)):  # uniform logging, deterministic target: no draws
+                accept = p == 1
+            else:
+                rng = np.random.default_rng(None if seed is None else [seed, 2])
+                accept = rng.random(data.n_rows) < p
+        a = accept.astype(np.float64)
+        return Contributions.from_rows(data, a * data.reward, a, w, accept)
+
+
+# ====================================================================== whole-page estimators
+def neighbour_rows(log: ImpressionLog, offsets: Sequence[tuple[int, int]]) -> NDArray[np.int64]:
+    """``(n, len(offsets))`` row index of the title at ``(row + dr, col + dc)`` on the same page,
+    ``-1`` where there is none. Vectorised: one sort, one ``searchsorted`` per offset.
+
+    Examples
+    --------
+    >>> from slate.logs import read_impressions
+    >>> from slate.logs.parquet import example_table
+    >>> log, _ = read_impressions(example_table())
+    >>> neighbour_rows(log, [(0, -1), (0, 1)]).tolist()
+    [[-1, 1], [0, -1], [-1, 3], [2, -1]]
+    """
+    n = log.n_rows
+    if n == 0:
+        return np.zeros((0, len(offsets)), np.int64)
+    pad = max([abs(dr) for dr, _ in offsets] + [abs(dc) for _, dc in offsets] + [0])
+    R = int(log.row.max()) + 1 + 2 * pad
+    C = int(log.col.max()) + 1 + 2 * pad
+    base = log.page_index * (R * C)
+    key = base + (log.row.astype(np.int64) + pad) * C + (log.col.astype(np.int64) + pad)
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    out = np.full((n, len(offsets)), -1, dtype=np.int64)
+    for j, (dr, dc) in enumerate(offsets):
+        target = key + dr * C + dc
+        pos = np.minimum(np.searchsorted(skey, target), n - 1)
+        found = skey[pos] == target
+        out[:, j] = np.where(found, order[pos], -1)
+    return out
+
+
+NEIGHBOURHOODS: dict[str, tuple[tuple[int, int], ...]] = {
+    "row": ((0, -1), (0, 1)),
+    "grid": ((0, -1), (0, 1), (-1, 0), (1, 0)),
+}
+"""Named neighbourhoods: left/right in the row, or also above/below."""
+
+
+class LayoutNeighbourhood(BaseEstimator):
+    """Match a title *and its layout neighbours*: weight its reward by the product of the
+    propensity ratios over the neighbourhood.
+
+    Assumption: a title's reward depends on its own image and its neighbours' images only, and
+    the logging policy chose each title's image independently (so per-title propensities
+    multiply). Then ``mean(prod_{j in N[i]} w_j * r_i)`` is unbiased, where the per-title
+    estimator is biased as soon as neighbours matter. The price is variance: the weights are
+    products, watch ``weights_exploded``.
+
+    Parameters
+    ----------
+    neighbours : "row", "grid" or sequence of (d_row, d_col), default "row"
+        Who counts as a neighbour: left/right in the row; also above/below; or explicit offsets.
+    self_normalized : bool, default False
+        Divide by the sum of the weights (SNIPS form) instead of the number of rows.
+    """
+
+    name = "neighbourhood"
+    long_name = "LayoutNeighbourhood"
+
+    def __init__(
+        self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False
+    ) -> None:
+        if isinstance(neighbours, str):
+            if neighbours not in NEIGHBOURHOODS:
+                raise InvalidReplayInputError(
+                    f"The 'neighbours' parameter of LayoutNeighbourhood must be one of "
+                    f"{sorted(NEIGHBOURHOODS)} or a sequence of (d_row, d_col); got {neighbours!r}."
+                )
+            offsets = NEIGHBOURHOODS[neighbours]
+        else:
+            offsets = tuple((int(a), int(b)) for a, b in neighbours)
+            if any((a, b) == (0, 0) for a, b in offsets):
+                raise InvalidReplayInputError(
+                    "The 'neighbours' offsets of LayoutNeighbourhood must not include (0, 0)."
+                )
+        self.neighbours = neighbours
+        self.offsets = offsets
+        self.self_normalized = bool(self_normalized)
+
+    def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
+        """Product of the weights of each row and its neighbours."""
+        w = data.weight
+        nb = neighbour_rows(data.log, self.offsets)
+        wext = np.r_[w, 1.0]  # a missing neighbour contributes a factor 1
+        return w * np.prod(wext[nb], axis=1)
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        W = self.row_weights(data)
+        v = W if self.self_normalized else np.ones(data.n_rows)
+        return Contributions.from_rows(data, W * data.reward, v, W, W > 0)
+
+    def __repr__(self) -> str:
+        return (f"LayoutNeighbourhood(neighbours={self.neighbours!r}, "
+                f"self_normalized={self.self_normalized})")
+
+
+class WholePageMatch(LayoutNeighbourhood):
+    """Exact whole-page match: weight every title's reward by the product of the propensity
+    ratios of *all* titles on the page. Unbiased under any interaction within a page (with
+    independent logging across titles); usable only for small pages, where whole pages match
+    often enough.
+    """
+
+    name = "page"
+    long_name = "WholePageMatch"
+
+    def __init__(self, self_normalized: bool = False) -> None:
+        self.neighbours = "page"
+        self.offsets = ()
+        self.self_normalized = bool(self_normalized)
+
+    def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
+        log = data.log
+        w = data.weight[log.page_order]
+        page_w = np.multiply.reduceat(w, log.page_starts[:-1]) if len(w) else w
+        return page_w[log.page_index]
+
+    def __repr__(self) -> str:
+        return f"WholePageMatch(self_normalized={self.self_normalized})"
+
+
+class PseudoInverse(BaseEstimator):
+    """The pseudoinverse estimator for slates (Swaminathan et al. 2017), from page rewards.
+
+    Uses only each page's total reward ``R_p`` and assumes it is additive over titles (each
+    title contributes a term depending on its own image). With a logging policy that chooses
+    each title's image independently, the pseudoinverse weight of a page with ``L`` titles is
+    ``sum_t w_t - L + 1``; the estimate is ``sum_p weight_p R_p / sum_p L_p`` (per title, to be
+    comparable with the others). No per-title estimates.
+
+    References
+    ----------
+    Swaminathan, A., Krishnamurthy, A., Agarwal, A., Dudík, M., Langford, J., Jose, D. &
+    Zitouni, I. (2017). Off-policy evaluation for slate recommendation. NeurIPS.
+    """
+
+    name = "pi"
+    long_name = "PseudoInverse"
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        P = data.n_clusters
+        L = np.bincount(data.cluster, minlength=P).astype(np.float64)
+        S = np.bincount(data.cluster, data.weight, minlength=P)
+        R = np.bincount(data.cluster, data.reward, minlength=P)
+        weight = S - L + 1.0
+        matched = (data.weight > 0)
+        return Contributions(weight * R, L, None, None, weight, matched)
+
+
+# ====================================================================== registry
+_REGISTRY: dict[str, Callable[..., Estimator]] = {}
+_CANONICAL: dict[str, str] = {}
+
+
+def register_estimator(
+    name: str, factory: Callable[..., Estimator], aliases: Sequence[str] = ()
+) -> None:
+    """Register ``factory`` (``factory(**options)`` returns an :class:`Estimator`) under a long
+    name and short aliases."""
+    for key in (name, *aliases):
+        _REGISTRY[key] = factory
+        _CANONICAL[key] = aliases[0] if aliases else name
+
+
+def available_estimators() -> list[str]:
+    """Short names accepted by :func:`get_estimator` and :func:`slate.replay.evaluate`.
+
+    Examples
+    --------
+    >>> available_estimators()
+    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'pi', 'replay', 'snips']
+    """
+    return sorted(set(_CANONICAL.values()))
+
+
+def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
+    """An estimator by long name or alias (``"SelfNormalizedIPS"`` or ``"snips"``), or the
+    instance itself.
+
+    Examples
+    --------
+    >>> get_estimator("SelfNormalizedIPS").name, get_estimator("nips", neighbours="grid").name
+    ('snips', 'neighbourhood')
+    """
+    if not isinstance(name, str):
+        if isinstance(name, Estimator):
+            return name
+        raise InvalidReplayInputError(
+            f"The 'estimator' parameter must be a name or an Estimator; got {type(name).__name__}."
+        )
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise UnknownEstimatorError(
+            f"Unknown estimator '{name}'; available estimators are "
+            f"{', '.join(available_estimators())} (or their long names)."
+        ) from None
+    return factory(**options)
+
+
+for _cls, _aliases in (
+    (ReplayMethod, ("replay",)),
+    (InverseProbabilityWeighting, ("ips", "ipw")),
+    (SelfNormalizedIPS, ("snips", "snipw")),
+    (DirectMethod, ("dm",)),
+    (DoublyRobust, ("dr",)),
+    (LayoutNeighbourhood, ("neighbourhood", "nips", "neighborhood")),
+    (WholePageMatch, ("page", "whole-page")),
+    (PseudoInverse, ("pi", "pseudoinverse")),
+):
+    register_estimator(_cls.long_name, cast(Callable[..., Estimator], _cls), _aliases)

@@ -1,0 +1,229 @@
+"""``evaluate()``: the top-level entry point of offline replay, and its :class:`ReplayReport`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from slate.logs.log import ImpressionLog, RejectionReport
+from slate.logs.parquet import read_impressions
+from slate.replay.estimators import (
+    Estimate,
+    Estimator,
+    PerTitleEstimates,
+    ReplayData,
+    get_estimator,
+)
+from slate.replay.metrics import (
+    MetricFunction,
+    churn_rate,
+    churn_vs_previous,
+    image_coverage,
+    logged_distribution,
+)
+from slate.replay.policy import InvalidReplayInputError, as_action_distribution
+from slate.replay.reward_model import resolve_reward_model
+
+__all__ = ["ReplayReport", "evaluate"]
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayReport:
+    """What :func:`evaluate` returns.
+
+    Attributes
+    ----------
+    estimates : mapping of str to Estimate
+        One per estimator asked for, by its alias, in the order asked.
+    per_title : mapping of str to PerTitleEstimates
+        Per-title estimates of the estimators that have them (when ``per_title=True``).
+    metrics : mapping of str to float
+        ``churn_rate`` and ``image_coverage`` of the target, the same for the logged policy
+        (``logged_churn_rate``, ``logged_image_coverage``), ``churn_vs_previous`` when the log
+        has previous images, and any extra metrics (NaN where not computable).
+    policy : str
+    n_rows, n_pages : int
+        Accepted log rows and pages.
+    n_undecided : int
+        Rows the target has no decision for (left out of the estimates).
+    rejections : RejectionReport
+        What reading the log rejected, by reason.
+    """
+
+    estimates: Mapping[str, Estimate]
+    per_title: Mapping[str, PerTitleEstimates]
+    metrics: Mapping[str, float]
+    policy: str
+    n_rows: int
+    n_pages: int
+    n_undecided: int
+    rejections: RejectionReport
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def estimate(self) -> Estimate:
+        """The first (main) estimate."""
+        return next(iter(self.estimates.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every estimate, metric and count, JSON-ready."""
+        return {
+            "policy": self.policy,
+            "n_rows": self.n_rows,
+            "n_pages": self.n_pages,
+            "n_undecided": self.n_undecided,
+            "options": dict(self.options),
+            "estimates": {k: v.to_dict() for k, v in self.estimates.items()},
+            "per_title": {k: v.to_dict() for k, v in self.per_title.items()},
+            "metrics": {k: (None if not np.isfinite(v) else v) for k, v in self.metrics.items()},
+            "rejections": self.rejections.to_dict(),
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The :meth:`to_dict` as JSON text (NaN written as null); also written to ``path``."""
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not np.isfinite(x):
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return x
+
+        text = json.dumps(clean(self.to_dict()), indent=2)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
+
+    def __str__(self) -> str:
+        head = (f"policy {self.policy!r}: {self.n_rows} rows, {self.n_pages} pages"
+                + (f", {self.n_undecided} undecided" if self.n_undecided else ""))
+        lines = [head, f"{'estimator':<14}{'value':>9}{'se':>9}{'interval':>22}"
+                 f"{'ess':>11}{'matched':>9}  warn"]
+        for name, e in self.estimates.items():
+            lo, hi = e.interval
+            lines.append(
+                f"{name:<14}{e.value:>9.4f}{e.se:>9.4f}{f'[{lo:.4f}, {hi:.4f}]':>22}"
+                f"{e.ess:>11.1f}{e.n_matched:>9}  {'weights!' if e.weights_exploded else ''}"
+            )
+        for k, v in self.metrics.items():
+            lines.append(f"{k:<24}{v:.4f}")
+        return "\n".join(lines)
+
+
+def _as_log(
+    log: ImpressionLog | pa.Table | str | os.PathLike[str], known_images: Iterable[str] | None
+) -> ImpressionLog:
+    if isinstance(log, ImpressionLog):
+        return log
+    if isinstance(log, (pa.Table, str, os.PathLike)):
+        return read_impressions(log, known_images=known_images)[0]
+    raise InvalidReplayInputError(
+        "The 'log' parameter of evaluate must be an ImpressionLog, a pyarrow Table or a path to "
+        f"a slate.impressions Parquet file; got {type(log).__name__} instead."
+    )
+
+
+def evaluate(
+    log: ImpressionLog | pa.Table | str | os.PathLike[str],
+    policy: Any,
+    estimator: str | Estimator | Sequence[str | Estimator] = "snips",
+    *,
+    n_bootstrap: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+    reward_model: Any = "take_rate",
+    per_title: bool = False,
+    metrics: bool = True,
+    extra_metrics: Mapping[str, MetricFunction] | None = None,
+    known_images: Iterable[str] | None = None,
+) -> ReplayReport:
+    """Estimate what ``policy`` would have achieved on the logged pages.
+
+    Parameters
+    ----------
+    log : ImpressionLog, pyarrow.Table or path
+        Read and validated with :func:`slate.logs.read_impressions` unless already a log.
+    policy
+        The target: an :class:`~slate.replay.ActionDistribution`, a :class:`TargetPolicy`
+        (e.g. :class:`~slate.replay.LinearPolicy`, :class:`~slate.replay.DecisionTable`), a path
+        to a decision table, or ``{"probs": (n, k_max)}`` / ``{"choice": (n,)}``.
+    estimator : str, Estimator or sequence of them, default "snips"
+        See :func:`~slate.replay.available_estimators`.
+    n_bootstrap : int, default 1000
+        Bootstrap replicates (pages resampled); 0 for a normal interval.
+    seed : int, optional
+        Seeds the bootstrap, replay's acceptance draws and the reward model's folds.
+    level : float, default 0.95
+    reward_model : "take_rate", array (n, k_max) or callable(log), default "take_rate"
+        For the direct method and doubly robust (computed only when one of them is asked for).
+    per_title : bool, default False
+        Also compute per-title estimates.
+    metrics : bool, default True
+        Compute churn and image coverage (target and logged).
+    extra_metrics : mapping of str to callable(log, target) -> float, optional
+        Further page metrics (the hook for page diversity).
+    known_images : iterable of str, optional
+        Image catalog passed to the reader.
+
+    Returns
+    -------
+    ReplayReport
+
+    Examples
+    --------
+    >>> from slate.logs.parquet import example_table
+    >>> from slate.replay import evaluate, UniformPolicy
+    >>> report = evaluate(example_table(), UniformPolicy(), ["snips", "ips"], n_bootstrap=50)
+    >>> round(report.estimate.value, 3), report.estimate.n_matched
+    (0.5, 4)
+    """
+    the_log = _as_log(log, known_images)
+    target = as_action_distribution(policy, the_log)
+    names = [estimator] if isinstance(estimator, (str, Estimator)) else list(estimator)
+    if not names:
+        raise InvalidReplayInputError("The 'estimator' parameter must name at least one estimator.")
+    estimators = [get_estimator(e) for e in names]
+    need_q = any(getattr(e, "needs_reward_model", False) for e in estimators)
+    q = resolve_reward_model(reward_model, the_log, seed) if need_q else None
+    data = ReplayData.build(the_log, target, q)
+    estimates: dict[str, Estimate] = {}
+    titles: dict[str, PerTitleEstimates] = {}
+    for est in estimators:
+        key = est.name
+        while key in estimates:
+            key += "'"
+        estimates[key] = est.estimate(data, n_bootstrap=n_bootstrap, seed=seed, level=level)
+        if per_title and hasattr(est, "per_title"):
+            pt = est.per_title(data, seed=seed, level=level)
+            if pt is not None:
+                titles[key] = pt
+    values: dict[str, float] = {}
+    if metrics:
+        logged = logged_distribution(data.log)
+        values["churn_rate"] = churn_rate(data.log, data.target)
+        values["logged_churn_rate"] = churn_rate(data.log, logged)
+        values["image_coverage"] = image_coverage(data.log, data.target)[0]
+        values["logged_image_coverage"] = image_coverage(data.log, logged)[0]
+        if data.log.previous_image is not None:
+            values["churn_vs_previous"] = churn_vs_previous(data.log, data.target)
+    for name, fn in (extra_metrics or {}).items():
+        values[name] = float(fn(data.log, data.target))
+    return ReplayReport(
+        estimates=estimates,
+        per_title=titles,
+        metrics=values,
+        policy=target.name,
+        n_rows=data.n_rows,
+        n_pages=data.log.n_pages,
+        n_undecided=the_log.n_rows - data.n_rows,
+        rejections=the_log.rejections,
+        options={"n_bootstrap": n_bootstrap, "seed": seed, "level": level},
+    )
