@@ -13,7 +13,6 @@ import tempfile
 import time
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from slate.logs import impressions_table, read_impressions, write_impressions
@@ -89,7 +88,7 @@ def main() -> None:
     path = os.path.join(tmp, "log.parquet")
     ids, weights = make_log(path, n)
     policy = LinearPolicy(ids, weights)
-    by_id = dict(zip(ids, weights))
+    by_id = dict(zip(ids, weights, strict=True))
     evaluate(path, policy, "snips", n_bootstrap=0, metrics=False)  # warm (numba compile)
 
     def slate_path():
