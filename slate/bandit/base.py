@@ -1,0 +1,387 @@
+"""The scoring-policy interface, the name registry, and helpers shared by the policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from slate.bandit.batch import PageFeatures, PageScores
+from slate.errors import InvalidProblemError, SlateError
+
+__all__ = [
+    "LoggedBatch",
+    "ScoringPolicy",
+    "UnknownPolicyError",
+    "available_policies",
+    "check_log",
+    "make_policy",
+    "register_policy",
+]
+
+
+class UnknownPolicyError(SlateError, KeyError):
+    """A policy name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+@runtime_checkable
+class ScoringPolicy(Protocol):
+    """A per-image scoring policy: scores pages, learns from logged impressions.
+
+    Every policy in :func:`available_policies` implements this. Learners follow scikit-learn:
+    hyperparameters in ``__init__``, learned state with a trailing underscore, ``fit``/``update``
+    return ``self``, randomness from a ``seed``.
+    """
+
+    @property
+    def name(self) -> str:
+        """Registry name of the policy."""
+        ...
+
+    def score(self, page: PageFeatures, *, propensities: bool = True) -> PageScores:
+        """Mean, exploration-adjusted score, one sampled choice and (optionally) propensities."""
+        ...
+
+    def fit(
+        self, x: ArrayLike, arms: ArrayLike, rewards: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> ScoringPolicy:
+        """Learn from a log from scratch: features of the shown image, its arm, the reward."""
+        ...
+
+    def update(
+        self, x: ArrayLike, arms: ArrayLike, rewards: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> ScoringPolicy:
+        """Add impressions (one or a mini-batch) to what the policy already learned."""
+        ...
+
+    def merge(self, other: Any) -> ScoringPolicy:
+        """Add another policy's statistics (fitted on another partition of the log)."""
+        ...
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters (JSON-serialisable), as passed to ``__init__``."""
+        ...
+
+
+_REGISTRY: dict[str, Callable[..., ScoringPolicy]] = {}
+
+
+def register_policy(name: str, factory: Callable[..., ScoringPolicy]) -> None:
+    """Register a policy factory under ``name`` (``factory(**params)`` returns a policy)."""
+    _REGISTRY[name] = factory
+
+
+def available_policies() -> list[str]:
+    """Names accepted by :func:`make_policy`.
+
+    Examples
+    --------
+    >>> from slate.bandit import available_policies
+    >>> available_policies()
+    ['epsilon_greedy', 'hybrid_linucb', 'linear_ts', 'linucb', 'logistic_ts', 'take_rate', 'uniform']
+    """
+    return sorted(_REGISTRY)
+
+
+def make_policy(name: str, **params: Any) -> ScoringPolicy:
+    """Instantiate the policy registered as ``name`` with its hyperparameters.
+
+    Examples
+    --------
+    >>> from slate.bandit import make_policy
+    >>> make_policy("linucb", alpha=0.5).alpha
+    0.5
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise UnknownPolicyError(
+            f"Unknown policy '{name}'; available policies are {', '.join(available_policies())}."
+        ) from None
+    return factory(**params)
+
+
+# ---------------------------------------------------------------------------- log validation
+class LoggedBatch(NamedTuple):
+    """Validated learning input: features of the shown images, arms, rewards, weights."""
+
+    x: NDArray[np.float64]
+    arms: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    weights: NDArray[np.float64]
+
+    @property
+    def n(self) -> int:
+        """Number of impressions."""
+        return int(self.arms.shape[0])
+
+
+def check_log(
+    x: ArrayLike | None,
+    arms: ArrayLike,
+    rewards: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+    *,
+    n_features: int | None = None,
+    needs_features: bool = True,
+) -> LoggedBatch:
+    """Validate impressions for ``fit``/``update``; a single impression may be given unbatched.
+
+    Parameters
+    ----------
+    x : array_like (n, n_features) or (n_features,)
+        Features of the image that was shown.
+    arms : array_like (n,) of int, or an int
+    rewards : array_like (n,) in [0, 1], or a float
+        The quality-play label (see :class:`slate.bandit.QualityPlayLabel`).
+    sample_weight : array_like (n,), optional
+        Non-negative weights (default 1).
+    n_features : int, optional
+        Required feature count (the model's, once it has one).
+
+    Raises
+    ------
+    InvalidProblemError
+        Naming the field and the first bad value.
+
+    Examples
+    --------
+    >>> batch = check_log([0.5, 1.0], 3, 1.0)
+    >>> batch.x.shape, batch.arms.tolist(), batch.rewards.tolist()
+    ((1, 2), [3], [1.0])
+    """
+    if (
+        sample_weight is None
+        and isinstance(arms, (int, np.integer))
+        and not isinstance(arms, (bool, np.bool_))
+        and isinstance(rewards, (int, float, np.integer, np.floating))
+        and x is not None
+    ):  # fast path for one impression (online updates)
+        arm = int(arms)
+        rv = float(rewards)
+        xa = np.asarray(x, dtype=np.float64)
+        if arm >= 0 and 0.0 <= rv <= 1.0 and xa.ndim == 1 and xa.shape[0] > 0:
+            total = float(xa.sum())  # a quick screen; the general path checks exactly
+            if (n_features is None or xa.shape[0] == n_features) and total - total == 0.0:
+                return LoggedBatch(xa.reshape(1, -1), np.array([arm], np.int64), np.array([rv]), np.array([1.0]))
+        # otherwise fall through to the general checks, which name the problem
+    a = np.asarray(arms)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise InvalidProblemError(
+            f"The 'arms' field of the log must be a 1-D integer array; got {a.dtype} of shape {a.shape} instead."
+        )
+    n = a.shape[0]
+    if a.dtype != np.int64:
+        a = a.astype(np.int64)
+    if n and a.min() < 0:
+        i = int(np.argmin(a))
+        raise InvalidProblemError(f"The 'arms' field of the log must be >= 0; got {int(a[i])} at row {i} instead.")
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim == 0:
+        r = r.reshape(1)
+    if r.shape != (n,):
+        raise InvalidProblemError(
+            f"The 'rewards' field of the log must have one value per impression ({n}); got shape {r.shape} instead."
+        )
+    if n and not (r.min() >= 0.0 and r.max() <= 1.0):  # also false for NaN
+        i = int(np.flatnonzero(~((r >= 0) & (r <= 1)))[0])
+        raise InvalidProblemError(
+            f"The 'rewards' field of the log must be in [0, 1] (a quality-play label); got {r[i]} at row {i} instead."
+        )
+    if sample_weight is None:
+        w = np.ones(n)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.ndim == 0:
+            w = w.reshape(1)
+        if w.shape != (n,):
+            raise InvalidProblemError(
+                f"The 'sample_weight' field must have one value per impression ({n}); got shape {w.shape} instead."
+            )
+        if n and not (w.min() >= 0.0 and np.isfinite(w).all()):
+            i = int(np.flatnonzero(~(np.isfinite(w) & (w >= 0)))[0])
+            raise InvalidProblemError(f"The 'sample_weight' field must be finite and >= 0; got {w[i]} at row {i} instead.")
+    if needs_features or x is not None:
+        xa = np.asarray(x, dtype=np.float64)
+        if xa.ndim == 1:
+            xa = xa.reshape(1, -1)
+        if xa.ndim != 2 or xa.shape[0] != n or xa.shape[1] == 0:
+            raise InvalidProblemError(
+                f"The 'x' field of the log must have shape (n_impressions, n_features) = ({n}, n_features); "
+                f"got shape {xa.shape} instead."
+            )
+        if n_features is not None and xa.shape[1] != n_features:
+            raise InvalidProblemError(
+                f"The 'x' field of the log must have {n_features} features (the model's); got {xa.shape[1]} instead."
+            )
+        if not np.isfinite(xa).all():
+            i, j = map(int, np.argwhere(~np.isfinite(xa))[0])
+            raise InvalidProblemError(f"The 'x' field of the log must be finite; got {xa[i, j]} at row {i} feature {j} instead.")
+        if not xa.flags.c_contiguous:
+            xa = np.ascontiguousarray(xa)
+    else:
+        xa = np.zeros((n, 0))
+    return LoggedBatch(xa, a, r, w)
+
+
+# ---------------------------------------------------------------------------- shared scoring helpers
+def check_page(page: object, n_features: int | None) -> PageFeatures:
+    """The page must be :class:`PageFeatures` with the model's feature count."""
+    if not isinstance(page, PageFeatures):
+        raise InvalidProblemError(
+            "A policy scores a PageFeatures (build it with PageFeatures.from_arrays or "
+            f"FeatureBuilder.build); got {type(page).__name__} instead."
+        )
+    if n_features is not None and page.n_features != n_features:
+        raise InvalidProblemError(
+            f"The page has {page.n_features} features but the model was fitted with {n_features}."
+        )
+    return page
+
+
+def argmax_choice(
+    adjusted: NDArray[np.floating[Any]], mask: NDArray[np.bool_], rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64]]:
+    """Per-row argmax of ``adjusted`` over real images, ties split uniformly at random.
+
+    Returns the choice, the boolean matrix of tied maxima and their count per row. Works on the
+    transposed (images x rows) copy, where every reduction runs across rows in vector steps.
+    """
+    n_images = adjusted.shape[1]
+    a_t = np.ascontiguousarray(adjusted.T)
+    if not mask.all():
+        a_t[~mask.T] = -np.inf
+    top = a_t.max(axis=0)
+    is_max_t = a_t == top[None, :]
+    count = np.count_nonzero(is_max_t, axis=0)
+    # the index of the (unique) maximum as a dot product; rows with ties are redone below
+    choice = (np.arange(n_images, dtype=np.float32) @ is_max_t.astype(np.float32)).astype(np.int64)
+    tied = np.flatnonzero(count > 1)
+    if len(tied):
+        sub = is_max_t[:, tied].T
+        pick = (rng.random(len(tied)) * count[tied]).astype(np.int64)
+        order = np.cumsum(sub, axis=1) - 1
+        choice[tied] = np.argmax(sub & (order == pick[:, None]), axis=1)
+    return choice, is_max_t.T, count.astype(np.int64)
+
+
+def tie_propensity(is_max: NDArray[np.bool_], count: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Exact propensity of a deterministic argmax policy that splits ties uniformly."""
+    return is_max / count[:, None].astype(np.float64)
+
+
+def mc_argmax_propensity(
+    draw: Callable[[np.random.Generator, slice, int], NDArray[np.float64]],
+    mask: NDArray[np.bool_],
+    n_draws: int,
+    rng: np.random.Generator,
+    chunk_elements: int = 1 << 21,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Monte Carlo propensity of "argmax of a random score" and its standard error.
+
+    ``draw(rng, rows, n_draws)`` returns ``n_draws`` samples of the score of the rows in the
+    slice, shape ``(n_draws, n_rows_in_slice, n_images)``. Padding is excluded.
+    """
+    n_rows, n_images = mask.shape
+    counts = np.zeros((n_rows, n_images))
+    step = max(1, chunk_elements // max(1, n_draws * n_images))
+    for start in range(0, n_rows, step):
+        rows = slice(start, min(n_rows, start + step))
+        m = mask[rows]
+        s = draw(rng, rows, n_draws)
+        s = np.where(m[None, :, :], s, -np.inf)
+        idx = np.argmax(s, axis=2)  # (n_draws, rows)
+        nr = m.shape[0]
+        flat = (idx + np.arange(nr)[None, :] * n_images).ravel()
+        counts[rows] = np.bincount(flat, minlength=nr * n_images).reshape(nr, n_images)
+    p = counts / n_draws
+    se = np.sqrt(p * (1.0 - p) / n_draws)
+    return p, se
+
+
+def finish_scores(
+    *,
+    policy: str,
+    mean: NDArray[np.floating[Any]],
+    adjusted: NDArray[np.floating[Any]],
+    uncertainty: NDArray[np.floating[Any]],
+    choice: NDArray[np.int64],
+    mask: NDArray[np.bool_],
+    propensity: NDArray[np.float64] | None,
+    propensity_se: NDArray[np.float64] | None,
+    n_draws: int,
+) -> PageScores:
+    """Mask padding, clip the mean, mark everything read-only and wrap it up."""
+    pad = ~mask
+    mean = np.clip(mean, 0.0, 1.0, out=mean)
+    if pad.any():
+        mean[pad] = 0.0
+        adjusted[pad] = -np.inf
+        uncertainty[pad] = 0.0
+    for arr in (mean, adjusted, uncertainty, choice, propensity, propensity_se):
+        if arr is not None:
+            arr.flags.writeable = False
+    return PageScores(
+        mean=mean,
+        adjusted=adjusted,
+        uncertainty=uncertainty,
+        choice=choice,
+        propensity=propensity,
+        propensity_se=propensity_se,
+        n_draws=n_draws,
+        mask=mask,
+        policy=policy,
+    )
+
+
+def make_rngs(seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent streams: one for decisions, one for Monte Carlo propensities.
+
+    Estimating propensities never changes the decisions a seeded policy makes.
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InvalidProblemError(f"The 'seed' parameter must be a non-negative integer or None; got {seed!r} instead.")
+    children = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+
+def check_positive(name: str, value: object, owner: str, *, allow_zero: bool = False) -> float:
+    """A finite positive (or non-negative) hyperparameter, with a scikit-learn-style message."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    v = float(value) if ok else float("nan")  # type: ignore[arg-type]
+    if not ok or not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        must = ">= 0" if allow_zero else "> 0"
+        raise InvalidProblemError(f"The '{name}' parameter of {owner} must be a finite number {must}; got {value!r} instead.")
+    return v
+
+
+def check_unit(name: str, value: object, owner: str, *, low_open: bool = True) -> float:
+    """A number in (0, 1] (or [0, 1] when ``low_open`` is false)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    v = float(value) if ok else float("nan")  # type: ignore[arg-type]
+    bad = not ok or not np.isfinite(v) or v > 1 or (v <= 0 if low_open else v < 0)
+    if bad:
+        rng = "(0, 1]" if low_open else "[0, 1]"
+        raise InvalidProblemError(f"The '{name}' parameter of {owner} must be in {rng}; got {value!r} instead.")
+    return v
+
+
+def check_dtype(value: object, owner: str) -> np.dtype[Any]:
+    """``"float32"`` or ``"float64"``."""
+    if value not in ("float32", "float64"):
+        raise InvalidProblemError(f"The 'dtype' parameter of {owner} must be 'float32' or 'float64'; got {value!r} instead.")
+    return np.dtype(str(value))
+
+
+def check_draws(value: object, owner: str) -> int:
+    """A positive integer number of Monte Carlo draws."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidProblemError(f"The 'n_draws' parameter of {owner} must be an integer >= 1; got {value!r} instead.")
+    return int(value)
