@@ -1,0 +1,775 @@
+"""``compose()``: a member's page from scores, stability state, the page optimiser and exploration.
+
+The stages, each timed in :attr:`PageDecision.timings_ms`:
+
+1. ``validate``: the request (pydantic) -> arrays. A malformed request raises
+   :class:`~slate.serve.InvalidRequestError`; nothing after this point raises.
+2. ``store_get``: the member's stability state for the page's titles (one round trip).
+3. ``score``: the scoring policy's ``(n_titles, n_images)`` scores.
+4. ``plan``: stability rules (:func:`slate.stability.plan_page`): locks, held draws, dwell,
+   hysteresis, expiry.
+5. ``problem``: the :class:`~slate.page.PageProblem` (layout pairs, visual similarity from the
+   image catalog, churn, change budget minus the exploration reserve).
+6. ``solve``: :func:`slate.solvers.solve` within ``solver_time_ms``.
+7. ``explore``: randomize eligible titles with exact propensities.
+8. ``store_put``: the new state (one round trip).
+9. ``log``: hand the decision to the decision logger.
+
+**Never fail.** If scoring fails or returns non-finite scores, or the solver raises or returns an
+invalid page, the page shows each title's previous image where the rules allow, else its
+best-scored image (else its first candidate), with no new exploration; the decision's
+``faults`` and ``status`` say what happened and :class:`ServeStats` counts it. If the store
+cannot be read, the page is built without state (and not written back). A slow stage is
+reported (``solver_late``, ``scoring_late``, ``store_late``) but its valid result is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from itertools import chain, compress
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from slate.page.layout import DenseLayout, GridLayout, Layout
+from slate.page.problem import ObjectiveParts, PageProblem
+from slate.serve.decision import Fault, PageDecision, ServeStats
+from slate.serve.exploration import Exploration, NoExploration
+from slate.serve.request import (
+    ComposeConfig,
+    ImageCatalog,
+    InvalidRequestError,
+    PageRequest,
+    parse_request,
+)
+from slate.solvers.base import Solver, get_solver
+from slate.solvers.result import Status
+from slate.stability.rules import Reason, StabilityPlan, next_states, plan_page
+from slate.stability.state import TitleState
+from slate.stability.store import StateStore
+
+__all__ = ["Composer", "DecisionSink", "PageScorer", "PolicyScorer", "compose"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@runtime_checkable
+class PageScorer(Protocol):
+    """A scoring policy as compose sees it: scores for every (title, candidate image) of a page.
+
+    ``score_page(request)`` returns an array of shape ``(request.n_titles, request.n_images)``
+    whose row ``t`` holds the scores of ``request.titles[t].image_ids`` in order (entries past a
+    title's last image are ignored). A plain callable ``f(request)`` works too.
+    """
+
+    def score_page(self, request: PageRequest) -> ArrayLike:
+        """Scores of the page's candidate images (predicted probability of a quality play)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolicyScorer:
+    """Adapt a :class:`slate.bandit.ScoringPolicy` to :class:`PageScorer`.
+
+    Parameters
+    ----------
+    policy : ScoringPolicy
+        Anything with ``score(features, propensities=False)`` returning an object with a
+        ``mean`` (and ``adjusted``) array of shape ``(n_titles, n_images)``.
+    features : callable
+        ``features(request) -> PageFeatures`` (e.g. a :class:`slate.bandit.FeatureBuilder` bound
+        to the member's context), rows in the order of ``request.titles``.
+    use : {"mean", "adjusted"}, default "mean"
+        Which score the page optimiser maximises. ``"adjusted"`` suits deterministic optimism
+        (LinUCB); for Thompson sampling it is a random draw that the logged propensities do not
+        account for, so keep ``"mean"`` and let compose's exploration randomize.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> policy = SimpleNamespace(score=lambda x, propensities: SimpleNamespace(mean=x * 0.1, adjusted=x))
+    >>> PolicyScorer(policy, lambda request: np.ones((1, 2))).score_page(None).tolist()
+    [[0.1, 0.1]]
+    """
+
+    policy: Any
+    features: Callable[[Any], Any]
+    use: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.use not in ("mean", "adjusted"):
+            raise InvalidRequestError(
+                f"The 'use' parameter of PolicyScorer must be 'mean' or 'adjusted'; got {self.use!r} instead."
+            )
+
+    def score_page(self, request: PageRequest) -> ArrayLike:
+        """The policy's scores for the page."""
+        scores = self.policy.score(self.features(request), propensities=False)
+        return np.asarray(getattr(scores, self.use))
+
+
+@runtime_checkable
+class DecisionSink(Protocol):
+    """Where decisions go after the page is composed (e.g. :class:`slate.serve.DecisionLogger`)."""
+
+    def append(self, decision: PageDecision) -> None:
+        """Take one decision."""
+        ...
+
+
+Policy = PageScorer | Callable[[PageRequest], ArrayLike]
+
+DEFAULT_CONFIG = ComposeConfig()
+
+_SOLVERS: dict[tuple[str, str], Solver] = {}
+_PAIRS: OrderedDict[tuple[str, bytes, bytes], tuple[IntArray, FloatArray]] = OrderedDict()
+_PAIR_CACHE_SIZE = 512
+_PAIRS_LOCK = threading.Lock()
+_PAGE_COUNTER = iter(range(1, 2**62))
+
+
+def _solver(name: str, options: Mapping[str, Any]) -> Solver:
+    key = (name, repr(sorted(options.items())))
+    solver = _SOLVERS.get(key)
+    if solver is None:
+        solver = get_solver(name, **options)  # raises UnknownSolverError: a configuration error
+        _SOLVERS[key] = solver
+    return solver
+
+
+def _ro(array: NDArray[Any]) -> NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class _Page:
+    """The request as arrays."""
+
+    title_ids: tuple[str, ...]
+    image_ids: tuple[tuple[str, ...], ...]
+    candidates: BoolArray
+    rows: IntArray
+    cols: IntArray
+    locked: BoolArray
+
+    @property
+    def n_titles(self) -> int:
+        return len(self.title_ids)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.candidates.shape[1])
+
+    @classmethod
+    def of(cls, request: PageRequest) -> _Page:
+        titles = request.titles
+        n = len(titles)
+        image_ids = tuple(t.image_ids for t in titles)
+        counts = np.fromiter((len(ids) for ids in image_ids), dtype=np.int64, count=n)
+        candidates = np.arange(int(counts.max()))[None, :] < counts[:, None]
+        return cls(
+            title_ids=tuple(t.title_id for t in titles),
+            image_ids=image_ids,
+            candidates=_ro(candidates),
+            rows=_ro(np.fromiter((t.row for t in titles), dtype=np.int64, count=n)),
+            cols=_ro(np.fromiter((t.col for t in titles), dtype=np.int64, count=n)),
+            locked=_ro(np.fromiter((t.locked for t in titles), dtype=bool, count=n)),
+        )
+
+
+def _layout(kind: str, rows: IntArray, cols: IntArray) -> tuple[IntArray, FloatArray]:
+    key = (kind, rows.tobytes(), cols.tobytes())
+    with _PAIRS_LOCK:
+        hit = _PAIRS.get(key)
+        if hit is not None:
+            _PAIRS.move_to_end(key)
+            return hit
+    n_rows, n_cols = int(rows.max()) + 1, int(cols.max()) + 1
+    layout: Layout
+    if kind == "grid":
+        layout = GridLayout(rows=n_rows, cols=n_cols)
+    elif kind == "chain":
+        layout = GridLayout.chain(rows=n_rows, cols=n_cols)
+    else:
+        layout = DenseLayout()
+    pairs, weights = layout.pairs(rows, cols)
+    lo = np.minimum(pairs[:, 0], pairs[:, 1])
+    hi = np.maximum(pairs[:, 0], pairs[:, 1])
+    order = np.lexsort((hi, lo))
+    out = (_ro(np.stack([lo, hi], axis=1)[order].astype(np.int64)), _ro(weights[order].astype(np.float64)))
+    with _PAIRS_LOCK:
+        _PAIRS[key] = out
+        if len(_PAIRS) > _PAIR_CACHE_SIZE:
+            _PAIRS.popitem(last=False)
+    return out
+
+
+def _similarity(
+    page: _Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
+) -> tuple[FloatArray, int]:
+    """``max(0, cosine)`` per pair and image pair, and the number of images missing from the catalog."""
+    n_images = page.n_images
+    if catalog is None or diversity == 0.0 or len(pairs) == 0:
+        return np.zeros((len(pairs), n_images, n_images)), 0
+    index = np.full(page.candidates.shape, catalog.missing_row, dtype=np.int64)
+    found = catalog.rows(list(chain.from_iterable(page.image_ids)))
+    index[page.candidates] = found
+    n_missing = int((found == catalog.missing_row).sum())
+    unit = catalog.unit[index]
+    sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
+    np.maximum(sim, 0.0, out=sim)
+    return sim.astype(np.float64), n_missing
+
+
+def _build_problem(
+    page: _Page,
+    plan: StabilityPlan,
+    scores: FloatArray,
+    pairs: IntArray,
+    weights: FloatArray,
+    sim: FloatArray,
+    *,
+    diversity: float,
+    churn: float,
+    max_changes: int | None,
+    name: str,
+) -> PageProblem:
+    """The page problem, built from arrays that are already valid (no re-validation)."""
+    cand = plan.solver_candidates
+    n_titles, n_images = cand.shape
+    masked = np.flatnonzero((cand != page.candidates).any(axis=1))
+    image_ids = page.image_ids
+    if len(masked):
+        ids = list(image_ids)
+        for t in masked.tolist():
+            ids[t] = tuple(compress(ids[t], cand[t].tolist()))
+        image_ids = tuple(ids)
+        touched = np.flatnonzero(np.isin(pairs[:, 0], masked) | np.isin(pairs[:, 1], masked))
+        if len(touched):
+            sim = sim.copy()  # the caller keeps the unmasked similarity (explored images use it)
+            a, b = pairs[touched, 0], pairs[touched, 1]
+            sim[touched] *= cand[a][:, :, None] & cand[b][:, None, :]
+    return PageProblem(
+        title_ids=page.title_ids,
+        image_ids=image_ids,
+        scores=_ro(np.where(cand, scores, 0.0)),
+        candidates=cand,
+        pairs=pairs,
+        pair_weights=weights,
+        similarity=_ro(sim),
+        previous=plan.previous,
+        locked=plan.held,
+        max_changes=max_changes,
+        diversity=float(diversity),
+        churn=float(churn),
+        tag_names=(),
+        image_tags=_ro(np.zeros((0, n_titles, n_images), dtype=bool)),
+        tag_max=_ro(np.zeros(0, dtype=np.int64)),
+        rows=page.rows,
+        cols=page.cols,
+        embeddings=None,
+        name=name,
+    )
+
+
+def _objective(
+    scores: FloatArray,
+    a: IntArray,
+    previous: IntArray,
+    pairs: IntArray,
+    weights: FloatArray,
+    sim: FloatArray,
+    diversity: float,
+    churn: float,
+) -> ObjectiveParts:
+    t = np.arange(len(a))
+    relevance = float(scores[t, a].sum())
+    if len(pairs) and diversity:
+        p = np.arange(len(pairs))
+        div = diversity * float((weights * sim[p, a[pairs[:, 0]], a[pairs[:, 1]]]).sum())
+    else:
+        div = 0.0
+    n_changes = int(((previous >= 0) & (a != previous)).sum())
+    churn_penalty = churn * n_changes
+    return ObjectiveParts(relevance - div - churn_penalty, relevance, div, churn_penalty, n_changes)
+
+
+def _fallback_assignment(page: _Page, previous: IntArray, scores: FloatArray | None) -> IntArray:
+    """Previous image where there is one, else the best-scored image, else the first candidate."""
+    if scores is None:
+        best = np.zeros(page.n_titles, dtype=np.int64)
+    else:
+        usable = page.candidates & np.isfinite(scores)
+        best = np.argmax(np.where(usable, scores, -np.inf), axis=1).astype(np.int64)
+        best[~usable.any(axis=1)] = 0
+    return np.where(previous >= 0, previous, best).astype(np.int64)
+
+
+def _page_id(request: PageRequest, now: float) -> int:
+    if request.page_id is not None:
+        return request.page_id
+    digest = hashlib.blake2b(
+        f"{request.member_id}:{request.session_id}:{now!r}:{next(_PAGE_COUNTER)}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little") >> 1  # non-negative int64
+
+
+class _Faults:
+    __slots__ = ("details", "faults")
+
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+        self.details: list[str] = []
+
+    def add(self, fault: Fault, detail: str) -> None:
+        if fault not in self.faults:
+            self.faults.append(fault)
+            self.details.append(f"{fault.value}: {detail}")
+
+
+def _err(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def compose(
+    request: PageRequest | Mapping[str, Any],
+    policy: Policy,
+    store: StateStore | None,
+    exploration: Exploration | None = None,
+    *,
+    config: ComposeConfig | None = None,
+    catalog: ImageCatalog | None = None,
+    logger: DecisionSink | None = None,
+    stats: ServeStats | None = None,
+) -> PageDecision:
+    """Compose a member's page: one image per title, its propensity, and the decision record.
+
+    Parameters
+    ----------
+    request : PageRequest or mapping
+        Validated with :func:`~slate.serve.parse_request` when a mapping.
+    policy : PageScorer or callable
+        ``policy.score_page(request)`` (or ``policy(request)``) -> ``(n_titles, n_images)`` scores.
+    store : StateStore or None
+        Stability state (e.g. :class:`slate.stability.SQLiteStore`); None for stateless serving.
+    exploration : Exploration, optional
+        E.g. :class:`~slate.serve.StickyEpsilon`; default no exploration.
+    config : ComposeConfig, optional
+    catalog : ImageCatalog, optional
+        Visual embeddings for the diversity term (without it the page has no diversity penalty).
+    logger : DecisionSink, optional
+        Receives the decision (e.g. :class:`~slate.serve.DecisionLogger`).
+    stats : ServeStats, optional
+        Counters updated with the decision.
+
+    Returns
+    -------
+    PageDecision
+
+    Raises
+    ------
+    InvalidRequestError
+        The request is malformed (the only error raised for a request).
+    UnknownSolverError
+        ``config.solver`` names no registered solver (a configuration error).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.serve import compose, ComposeConfig
+    >>> from slate.stability import InMemoryStore, StabilityRules
+    >>> request = {"member_id": 7, "session_id": 1, "timestamp": "2024-05-01T20:00:00Z",
+    ...            "titles": [{"title_id": "T1", "image_ids": ["T1-a", "T1-b"], "row": 0, "col": 0},
+    ...                       {"title_id": "T2", "image_ids": ["T2-a", "T2-b"], "row": 0, "col": 1}]}
+    >>> scores = lambda req: np.array([[0.1, 0.3], [0.2, 0.1]])
+    >>> config = ComposeConfig(solver="independent", stability=StabilityRules(dwell_sessions=3))
+    >>> decision = compose(request, scores, InMemoryStore(), config=config)
+    >>> decision.images, decision.status, decision.propensity.tolist()
+    ({'T1': 'T1-b', 'T2': 'T2-a'}, 'ok', [1.0, 1.0])
+    """
+    return Composer(
+        policy, store, exploration, config=config, catalog=catalog, logger=logger, stats=stats
+    ).compose(request)
+
+
+class Composer:
+    """:func:`compose` with its collaborators bound once (the object to keep in a server).
+
+    Parameters
+    ----------
+    policy, store, exploration, config, catalog, logger
+        As for :func:`compose`.
+    stats : ServeStats, optional
+        Counters (a new :class:`ServeStats` by default, in ``stats_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.serve import Composer, ComposeConfig
+    >>> composer = Composer(lambda req: np.ones((1, 2)), None,
+    ...                     config=ComposeConfig(solver="independent"))
+    >>> d = composer.compose({"member_id": 1, "session_id": 1,
+    ...                       "titles": [{"title_id": "T", "image_ids": ["a", "b"], "row": 0, "col": 0}]})
+    >>> d.image_ids, composer.stats_.pages
+    (('a',), 1)
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: StateStore | None,
+        exploration: Exploration | None = None,
+        *,
+        config: ComposeConfig | None = None,
+        catalog: ImageCatalog | None = None,
+        logger: DecisionSink | None = None,
+        stats: ServeStats | None = None,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.exploration: Exploration = exploration if exploration is not None else NoExploration()
+        self.config = config if config is not None else DEFAULT_CONFIG
+        self.catalog = catalog
+        self.logger = logger
+        self.stats_ = stats if stats is not None else ServeStats()
+        score = getattr(policy, "score_page", None)
+        if score is None and not callable(policy):
+            raise InvalidRequestError(
+                f"The 'policy' parameter of compose must have a score_page(request) method or be "
+                f"callable; got {type(policy).__name__} instead."
+            )
+        self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
+
+    def compose(self, request: PageRequest | Mapping[str, Any]) -> PageDecision:
+        """Compose one page (see :func:`compose`)."""
+        started = time.perf_counter()
+        req = parse_request(request)
+        solver = _solver(self.config.solver, self.config.solver_options)
+        now = req.timestamp.timestamp() if req.timestamp is not None else time.time()
+        page = _Page.of(req)
+        timings = {"validate": (time.perf_counter() - started) * 1000.0}
+        try:
+            decision = self._compose(req, page, solver, now, timings, started)
+        except Exception as err:  # never fail: a bug in compose itself still serves a page
+            decision = self._last_resort(req, page, now, err, timings, started)
+        self.stats_.record(decision)
+        return decision
+
+    # ------------------------------------------------------------------ the pipeline
+    def _compose(
+        self,
+        req: PageRequest,
+        page: _Page,
+        solver: Solver,
+        now: float,
+        timings: dict[str, float],
+        started: float,
+    ) -> PageDecision:
+        cfg = self.config
+        rules = cfg.stability
+        faults = _Faults()
+        clock = time.perf_counter
+
+        # ---- state
+        t0 = clock()
+        states: Mapping[str, TitleState] = {}
+        state_ok = self.store is not None
+        if self.store is not None:
+            try:
+                states = self.store.get(req.member_id, page.title_ids)
+            except Exception as err:
+                state_ok = False
+                faults.add(Fault.STORE_READ_FAILED, _err(err))
+        t1 = clock()
+        timings["store_get"] = (t1 - t0) * 1000.0
+        if state_ok and timings["store_get"] > cfg.store_budget_ms:
+            faults.add(Fault.STORE_LATE, f"read took {timings['store_get']:.1f} ms")
+
+        # ---- scores
+        scores: FloatArray | None = None
+        fallback_scores: FloatArray | None = None
+        try:
+            raw = np.asarray(self._score(req), dtype=np.float64)
+            if raw.shape != page.candidates.shape:
+                raise ValueError(f"scores of shape {raw.shape}, expected {page.candidates.shape}")
+            bad = page.candidates & ~np.isfinite(raw)
+            if bad.any():
+                t, k = map(int, np.argwhere(bad)[0])
+                faults.add(
+                    Fault.SCORES_NOT_FINITE,
+                    f"{int(bad.sum())} non-finite scores, e.g. {raw[t, k]} for image "
+                    f"'{page.image_ids[t][k]}' of title '{page.title_ids[t]}'",
+                )
+                fallback_scores = raw
+            else:
+                scores = raw
+        except Exception as err:
+            faults.add(Fault.SCORING_FAILED, _err(err))
+        t2 = clock()
+        timings["score"] = (t2 - t1) * 1000.0
+        if scores is not None and timings["score"] > cfg.scoring_budget_ms:
+            faults.add(Fault.SCORING_LATE, f"scoring took {timings['score']:.1f} ms")
+
+        # ---- stability plan
+        sticky = self.exploration.sticky
+        plan_args = dict(
+            now=now,
+            session_id=req.session_id,
+            title_ids=page.title_ids,
+            image_ids=page.image_ids,
+            candidates=page.candidates,
+            locked=page.locked,
+            scores=scores,
+            seen_title_ids=req.seen_title_ids,
+            sticky=sticky,
+        )
+        try:
+            plan = plan_page(rules, states=states, **plan_args)  # type: ignore[arg-type]
+        except Exception as err:  # a store that returned something unusable
+            state_ok = False
+            faults.add(Fault.STORE_READ_FAILED, f"unusable state: {_err(err)}")
+            plan = plan_page(rules, states={}, **plan_args)  # type: ignore[arg-type]
+        t3 = clock()
+        timings["plan"] = (t3 - t2) * 1000.0
+
+        # ---- problem and solve
+        pairs, weights = _layout(cfg.layout, page.rows, page.cols)
+        sim: FloatArray | None = None
+        exploit: IntArray | None = None
+        solver_status = "skipped"
+        healthy = scores is not None
+        eligible = ~plan.held & (plan.explore_candidates.sum(axis=1) >= 2)
+        # no new draws without the member's state (held draws unknown), except when serving statelessly
+        explore_on = (
+            healthy and (state_ok or self.store is None) and not isinstance(self.exploration, NoExploration)
+        )
+        reserve = 0
+        if explore_on:
+            reserve = self.exploration.reserve(
+                int((eligible & (plan.previous >= 0)).sum()), rules.max_changes
+            )
+        budget = None if rules.max_changes is None else rules.max_changes - reserve
+        t4 = t3
+        if scores is not None:
+            sim, n_missing = _similarity(page, self.catalog, pairs, cfg.diversity)
+            if n_missing:
+                faults.add(Fault.EMBEDDINGS_MISSING, f"{n_missing} images have no embedding")
+            problem = _build_problem(
+                page,
+                plan,
+                scores,
+                pairs,
+                weights,
+                sim,
+                diversity=cfg.diversity,
+                churn=rules.churn,
+                max_changes=budget,
+                name=f"member-{req.member_id}",
+            )
+            t4 = clock()
+            try:
+                result = solver.solve(problem, time_limit_ms=cfg.solver_time_ms)
+                wall_ms = (clock() - t4) * 1000.0
+                a = np.asarray(result.assignment)
+                broken = _invalid(a, plan, budget)
+                if result.status is Status.INFEASIBLE or broken:
+                    faults.add(
+                        Fault.SOLVER_FAILED,
+                        f"{getattr(result, 'solver', '?')} returned an invalid page: "
+                        f"{broken or 'status infeasible'}",
+                    )
+                else:
+                    exploit = a.astype(np.int64)
+                    solver_status = str(result.status.value)
+                    if wall_ms > cfg.solver_time_ms + cfg.solver_grace_ms:
+                        faults.add(
+                            Fault.SOLVER_LATE,
+                            f"{wall_ms:.1f} ms for a budget of {cfg.solver_time_ms:g} ms",
+                        )
+            except Exception as err:
+                faults.add(Fault.SOLVER_FAILED, _err(err))
+            if exploit is None:
+                solver_status = "failed"
+        t5 = clock()
+        timings["problem"] = (t4 - t3) * 1000.0
+        timings["solve"] = (t5 - t4) * 1000.0
+
+        # ---- exploration
+        if exploit is None:
+            healthy = False
+            exploit = _fallback_assignment(page, plan.previous, scores if scores is not None else fallback_scores)
+        if healthy and explore_on:
+            draw = self.exploration.draw(
+                exploit,
+                plan.explore_candidates,
+                eligible,
+                max_changes=rules.max_changes,
+                key=(req.member_id, req.session_id),
+            )
+        else:
+            draw = NoExploration().draw(exploit, page.candidates, eligible, max_changes=None, key=())
+        shown = draw.shown
+        propensity = draw.propensity
+        explored = draw.explored
+        propensities = draw.propensities
+        held_draw = np.flatnonzero(plan.draw_held)
+        if len(held_draw):
+            propensity = propensity.copy()
+            propensity[held_draw] = plan.draw_propensity[held_draw]
+            explored = explored | plan.draw_explored
+            propensities = propensities.copy()
+            propensities[held_draw] = np.nan
+        t6 = clock()
+        timings["explore"] = (t6 - t5) * 1000.0
+
+        # ---- state write
+        shown_ids = tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True))
+        if self.store is not None and state_ok:
+            new = next_states(
+                plan,
+                rules,
+                now=now,
+                session_id=req.session_id,
+                title_ids=page.title_ids,
+                shown_ids=shown_ids,
+                drawn=draw.drawn,
+                propensity=propensity,
+                explored=explored,
+            )
+            try:
+                self.store.put(req.member_id, new)
+            except Exception as err:
+                faults.add(Fault.STORE_WRITE_FAILED, _err(err))
+        t7 = clock()
+        timings["store_put"] = (t7 - t6) * 1000.0
+        if timings["store_put"] > cfg.store_budget_ms and Fault.STORE_WRITE_FAILED not in faults.faults:
+            faults.add(Fault.STORE_LATE, f"write took {timings['store_put']:.1f} ms")
+
+        objective = None
+        if scores is not None and sim is not None:
+            objective = _objective(
+                scores, shown, plan.previous, pairs, weights, sim, cfg.diversity, rules.churn
+            )
+        changed = ((plan.previous >= 0) & (shown != plan.previous)) | (plan.reason == Reason.RETIRED)
+        decision = PageDecision(
+            member_id=req.member_id,
+            session_id=req.session_id,
+            page_id=_page_id(req, now),
+            timestamp=now,
+            title_ids=page.title_ids,
+            image_ids=shown_ids,
+            propensity=propensity,
+            explored=explored,
+            changed=changed,
+            reason=plan.reason,
+            previous_image_ids=plan.previous_ids,
+            objective=objective,
+            solver=self.config.solver,
+            solver_status=solver_status,
+            faults=tuple(faults.faults),
+            fault_details=tuple(faults.details),
+            timings_ms=timings,
+            candidate_ids=page.image_ids,
+            propensities=propensities,
+            rows=page.rows,
+            cols=page.cols,
+        )
+        return self._log(decision, timings, started)
+
+    def _log(self, decision: PageDecision, timings: dict[str, float], started: float) -> PageDecision:
+        t = time.perf_counter()
+        if self.logger is not None:
+            try:
+                self.logger.append(decision)
+            except Exception as err:
+                decision = replace(
+                    decision,
+                    faults=(*decision.faults, Fault.LOG_FAILED),
+                    fault_details=(*decision.fault_details, f"{Fault.LOG_FAILED.value}: {_err(err)}"),
+                )
+        end = time.perf_counter()
+        timings["log"] = (end - t) * 1000.0
+        timings["total"] = (end - started) * 1000.0
+        return decision
+
+    def _last_resort(
+        self,
+        req: PageRequest,
+        page: _Page,
+        now: float,
+        error: BaseException,
+        timings: dict[str, float],
+        started: float,
+    ) -> PageDecision:
+        """Previous images read straight from the store where possible, else first candidates."""
+        previous = np.full(page.n_titles, -1, dtype=np.int64)
+        previous_ids: list[str | None] = [None] * page.n_titles
+        try:
+            states = self.store.get(req.member_id, page.title_ids) if self.store is not None else {}
+            for t, title in enumerate(page.title_ids):
+                s = states.get(title)
+                if s is not None:
+                    previous_ids[t] = s.image_id
+                    if s.image_id in page.image_ids[t]:
+                        previous[t] = page.image_ids[t].index(s.image_id)
+        except Exception:  # the store is part of what failed: first candidates
+            pass
+        shown = np.where(previous >= 0, previous, 0).astype(np.int64)
+        n = page.n_titles
+        one_hot = np.zeros(page.candidates.shape)
+        one_hot[np.arange(n), shown] = 1.0
+        decision = PageDecision(
+            member_id=req.member_id,
+            session_id=req.session_id,
+            page_id=_page_id(req, now),
+            timestamp=now,
+            title_ids=page.title_ids,
+            image_ids=tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True)),
+            propensity=np.ones(n),
+            explored=np.zeros(n, dtype=bool),
+            changed=np.array(
+                [p is not None and p != page.image_ids[t][shown[t]] for t, p in enumerate(previous_ids)],
+                dtype=bool,
+            ),
+            reason=np.where(previous >= 0, Reason.FREE, Reason.NEW).astype(np.int8),
+            previous_image_ids=tuple(previous_ids),
+            objective=None,
+            solver=self.config.solver,
+            solver_status="skipped",
+            faults=(Fault.INTERNAL_ERROR,),
+            fault_details=(f"{Fault.INTERNAL_ERROR.value}: {_err(error)}",),
+            timings_ms=timings,
+            candidate_ids=page.image_ids,
+            propensities=one_hot,
+            rows=page.rows,
+            cols=page.cols,
+        )
+        return self._log(decision, timings, started)
+
+
+def _invalid(a: NDArray[Any], plan: StabilityPlan, budget: int | None) -> str:
+    """Why an assignment is not a valid page for the plan ('' when it is valid)."""
+    n, k = plan.solver_candidates.shape
+    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+        return f"assignment of dtype {a.dtype} and shape {a.shape}"
+    if ((a < 0) | (a >= k)).any():
+        return "an image index out of range"
+    if not plan.solver_candidates[np.arange(n), a].all():
+        return "an image the stability rules do not allow"
+    if budget is not None:
+        n_changes = int(((plan.previous >= 0) & (a != plan.previous)).sum())
+        if n_changes > budget:
+            return f"{n_changes} changes for a budget of {budget}"
+    return ""
+

@@ -1,0 +1,386 @@
+"""Decision logging: :class:`PageDecision` rows appended to Parquet in batches, crash-safe.
+
+Each row is one (page, title) in the ``slate.impressions/1`` schema (:mod:`slate.logs.schema`),
+the schema replay reads: who, which page, where the title was, the candidates, the image shown,
+its propensity, whether it was explored, the previous image. (The optional ``propensities``
+column is not written: under sticky exploration most rows show a held draw whose full
+distribution is not kept, and the reader rejects a null distribution.) ``reward`` is null until the outcome is known, unless the caller passes it (a simulator
+knows it at once); join outcomes on ``(page_id, title_id)``.
+
+**Batches and rotation.** Decisions are buffered in memory; every ``batch_pages`` pages (or when
+the oldest buffered page is ``flush_seconds`` old, checked at each append, or on
+:meth:`DecisionLogger.flush`/:meth:`~DecisionLogger.close`) the batch is written as one
+immutable Parquet file under a partition folder per day (or hour) of the decisions' time,
+``<dir>/date=2024-05-01/decisions-20240501T200000-<pid>-000001.parquet``.
+
+**Crash safety.** A batch is written to a hidden temporary name in the same folder, flushed to
+disk (``fsync``), then renamed to its final name (an atomic rename), so a file with a final
+name is always complete. A crash loses at most the batch in memory and never touches an earlier
+file; a leftover temporary file starts with ``.`` and is skipped by Parquet readers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from itertools import chain
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from slate.errors import InvalidProblemError
+from slate.serve.decision import PageDecision
+
+__all__ = ["DecisionLogger", "decisions_table"]
+
+_Entry = tuple[PageDecision, "ArrayLike | None", "ArrayLike | None"]
+
+
+def decisions_table(
+    decisions: Sequence[PageDecision],
+    rewards: Sequence[ArrayLike | None] | None = None,
+    engagement: Sequence[ArrayLike | None] | None = None,
+) -> Any:
+    """The ``slate.impressions/1`` rows of some decisions, as a pyarrow Table.
+
+    Parameters
+    ----------
+    decisions : sequence of PageDecision
+    rewards : sequence of (array (n_titles,) or None), optional
+        Per decision, the rewards (0/1) if known; None leaves them null.
+    engagement : sequence of (array (n_titles,) or None), optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.serve import compose, ComposeConfig
+    >>> d = compose({"member_id": 1, "session_id": 1,
+    ...              "titles": [{"title_id": "T", "image_ids": ["a", "b"], "row": 0, "col": 0}]},
+    ...             lambda r: np.array([[0.1, 0.2]]), None, config=ComposeConfig(solver="independent"))
+    >>> table = decisions_table([d], rewards=[np.array([1])])
+    >>> table.column("image_id").to_pylist(), table.column("reward").to_pylist()
+    (['b'], [1])
+    """
+    import pyarrow as pa
+
+    from slate.logs.parquet import impressions_table
+
+    n_titles = np.fromiter((d.n_titles for d in decisions), dtype=np.int64, count=len(decisions))
+    n = int(n_titles.sum())
+
+    def per_page(values: ArrayLike, dtype: Any) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=dtype), n_titles)
+
+    counts = np.fromiter(
+        (len(ids) for d in decisions for ids in d.candidate_ids), dtype=np.int64, count=n
+    )
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    flat_candidates = pa.array(
+        list(chain.from_iterable(chain.from_iterable(d.candidate_ids for d in decisions))), pa.string()
+    )
+    def optional(values: Sequence[ArrayLike | None] | None, typ: Any) -> Any:
+        """A nullable column: the given values where known, null where None or NaN."""
+        if values is None or all(v is None for v in values):
+            return None
+        parts = [
+            np.full(d.n_titles, np.nan) if v is None else np.asarray(v, dtype=np.float64)
+            for d, v in zip(decisions, values, strict=True)
+        ]
+        flat = np.concatenate(parts)
+        return pa.array(flat, type=pa.float64(), from_pandas=True).cast(typ, safe=False)
+
+    reward = optional(rewards, pa.int8())
+    engaged = optional(engagement, pa.float64())
+    table = impressions_table(
+        member_id=per_page([d.member_id for d in decisions], np.int64),
+        session_id=per_page([d.session_id for d in decisions], np.int64),
+        page_id=per_page([d.page_id for d in decisions], np.int64),
+        timestamp=per_page([round(d.timestamp * 1e6) for d in decisions], np.int64),
+        title_id=pa.array(list(chain.from_iterable(d.title_ids for d in decisions)), pa.string()),
+        row=np.concatenate([d.rows for d in decisions]).astype(np.int32),
+        col=np.concatenate([d.cols for d in decisions]).astype(np.int32),
+        image_id=pa.array(list(chain.from_iterable(d.image_ids for d in decisions)), pa.string()),
+        candidate_ids=pa.ListArray.from_arrays(pa.array(offsets), flat_candidates),
+        propensity=np.concatenate([d.propensity for d in decisions]),
+        explored=np.concatenate([d.explored for d in decisions]),
+        reward=np.zeros(n, dtype=np.int8),
+        engagement=None if engaged is None else np.zeros(n),
+        previous_image_id=pa.array(
+            list(chain.from_iterable(d.previous_image_ids for d in decisions)), pa.string()
+        ),
+    )
+    for name, column in (("reward", reward if reward is not None else pa.nulls(n, pa.int8())), ("engagement", engaged)):
+        if column is not None:
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, table.schema.field(name), column)
+    return table
+
+
+class DecisionLogger:
+    """Append decisions to Parquet files in batches (see the module docstring).
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Root folder of the log (created if missing); read it back with
+        :func:`slate.logs.read_impressions`.
+    batch_pages : int, default 512
+        Pages per file.
+    flush_seconds : float, default 60
+        Also write the batch when its oldest page is this old (checked at each append).
+    partition : {"day", "hour", None}, default "day"
+        Folder per UTC day (``date=YYYY-MM-DD``) or hour (``date=.../hour=HH``) of the decisions.
+    prefix : str, default "decisions"
+    compression : str, default "snappy"
+    fsync : bool, default True
+        Flush each file to disk before renaming it into place.
+    max_buffer_pages : int, default 100000
+        If writing keeps failing, the oldest buffered pages beyond this are dropped (and
+        counted in ``dropped_pages_``).
+    background : bool, default False
+        Write full batches on a writer thread (Parquet encoding and fsync release the GIL), so a
+        page that fills a batch does not wait for the write; a failed background write is raised
+        by the next :meth:`append` or :meth:`flush`. A crash then loses at most the batch being
+        written and the one being filled.
+
+    Attributes
+    ----------
+    files_ : list of pathlib.Path
+        Files written, in order.
+    pages_written_, rows_written_, dropped_pages_, failed_flushes_ : int
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from slate.serve import compose, ComposeConfig, DecisionLogger
+    >>> from slate.logs import read_impressions
+    >>> folder = tempfile.mkdtemp()
+    >>> with DecisionLogger(folder, batch_pages=2) as logger:
+    ...     for session in range(3):
+    ...         _ = compose({"member_id": 1, "session_id": session,
+    ...                      "timestamp": "2024-05-01T20:00:00Z",
+    ...                      "titles": [{"title_id": "T", "image_ids": ["a", "b"], "row": 0, "col": 0}]},
+    ...                     lambda r: np.array([[0.1, 0.2]]), None, logger=logger,
+    ...                     config=ComposeConfig(solver="independent"))
+    >>> len(logger.files_), logger.rows_written_
+    (2, 3)
+    >>> logger.files_[0].parent.name
+    'date=2024-05-01'
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        batch_pages: int = 512,
+        flush_seconds: float = 60.0,
+        partition: Literal["day", "hour"] | None = "day",
+        prefix: str = "decisions",
+        compression: str = "snappy",
+        fsync: bool = True,
+        max_buffer_pages: int = 100_000,
+        background: bool = False,
+    ) -> None:
+        def fail(name: str, must: str, got: object) -> InvalidProblemError:
+            return InvalidProblemError(
+                f"The '{name}' parameter of DecisionLogger must be {must}; got {got!r} instead."
+            )
+
+        if isinstance(batch_pages, bool) or not isinstance(batch_pages, int) or batch_pages < 1:
+            raise fail("batch_pages", "an integer >= 1", batch_pages)
+        if not isinstance(flush_seconds, (int, float)) or not flush_seconds > 0:
+            raise fail("flush_seconds", "a number > 0", flush_seconds)
+        if partition not in ("day", "hour", None):
+            raise fail("partition", "'day', 'hour' or None", partition)
+        if not prefix or "/" in prefix or prefix.startswith("."):
+            raise fail("prefix", "a file-name prefix not starting with '.'", prefix)
+        if isinstance(max_buffer_pages, bool) or not isinstance(max_buffer_pages, int) or max_buffer_pages < batch_pages:
+            raise fail("max_buffer_pages", f"an integer >= batch_pages ({batch_pages})", max_buffer_pages)
+        import pyarrow  # noqa: F401  (fail now, not at the first flush, when pyarrow is missing)
+
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.batch_pages = batch_pages
+        self.flush_seconds = float(flush_seconds)
+        self.partition = partition
+        self.prefix = prefix
+        self.compression = compression
+        self.fsync = fsync
+        self.max_buffer_pages = max_buffer_pages
+        self.background = bool(background)
+        self._buffer: list[_Entry] = []
+        self._inflight: list[_Entry] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._oldest = 0.0
+        self._seq = 0
+        self.files_: list[Path] = []
+        self.pages_written_ = 0
+        self.rows_written_ = 0
+        self.dropped_pages_ = 0
+        self.failed_flushes_ = 0
+
+    def __len__(self) -> int:
+        """Pages buffered, not yet written (including a batch being written in the background)."""
+        with self._lock:
+            return len(self._buffer) + len(self._inflight)
+
+    def append(
+        self, decision: PageDecision, rewards: ArrayLike | None = None, engagement: ArrayLike | None = None
+    ) -> None:
+        """Buffer one decision (with its rewards if already known); write the batch when full.
+
+        Raises the error of a failed write (the decision itself is kept in the buffer).
+        """
+        with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append((decision, rewards, engagement))
+            due = len(self._buffer) >= self.batch_pages or time.monotonic() - self._oldest >= self.flush_seconds
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+        if not due:
+            return
+        if not self.background:
+            self.flush()
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return  # the writer is busy; this batch goes next
+            batch, self._buffer = self._buffer, []
+            self._inflight = batch
+            self._thread = threading.Thread(target=self._write_in_background, args=(batch,), daemon=True)
+            self._thread.start()
+
+    def _write_in_background(self, batch: list[_Entry]) -> None:
+        try:
+            self._write_batch(batch)
+        except BaseException as err:  # reported at the next append or flush
+            with self._lock:
+                self._error = err
+        finally:
+            with self._lock:
+                self._inflight = []
+
+    def flush(self) -> list[Path]:
+        """Write everything buffered now (one file per partition); return the files written.
+
+        On failure the decisions stay buffered (up to ``max_buffer_pages``) and the error is raised.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+            self._thread = None
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            error, self._error = self._error, None
+        written = self._write_batch(batch) if batch else []
+        if error is not None:
+            raise error
+        return written
+
+    def _write_batch(self, batch: list[_Entry]) -> list[Path]:
+        groups: dict[str, list[_Entry]] = {}
+        for entry in batch:
+            groups.setdefault(self._partition_of(entry[0].timestamp), []).append(entry)
+        written: list[Path] = []
+        pending = list(groups.items())
+        try:
+            while pending:
+                folder, entries = pending[0]
+                written.append(
+                    self._write(
+                        folder, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
+                    )
+                )
+                pending.pop(0)
+        except BaseException:
+            with self._lock:
+                self.failed_flushes_ += 1
+                keep = [e for _, entries in pending for e in entries] + self._buffer
+                excess = len(keep) - self.max_buffer_pages
+                if excess > 0:
+                    self.dropped_pages_ += excess
+                    keep = keep[excess:]
+                self._buffer = keep
+                self._oldest = time.monotonic()
+            raise
+        return written
+
+    def _partition_of(self, timestamp: float) -> str:
+        if self.partition is None:
+            return ""
+        when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+        if self.partition == "day":
+            return f"date={when:%Y-%m-%d}"
+        return f"date={when:%Y-%m-%d}/hour={when:%H}"
+
+    def _write(
+        self,
+        folder: str,
+        decisions: list[PageDecision],
+        rewards: list[ArrayLike | None],
+        engagement: list[ArrayLike | None],
+    ) -> Path:
+        from slate.logs.parquet import write_impressions
+
+        table = decisions_table(decisions, rewards, engagement)
+        target_dir = self.directory / folder if folder else self.directory
+        target_dir.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        first = datetime.fromtimestamp(decisions[0].timestamp, tz=timezone.utc)
+        name = f"{self.prefix}-{first:%Y%m%dT%H%M%S}-{os.getpid()}-{self._seq:06d}.parquet"
+        final = target_dir / name
+        temporary = target_dir / f".{name}.tmp"
+        faults = Counter(f.value for d in decisions for f in d.faults)
+        write_impressions(
+            temporary,
+            table,
+            compression=self.compression,
+            metadata={
+                "slate.writer": "slate.serve.DecisionLogger",
+                "slate.pages": str(len(decisions)),
+                "slate.faults": json.dumps(dict(faults), sort_keys=True),
+            },
+        )
+        if self.fsync:
+            fd = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(temporary, final)
+        if self.fsync:
+            try:
+                dir_fd = os.open(target_dir, os.O_RDONLY)
+            except OSError:  # pragma: no cover - platforms without directory fds
+                dir_fd = -1
+            if dir_fd >= 0:
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        self.files_.append(final)
+        self.pages_written_ += len(decisions)
+        self.rows_written_ += table.num_rows
+        return final
+
+    def close(self) -> None:
+        """Write what is buffered."""
+        self.flush()
+
+    def __enter__(self) -> DecisionLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

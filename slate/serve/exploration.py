@@ -1,0 +1,310 @@
+"""Exploration on a page, with the exact propensity of every image shown.
+
+The scheme of :class:`StickyEpsilon`, given the page optimiser's choice ``a*`` and the titles
+*eligible* for exploration (titles no stability rule holds, with at least two images):
+
+1. every eligible title flips a coin that comes up with probability ``epsilon``;
+2. if more than ``m`` coins came up (``m`` = the page's exploration budget), ``m`` of those
+   titles are kept, chosen uniformly at random;
+3. every kept (explored) title shows an image drawn uniformly among its candidates (``a*``
+   included); every other title shows ``a*``.
+
+With ``n`` eligible titles, a title is explored with probability (exactly)
+
+.. math::
+
+    q(n, \\varepsilon, m) = \\varepsilon \\sum_{b=0}^{n-1} \\binom{n-1}{b}
+        \\varepsilon^b (1-\\varepsilon)^{n-1-b} \\min\\left(1, \\frac{m}{b+1}\\right),
+
+(``b`` is the number of *other* titles whose coin came up; among the ``b + 1`` that did, ``m`` are
+kept uniformly), so image ``k`` of title ``t`` with ``A_t`` candidates is shown with probability
+
+.. math::
+
+    \\pi_t(k) = (1 - q)\\,[k = a^*_t] + q / |A_t|.
+
+This is the marginal probability given everything known before the coins are flipped (the
+member's state and the scores), which is what inverse-propensity replay needs. The draws are
+seeded by ``(seed, member_id, session_id)``, so a page is reproducible.
+
+*Sticky* exploration keeps the outcome of a title's draw (explored or not) for a period
+(:class:`~slate.stability.StickyPeriod`); every page in the period shows the same image and logs
+the propensity of the original draw. Because the draw is the only randomness that decides what
+the title shows during the period, inverse-propensity weights with that propensity remain
+unbiased for every page of the period, and the member's artwork does not flicker.
+
+Exploration shares the page's change budget: the optimiser gets ``max_changes - r`` where
+``r = min(m, number of eligible titles with a previous image)``, so any explored set keeps the
+page within its budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.stats import binom
+
+from slate.errors import InvalidProblemError
+from slate.stability.rules import StickyPeriod
+
+__all__ = [
+    "Exploration",
+    "ExplorationDraw",
+    "NoExploration",
+    "StickyEpsilon",
+    "explore_probability",
+]
+
+_U64 = (1 << 64) - 1
+
+
+@lru_cache(maxsize=4096)
+def explore_probability(n_eligible: int, epsilon: float, max_explored: int | None) -> float:
+    """Probability ``q`` that a given eligible title is explored (see the module docstring).
+
+    Parameters
+    ----------
+    n_eligible : int
+        Number of titles eligible for exploration on the page.
+    epsilon : float
+        Per-title exploration probability before the budget.
+    max_explored : int or None
+        At most this many titles explored per page (None: no limit).
+
+    Examples
+    --------
+    >>> round(explore_probability(10, 0.1, None), 6)
+    0.1
+    >>> round(explore_probability(2, 0.5, 1), 6)   # 0.5 * (0.5 * 1 + 0.5 * 1/2)
+    0.375
+    """
+    if n_eligible <= 0 or epsilon <= 0.0:
+        return 0.0
+    if max_explored is None or max_explored >= n_eligible:
+        return float(epsilon)
+    if max_explored <= 0:
+        return 0.0
+    b = np.arange(n_eligible)
+    keep = np.minimum(1.0, max_explored / (b + 1.0))
+    return float(epsilon * np.dot(binom.pmf(b, n_eligible - 1, epsilon), keep))
+
+
+@dataclass(frozen=True, eq=False)
+class ExplorationDraw:
+    """The outcome of exploration on one page.
+
+    Attributes
+    ----------
+    shown : ndarray (n_titles,), int
+        Padded column of the image shown per title.
+    propensity : ndarray (n_titles,)
+        Probability of the shown image under the scheme (1 for titles not randomized).
+    propensities : ndarray (n_titles, n_images)
+        The full distribution per title (one-hot for titles not randomized).
+    explored : ndarray (n_titles,), bool
+        Titles whose image was drawn by exploration.
+    drawn : ndarray (n_titles,), bool
+        Titles that were randomized (eligible), explored or not.
+    probability : float
+        ``q``: the probability that an eligible title is explored.
+    """
+
+    shown: NDArray[np.int64]
+    propensity: NDArray[np.float64]
+    propensities: NDArray[np.float64]
+    explored: NDArray[np.bool_]
+    drawn: NDArray[np.bool_]
+    probability: float
+
+
+def _no_draw(exploit: NDArray[np.int64], n_images: int) -> ExplorationDraw:
+    n = len(exploit)
+    one_hot = np.zeros((n, n_images))
+    one_hot[np.arange(n), exploit] = 1.0
+    return ExplorationDraw(
+        shown=exploit.copy(),
+        propensity=np.ones(n),
+        propensities=one_hot,
+        explored=np.zeros(n, dtype=bool),
+        drawn=np.zeros(n, dtype=bool),
+        probability=0.0,
+    )
+
+
+@runtime_checkable
+class Exploration(Protocol):
+    """An exploration scheme with exact propensities (see :class:`StickyEpsilon`)."""
+
+    @property
+    def sticky(self) -> StickyPeriod | None:
+        """How long a randomized choice is held (None: not across sessions)."""
+        ...
+
+    def reserve(self, n_eligible_with_previous: int, max_changes: int | None) -> int:
+        """Changes to keep out of the optimiser's budget so that exploration cannot exceed it."""
+        ...
+
+    def draw(
+        self,
+        exploit: NDArray[np.int64],
+        candidates: NDArray[np.bool_],
+        eligible: NDArray[np.bool_],
+        *,
+        max_changes: int | None,
+        key: tuple[int, ...],
+    ) -> ExplorationDraw:
+        """Randomize the eligible titles of a page around the optimiser's choice ``exploit``."""
+        ...
+
+
+@dataclass(frozen=True)
+class NoExploration:
+    """Show the optimiser's page as is (every propensity is 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = NoExploration().draw(np.array([1, 0]), np.ones((2, 2), bool), np.ones(2, bool),
+    ...                          max_changes=None, key=(0,))
+    >>> d.shown.tolist(), d.propensity.tolist()
+    ([1, 0], [1.0, 1.0])
+    """
+
+    @property
+    def sticky(self) -> StickyPeriod | None:
+        return None
+
+    def reserve(self, n_eligible_with_previous: int, max_changes: int | None) -> int:
+        return 0
+
+    def draw(
+        self,
+        exploit: NDArray[np.int64],
+        candidates: NDArray[np.bool_],
+        eligible: NDArray[np.bool_],
+        *,
+        max_changes: int | None,
+        key: tuple[int, ...],
+    ) -> ExplorationDraw:
+        return _no_draw(np.asarray(exploit, dtype=np.int64), candidates.shape[1])
+
+
+@dataclass(frozen=True)
+class StickyEpsilon:
+    """Epsilon exploration per title, at most ``max_explored`` titles per page, held for a period.
+
+    Parameters
+    ----------
+    epsilon : float, default 0.05
+        Probability that an eligible title's coin comes up.
+    max_explored : int or None, default 2
+        Exploration budget: at most this many explored titles per page (and never more than the
+        page's change budget). None: no limit of its own.
+    sticky_sessions : int or None, default None
+        A draw is held for this many sessions ...
+    sticky_days : float or None, default 3.0
+        ... or this many days, whichever comes first. ``sticky_sessions=1`` re-randomizes every
+        session (a draw is always held for the rest of its own session).
+    seed : int, default 0
+        Draws are seeded by ``(seed, member_id, session_id)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> explore = StickyEpsilon(0.5, max_explored=1, seed=3)
+    >>> d = explore.draw(np.array([0, 0, 0]), np.ones((3, 4), bool), np.ones(3, bool),
+    ...                  max_changes=None, key=(7, 1))
+    >>> int(d.explored.sum()) <= 1, bool(np.allclose(d.propensities.sum(axis=1), 1.0))
+    (True, True)
+    >>> round(d.probability, 4)   # q(3, 0.5, 1) = 0.5 * (1/4 + 2/4 * 1/2 + 1/4 * 1/3)
+    0.2917
+    """
+
+    epsilon: float = 0.05
+    max_explored: int | None = 2
+    sticky_sessions: int | None = None
+    sticky_days: float | None = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def fail(name: str, must: str) -> InvalidProblemError:
+            return InvalidProblemError(
+                f"The '{name}' parameter of StickyEpsilon must be {must}; got {getattr(self, name)!r} instead."
+            )
+
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 1.0:
+            raise fail("epsilon", "a number in [0, 1]")
+        m = self.max_explored
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
+            raise fail("max_explored", "None or an integer >= 0")
+        s = self.sticky_sessions
+        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
+            raise fail("sticky_sessions", "None or an integer >= 1")
+        d = self.sticky_days
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not d >= 0):
+            raise fail("sticky_days", "None or a number >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise fail("seed", "an integer >= 0")
+
+    @property
+    def sticky(self) -> StickyPeriod | None:
+        return StickyPeriod(sessions=self.sticky_sessions, days=self.sticky_days)
+
+    def page_budget(self, max_changes: int | None) -> int | None:
+        """At most this many titles are explored on a page with change budget ``max_changes``."""
+        if max_changes is None:
+            return self.max_explored
+        return max_changes if self.max_explored is None else min(self.max_explored, max_changes)
+
+    def reserve(self, n_eligible_with_previous: int, max_changes: int | None) -> int:
+        if max_changes is None or self.epsilon == 0.0:
+            return 0
+        m = self.page_budget(max_changes)
+        return min(n_eligible_with_previous, m if m is not None else n_eligible_with_previous)
+
+    def draw(
+        self,
+        exploit: NDArray[np.int64],
+        candidates: NDArray[np.bool_],
+        eligible: NDArray[np.bool_],
+        *,
+        max_changes: int | None,
+        key: tuple[int, ...],
+    ) -> ExplorationDraw:
+        exploit = np.asarray(exploit, dtype=np.int64)
+        out = _no_draw(exploit, candidates.shape[1])
+        titles = np.flatnonzero(eligible)
+        n_eligible = len(titles)
+        if n_eligible == 0 or self.epsilon == 0.0:
+            return out
+        m = self.page_budget(max_changes)
+        q = explore_probability(n_eligible, float(self.epsilon), m)
+        rng = np.random.default_rng([self.seed, *(int(k) & _U64 for k in key)])
+        flips = titles[rng.random(n_eligible) < self.epsilon]
+        if m is not None and len(flips) > m:
+            flips = np.sort(rng.choice(flips, size=m, replace=False))
+        counts = candidates[titles].sum(axis=1)
+        shown = out.shown
+        if len(flips):
+            sub = candidates[flips]
+            pick = np.floor(rng.random(len(flips)) * sub.sum(axis=1)).astype(np.int64)
+            shown[flips] = np.argmax(np.cumsum(sub, axis=1) > pick[:, None], axis=1)
+            out.explored[flips] = True
+        dist = (q / counts)[:, None] * candidates[titles]
+        dist[np.arange(n_eligible), exploit[titles]] += 1.0 - q
+        out.propensities[titles] = dist
+        out.propensity[titles] = dist[np.arange(n_eligible), shown[titles]]
+        out.drawn[titles] = True
+        return ExplorationDraw(
+            shown=shown,
+            propensity=out.propensity,
+            propensities=out.propensities,
+            explored=out.explored,
+            drawn=out.drawn,
+            probability=q,
+        )

@@ -1,0 +1,282 @@
+"""The serving boundary: the page request and the composer's configuration (pydantic models).
+
+Requests and configuration are validated once, when they come in (frozen models,
+``extra="forbid"``); past that, :func:`slate.serve.compose` works on arrays. A malformed request
+raises :class:`InvalidRequestError`, naming the field and what was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from operator import itemgetter
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slate.errors import InvalidProblemError
+from slate.stability.rules import StabilityRules
+
+__all__ = [
+    "ComposeConfig",
+    "ImageCatalog",
+    "InvalidRequestError",
+    "PageRequest",
+    "TitleRequest",
+    "parse_request",
+]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+class InvalidRequestError(InvalidProblemError):
+    """A page request is malformed; the message names the field and what was received."""
+
+
+class TitleRequest(BaseModel):
+    """One title on the requested page.
+
+    Attributes
+    ----------
+    title_id : str
+    image_ids : tuple of str
+        The title's candidate images (at least one). Image ids are unique across the page.
+    row, col : int
+        Position on the page (row 0 is the top; col 0 the left).
+    locked : bool
+        The member is engaged with the title (continue watching, my list): keep its image.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title_id: str = Field(min_length=1)
+    image_ids: tuple[str, ...] = Field(min_length=1)
+    row: int = Field(ge=0, le=100_000)
+    col: int = Field(ge=0, le=100_000)
+    locked: bool = False
+
+
+class PageRequest(BaseModel):
+    """A member's homepage request.
+
+    Attributes
+    ----------
+    member_id, session_id : int
+        64-bit integer ids (map external string ids with a 64-bit hash).
+    titles : tuple of TitleRequest
+        The page's titles (unique ids, unique positions, unique image ids).
+    page_id : int, optional
+        Id of the page impression in the log (default: derived from member, session and time).
+    timestamp : datetime with a time zone, optional
+        When the page is served (default: now).
+    seen_title_ids : tuple of str
+        Titles of this page whose current image the member saw since the last page (viewport
+        events); matters when the stability rules do not assume shown means seen.
+    context : dict
+        Member context passed untouched to the scoring policy (it validates it).
+
+    Examples
+    --------
+    >>> request = PageRequest(member_id=1, session_id=1, titles=[
+    ...     {"title_id": "T1", "image_ids": ["T1-a", "T1-b"], "row": 0, "col": 0},
+    ...     {"title_id": "T2", "image_ids": ["T2-a"], "row": 0, "col": 1, "locked": True}])
+    >>> request.n_titles, request.n_images
+    (2, 2)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    member_id: int = Field(ge=INT64_MIN, le=INT64_MAX)
+    session_id: int = Field(ge=INT64_MIN, le=INT64_MAX)
+    titles: tuple[TitleRequest, ...] = Field(min_length=1)
+    page_id: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    timestamp: AwareDatetime | None = None
+    seen_title_ids: tuple[str, ...] = ()
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PageRequest:
+        titles: set[str] = set()
+        images: set[str] = set()
+        positions: set[tuple[int, int]] = set()
+        for i, title in enumerate(self.titles):
+            if title.title_id in titles:
+                raise ValueError(f"titles.{i}.title_id: '{title.title_id}' appears twice on the page")
+            titles.add(title.title_id)
+            pos = (title.row, title.col)
+            if pos in positions:
+                raise ValueError(f"titles.{i}: position (row={pos[0]}, col={pos[1]}) is taken twice")
+            positions.add(pos)
+            for image in title.image_ids:
+                if image in images:
+                    raise ValueError(f"titles.{i}.image_ids: image '{image}' appears twice on the page")
+                images.add(image)
+        unknown = [t for t in self.seen_title_ids if t not in titles]
+        if unknown:
+            raise ValueError(f"seen_title_ids: '{unknown[0]}' is not a title of the page")
+        return self
+
+    @property
+    def n_titles(self) -> int:
+        """Number of titles on the page."""
+        return len(self.titles)
+
+    @property
+    def n_images(self) -> int:
+        """Largest number of candidate images of a title (the padded width)."""
+        return max(len(t.image_ids) for t in self.titles)
+
+
+def _format_error(err: ValidationError, what: str) -> str:
+    first = err.errors(include_url=False)[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "(root)"
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+        return f"The {what} is invalid: {msg}."
+    got = first.get("input")
+    shown = repr(got)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"The '{loc}' field of the {what} is invalid ({msg}); got {shown} instead."
+
+
+def parse_request(data: PageRequest | Mapping[str, Any]) -> PageRequest:
+    """Validate a page request (a mapping, e.g. parsed JSON) into a :class:`PageRequest`.
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming the first bad field and what was received.
+
+    Examples
+    --------
+    >>> parse_request({"member_id": 1, "session_id": 2, "titles": []})
+    Traceback (most recent call last):
+    ...
+    slate.serve.request.InvalidRequestError: The 'titles' field of the page request is invalid (Tuple should have at least 1 item after validation, not 0); got [] instead.
+    """
+    if isinstance(data, PageRequest):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError(
+            f"The page request must be a PageRequest or a mapping; got {type(data).__name__} instead."
+        )
+    try:
+        return PageRequest.model_validate(data)
+    except ValidationError as err:
+        raise InvalidRequestError(_format_error(err, "page request")) from None
+
+
+class ComposeConfig(BaseModel):
+    """How :func:`slate.serve.compose` builds and solves a page.
+
+    Attributes
+    ----------
+    solver : str
+        Registered solver name (``"fast"``, the serving default; see :func:`slate.available_solvers`).
+    solver_options : dict
+        Options for the solver's constructor (e.g. ``{"compute_bound": False}`` for ``fast``).
+    solver_time_ms : float
+        Time budget of the solve.
+    solver_grace_ms : float
+        A solve that returns later than ``solver_time_ms + solver_grace_ms`` is reported as late.
+    scoring_budget_ms, store_budget_ms : float
+        Scoring, or a store read or write, slower than this is reported as late.
+    diversity : float
+        Weight of the visual-similarity penalty between interacting titles.
+    layout : {"grid", "chain", "dense"}
+        Which titles interact: grid neighbours (row, farther in the row, above/below), row
+        neighbours only, or every pair.
+    stability : StabilityRules
+
+    Examples
+    --------
+    >>> ComposeConfig(solver_time_ms=0)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for ComposeConfig
+    solver_time_ms
+      Input should be greater than 0 [type=greater_than, input_value=0, input_type=int]
+        ...
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    solver: str = "fast"
+    solver_options: dict[str, Any] = Field(default_factory=dict)
+    solver_time_ms: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    solver_grace_ms: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    scoring_budget_ms: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    store_budget_ms: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    diversity: float = Field(default=0.05, ge=0, allow_inf_nan=False)
+    layout: Literal["grid", "chain", "dense"] = "grid"
+    stability: StabilityRules = StabilityRules()
+
+
+class ImageCatalog:
+    """Visual embeddings of images, by image id (unit-normalised, float32).
+
+    Parameters
+    ----------
+    image_ids : sequence of str
+    embeddings : array_like (n_images, dim)
+
+    Examples
+    --------
+    >>> cat = ImageCatalog(["a", "b"], [[3.0, 4.0], [0.0, 2.0]])
+    >>> cat.rows(["b", "zz", "a"]).tolist(), cat.dim
+    ([1, 2, 0], 2)
+    >>> cat.unit[0].tolist()
+    [0.6000000238418579, 0.800000011920929]
+    """
+
+    def __init__(self, image_ids: Any, embeddings: Any) -> None:
+        ids = [str(x) for x in image_ids]
+        emb = np.asarray(embeddings, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] != len(ids):
+            raise InvalidProblemError(
+                f"The 'embeddings' parameter of ImageCatalog must have shape ({len(ids)}, dim); "
+                f"got {emb.shape} instead."
+            )
+        if not np.isfinite(emb).all():
+            row = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+            raise InvalidProblemError(
+                f"The 'embeddings' parameter of ImageCatalog must be finite; got a non-finite value "
+                f"for image '{ids[row]}' instead."
+            )
+        self.index: dict[str, int] = {}
+        for i, image in enumerate(ids):
+            if image in self.index:
+                raise InvalidProblemError(
+                    f"The 'image_ids' parameter of ImageCatalog must be unique; got '{image}' twice."
+                )
+            self.index[image] = i
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        unit = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        # one extra zero row: the embedding of padding and of unknown images
+        self.unit = np.vstack([unit, np.zeros((1, emb.shape[1]))]).astype(np.float32)
+        self.unit.flags.writeable = False
+        self.missing_row = len(ids)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.unit.shape[1])
+
+    def __len__(self) -> int:
+        return self.missing_row
+
+    def rows(self, image_ids: Any) -> np.ndarray:
+        """Row of each image in :attr:`unit` (the zero row for an unknown image)."""
+        ids = image_ids if isinstance(image_ids, (list, tuple)) else list(image_ids)
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            found = itemgetter(*ids)(self.index)
+        except KeyError:
+            get = self.index.get
+            missing = self.missing_row
+            return np.array([get(i, missing) for i in ids], dtype=np.int64)
+        return np.array(found if len(ids) > 1 else (found,), dtype=np.int64)

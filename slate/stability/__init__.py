@@ -1,0 +1,41 @@
+"""Session stability: per-member state between sessions, the rules that use it, and where it is stored.
+
+>>> from slate.stability import available_stores
+>>> available_stores()
+['memory', 'sqlite']
+"""
+
+from slate.stability.rules import (
+    Reason,
+    StabilityPlan,
+    StabilityRules,
+    StickyPeriod,
+    next_states,
+    plan_page,
+)
+from slate.stability.state import NO_DRAW, TitleState
+from slate.stability.store import (
+    InMemoryStore,
+    SQLiteStore,
+    StateStore,
+    available_stores,
+    make_store,
+    register_store,
+)
+
+__all__ = [
+    "NO_DRAW",
+    "InMemoryStore",
+    "Reason",
+    "SQLiteStore",
+    "StabilityPlan",
+    "StabilityRules",
+    "StateStore",
+    "StickyPeriod",
+    "TitleState",
+    "available_stores",
+    "make_store",
+    "next_states",
+    "plan_page",
+    "register_store",
+]
