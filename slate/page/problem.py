@@ -69,7 +69,7 @@ def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates:
     if len(pairs) == 0:
         k = embeddings.shape[1]
         return np.zeros((0, k, k))
-    sim = np.einsum("pkd,pld->pkl", unit[pairs[:, 0]], unit[pairs[:, 1]], optimize=True)
+    sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
     return np.maximum(sim, 0.0)
 
 
