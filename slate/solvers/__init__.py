@@ -13,18 +13,22 @@ name           what it does
 
 from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
 from slate.solvers.chain import ChainSolver
+from slate.solvers.exact import ExactSolver, build_cvxpy_problem, solve_cvxpy
 from slate.solvers.independent import IndependentSolver
 from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = [
     "ChainSolver",
+    "ExactSolver",
     "IndependentSolver",
     "SolveResult",
     "Solver",
     "Status",
     "available_solvers",
+    "build_cvxpy_problem",
     "get_solver",
     "make_result",
     "register_solver",
     "solve",
+    "solve_cvxpy",
 ]
