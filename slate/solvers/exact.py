@@ -123,6 +123,32 @@ class _Run:
     reduced_costs: FloatArray | None = None
 
 
+_BANNER_SHOWN = False
+
+
+def _new_highs(hs: Any) -> Any:
+    """A ``Highs`` instance; the first one of the process prints HiGHS' copyright banner to the C
+    stdout, which would corrupt the output of a program that prints JSON (``slate solve``) or
+    serves pages, so that one is created with file descriptor 1 pointed at /dev/null."""
+    global _BANNER_SHOWN
+    if _BANNER_SHOWN:
+        return hs.Highs()
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = hs.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _BANNER_SHOWN = True
+    return h
+
+
 class _HighspyBackend:
     def __init__(self, gap: float, threads: int, node_limit: int | None, presolve: bool) -> None:
         import highspy
@@ -134,8 +160,7 @@ class _HighspyBackend:
         self.presolve = presolve
 
     def _highs(self, model: MilpModel, relax: bool, time_limit: float | None) -> Any:
-        hs = self.hs
-        h = hs.Highs()
+        h = _new_highs(self.hs)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", int(self.threads))
         h.setOptionValue("mip_rel_gap", float(self.gap))
@@ -163,7 +188,7 @@ class _HighspyBackend:
             a.data.astype(np.float64),
             integrality,
         )
-        if status == hs.HighsStatus.kError:
+        if status == self.hs.HighsStatus.kError:
             raise SolverError("HiGHS rejected the page MILP model (passModel failed).")
         return h
 
