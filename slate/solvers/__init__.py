@@ -11,15 +11,19 @@ name           what it does
 =============  ===============================================================================
 """
 
+from slate.solvers.auto import AutoSolver
 from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
 from slate.solvers.chain import ChainSolver
 from slate.solvers.exact import ExactSolver, build_cvxpy_problem, solve_cvxpy
+from slate.solvers.fast import FastSolver, lagrangian_bound, local_search
 from slate.solvers.independent import IndependentSolver
 from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = [
+    "AutoSolver",
     "ChainSolver",
     "ExactSolver",
+    "FastSolver",
     "IndependentSolver",
     "SolveResult",
     "Solver",
@@ -27,6 +31,8 @@ __all__ = [
     "available_solvers",
     "build_cvxpy_problem",
     "get_solver",
+    "lagrangian_bound",
+    "local_search",
     "make_result",
     "register_solver",
     "solve",
