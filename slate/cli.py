@@ -22,6 +22,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from slate.solvers import solve
 
     problem = read_problem(args.page)
+    if args.solver in ("fast", "auto"):
+        from slate.solvers.fast import warm_up
+
+        warm_up()  # load the compiled kernels first, so wall_ms measures the solve alone
     result = solve(problem, solver=args.solver, time_limit_ms=args.time_limit_ms)
     print(json.dumps(result.to_json_dict()))
     return 0
@@ -51,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlateError as err:
         print(f"slate {args.command}: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `slate solve page.json | head`
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
