@@ -4,8 +4,10 @@ The flow: member context -> bandit scores -> :class:`PageProblem` -> :func:`solv
 :class:`SolveResult` (one image per title) -> decision log -> offline replay.
 """
 
+from slate import bandit, logs, page, replay, serve, solvers, stability
 from slate.errors import InfeasibleProblemError, InvalidProblemError, SlateError, UnknownSolverError
 from slate.page import DenseLayout, GridLayout, PageProblem, read_problem, write_problem
+from slate.serve import PageDecision, compose
 from slate.solvers import SolveResult, Status, available_solvers, get_solver, solve
 
 __version__ = "0.1.0"
@@ -15,6 +17,7 @@ __all__ = [
     "GridLayout",
     "InfeasibleProblemError",
     "InvalidProblemError",
+    "PageDecision",
     "PageProblem",
     "SlateError",
     "SolveResult",
@@ -22,8 +25,16 @@ __all__ = [
     "UnknownSolverError",
     "__version__",
     "available_solvers",
+    "bandit",
+    "compose",
     "get_solver",
+    "logs",
+    "page",
     "read_problem",
+    "replay",
+    "serve",
     "solve",
+    "solvers",
+    "stability",
     "write_problem",
 ]
