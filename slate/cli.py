@@ -1,5 +1,8 @@
 """The ``slate`` command line.
 
+``slate demo [--output DIR] [--seed N]`` runs the main job end to end on a simulated world
+(see :func:`slate.sim.demo.run_demo`) and prints the replay table beside the true values.
+
 ``slate solve PAGE.json [--solver NAME] [--time-limit-ms T]`` prints one JSON object with the
 assignment (title id -> image id), objective and its parts, status, bound, solver and wall time.
 A bad file gives a one-line message on stderr and exit status 2.
@@ -31,6 +34,14 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from slate.sim.demo import run_demo
+
+    report = run_demo(args.output, seed=args.seed, progress=not args.no_progress)
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``slate`` command."""
     from slate.solvers import available_solvers
@@ -43,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_solve.add_argument("--solver", default="auto", choices=available_solvers())
     p_solve.add_argument("--time-limit-ms", type=float, default=None, help="wall-time budget in milliseconds")
     p_solve.set_defaults(func=_cmd_solve)
+
+    p_demo = sub.add_parser(
+        "demo",
+        help="simulate a homepage world, log exploration, train bandits, replay them against the truth",
+    )
+    p_demo.add_argument("--output", default="slate-output", help="folder for the table, chart and logs")
+    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_demo.set_defaults(func=_cmd_demo)
     return parser
 
 
