@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=_cmd_demo)
+
+    from slate.tune.cli import add_report_parser, add_sweep_parser
+
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return parser
 
 

@@ -1,0 +1,310 @@
+"""A 50-point weight sweep on a 200k-impression log of 40-title pages (issue 7's bar).
+
+Builds the data with the simulator (a uniformly explored log: 5,000 pages of a 5x8 grid with 3-10
+images per title, plus a week of training log for the take-rate bandit and the images'
+embeddings), writes an experiment file, and runs ``slate.tune.run_sweep`` on a local dask
+cluster of 2 worker processes: 10 diversity weights x 5 churn weights, every page re-optimised
+at every point (250,000 page solves), SNIPS with 1,000 bootstrap replicates, churn <= 10%.
+
+Prints the wall time of each stage, the time per page solve, the table, the front and the
+recommended setting. With ``--rerun`` the same experiment runs again into a fresh folder and the
+two tables are compared; with ``--resume`` a third run is interrupted (SIGINT) after
+``--interrupt-after`` seconds and resumed, and its table compared with the first.
+
+With ``--sim`` it also runs a sweep on the simulator (oracle scores, uniform exploration log,
+5 x 5 weights, every point also simulated on-policy, the row-neighbourhood estimator because the
+world has page effects) and checks the recommended setting against the simulator's truth: its
+true take fraction inside its replay interval, its true churn within the constraint. It also
+re-estimates every point's stored decisions with per-title SNIPS and prints how many intervals
+of each estimator cover the deployed truth and replay's logged-page estimand.
+
+Usage::
+
+    python benchmarks/sweep.py [--out DIR] [--workers 2] [--rerun] [--resume] [--pages 5000] [--sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+N_PAGES = 5000
+
+
+def build_data(folder: Path, n_pages: int) -> None:
+    """Training log (7 days), evaluated log (``n_pages`` pages) and embeddings, from the simulator."""
+    from slate.logs import write_impressions
+    from slate.sim import UniformRandomLogging, make_schedule, make_world, simulate
+    from slate.tune.data import write_embeddings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "evaluated.parquet").exists():
+        return
+    world = make_world(n_members=800, n_titles=300, min_images=3, max_images=10, seed=0)
+    logging = UniformRandomLogging(seed=0)
+    train = simulate(make_schedule(world, n_days=7, seed=1), logging)
+    write_impressions(folder / "train.parquet", train.to_table())
+    days = 7
+    while True:
+        sched = make_schedule(world, n_days=days, first_day=7, seed=1)
+        if sched.titles.shape[0] >= n_pages:
+            break
+        days += 2
+    run = simulate(sched, logging, state=train.final_state)
+    write_impressions(folder / "evaluated.parquet", run.to_table(pages=slice(0, n_pages)))
+    write_embeddings(folder / "images.parquet", world.image_ids, world.embeddings,
+                     styles=np.asarray(world.aesthetics)[world.image_aesthetic])
+
+
+EXPERIMENT = """\
+name = "bench-50"
+seed = 0
+
+[data]
+kind = "log"
+path = "data/evaluated.parquet"
+embeddings = "data/images.parquet"
+
+[policy]
+kind = "bandit"
+name = "take_rate"
+train_path = "data/train.parquet"
+
+[estimator]
+name = "snips"
+n_bootstrap = 1000
+
+[search]
+kind = "grid"
+diversity = {{ min = 0.0, max = 1.8, n = 10 }}
+churn = [0.0, 0.05, 0.1, 0.2, 0.4]
+
+[constraints]
+max_churn = 0.10
+
+[compute]
+scheduler = "local"
+n_workers = {workers}
+block_pages = 125
+progress = false
+"""
+
+
+SIM_EXPERIMENT = """\
+name = "bench-sim"
+seed = 0
+
+[data]
+kind = "sim"
+n_days = 10
+schedule_seed = 1
+logging = "uniform"
+truth = "all"
+
+[data.world]
+n_members = 600
+n_titles = 300
+min_images = 3
+max_images = 10
+seed = 0
+
+[policy]
+kind = "oracle"
+
+[estimator]
+name = "neighbourhood"     # page effects are on: weight each title by its row neighbours' ratios too
+options = {{ neighbours = "row", self_normalized = true }}
+n_bootstrap = 1000
+
+[search]
+diversity = [0.0, 0.25, 0.5, 1.0, 2.0]
+churn = [0.0, 0.05, 0.1, 0.2, 0.4]
+
+[constraints]
+max_churn = 0.10
+
+[compute]
+scheduler = "local"
+n_workers = {workers}
+block_pages = 100
+progress = false
+"""
+
+
+def run_sim(root: Path, workers: int) -> None:
+    from slate.tune import load_experiment, run_sweep
+
+    exp_path = root / "sim-experiment.toml"
+    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers))
+    experiment, base = load_experiment(exp_path)
+    t0 = time.perf_counter()
+    res = run_sweep(experiment, root / f"sim-{experiment.config_hash()}", base_dir=base,
+                    log=lambda m: print("  " + m))
+    s = res.summary
+    print(f"\nsimulator sweep: {res.n_points} points on {s['n_pages']} pages in {time.perf_counter() - t0:.1f} s "
+          f"(truth {s['timing']['seconds_truth']:.1f} s)")
+    cols = ["point", "w_diversity", "w_churn", "take_fraction", "take_fraction_low", "take_fraction_high",
+            "true_take_fraction_logged", "true_take_fraction", "diversity", "true_diversity", "churn", "true_churn"]
+    print(" ".join(f"{c[:12]:>12}" for c in cols))
+    for row in res.rows():
+        print(" ".join(f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{row[c]!s:>12}" for c in cols))
+    # the same decisions, estimated per title (SNIPS), from the stored work files
+    from slate.replay import evaluate
+    from slate.tune.data import prepare
+    from slate.tune.sweep import target_distribution
+
+    prep = prepare(experiment, base)
+    keys = list(dict.fromkeys(p.solve_key for p in experiment.points()))
+    choices = np.full((prep.log.n_rows, len(keys)), -1, dtype=np.int64)
+    for f in sorted((res.path / "work").glob("solve-*.npz")):
+        with np.load(f) as z:
+            choices[z["rows"]] = z["choices"]
+    snips = []
+    for p in experiment.points():
+        target = target_distribution(prep.log, choices[:, keys.index(p.solve_key)], p.exploration, "point")
+        snips.append(evaluate(prep.log, target, "snips", n_bootstrap=1000, seed=experiment.seed,
+                              metrics=False).estimate.interval)
+    intervals = {
+        "neighbourhood (row, self-normalized)": (res.column("take_fraction_low"), res.column("take_fraction_high")),
+        "snips (per title)": (np.array([i[0] for i in snips]), np.array([i[1] for i in snips])),
+    }
+    print(f"{'estimator':<40}{'mean width':>11}{'covers deployed truth':>23}{'covers logged-page truth':>26}")
+    for name, (lo, hi) in intervals.items():
+        cover = [int(((lo <= res.column(t)) & (res.column(t) <= hi)).sum()) for t in
+                 ("true_take_fraction", "true_take_fraction_logged")]
+        print(f"{name:<40}{float(np.mean(hi - lo)):>11.4f}{f'{cover[0]} of {res.n_points}':>23}"
+              f"{f'{cover[1]} of {res.n_points}':>26}")
+    rec = s["recommended"]
+    if rec is None:
+        print("no recommendation:", s["recommendation"])
+        return
+    inside = rec["take_fraction_low"] <= rec["true_take_fraction"] <= rec["take_fraction_high"]
+    inside_logged = rec["take_fraction_low"] <= rec["true_take_fraction_logged"] <= rec["take_fraction_high"]
+    print(f"recommended point {rec['point']} (diversity w {rec['w_diversity']}, churn w {rec['w_churn']}): "
+          f"replay {rec['take_fraction']:.4f} [{rec['take_fraction_low']:.4f}, {rec['take_fraction_high']:.4f}]")
+    print(f"  true take fraction deployed {rec['true_take_fraction']:.4f} (inside the interval: {inside}); "
+          f"on the logged pages {rec['true_take_fraction_logged']:.4f} (inside: {inside_logged})")
+    print(f"  churn: replay {rec['churn']:.4f}, true {rec['true_churn']:.4f} "
+          f"(constraint <= 0.10 met: {rec['true_churn'] <= 0.10})")
+
+
+def _same(a: Path, b: Path) -> bool:
+    """The two results tables hold exactly the same values (NaN equal to NaN)."""
+    x, y = pq.read_table(a / "results.parquet"), pq.read_table(b / "results.parquet")
+    if x.column_names != y.column_names:
+        return False
+    for name in x.column_names:
+        u, v = x.column(name).to_pylist(), y.column(name).to_pylist()
+        if u == v:
+            continue
+        if not all(isinstance(p, float) for p in u + v):
+            return False
+        if not np.array_equal(np.array(u, float), np.array(v, float), equal_nan=True):
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench-sweep", help="working folder")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pages", type=int, default=N_PAGES)
+    parser.add_argument("--rerun", action="store_true", help="run again and compare the tables")
+    parser.add_argument("--resume", action="store_true", help="interrupt a run, resume it, compare")
+    parser.add_argument("--interrupt-after", type=float, default=60.0)
+    parser.add_argument("--sim", action="store_true", help="also run the simulator check")
+    parser.add_argument("--sim-only", action="store_true", help="only run the simulator check")
+    args = parser.parse_args()
+
+    from slate.solvers.fast import warm_up
+    from slate.tune import load_experiment, run_sweep
+
+    root = Path(args.out).resolve()
+    t0 = time.perf_counter()
+    build_data(root / "data", args.pages)
+    print(f"data ready in {time.perf_counter() - t0:.1f} s ({root / 'data'})")
+    print(f"numba warm-up (compiles or loads the solver kernels once per machine): {warm_up():.1f} s")
+    if args.sim_only:
+        run_sim(root, args.workers)
+        return
+    exp_path = root / "experiment.toml"
+    exp_path.write_text(EXPERIMENT.format(workers=args.workers))
+    experiment, base = load_experiment(exp_path)
+
+    first = root / "run-1"
+    if first.exists():
+        import shutil
+
+        shutil.rmtree(first)
+    t0 = time.perf_counter()
+    res = run_sweep(experiment, first, base_dir=base, log=lambda m: print("  " + m))
+    wall = time.perf_counter() - t0
+    s = res.summary
+    t = s["timing"]
+    print()
+    print(f"{res.n_points} points on {s['n_pages']} pages ({s['n_rows']} impressions), "
+          f"{t['n_solves']} page solves, {args.workers} workers")
+    print(f"{'stage':<28}{'seconds':>10}")
+    for key in ("seconds_prepare", "seconds_solve", "seconds_truth", "seconds_evaluate", "seconds_total"):
+        print(f"{key.removeprefix('seconds_'):<28}{t[key]:>10.1f}")
+    print(f"{'wall (incl. plots)':<28}{wall:>10.1f}")
+    print(f"time per page solve: {t['ms_per_solve']:.3f} ms (inside solver.solve, per worker); "
+          f"building a page's weight-free problem once: {t['ms_per_page_build']:.3f} ms")
+    print(f"throughput: {t['n_solves'] / t['seconds_solve']:.0f} page solves/s over {args.workers} workers")
+    print()
+    cols = ["point", "w_diversity", "w_churn", "take_fraction", "take_fraction_low", "take_fraction_high",
+            "diversity", "churn", "pareto", "near_front"]
+    print(" ".join(f"{c:>12}" for c in cols))
+    for row in res.rows():
+        print(" ".join(f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{row[c]!s:>12}" for c in cols))
+    print()
+    print("front:", ", ".join(str(i) for i in res.front()))
+    print("recommended (churn <= 0.10):", json.dumps({k: s["recommended"][k] for k in cols}))
+    print("logged policy:", json.dumps(s["logged"]))
+    print("plots:", ", ".join(s["plots"]))
+
+    if args.rerun:
+        second = root / "run-2"
+        if second.exists():
+            import shutil
+
+            shutil.rmtree(second)
+        t0 = time.perf_counter()
+        run_sweep(experiment, second, base_dir=base)
+        print(f"\nrerun in {time.perf_counter() - t0:.1f} s: identical table: {_same(first, second)}")
+
+    if args.resume:
+        third = root / "run-3"
+        if third.exists():
+            import shutil
+
+            shutil.rmtree(third)
+        code = (
+            "import sys; from slate.tune import load_experiment, run_sweep;"
+            f"e, b = load_experiment({str(exp_path)!r}); run_sweep(e, {str(third)!r}, base_dir=b)"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        time.sleep(args.interrupt_after)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait()
+        done = len(list((third / "work").glob("solve-*.npz")))
+        print(f"\ninterrupted after {args.interrupt_after:.0f} s with {done} solve blocks stored")
+        t0 = time.perf_counter()
+        run_sweep(experiment, third, base_dir=base)
+        print(f"resumed in {time.perf_counter() - t0:.1f} s: identical table: {_same(first, third)}")
+
+    if args.sim:
+        run_sim(root, args.workers)
+
+
+if __name__ == "__main__":
+    main()

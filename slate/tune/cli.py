@@ -1,0 +1,134 @@
+"""``slate sweep EXPERIMENT.toml`` and ``slate report RESULTS`` (wired into :mod:`slate.cli`).
+
+``slate sweep`` runs (or resumes) an experiment, shows a progress bar, and prints where the
+table went, the cost of one page solve and the recommended setting. ``slate report`` writes
+``report.md`` and a self-contained ``report.html`` for a results folder. Errors in the input
+raise :class:`slate.errors.SlateError` subclasses, which the ``slate`` command turns into a
+one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_report_parser", "add_sweep_parser", "cmd_report", "cmd_sweep"]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run ``slate sweep``; returns the exit status."""
+    from slate.tune.config import load_experiment
+    from slate.tune.sweep import run_sweep
+
+    experiment, base = load_experiment(args.experiment)
+    results = run_sweep(
+        experiment,
+        args.output,
+        base_dir=base,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        progress=False if args.no_progress else None,
+        plots=not args.no_plots,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    s = results.summary
+    t = s["timing"]
+    print(f"results: {results.path / 'results.parquet'} (and results.csv), {results.n_points} points")
+    print(f"config hash {s['config_hash']}, slate {s['slate_version']}, seed {s['seed']}")
+    print(
+        f"page solves: {t['n_solves']} at {t['ms_per_solve']:.3f} ms each "
+        f"(+ {t['ms_per_page_build']:.3f} ms per page to build its problem once); "
+        f"total {t['seconds_total']:.1f} s"
+    )
+    print(f"Pareto front: points {', '.join(str(i) for i in results.front())}")
+    rec = s.get("recommended")
+    if rec is None:
+        print(f"recommended: none ({s['recommendation']})")
+    else:
+        print(
+            f"recommended: point {rec['point']} (diversity w {_fmt(rec['w_diversity'])}, churn w "
+            f"{_fmt(rec['w_churn'])}, budget {_fmt(rec['max_changes'])}, exploration {_fmt(rec['exploration'])}): "
+            f"take fraction {_fmt(rec['take_fraction'])} [{_fmt(rec['take_fraction_low'])}, "
+            f"{_fmt(rec['take_fraction_high'])}], diversity {_fmt(rec['diversity'])}, churn {_fmt(rec['churn'])}"
+        )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run ``slate report``; returns the exit status."""
+    from slate.tune.config import Constraints
+    from slate.tune.report import write_report
+
+    constraints = None
+    if args.max_churn is not None or args.min_diversity is not None or args.min_take_fraction is not None:
+        try:
+            constraints = Constraints(
+                max_churn=args.max_churn, min_diversity=args.min_diversity, min_take_fraction=args.min_take_fraction
+            )
+        except ValueError as err:
+            from slate.tune.config import InvalidExperimentError
+
+            raise InvalidExperimentError(f"Invalid constraint: {str(err).splitlines()[-1].strip()}") from None
+    for path in write_report(args.results, args.output, constraints=constraints):
+        print(path)
+    return 0
+
+
+def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``slate sweep EXPERIMENT.toml`` to ``subparsers`` (from ``add_subparsers``).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="slate")
+    >>> p = add_sweep_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["sweep", "exp.toml", "--scheduler", "sync"]).scheduler
+    'sync'
+    """
+    p = subparsers.add_parser(
+        "sweep", help="run (or resume) a weight sweep described by an experiment file",
+        description="Re-optimise every logged page at every setting of the experiment, estimate each "
+        "setting's take fraction by replay, and write results.parquet/.csv, the Pareto front and plots.",
+    )
+    p.add_argument("experiment", help="an experiment file (TOML)")
+    p.add_argument("--output", "-o", default=None,
+                   help="results folder (default: <experiment folder>/<name>-<config hash>); rerun to resume")
+    p.add_argument("--scheduler", default=None,
+                   help="'local' (dask processes), 'threads', 'sync' or a dask scheduler address (tcp://host:port)")
+    p.add_argument("--workers", type=int, default=None, help="workers of the local dask cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.set_defaults(func=cmd_sweep)
+    return p
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``slate report RESULTS`` to ``subparsers``.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="slate")
+    >>> p = add_report_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["report", "results", "--max-churn", "0.1"]).max_churn
+    0.1
+    """
+    p = subparsers.add_parser(
+        "report", help="write report.md and a self-contained report.html for a sweep's results",
+    )
+    p.add_argument("results", help="a results folder written by 'slate sweep'")
+    p.add_argument("--output", "-o", default=None, help="folder for the report (default: the results folder)")
+    p.add_argument("--max-churn", type=float, default=None, help="recommend under this churn instead")
+    p.add_argument("--min-diversity", type=float, default=None, help="recommend under this diversity instead")
+    p.add_argument("--min-take-fraction", type=float, default=None, help="recommend under this take fraction")
+    p.set_defaults(func=cmd_report)
+    return p

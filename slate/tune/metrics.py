@@ -1,0 +1,150 @@
+"""Page diversity of decisions on logged pages (churn comes from :mod:`slate.replay.metrics`).
+
+A page's *similarity* is the layout-weighted mean visual similarity of the images shown in
+interacting positions, ``sum_p w_p max(0, cos(e_i, e_j)) / sum_p w_p``; *diversity* is one minus
+its mean over pages (pages without interacting positions are left out). This is the definition
+the simulator uses for its ground truth (:class:`slate.sim.PolicyValue`), so estimated and true
+diversity are comparable. Under an exploration rate ``eps`` every title shows a uniformly random
+candidate with probability ``eps``, independently; the expected similarity of a pair is then
+exact (:class:`ExplorationSimilarity`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ExplorationSimilarity", "page_diversity", "pair_similarity"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+_CHUNK = 200_000
+
+
+def pair_similarity(images_i: NDArray[np.integer], images_j: NDArray[np.integer], vectors: FloatArray) -> FloatArray:
+    """``max(0, <v[images_i], v[images_j]>)`` for unit ``vectors``, chunked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> pair_similarity(np.array([0, 0]), np.array([1, 2]), v).tolist()
+    [0.0, 0.0]
+    >>> pair_similarity(np.array([0]), np.array([0]), v).tolist()
+    [1.0]
+    """
+    out = np.empty(len(images_i))
+    for lo in range(0, len(images_i), _CHUNK):
+        hi = lo + _CHUNK
+        out[lo:hi] = np.einsum("pd,pd->p", vectors[images_i[lo:hi]], vectors[images_j[lo:hi]])
+    return np.maximum(out, 0.0)
+
+
+def _diversity_from_pairs(sim: FloatArray, w: FloatArray, page: IntArray, n_pages: int) -> float:
+    if len(sim) == 0:
+        return float("nan")
+    num = np.bincount(page, w * sim, minlength=n_pages)
+    den = np.bincount(page, w, minlength=n_pages)
+    has = den > 0
+    if not has.any():
+        return float("nan")
+    return float(1.0 - np.mean(num[has] / den[has]))
+
+
+def page_diversity(
+    images: NDArray[np.integer],
+    vectors: FloatArray,
+    pair_i: IntArray,
+    pair_j: IntArray,
+    pair_w: FloatArray,
+    pair_page: IntArray,
+    n_pages: int,
+) -> float:
+    """One minus the mean over pages of the layout-weighted similarity of the shown images.
+
+    Parameters
+    ----------
+    images : ndarray (n_rows,), int
+        Image code shown on each row.
+    vectors : ndarray (n_image_codes, dim)
+        Unit embeddings.
+    pair_i, pair_j, pair_w, pair_page : ndarray (n_pairs,)
+        Interacting rows, their weight and their page index.
+    n_pages : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> i, j, w, pg = np.array([0, 2]), np.array([1, 3]), np.array([1.0, 1.0]), np.array([0, 1])
+    >>> page_diversity(np.array([0, 0, 0, 1]), v, i, j, w, pg, 2)  # page 0 same image, page 1 orthogonal
+    0.5
+    """
+    sim = pair_similarity(images[pair_i], images[pair_j], vectors)
+    return _diversity_from_pairs(sim, pair_w, pair_page, n_pages)
+
+
+class ExplorationSimilarity:
+    """Exact expected page diversity when each title explores uniformly with probability ``eps``.
+
+    For a pair ``(i, j)`` with greedy images ``a, b`` and candidate sets ``A, B``::
+
+        E[s] = (1-eps)^2 s(a, b) + (1-eps) eps mean_l s(a, l) + eps (1-eps) mean_k s(k, b)
+               + eps^2 mean_{k, l} s(k, l)
+
+    The row means, column means and the total mean of every pair's similarity matrix are
+    computed once (they do not depend on the setting) and reused by every point.
+    """
+
+    def __init__(
+        self,
+        candidates: NDArray[np.int32],
+        vectors: FloatArray,
+        pair_i: IntArray,
+        pair_j: IntArray,
+    ) -> None:
+        n_pairs = len(pair_i)
+        k = candidates.shape[1]
+        self.row_mean = np.zeros((n_pairs, k))
+        self.col_mean = np.zeros((n_pairs, k))
+        self.mean = np.zeros(n_pairs)
+        step = max(1, _CHUNK // max(k * k, 1))
+        for lo in range(0, n_pairs, step):
+            hi = min(lo + step, n_pairs)
+            ci = candidates[pair_i[lo:hi]].astype(np.int64)
+            cj = candidates[pair_j[lo:hi]].astype(np.int64)
+            mi, mj = ci >= 0, cj >= 0
+            vi = vectors[np.maximum(ci, 0)] * mi[:, :, None]
+            vj = vectors[np.maximum(cj, 0)] * mj[:, :, None]
+            s = np.maximum(np.einsum("pkd,pld->pkl", vi, vj), 0.0)
+            ni = mi.sum(axis=1).astype(np.float64)
+            nj = mj.sum(axis=1).astype(np.float64)
+            self.row_mean[lo:hi] = s.sum(axis=2) / nj[:, None]
+            self.col_mean[lo:hi] = s.sum(axis=1) / ni[:, None]
+            self.mean[lo:hi] = s.sum(axis=(1, 2)) / (ni * nj)
+        self.pair_i = pair_i
+        self.pair_j = pair_j
+
+    def diversity(
+        self,
+        images: IntArray,
+        choice: IntArray,
+        eps: float,
+        vectors: FloatArray,
+        pair_w: FloatArray,
+        pair_page: IntArray,
+        n_pages: int,
+    ) -> float:
+        """Expected page diversity of greedy ``choice`` (positions) / ``images`` (codes)."""
+        i, j = self.pair_i, self.pair_j
+        greedy = pair_similarity(images[i], images[j], vectors)
+        p = np.arange(len(i))
+        e = float(eps)
+        expected = (
+            (1 - e) ** 2 * greedy
+            + (1 - e) * e * self.row_mean[p, choice[i]]
+            + e * (1 - e) * self.col_mean[p, choice[j]]
+            + e * e * self.mean
+        )
+        return _diversity_from_pairs(expected, pair_w, pair_page, n_pages)

@@ -1,0 +1,233 @@
+"""``slate report RESULTS``: a results folder as a Markdown page and a self-contained HTML page.
+
+The page holds what the experiment was (config hash, library version, seed, data, estimator),
+the recommended setting under the constraints with its interval (and the simulator's truth when
+known), the Pareto front, every point, the logging policy's own numbers, the cost of a page
+solve, and the four plots. ``report.md`` links the plots in ``plots/``; ``report.html`` embeds
+them (base64), so it can be mailed on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slate.tune.config import Constraints
+from slate.tune.pareto import recommend
+from slate.tune.sweep import SweepResults, load_results
+
+__all__ = ["report_sections", "write_report"]
+
+_FRONT_COLUMNS = (
+    "point", "w_diversity", "w_churn", "max_changes", "exploration", "take_fraction",
+    "take_fraction_low", "take_fraction_high", "diversity", "churn",
+)
+_TRUTH = ("true_take_fraction", "true_take_fraction_logged", "true_diversity", "true_churn")
+_PLOTS = (
+    ("front", "Pareto front: take fraction vs diversity, coloured by churn"),
+    ("take_vs_diversity_weight", "Take fraction vs diversity weight (replay intervals)"),
+    ("page_before_after", "One page before and after diversification (tiles coloured by image style)"),
+    ("sessions_before_after", "One member across sessions before and after the stability terms"),
+)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if np.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(value)
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[str]]:
+    return [[_fmt(r.get(c)) for c in columns] for r in rows]
+
+
+def report_sections(results: SweepResults, constraints: Constraints | None = None) -> dict[str, Any]:
+    """The report's content as plain data (what both pages render)."""
+    cons = results.experiment.constraints if constraints is None else constraints
+    rows = results.rows()
+    rec = recommend({k: results.column(k) for k in ("take_fraction", "diversity", "churn")}, cons)
+    has_truth = bool(np.isfinite(results.column("true_take_fraction")).any())
+    cols = list(_FRONT_COLUMNS) + ([c for c in _TRUTH if c in results.table.column_names] if has_truth else [])
+    front_rows = sorted((rows[i] for i in results.front()), key=lambda r: -r["take_fraction"])
+    exp = results.experiment
+    s = results.summary
+    timing = s.get("timing", {})
+    facts = [
+        ("experiment", exp.name),
+        ("config hash", s.get("config_hash", rows[0]["config_hash"] if rows else "")),
+        ("slate version", s.get("slate_version", rows[0]["slate_version"] if rows else "")),
+        ("seed", exp.seed),
+        ("data", f"{exp.data.kind}: {s.get('n_pages', '?')} pages, {s.get('n_rows', '?')} (page, title) rows"),
+        ("policy", f"{exp.policy.kind} {exp.policy.name if exp.policy.kind == 'bandit' else ''}".strip()),
+        ("estimator", f"{exp.estimator.name} {dict(exp.estimator.options) or ''}, {exp.estimator.level:.0%} interval, "
+                      f"{exp.estimator.n_bootstrap} bootstrap replicates (pages)"),
+        ("solver", f"{exp.solver.name}, weights {exp.search.weights}"),
+        ("points", f"{results.n_points} ({s.get('n_settings', '?')} distinct solver settings)"),
+        ("page solves", f"{timing.get('n_solves', '?')}, {_fmt(timing.get('ms_per_solve'))} ms each"),
+        ("wall time", f"{_fmt(timing.get('seconds_total'))} s on {timing.get('scheduler', '?')}"),
+    ]
+    data = s.get("data", {})
+    if data.get("in_sample"):
+        facts.append(("warning", "the policy was fitted on the evaluated log itself (in-sample): estimates are optimistic"))
+    if data.get("log_sha256"):
+        facts.append(("log sha256", data["log_sha256"]))
+    logged = s.get("logged", {})
+    return {
+        "title": f"Sweep report: {exp.name}",
+        "facts": facts,
+        "recommended": None if rec.index is None else rows[rec.index],
+        "reason": rec.reason,
+        "columns": cols,
+        "front": _table(front_rows, cols),
+        "all": _table(rows, [*cols, "pareto", "near_front", "weights_exploded"]),
+        "all_columns": [*cols, "pareto", "near_front", "weights_exploded"],
+        "logged": [[k, _fmt(v)] for k, v in logged.items()],
+        "has_truth": has_truth,
+    }
+
+
+def _recommended_lines(sec: dict[str, Any]) -> list[str]:
+    r = sec["recommended"]
+    if r is None:
+        return [f"No recommendation: {sec['reason']}."]
+    budget = "none" if r["max_changes"] is None else r["max_changes"]
+    lines = [
+        f"Point {r['point']}: diversity weight {_fmt(r['w_diversity'])}, churn weight {_fmt(r['w_churn'])}, "
+        f"change budget {budget}, exploration {_fmt(r['exploration'])} ({sec['reason']}).",
+        f"Take fraction {_fmt(r['take_fraction'])} [{_fmt(r['take_fraction_low'])}, "
+        f"{_fmt(r['take_fraction_high'])}], diversity {_fmt(r['diversity'])}, churn {_fmt(r['churn'])}.",
+    ]
+    if sec["has_truth"]:
+        lines.append(
+            f"Simulator truth: take fraction {_fmt(r.get('true_take_fraction'))} if deployed "
+            f"({_fmt(r.get('true_take_fraction_logged'))} on the logged pages, replay's estimand), "
+            f"diversity {_fmt(r.get('true_diversity'))}, churn {_fmt(r.get('true_churn'))}."
+        )
+    return lines
+
+
+def _markdown(sec: dict[str, Any], plots: dict[str, str]) -> str:
+    def table(columns: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+        out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+        return out
+
+    lines = [f"# {sec['title']}", ""]
+    lines += table(["", ""], [[k, _fmt(v)] for k, v in sec["facts"]])
+    lines += ["", "## Recommended setting", "", *_recommended_lines(sec)]
+    lines += ["", "## Pareto front (take fraction up, diversity up, churn down)", ""]
+    lines += table(sec["columns"], sec["front"])
+    for key, caption in _PLOTS:
+        if key in plots:
+            lines += ["", f"### {caption}", "", f"![{caption}]({plots[key]})"]
+    if sec["logged"]:
+        lines += ["", "## The logging policy on the same pages", ""]
+        lines += table(["metric", "value"], sec["logged"])
+    lines += ["", "## Every point", ""]
+    lines += table(sec["all_columns"], sec["all"])
+    lines += ["", "Points marked *near_front* are off the front but no point beats them with confidence "
+              "(their take-fraction intervals overlap a point at least as diverse and as stable).", ""]
+    return "\n".join(lines)
+
+
+def _html(sec: dict[str, Any], images: dict[str, bytes]) -> str:
+    e = html.escape
+
+    def table(columns: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+        head = "".join(f"<th>{e(c)}</th>" for c in columns)
+        rows = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in body)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{e(sec['title'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
+        "img{max-width:100%;border:1px solid #eee}</style></head><body>",
+        f"<h1>{e(sec['title'])}</h1>",
+        table(["", ""], [[k, _fmt(v)] for k, v in sec["facts"]]),
+        "<h2>Recommended setting</h2>",
+        "".join(f"<p>{e(line)}</p>" for line in _recommended_lines(sec)),
+        "<h2>Pareto front (take fraction up, diversity up, churn down)</h2>",
+        table(sec["columns"], sec["front"]),
+    ]
+    for key, caption in _PLOTS:
+        if key in images:
+            data = base64.b64encode(images[key]).decode()
+            parts.append(f"<h3>{e(caption)}</h3><img alt='{e(caption)}' src='data:image/png;base64,{data}'>")
+    if sec["logged"]:
+        parts += ["<h2>The logging policy on the same pages</h2>", table(["metric", "value"], sec["logged"])]
+    parts += ["<h2>Every point</h2>", table(sec["all_columns"], sec["all"]), "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(
+    results: SweepResults | str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    constraints: Constraints | None = None,
+) -> list[Path]:
+    """Write ``report.md`` and ``report.html`` for a results folder; returns the two paths.
+
+    Parameters
+    ----------
+    results : SweepResults or path
+        A finished sweep (or its folder).
+    output : path, optional
+        Folder to write into (default: the results folder). The plots are copied (or drawn)
+        into its ``plots/`` folder, which the Markdown page links; the HTML page embeds them.
+    constraints : Constraints, optional
+        Recommend under these instead of the experiment's.
+
+    Raises
+    ------
+    SweepError
+        ``results`` is not a finished sweep folder.
+    """
+    from slate.tune.plots import draw_all
+
+    res = results if isinstance(results, SweepResults) else load_results(results)
+    out = res.path if output is None else Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_dir = out / "plots"
+    have = all((res.path / "plots" / f"{key}.{fmt}").exists() for key, _ in _PLOTS for fmt in ("png", "svg"))
+    if constraints is not None:
+        from slate.tune import plots as plotting
+
+        rec = recommend({k: res.column(k) for k in ("take_fraction", "diversity", "churn")}, constraints).index
+        plotting.plot_take_vs_weight(res, plot_dir / "take_vs_diversity_weight")
+        plotting.plot_front(res, plot_dir / "front", recommended=rec)
+        plotting.plot_page(res, plot_dir / "page_before_after", after=rec)
+        plotting.plot_sessions(res, plot_dir / "sessions_before_after", after=rec)
+    elif not have:
+        draw_all(res, plot_dir)
+    elif plot_dir.resolve() != (res.path / "plots").resolve():
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for key, _ in _PLOTS:
+            for fmt in ("png", "svg"):
+                shutil.copyfile(res.path / "plots" / f"{key}.{fmt}", plot_dir / f"{key}.{fmt}")
+    sec = report_sections(res, constraints)
+    links = {key: f"plots/{key}.png" for key, _ in _PLOTS}
+    images = {key: (plot_dir / f"{key}.png").read_bytes() for key, _ in _PLOTS}
+    md = out / "report.md"
+    md.write_text(_markdown(sec, links))
+    page = out / "report.html"
+    page.write_text(_html(sec, images))
+    return [md, page]

@@ -1,0 +1,738 @@
+"""``run_sweep``: evaluate every setting of an experiment, in parallel, resumably.
+
+The work, in three stages, each stored on disk as soon as a piece finishes:
+
+1. **Solve** (the expensive part). The evaluated pages are cut into blocks of whole members
+   (``compute.block_pages`` pages each). A task re-solves every page of its block at *every*
+   distinct solver setting, building each page's weight-free problem (scores, layout pairs,
+   visual similarity) once; each setting keeps its own history of previous images per member.
+   Results go to ``work/solve-NNNNN.npz``.
+2. **Truth** (simulated data with ``truth = "all"``): each point simulated on-policy
+   (``work/truth-NNNNN.json``).
+3. **Evaluate**: each point's decisions (with its exploration rate) are replayed on the log with
+   the experiment's estimator (take fraction and interval), and their diversity and churn are
+   computed (``work/point-NNNNN.json``).
+
+Tasks run on dask (a local cluster of processes by default, or a scheduler by address). A
+sweep that is interrupted keeps what finished; running it again with the same experiment and
+output folder does only what is missing, and gives the same table as an uninterrupted run
+(every random choice is seeded by the experiment seed and the page id, never by the order in
+which tasks finish). The table is written as ``results.parquet`` and ``results.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from slate.errors import SlateError
+from slate.logs.log import ImpressionLog
+from slate.replay.metrics import churn_rate
+from slate.replay.policy import ActionDistribution
+from slate.tune.config import Constraints, Experiment, SweepPoint
+from slate.tune.data import Prepared, SimContext, prepare
+from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
+from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
+from slate.tune.pareto import near_front_mask, pareto_mask, recommend
+
+__all__ = ["SweepError", "SweepResults", "load_results", "run_sweep"]
+
+RESULTS_SCHEMA = "slate.sweep-results/1"
+
+SETTING_COLUMNS = ("point", "w_diversity", "w_churn", "max_changes", "exploration")
+ESTIMATE_COLUMNS = (
+    "take_fraction", "take_fraction_se", "take_fraction_low", "take_fraction_high",
+    "ess", "n_matched", "weights_exploded", "diversity", "churn",
+)
+TRUTH_COLUMNS = ("true_take_fraction_logged", "true_take_fraction", "true_diversity", "true_churn")
+
+
+class SweepError(SlateError, RuntimeError):
+    """A sweep cannot run or resume (the message says why and what to do)."""
+
+
+# ====================================================================== results
+@dataclass(frozen=True, eq=False)
+class SweepResults:
+    """A finished sweep: the table, the front, the recommendation and where files are.
+
+    Attributes
+    ----------
+    path : Path
+        The results folder.
+    table : pyarrow.Table
+        One row per point (see ``docs/tuning.md`` for the columns).
+    experiment : Experiment
+    summary : dict
+        Config hash, library version, seed, timings, the logging policy's own metrics, the
+        recommendation.
+    """
+
+    path: Path
+    table: pa.Table
+    experiment: Experiment
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def column(self, name: str) -> NDArray[Any]:
+        """One column as a numpy array (nulls as NaN)."""
+        col = self.table.column(name)
+        if pa.types.is_integer(col.type) and col.null_count:
+            return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        return np.asarray(col.to_numpy(zero_copy_only=False))
+
+    @property
+    def n_points(self) -> int:
+        """Points in the table."""
+        return self.table.num_rows
+
+    def front(self) -> NDArray[np.int64]:
+        """Rows on the Pareto front."""
+        return np.flatnonzero(self.column("pareto"))
+
+    def recommended(self, constraints: Constraints | None = None) -> int | None:
+        """Row of the recommended point under ``constraints`` (default: the experiment's)."""
+        cons = self.experiment.constraints if constraints is None else constraints
+        return recommend({k: self.column(k) for k in ("take_fraction", "diversity", "churn")}, cons).index
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as a list of dicts."""
+        return list(self.table.to_pylist())
+
+    @property
+    def ms_per_solve(self) -> float:
+        """Mean wall time of one page solve, milliseconds (over every solve the sweep made)."""
+        return float(self.summary.get("timing", {}).get("ms_per_solve", float("nan")))
+
+
+def load_results(path: str | os.PathLike[str]) -> SweepResults:
+    """Open a results folder written by :func:`run_sweep`.
+
+    Raises
+    ------
+    SweepError
+        The folder has no finished results.
+    """
+    p = Path(path)
+    table_path = p / "results.parquet"
+    manifest_path = p / "manifest.json"
+    if not table_path.exists() or not manifest_path.exists():
+        raise SweepError(f"'{p}' is not a finished sweep (no results.parquet / manifest.json); run the sweep first.")
+    from slate.tune.config import experiment_from_dict
+
+    manifest = json.loads(manifest_path.read_text())
+    summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
+    return SweepResults(
+        path=p, table=pq.read_table(table_path), experiment=experiment_from_dict(manifest["experiment"]),
+        summary=summary,
+    )
+
+
+# ====================================================================== blocks
+def _page_ranks(log: ImpressionLog) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Pages sorted by (member, time, session, page id), and each page's member."""
+    order = log.page_order
+    starts = log.page_starts
+    first = order[starts[:-1]]
+    member = log.member_id[first]
+    rank = np.lexsort((log.page_id[first], log.session_id[first], log.timestamp[first], member))
+    return rank.astype(np.int64), member
+
+
+def plan_blocks(log: ImpressionLog, block_pages: int) -> list[NDArray[np.int64]]:
+    """Pages (indices in ``log.page_starts`` order) of each block: whole members, in member
+    order, about ``block_pages`` pages per block."""
+    rank, member = _page_ranks(log)
+    m = member[rank]
+    boundaries = np.flatnonzero(np.r_[True, m[1:] != m[:-1]])
+    blocks: list[NDArray[np.int64]] = []
+    start = 0
+    for b in [*boundaries[1:].tolist(), len(rank)]:
+        if b - start >= block_pages or b == len(rank):
+            if b > start:
+                blocks.append(rank[start:b])
+            start = b
+    return blocks
+
+
+def _make_block(prep: Prepared, pages: NDArray[np.int64]) -> PageBlock:
+    log = prep.log
+    order, starts = log.page_order, log.page_starts
+    parts = [order[starts[p] : starts[p + 1]] for p in pages.tolist()]
+    rows = np.concatenate(parts).astype(np.int64)
+    page_start = np.r_[0, np.cumsum([len(x) for x in parts])].astype(np.int64)
+    first = rows[page_start[:-1]]
+    cand = log.candidates[rows].astype(np.int64)
+    used, local = np.unique(np.maximum(cand, 0), return_inverse=True)
+    return PageBlock(
+        rows=rows,
+        page_start=page_start,
+        page_id=log.page_id[first].astype(np.int64),
+        member=log.member_id[first].astype(np.int64),
+        title=log.title[rows].astype(np.int64),
+        row=log.row[rows].astype(np.int64),
+        col=log.col[rows].astype(np.int64),
+        candidates=cand,
+        scores=prep.scores[rows],
+        vectors=prep.vectors[used],
+        local=local.reshape(cand.shape).astype(np.int64),
+    )
+
+
+# ====================================================================== evaluation
+@dataclass(frozen=True, eq=False)
+class EvalContext:
+    """What evaluating one point needs (shipped once to each worker)."""
+
+    log: ImpressionLog
+    vectors: NDArray[np.float64]
+    pair_i: NDArray[np.int64]
+    pair_j: NDArray[np.int64]
+    pair_w: NDArray[np.float64]
+    pair_page: NDArray[np.int64]
+    truth_table: NDArray[np.float64] | None
+    estimator: str
+    estimator_options: tuple[tuple[str, Any], ...]
+    n_bootstrap: int
+    level: float
+    seed: int
+    exploration: ExplorationSimilarity | None
+
+
+def target_distribution(log: ImpressionLog, choice: NDArray[Any], eps: float, name: str) -> ActionDistribution:
+    """The point's target on the log: its choice, mixed with uniform exploration at rate ``eps``."""
+    c = np.asarray(choice, dtype=np.int64)
+    if eps == 0:
+        return ActionDistribution.deterministic(c, log.shown, log.k_max, name=name)
+    real = log.candidates >= 0
+    probs = eps * real / log.n_candidates[:, None].astype(np.float64)
+    probs[np.arange(log.n_rows), c] += 1.0 - eps
+    return ActionDistribution(prob_logged=probs[np.arange(log.n_rows), log.shown], probs=probs, name=name)
+
+
+def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) -> dict[str, Any]:
+    """Replay estimate, diversity and churn of one point (and the logged-page truth on
+    simulated data)."""
+    from slate.replay import evaluate, get_estimator
+
+    log = ctx.log
+    c = np.asarray(choice, dtype=np.int64)
+    eps = point.exploration
+    target = target_distribution(log, c, eps, name=f"point {point.point}")
+    estimator = get_estimator(ctx.estimator, **dict(ctx.estimator_options))
+    report = evaluate(log, target, estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed,
+                      level=ctx.level, metrics=False)
+    est = report.estimate
+    images = log.candidates[np.arange(log.n_rows), c].astype(np.int64)
+    if eps > 0 and ctx.exploration is not None:
+        div = ctx.exploration.diversity(images, c, eps, ctx.vectors, ctx.pair_w, ctx.pair_page, log.n_pages)
+    else:
+        div = page_diversity(images, ctx.vectors, ctx.pair_i, ctx.pair_j, ctx.pair_w, ctx.pair_page, log.n_pages)
+    out: dict[str, Any] = {
+        "take_fraction": est.value,
+        "take_fraction_se": est.se,
+        "take_fraction_low": est.interval[0],
+        "take_fraction_high": est.interval[1],
+        "ess": est.ess,
+        "n_matched": est.n_matched,
+        "weights_exploded": bool(est.weights_exploded),
+        "diversity": div,
+        "churn": churn_rate(log, target),
+    }
+    if ctx.truth_table is not None:
+        probs = target.probabilities()
+        assert probs is not None
+        out["true_take_fraction_logged"] = float(np.nansum(probs * np.nan_to_num(ctx.truth_table)) / log.n_rows)
+    return out
+
+
+def _true_point(context: SimContext, setting: Setting, eps: float, config: SolverConfig) -> dict[str, float]:
+    from slate.tune.simpolicy import true_value
+
+    return true_value(context, setting, eps, config)
+
+
+# ====================================================================== execution
+class _Executor:
+    """Runs tasks in this process (``sync``) or on dask; yields ``(key, result)`` as they finish.
+
+    The dask client (and a local cluster) starts with the first task, so resuming a finished
+    sweep starts nothing.
+    """
+
+    def __init__(self, scheduler: str, n_workers: int) -> None:
+        self.scheduler = scheduler
+        self.n_workers = n_workers
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> _Executor:
+        return self
+
+    def _start(self) -> None:
+        if self.scheduler == "sync" or self.client is not None:
+            return
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as err:  # pragma: no cover - dask is in the dist extra
+            raise SweepError(
+                "A sweep on dask needs dask.distributed (pip install 'slate-artwork[dist]'), or "
+                "compute.scheduler = 'sync'."
+            ) from err
+        if self.scheduler in ("local", "threads"):
+            self.cluster = LocalCluster(
+                n_workers=self.n_workers, threads_per_worker=1, processes=self.scheduler == "local",
+                dashboard_address=":0",  # any free port: never collide with another cluster
+                silence_logs=logging.ERROR,  # not the workers' shutdown chatter
+            )
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(self.scheduler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def share(self, obj: Any) -> Any:
+        """Send a large shared object to every worker once."""
+        self._start()
+        if self.client is None:
+            return obj
+        return self.client.scatter(obj, broadcast=True)
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, tuple[Any, ...]]]) -> Iterator[tuple[Any, Any]]:
+        if not tasks:
+            return
+        self._start()
+        if self.client is None:
+            for key, args in tasks:
+                yield key, fn(*args)
+            return
+        from dask.distributed import as_completed
+
+        futures = {}
+        for key, args in tasks:
+            futures[self.client.submit(fn, *args, pure=False)] = key
+        try:
+            for fut in as_completed(list(futures)):
+                yield futures[fut], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is optional
+        return None
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    def write(p: Path) -> None:
+        p.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+    _atomic_write(path, write)
+
+
+def _save_block(path: Path, result: BlockResult) -> None:
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(
+                fh, rows=result.rows, choices=result.choices, n_solves=result.n_solves,
+                solve_seconds=result.solve_seconds, build_seconds=result.build_seconds,
+                n_flagged=result.n_flagged,
+            )
+
+    _atomic_write(path, write)
+
+
+# the solve step is looked up here at run time (so that a test can interrupt it)
+def _solve_block(block: PageBlock, settings: Sequence[Setting], config: SolverConfig) -> BlockResult:
+    return solve_block(block, settings, config)
+
+
+# ====================================================================== the sweep
+def _library_version() -> str:
+    import slate
+
+    return str(slate.__version__)
+
+
+def _solver_config(experiment: Experiment, prep: Prepared) -> SolverConfig:
+    s = experiment.solver
+    return SolverConfig(
+        name=s.name,
+        options=tuple(sorted(s.options.items())),
+        time_limit_ms=s.time_limit_ms,
+        relative=experiment.search.weights == "relative",
+        layout=prep.layout,
+        seed=experiment.seed,
+    )
+
+
+def _open_output(experiment: Experiment, out: Path, prep_info: dict[str, Any], blocking: dict[str, Any]) -> dict[str, Any]:
+    manifest_path = out / "manifest.json"
+    digest_keys = ("log_sha256", "train_sha256", "embeddings_sha256")
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config_hash") != experiment.config_hash():
+            raise SweepError(
+                f"The folder '{out}' holds results of experiment {old.get('config_hash')}; this experiment "
+                f"is {experiment.config_hash()}. Choose another output folder (or remove that one)."
+            )
+        for key in digest_keys:
+            if old.get("data", {}).get(key) != prep_info.get(key):
+                raise SweepError(
+                    f"The data changed since the results in '{out}' were started ({key} differs); "
+                    f"choose another output folder."
+                )
+        if old.get("blocking") != blocking:
+            raise SweepError(
+                f"The results in '{out}' were started with compute.block_pages = "
+                f"{old.get('blocking', {}).get('block_pages')}; resume with the same value."
+            )
+        return dict(old)
+    manifest = {
+        "schema": RESULTS_SCHEMA,
+        "config_hash": experiment.config_hash(),
+        "slate_version": _library_version(),
+        "seed": experiment.seed,
+        "experiment": experiment.model_dump(mode="json"),
+        "data": prep_info,
+        "blocking": blocking,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "work").mkdir(exist_ok=True)
+    _write_json(manifest_path, manifest)
+    return manifest
+
+
+def run_sweep(
+    experiment: Experiment,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    base_dir: str | os.PathLike[str] = ".",
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool | None = None,
+    plots: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SweepResults:
+    """Evaluate every point of ``experiment``; resume whatever an earlier run left unfinished.
+
+    Parameters
+    ----------
+    experiment : Experiment
+    output : path, optional
+        Results folder (default ``<base_dir>/<name>-<config hash>``).
+    base_dir : path, default "."
+        Where the experiment's relative paths start (the experiment file's folder).
+    scheduler, n_workers, progress
+        Override ``experiment.compute`` (they do not change the numbers).
+    plots : bool, default True
+        Also draw the plots (PNG and SVG) into ``<output>/plots``.
+    log : callable, optional
+        Receives one-line progress messages.
+
+    Returns
+    -------
+    SweepResults
+
+    Raises
+    ------
+    InvalidExperimentError
+        The data cannot be read as the experiment says.
+    SweepError
+        The output folder holds another experiment's results.
+    """
+    say = log or (lambda _msg: None)
+    compute = experiment.compute
+    sched = scheduler or compute.scheduler
+    workers = n_workers or compute.n_workers
+    show = compute.progress if progress is None else progress
+    out = Path(output) if output is not None else Path(base_dir) / f"{experiment.name}-{experiment.config_hash()}"
+    t_start = time.perf_counter()
+
+    prep = prepare(experiment, Path(base_dir))
+    t_prepared = time.perf_counter()
+    say(f"prepared {prep.log.n_pages} pages ({prep.log.n_rows} rows) in {t_prepared - t_start:.1f} s")
+    points = experiment.points()
+    settings: list[Setting] = []
+    setting_of: dict[tuple[float, float, int | None], int] = {}
+    for pt in points:
+        if pt.solve_key not in setting_of:
+            setting_of[pt.solve_key] = len(settings)
+            settings.append(pt.solve_key)
+    blocks = plan_blocks(prep.log, compute.block_pages)
+    blocking = {"block_pages": compute.block_pages, "n_blocks": len(blocks)}
+    manifest = _open_output(experiment, out, prep.info, blocking)
+    work = out / "work"
+    config = _solver_config(experiment, prep)
+
+    with _Executor(sched, workers) as ex:
+        # ---------------------------------------------------------- 1. solve
+        todo = [b for b in range(len(blocks)) if not (work / f"solve-{b:05d}.npz").exists()]
+        bar = _progress(len(todo), "solve", show)
+        tasks = [(b, (_make_block(prep, blocks[b]), settings, config)) for b in todo]
+        for b, result in ex.run(_solve_block, tasks):
+            _save_block(work / f"solve-{b:05d}.npz", result)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        t_solved = time.perf_counter()
+        say(f"solved {len(todo)} of {len(blocks)} blocks x {len(settings)} settings in {t_solved - t_prepared:.1f} s")
+
+        # ---------------------------------------------------------- 2. truth (simulated data)
+        want_truth = prep.sim is not None and getattr(experiment.data, "truth", "none") == "all"
+        if want_truth:
+            assert prep.sim is not None
+            missing = [p for p in points if not (work / f"truth-{p.point:05d}.json").exists()]
+            shared = ex.share(prep.sim) if missing else None
+            bar = _progress(len(missing), "truth", show)
+            truth_tasks = [(p.point, (shared, p.solve_key, p.exploration, config)) for p in missing]
+            for key, value in ex.run(_true_point, truth_tasks):
+                _write_json(work / f"truth-{key:05d}.json", value)
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+        t_truth = time.perf_counter()
+
+        # ---------------------------------------------------------- 3. evaluate
+        choices = np.full((prep.log.n_rows, len(settings)), -1, dtype=np.int16)
+        totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
+        for b in range(len(blocks)):
+            with np.load(work / f"solve-{b:05d}.npz") as z:
+                choices[z["rows"]] = z["choices"]
+                for key in totals:
+                    totals[key] += z[key].item()
+        if (choices < 0).any():  # pragma: no cover - every row belongs to one block
+            raise SweepError("Some rows were not solved; remove the work folder and run again.")
+        missing_pts = [p for p in points if not (work / f"point-{p.point:05d}.json").exists()]
+        if missing_pts:
+            need_explore = any(p.exploration > 0 for p in missing_pts)
+            ctx = EvalContext(
+                log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
+                pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=prep.truth_table,
+                estimator=experiment.estimator.name,
+                estimator_options=tuple(sorted(experiment.estimator.options.items())),
+                n_bootstrap=experiment.estimator.n_bootstrap,
+                level=experiment.estimator.level, seed=experiment.seed,
+                exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j)
+                if need_explore else None,
+            )
+            shared_ctx = ex.share(ctx)
+            bar = _progress(len(missing_pts), "evaluate", show)
+            eval_tasks = [
+                (p.point, (shared_ctx, p, choices[:, setting_of[p.solve_key]])) for p in missing_pts
+            ]
+            for key, value in ex.run(evaluate_point, eval_tasks):
+                _write_json(work / f"point-{key:05d}.json", value)
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+    t_evaluated = time.perf_counter()
+
+    table = _assemble(experiment, points, work, want_truth, manifest)
+    _write_table(out, table, manifest)
+    examples = _examples(prep, points, settings, setting_of, choices)
+    np.savez(out / "examples.npz", **examples)
+    ms = 1000.0 * totals["solve_seconds"] / max(totals["n_solves"], 1)
+    summary: dict[str, Any] = {
+        "config_hash": manifest["config_hash"],
+        "slate_version": manifest["slate_version"],
+        "seed": experiment.seed,
+        "n_points": len(points),
+        "n_settings": len(settings),
+        "n_pages": prep.log.n_pages,
+        "n_rows": prep.log.n_rows,
+        "logged": prep.logged,
+        "data": prep.info,
+        "timing": {
+            "ms_per_solve": ms,
+            "ms_per_page_build": 1000.0 * totals["build_seconds"] / max(prep.log.n_pages, 1),
+            "n_solves": totals["n_solves"],
+            "n_flagged_solves": totals["n_flagged"],
+            "seconds_prepare": t_prepared - t_start,
+            "seconds_solve": t_solved - t_prepared,
+            "seconds_truth": t_truth - t_solved,
+            "seconds_evaluate": t_evaluated - t_truth,
+            "scheduler": sched,
+            "n_workers": workers if sched in ("local", "threads") else None,
+        },
+    }
+    results = SweepResults(path=out, table=table, experiment=experiment, summary=summary)
+    rec = recommend({k: results.column(k) for k in ("take_fraction", "diversity", "churn")}, experiment.constraints)
+    summary["recommended"] = None if rec.index is None else results.rows()[rec.index]
+    summary["recommendation"] = rec.reason
+    if plots:
+        from slate.tune.plots import draw_all
+
+        summary["plots"] = [str(p.relative_to(out)) for p in draw_all(results)]
+    summary["timing"]["seconds_total"] = time.perf_counter() - t_start
+    _write_json(out / "summary.json", summary)
+    say(f"{len(points)} points, {ms:.2f} ms per page solve, results in {out}")
+    return results
+
+
+def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, truth: bool,
+              manifest: dict[str, Any]) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for p in points:
+        row: dict[str, Any] = {
+            "point": p.point, "w_diversity": p.diversity, "w_churn": p.churn,
+            "max_changes": p.max_changes, "exploration": p.exploration,
+        }
+        row.update(json.loads((work / f"point-{p.point:05d}.json").read_text()))
+        if truth:
+            row.update(json.loads((work / f"truth-{p.point:05d}.json").read_text()))
+        rows.append(row)
+    cols: dict[str, Any] = {}
+    for name in SETTING_COLUMNS + ESTIMATE_COLUMNS:
+        cols[name] = [r[name] for r in rows]
+    for name in TRUTH_COLUMNS:
+        cols[name] = [r.get(name, float("nan")) for r in rows]
+    take = np.asarray(cols["take_fraction"], dtype=np.float64)
+    # diversity or churn is NaN for every point alike when the pages have no layout pairs or
+    # no member comes back; they then do not separate points
+    div = np.nan_to_num(np.asarray(cols["diversity"], dtype=np.float64), nan=0.0)
+    churn = np.nan_to_num(np.asarray(cols["churn"], dtype=np.float64), nan=0.0)
+    lo = np.asarray(cols["take_fraction_low"], dtype=np.float64)
+    hi = np.asarray(cols["take_fraction_high"], dtype=np.float64)
+    ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
+    front = np.zeros(len(rows), bool)
+    near = np.zeros(len(rows), bool)
+    if ok.any():
+        front[ok] = pareto_mask(take[ok], div[ok], churn[ok])
+        near[ok] = near_front_mask(take[ok], lo[ok], hi[ok], div[ok], churn[ok], front[ok])
+    cols["pareto"] = front.tolist()
+    cols["near_front"] = near.tolist()
+    n = len(rows)
+    cols["estimator"] = [experiment.estimator.name] * n
+    cols["config_hash"] = [manifest["config_hash"]] * n
+    cols["slate_version"] = [manifest["slate_version"]] * n
+    cols["seed"] = [experiment.seed] * n
+    types = {
+        "point": pa.int64(), "max_changes": pa.int64(), "n_matched": pa.int64(), "seed": pa.int64(),
+        "weights_exploded": pa.bool_(), "pareto": pa.bool_(), "near_front": pa.bool_(),
+        "estimator": pa.string(), "config_hash": pa.string(), "slate_version": pa.string(),
+    }
+    arrays = {k: pa.array(v, type=types.get(k, pa.float64())) for k, v in cols.items()}
+    meta = {
+        b"slate.schema": RESULTS_SCHEMA.encode(),
+        b"slate.config_hash": str(manifest["config_hash"]).encode(),
+        b"slate.version": str(manifest["slate_version"]).encode(),
+        b"slate.seed": str(experiment.seed).encode(),
+        b"slate.experiment": json.dumps(manifest["experiment"], sort_keys=True).encode(),
+    }
+    return pa.table(arrays).replace_schema_metadata(meta)
+
+
+def _write_table(out: Path, table: pa.Table, manifest: dict[str, Any]) -> None:
+    _atomic_write(out / "results.parquet", lambda p: pq.write_table(table, p))
+    _atomic_write(out / "results.csv", lambda p: pacsv.write_csv(table, p))
+
+
+# ====================================================================== examples for plots
+def _baseline_point(points: list[SweepPoint]) -> int:
+    """The least constrained point: smallest diversity and churn weights, no (or the largest)
+    budget, least exploration."""
+    def key(p: SweepPoint) -> tuple[float, float, float, float, int]:
+        budget = float("inf") if p.max_changes is None else float(p.max_changes)
+        return (p.diversity, p.churn, -budget, p.exploration, p.point)
+
+    return min(points, key=key).point
+
+
+def _examples(prep: Prepared, points: list[SweepPoint], settings: list[Setting],
+              setting_of: dict[tuple[float, float, int | None], int], choices: NDArray[np.int16]) -> dict[str, Any]:
+    """Decisions of every point on one member's pages (for the page and session plots)."""
+    log = prep.log
+    rank, member = _page_ranks(log)
+    counts: dict[int, int] = {}
+    for m in member.tolist():
+        counts[m] = counts.get(m, 0) + 1
+    top = max(sorted(counts), key=lambda m: counts[m])
+    pages = [p for p in rank.tolist() if member[p] == top]
+    order, starts = log.page_order, log.page_starts
+    col_of_point = np.array([setting_of[p.solve_key] for p in points], dtype=np.int64)
+    base_col = setting_of[points[_baseline_point(points)].solve_key]
+    # the member's page where the baseline's neighbours look most alike
+    base_images = log.candidates[np.arange(log.n_rows), choices[:, base_col].astype(np.int64)].astype(np.int64)
+
+    def similarity(rows: NDArray[np.int64], images: NDArray[np.int64]) -> float:
+        sel = np.isin(prep.pair_i, rows)
+        if not sel.any():
+            return float("nan")
+        s = pair_similarity(images[prep.pair_i[sel]], images[prep.pair_j[sel]], prep.vectors)
+        return float((s * prep.pair_w[sel]).sum() / prep.pair_w[sel].sum())
+
+    best_page, best_sim = pages[0], -1.0
+    for p in pages:
+        val = similarity(order[starts[p] : starts[p + 1]], base_images)
+        if val > best_sim:
+            best_page, best_sim = p, val
+    page_rows = order[starts[best_page] : starts[best_page + 1]]
+    page_choice = choices[page_rows][:, col_of_point].T.astype(np.int64)  # (n_points, n_titles)
+    page_images = log.candidates[page_rows[None, :], page_choice]
+    page_similarity = []
+    for i in range(len(points)):
+        images = base_images.copy()
+        images[page_rows] = page_images[i]
+        page_similarity.append(similarity(page_rows, images))
+    # sessions x titles of the member (the titles seen most often)
+    title_count: dict[int, int] = {}
+    for p in pages:
+        for t in log.title[order[starts[p] : starts[p + 1]]].tolist():
+            title_count[t] = title_count.get(t, 0) + 1
+    titles = sorted(title_count, key=lambda t: (-title_count[t], t))[:12]
+    sess_images = np.full((len(points), len(pages), len(titles)), -1, dtype=np.int64)
+    for si, p in enumerate(pages):
+        rows = order[starts[p] : starts[p + 1]]
+        for ti, t in enumerate(titles):
+            hit = rows[log.title[rows] == t]
+            if len(hit):
+                r = int(hit[0])
+                sess_images[:, si, ti] = log.candidates[r, choices[r, col_of_point].astype(np.int64)]
+    return {
+        "style_names": np.asarray(prep.style_names, dtype=str),
+        "image_styles": prep.styles,
+        "page_row": log.row[page_rows].astype(np.int64),
+        "page_col": log.col[page_rows].astype(np.int64),
+        "page_images": page_images.astype(np.int64),
+        "page_logged": log.image[page_rows].astype(np.int64),
+        "page_similarity": np.asarray(page_similarity, dtype=np.float64),
+        "member": np.int64(top),
+        "session_time": log.timestamp[order[starts[np.asarray(pages)]]].astype(np.int64),
+        "session_titles": np.asarray([log.title_ids[t] for t in titles], dtype=str),
+        "session_images": sess_images,
+        "baseline_point": np.int64(_baseline_point(points)),
+        "n_settings": np.int64(len(settings)),
+    }
