@@ -403,6 +403,17 @@ def descend(prob, st, n_changes, budget, tol, inq, work):
     neighbours are re-examined when it moves. ``work`` is (queue, mark, top) scratch space.
     Returns ``(n_changes, total_gain)``.
     """
+    n_changes, total, _ = descend_limited(prob, st, n_changes, budget, tol, inq, work, -1)
+    return n_changes, total
+
+
+@njit(cache=True)
+def descend_limited(prob, st, n_changes, budget, tol, inq, work, max_moves):
+    """:func:`descend` that stops after ``max_moves`` moves (``-1``: no limit).
+
+    Titles still waiting stay flagged in ``inq``, so a later call continues the same descent.
+    Returns ``(n_changes, total_gain, finished)``.
+    """
     ptr = prob[1]
     nbr = prob[2]
     prev = prob[4]
@@ -417,8 +428,11 @@ def descend(prob, st, n_changes, budget, tol, inq, work):
             size += 1
     head = 0
     tail = size % n_titles
+    moves = 0
     while True:
         while size > 0:
+            if max_moves >= 0 and moves >= max_moves:
+                return n_changes, total, False
             t = queue[head]
             head = (head + 1) % n_titles
             size -= 1
@@ -430,15 +444,19 @@ def descend(prob, st, n_changes, budget, tol, inq, work):
                 continue
             n_changes += apply_move(t, k, prob, st)
             total += gain
+            moves += 1
             tail, size = _push_around(t, ptr, nbr, queue, inq, tail, size, n_titles)
         if n_changes < budget:
             break
+        if max_moves >= 0 and moves >= max_moves:
+            return n_changes, total, False
         s, t, k, gain = _best_swap(prob, st, tol, mark, top)
         if s < 0:
             break
         n_changes += apply_move(s, prev[s], prob, st)
         n_changes += apply_move(t, k, prob, st)
         total += gain
+        moves += 1
         for u in (s, t):
             if inq[u] == 0:
                 inq[u] = 1
@@ -446,7 +464,7 @@ def descend(prob, st, n_changes, budget, tol, inq, work):
                 tail = (tail + 1) % n_titles
                 size += 1
             tail, size = _push_around(u, ptr, nbr, queue, inq, tail, size, n_titles)
-    return n_changes, total
+    return n_changes, total, True
 
 
 # ----------------------------------------------------------------------------- start

@@ -176,12 +176,26 @@ class _State:
         self.value += gain
         return bool(ok)
 
-    def descend(self, page: _Page) -> None:
+    def descend(self, page: _Page, deadline: float | None = None) -> bool:
+        """Descend to a local optimum; with a deadline, in chunks of moves, stopping when it
+        passes (the page is valid after every move). Returns whether the descent finished."""
         self.inq[:] = 1
-        self.n_changes, gain = kernels.descend(
-            page.prob, self.st, self.n_changes, page.budget, page.tol, self.inq, self.work
-        )
-        self.value += gain
+        if deadline is None:
+            self.n_changes, gain = kernels.descend(
+                page.prob, self.st, self.n_changes, page.budget, page.tol, self.inq, self.work
+            )
+            self.value += gain
+            return True
+        chunk = max(8, len(self.a) // 4)
+        while True:
+            self.n_changes, gain, finished = kernels.descend_limited(
+                page.prob, self.st, self.n_changes, page.budget, page.tol, self.inq, self.work, chunk
+            )
+            self.value += gain
+            if finished:
+                return True
+            if time.perf_counter() >= deadline:
+                return False
 
 
 def _seed_state(seed: int) -> NDArray[np.uint64]:
@@ -294,10 +308,16 @@ def _iterate(
     done = 0
     stale = 0
     save = np.empty_like(state.a)
+    per_round = 0.0  # seconds, measured on the rounds run so far
     while done < rounds and stale < patience:
-        if deadline is not None and time.perf_counter() >= deadline:
+        now = time.perf_counter()
+        if deadline is not None and now >= deadline:
             return done, True
-        chunk = rounds - done if deadline is None else min(_CHUNK_ROUNDS, rounds - done)
+        if deadline is None:
+            chunk = rounds - done
+        else:  # size the chunk so that it ends well before the deadline
+            fit = _CHUNK_ROUNDS if per_round == 0.0 else int((deadline - now) / (2.0 * per_round))
+            chunk = max(1, min(_CHUNK_ROUNDS, fit, rounds - done)) if done else 1
         state.value, state.n_changes, n, stale = kernels.iterated_local_search(
             page.prob,
             state.st,
@@ -317,6 +337,8 @@ def _iterate(
         done += n
         if n == 0:
             break
+        if deadline is not None:
+            per_round = max(per_round, (time.perf_counter() - now) / n)
     return done, False
 
 
@@ -491,12 +513,16 @@ class FastSolver:
             state = _State(page, budgeted_unary_optimum(problem, page.unary)[0])
         if problem.has_quotas:
             info["quota_repair"] = state.repair(page)
-        state.descend(page)
+        descended = state.descend(page, deadline)
         info["descent_objective"] = state.value
         rounds = _default_rounds(problem) if self.max_rounds is None else int(self.max_rounds)
         patience = _default_patience(problem) if self.patience is None else int(self.patience)
         rng = _seed_state(self.seed)
-        done, timed_out = _iterate(page, state, rounds, patience, self.strength, rng, deadline)
+        if descended:
+            done, timed_out = _iterate(page, state, rounds, patience, self.strength, rng, deadline)
+        else:  # the time limit stopped the first descent: return the valid page it reached
+            done, timed_out = 0, True
+            info["descent_finished"] = False
         info["rounds"] = done
         info["search_ms"] = (time.perf_counter() - started) * 1000.0
         bound = None
