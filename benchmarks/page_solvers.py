@@ -146,15 +146,17 @@ def shared_table(args: argparse.Namespace) -> None:
 
 def auto_table(args: argparse.Namespace) -> None:
     print("\n## auto with time_limit_ms=5 on 150x20 dense pages\n")
-    print("| pages | p50 ms | p99 ms | max ms | max overhead over 5 ms | statuses | mean gap to its bound |")
+    print("Warm: repeated solves of a page; first: the first solve of a freshly built page, which also")
+    print("derives the page's pair-cost arrays (11,175 pairs x 400 image pairs).\n")
+    print("| pages | warm p50 ms | warm p99 ms | warm max ms | first solve p50 ms | statuses | mean gap to its bound |")
     print("|---|---|---|---|---|---|---|")
-    times, statuses, gaps = [], {}, []
+    times, first, statuses, gaps = [], [], {}, []
     for s in range(args.pages):
         p = random_problem(150, 20, "dense", seed=100 + s)
-        for _ in range(args.repeats):
+        for i in range(args.repeats + 1):
             t0 = time.perf_counter()
             res = get_solver("auto").solve(p, time_limit_ms=5)
-            times.append((time.perf_counter() - t0) * 1000.0)
+            (first if i == 0 else times).append((time.perf_counter() - t0) * 1000.0)
             assert p.is_feasible(res.assignment)
             statuses[str(res.status)] = statuses.get(str(res.status), 0) + 1
             if res.gap is not None:
@@ -162,7 +164,7 @@ def auto_table(args: argparse.Namespace) -> None:
     gap = f"{100 * statistics.fmean(gaps):.2f}%" if gaps else "-"
     print(
         f"| {args.pages} x {args.repeats} | {pct(times, 50):.2f} | {pct(times, 99):.2f} | {max(times):.2f} "
-        f"| {max(times) - 5:.2f} ms | {statuses} | {gap} |"
+        f"| {pct(first, 50):.1f} | {statuses} | {gap} |"
     )
 
 
