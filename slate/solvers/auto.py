@@ -18,7 +18,7 @@ building) is measured by ``benchmarks/page_solvers.py``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slate.page.problem import PageProblem
@@ -93,20 +93,7 @@ class AutoSolver:
 
 def _rename(result: SolveResult, started: float, info: dict[str, Any]) -> SolveResult:
     merged = {**result.info, **info, "inner_solver": result.solver, "inner_wall_ms": result.wall_ms}
-    return SolveResult(
-        assignment=result.assignment,
-        objective=result.objective,
-        relevance=result.relevance,
-        diversity_penalty=result.diversity_penalty,
-        churn_penalty=result.churn_penalty,
-        n_changes=result.n_changes,
-        status=result.status,
-        bound=result.bound,
-        solver="auto",
-        wall_ms=(time.perf_counter() - started) * 1000.0,
-        info=merged,
-        problem=result.problem,
-    )
+    return replace(result, solver="auto", wall_ms=(time.perf_counter() - started) * 1000.0, info=merged)
 
 
 register_solver("auto", AutoSolver)
