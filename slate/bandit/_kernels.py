@@ -58,6 +58,23 @@ def _reinvert(A: np.ndarray, lam: float) -> np.ndarray:  # pragma: no cover - co
 
 
 @njit(cache=True)
+def _rank_one_downdate(P: np.ndarray, xi: np.ndarray, c: float, u: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Sherman-Morrison in place: ``P <- (P^-1 + c x x^T)^-1`` for ``c > 0`` (``u`` is scratch)."""
+    d = xi.shape[0]
+    denom = 1.0 / c
+    for p in range(d):
+        s = 0.0
+        for q in range(d):
+            s += P[p, q] * xi[q]
+        u[p] = s
+        denom += xi[p] * s
+    for p in range(d):
+        up = u[p] / denom
+        for q in range(d):
+            P[p, q] -= up * u[q]
+
+
+@njit(cache=True)
 def _add_one(  # pragma: no cover - compiled
     A: np.ndarray,
     b: np.ndarray,
@@ -92,17 +109,7 @@ def _add_one(  # pragma: no cover - compiled
     if gamma < 1.0:
         Ainv[a] = _reinvert(A[a], lam)
     else:
-        denom = 1.0 / wi
-        for p in range(d):
-            s = 0.0
-            for q in range(d):
-                s += Ainv[a, p, q] * xi[q]
-            u[p] = s
-            denom += xi[p] * s
-        for p in range(d):
-            up = u[p] / denom
-            for q in range(d):
-                Ainv[a, p, q] -= up * u[q]
+        _rank_one_downdate(Ainv[a], xi, wi, u)
     if with_theta:
         for p in range(d):
             s = 0.0
@@ -219,17 +226,7 @@ def logistic_update(  # pragma: no cover - compiled
         if gamma < 1.0:
             P[a] = _spd_inverse(H[a])
         elif c > 0.0:
-            denom = 1.0 / c
-            for p in range(d):
-                s = 0.0
-                for q in range(d):
-                    s += P[a, p, q] * xi[q]
-                u[p] = s
-                denom += xi[p] * s
-            for p in range(d):
-                up = u[p] / denom
-                for q in range(d):
-                    P[a, p, q] -= up * u[q]
+            _rank_one_downdate(P[a], xi, c, u)
         g = wi * (r[i] - prob)
         for p in range(d):
             s = 0.0

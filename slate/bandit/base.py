@@ -385,3 +385,87 @@ def check_draws(value: object, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidProblemError(f"The 'n_draws' parameter of {owner} must be an integer >= 1; got {value!r} instead.")
     return int(value)
+
+
+# ---------------------------------------------------------------------------- shared policy pieces
+def exact_scores(policy: str, *, propensity: NDArray[np.float64] | None, **arrays: NDArray[Any]) -> PageScores:
+    """:func:`finish_scores` for a policy with exact propensities (zero standard error, no draws).
+
+    ``arrays`` are ``mean``, ``adjusted``, ``uncertainty``, ``choice`` and ``mask``.
+    """
+    se = None if propensity is None else np.zeros_like(propensity)
+    return finish_scores(policy=policy, propensity=propensity, propensity_se=se, n_draws=0, **arrays)
+
+
+def sampled_scores(
+    policy: str,
+    *,
+    draw: Callable[[np.random.Generator, slice, int], NDArray[np.float64]] | None,
+    n_draws: int,
+    rng: np.random.Generator,
+    **arrays: NDArray[Any],
+) -> PageScores:
+    """:func:`finish_scores` for a sampling policy: Monte Carlo propensities from ``draw`` (none if None).
+
+    ``arrays`` are ``mean``, ``adjusted``, ``uncertainty``, ``choice`` and ``mask``.
+    """
+    if draw is None:
+        return finish_scores(policy=policy, propensity=None, propensity_se=None, n_draws=0, **arrays)
+    prop, se = mc_argmax_propensity(draw, arrays["mask"], n_draws, rng)
+    return finish_scores(policy=policy, propensity=prop, propensity_se=se, n_draws=n_draws, **arrays)
+
+
+def gaussian_draw(
+    mu: NDArray[np.floating[Any]], sd: NDArray[np.floating[Any]]
+) -> Callable[[np.random.Generator, slice, int], NDArray[Any]]:
+    """``draw`` for :func:`mc_argmax_propensity`: independent ``N(mu, sd^2)`` scores in float32."""
+    mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
+
+    def draw(rng: np.random.Generator, rows: slice, s: int) -> NDArray[Any]:
+        zz = rng.standard_normal((s, *mu32[rows].shape), dtype=np.float32)
+        zz *= sd32[rows][None]
+        zz += mu32[rows][None]
+        return zz
+
+    return draw
+
+
+def check_merge(policy: Any, other: Any, cls: type | None = None) -> None:
+    """Raise unless ``other`` can be merged into ``policy``: an instance of ``cls`` (or, without
+    ``cls``, of exactly ``policy``'s class) with the same hyperparameters, the seed aside."""
+    ok = isinstance(other, cls) if cls is not None else type(other) is type(policy)
+    if not ok:
+        target = (cls if cls is not None else type(policy)).__name__
+        raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a {target}.")
+    mine = {k: v for k, v in policy.get_params().items() if k != "seed"}
+    theirs = {k: v for k, v in other.get_params().items() if k != "seed"}
+    if mine != theirs:
+        raise InvalidProblemError(f"Cannot merge policies with different hyperparameters: {mine} and {theirs}.")
+
+
+def merge_features(policy: Any, other: Any) -> bool:
+    """Match ``policy``'s feature count and arms to ``other``'s before merging its statistics.
+
+    Returns False when ``other`` has seen nothing (nothing to merge).
+    """
+    if other.n_features_ is None:
+        return False
+    if policy.n_features_ is None:
+        policy._init_features(other.n_features_)
+    if other.n_features_ != policy.n_features_:
+        raise InvalidProblemError(
+            f"Cannot merge a model with {other.n_features_} features into one with {policy.n_features_}."
+        )
+    policy._ensure_arms(other.n_arms_)
+    return True
+
+
+def rng_state(rng: np.random.Generator, mc_rng: np.random.Generator) -> dict[str, Any]:
+    """The two generators' states, for a policy's saved metadata."""
+    return {"rng": rng.bit_generator.state, "mc_rng": mc_rng.bit_generator.state}
+
+
+def set_rng_state(rng: np.random.Generator, mc_rng: np.random.Generator, meta: dict[str, Any]) -> None:
+    """Restore the states written by :func:`rng_state`."""
+    rng.bit_generator.state = meta["rng"]
+    mc_rng.bit_generator.state = meta["mc_rng"]

@@ -13,11 +13,15 @@ from slate.bandit.base import (
     argmax_choice,
     check_dtype,
     check_log,
+    check_merge,
     check_page,
     check_positive,
-    finish_scores,
+    exact_scores,
     make_rngs,
+    merge_features,
     register_policy,
+    rng_state,
+    set_rng_state,
     tie_propensity,
 )
 from slate.bandit.batch import PageFeatures, PageScores
@@ -267,21 +271,9 @@ class HybridLinUCB:
         -------
         self
         """
-        if not isinstance(other, HybridLinUCB):
-            raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a HybridLinUCB.")
-        mine = {k: v for k, v in self.get_params().items() if k != "seed"}
-        theirs = {k: v for k, v in other.get_params().items() if k != "seed"}
-        if mine != theirs:
-            raise InvalidProblemError(f"Cannot merge policies with different hyperparameters: {mine} and {theirs}.")
-        if other.n_features_ is None:
+        check_merge(self, other, HybridLinUCB)
+        if not merge_features(self, other):
             return self
-        if self.n_features_ is None:
-            self._init_features(other.n_features_)
-        if other.n_features_ != self.n_features_:
-            raise InvalidProblemError(
-                f"Cannot merge a model with {other.n_features_} features into one with {self.n_features_}."
-            )
-        self._ensure_arms(other.n_arms_)
         k = other.n_arms_
         for name in ("A_", "B_", "b_", "n_", "events_"):
             getattr(self, name)[:k] += getattr(other, name)[:k]
@@ -338,16 +330,8 @@ class HybridLinUCB:
         adjusted = mu + np.asarray(self.alpha, mu.dtype) * sd
         choice, is_max, count = argmax_choice(adjusted, page.mask, self._rng)
         prop = tie_propensity(is_max, count) if propensities else None
-        return finish_scores(
-            policy=self.name,
-            mean=mu,
-            adjusted=adjusted,
-            uncertainty=sd,
-            choice=choice,
-            mask=page.mask,
-            propensity=prop,
-            propensity_se=None if prop is None else np.zeros_like(prop),
-            n_draws=0,
+        return exact_scores(
+            self.name, mean=mu, adjusted=adjusted, uncertainty=sd, choice=choice, mask=page.mask, propensity=prop
         )
 
     # --------------------------------------------------------------- persistence
@@ -364,8 +348,7 @@ class HybridLinUCB:
             "n_features": self.n_features_,
             "n_arms": self.n_arms_,
             "stale": self._stale,
-            "rng": self._rng.bit_generator.state,
-            "mc_rng": self._mc_rng.bit_generator.state,
+            **rng_state(self._rng, self._mc_rng),
         }
         return arrays, meta
 
@@ -382,8 +365,7 @@ class HybridLinUCB:
             assert self._table.shape[2] == da + len(self._zc) + 1
         self.n_arms_ = int(meta["n_arms"])
         self._stale = bool(meta["stale"])
-        self._rng.bit_generator.state = meta["rng"]
-        self._mc_rng.bit_generator.state = meta["mc_rng"]
+        set_rng_state(self._rng, self._mc_rng, meta)
 
 
 register_policy(HybridLinUCB.name, HybridLinUCB)

@@ -32,13 +32,18 @@ from slate.bandit.base import (
     check_draws,
     check_dtype,
     check_log,
+    check_merge,
     check_page,
     check_positive,
     check_unit,
-    finish_scores,
+    exact_scores,
+    gaussian_draw,
     make_rngs,
-    mc_argmax_propensity,
+    merge_features,
     register_policy,
+    rng_state,
+    sampled_scores,
+    set_rng_state,
     tie_propensity,
 )
 from slate.bandit.batch import PageFeatures, PageScores
@@ -317,11 +322,10 @@ class _LinearCore:
 
     # --------------------------------------------------------------- persistence hooks
     def _rng_state(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state, "mc_rng": self._mc_rng.bit_generator.state}
+        return rng_state(self._rng, self._mc_rng)
 
     def _set_rng_state(self, meta: dict[str, Any]) -> None:
-        self._rng.bit_generator.state = meta["rng"]
-        self._mc_rng.bit_generator.state = meta["mc_rng"]
+        set_rng_state(self._rng, self._mc_rng, meta)
 
 
 class _DisjointRidge(_LinearCore):
@@ -551,21 +555,9 @@ class _DisjointRidge(_LinearCore):
         -------
         self
         """
-        if type(other) is not type(self):
-            raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a {type(self).__name__}.")
-        mine = {k: v for k, v in self.get_params().items() if k != "seed"}
-        theirs = {k: v for k, v in other.get_params().items() if k != "seed"}
-        if mine != theirs:
-            raise InvalidProblemError(f"Cannot merge policies with different hyperparameters: {mine} and {theirs}.")
-        if other.n_features_ is None:
+        check_merge(self, other)
+        if not merge_features(self, other):
             return self
-        if self.n_features_ is None:
-            self._init_features(other.n_features_)
-        if other.n_features_ != self.n_features_:
-            raise InvalidProblemError(
-                f"Cannot merge a model with {other.n_features_} features into one with {self.n_features_}."
-            )
-        self._ensure_arms(other.n_arms_)
         k = other.n_arms_
         if self.forgetting < 1.0:
             f = self.forgetting ** other.events_[:k].astype(np.float64)
@@ -699,17 +691,8 @@ class LinUCB(_DisjointRidge):
         assert sd is not None and adjusted is not None
         choice, is_max, count = argmax_choice(adjusted, page.mask, self._rng)
         prop = tie_propensity(is_max, count) if propensities else None
-        se = np.zeros_like(prop) if prop is not None else None
-        return finish_scores(
-            policy=self.name,
-            mean=mu,
-            adjusted=adjusted,
-            uncertainty=sd,
-            choice=choice,
-            mask=page.mask,
-            propensity=prop,
-            propensity_se=se,
-            n_draws=0,
+        return exact_scores(
+            self.name, mean=mu, adjusted=adjusted, uncertainty=sd, choice=choice, mask=page.mask, propensity=prop
         )
 
 
@@ -782,28 +765,16 @@ class LinearThompson(_DisjointRidge):
         z = self._rng.standard_normal(mu.shape, dtype=mu.dtype)
         adjusted = mu + sd * z
         choice, _, _ = argmax_choice(adjusted, page.mask, self._rng)
-        prop = se = None
-        if propensities:
-
-            mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
-
-            def draw(rng: np.random.Generator, rows: slice, s: int) -> F64:
-                zz = rng.standard_normal((s, *mu32[rows].shape), dtype=np.float32)
-                zz *= sd32[rows][None]
-                zz += mu32[rows][None]
-                return zz
-
-            prop, se = mc_argmax_propensity(draw, page.mask, self.n_draws, self._mc_rng)
-        return finish_scores(
-            policy=self.name,
+        return sampled_scores(
+            self.name,
             mean=mu,
             adjusted=adjusted,
             uncertainty=sd,
             choice=choice,
             mask=page.mask,
-            propensity=prop,
-            propensity_se=se,
-            n_draws=self.n_draws if propensities else 0,
+            draw=gaussian_draw(mu, sd) if propensities else None,
+            n_draws=self.n_draws,
+            rng=self._mc_rng,
         )
 
 
@@ -863,22 +834,19 @@ class EpsilonGreedy(_DisjointRidge):
             pick = (self._rng.random(int(explore.sum())) * n_valid[explore]).astype(np.int64)
             order = np.cumsum(page.mask[explore], axis=1) - 1
             choice[explore] = np.argmax(page.mask[explore] & (order == pick[:, None]), axis=1)
-        prop = se = None
+        prop = None
         if propensities:
             prop = (1.0 - self.epsilon) * tie_propensity(is_max, count) + self.epsilon * (
                 page.mask / n_valid[:, None].astype(np.float64)
             )
-            se = np.zeros_like(prop)
-        return finish_scores(
-            policy=self.name,
+        return exact_scores(
+            self.name,
             mean=mu.copy(),
             adjusted=mu,
             uncertainty=np.zeros_like(mu),
             choice=choice,
             mask=page.mask,
             propensity=prop,
-            propensity_se=se,
-            n_draws=0,
         )
 
 

@@ -12,11 +12,13 @@ from slate.bandit.base import (
     argmax_choice,
     check_draws,
     check_log,
+    check_merge,
     check_positive,
     check_unit,
-    finish_scores,
-    mc_argmax_propensity,
+    gaussian_draw,
+    merge_features,
     register_policy,
+    sampled_scores,
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.linear import _groups, _LinearCore, forgetting_weights
@@ -224,23 +226,12 @@ class LogisticThompson(_LinearCore):
         -------
         self
         """
-        if not isinstance(other, LogisticThompson):
-            raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a LogisticThompson.")
-        mine = {k: v for k, v in self.get_params().items() if k != "seed"}
-        theirs = {k: v for k, v in other.get_params().items() if k != "seed"}
-        if mine != theirs:
-            raise InvalidProblemError(f"Cannot merge policies with different hyperparameters: {mine} and {theirs}.")
-        if other.n_features_ is None:
+        check_merge(self, other, LogisticThompson)
+        if not merge_features(self, other):
             return self
-        if self.n_features_ is None:
-            self._init_features(other.n_features_)
-        if other.n_features_ != self.n_features_:
-            raise InvalidProblemError(
-                f"Cannot merge a model with {other.n_features_} features into one with {self.n_features_}."
-            )
-        self._ensure_arms(other.n_arms_)
         k = other.n_arms_
         d = self.n_features_
+        assert d is not None
         eye = self.ridge * np.eye(d)
         H1 = self.H_[:k] - eye
         if self.forgetting < 1.0:
@@ -273,27 +264,16 @@ class LogisticThompson(_LinearCore):
         logit = mu + sd * z
         adjusted = _sigmoid(logit)
         choice, _, _ = argmax_choice(logit, page.mask, self._rng)
-        prop = se = None
-        if propensities:
-            mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
-
-            def draw(rng: np.random.Generator, rows: slice, s: int) -> F64:
-                zz = rng.standard_normal((s, *mu32[rows].shape), dtype=np.float32)
-                zz *= sd32[rows][None]
-                zz += mu32[rows][None]
-                return zz
-
-            prop, se = mc_argmax_propensity(draw, page.mask, self.n_draws, self._mc_rng)
-        return finish_scores(
-            policy=self.name,
+        return sampled_scores(
+            self.name,
             mean=mean,
             adjusted=adjusted,
             uncertainty=mean * (1.0 - mean) * sd,
             choice=choice,
             mask=page.mask,
-            propensity=prop,
-            propensity_se=se,
-            n_draws=self.n_draws if propensities else 0,
+            draw=gaussian_draw(mu, sd) if propensities else None,
+            n_draws=self.n_draws,
+            rng=self._mc_rng,
         )
 
     # --------------------------------------------------------------- persistence

@@ -11,17 +11,19 @@ from slate.bandit.base import (
     argmax_choice,
     check_draws,
     check_log,
+    check_merge,
     check_page,
     check_positive,
     check_unit,
-    finish_scores,
+    exact_scores,
     make_rngs,
-    mc_argmax_propensity,
     register_policy,
+    rng_state,
+    sampled_scores,
+    set_rng_state,
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.linear import forgetting_weights
-from slate.errors import InvalidProblemError
 
 __all__ = ["TakeRateBandit", "UniformRandom"]
 
@@ -80,8 +82,7 @@ class UniformRandom:
 
     def merge(self, other: Any) -> UniformRandom:
         """Add another partition's totals."""
-        if not isinstance(other, UniformRandom):
-            raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a UniformRandom.")
+        check_merge(self, other, UniformRandom)
         self.reward_sum_ += other.reward_sum_
         self.weight_sum_ += other.weight_sum_
         return self
@@ -94,31 +95,27 @@ class UniformRandom:
         adjusted = np.where(page.mask, u, -np.inf)
         choice = np.argmax(adjusted, axis=1).astype(np.int64)
         prop = page.mask / n_valid[:, None].astype(np.float64) if propensities else None
-        return finish_scores(
-            policy=self.name,
+        return exact_scores(
+            self.name,
             mean=np.full(page.mask.shape, self.take_rate_),
             adjusted=adjusted,
             uncertainty=np.zeros(page.mask.shape),
             choice=choice,
             mask=page.mask,
             propensity=prop,
-            propensity_se=None if prop is None else np.zeros_like(prop),
-            n_draws=0,
         )
 
     def _state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         return {}, {
             "reward_sum": self.reward_sum_,
             "weight_sum": self.weight_sum_,
-            "rng": self._rng.bit_generator.state,
-            "mc_rng": self._mc_rng.bit_generator.state,
+            **rng_state(self._rng, self._mc_rng),
         }
 
     def _load(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         self.reward_sum_ = float(meta["reward_sum"])
         self.weight_sum_ = float(meta["weight_sum"])
-        self._rng.bit_generator.state = meta["rng"]
-        self._mc_rng.bit_generator.state = meta["mc_rng"]
+        set_rng_state(self._rng, self._mc_rng, meta)
 
 
 class TakeRateBandit:
@@ -230,12 +227,7 @@ class TakeRateBandit:
 
     def merge(self, other: Any) -> TakeRateBandit:
         """Add another partition's counts (``other`` is the later part when forgetting)."""
-        if not isinstance(other, TakeRateBandit):
-            raise InvalidProblemError(f"Cannot merge a {type(other).__name__} into a TakeRateBandit.")
-        mine = {k: v for k, v in self.get_params().items() if k != "seed"}
-        theirs = {k: v for k, v in other.get_params().items() if k != "seed"}
-        if mine != theirs:
-            raise InvalidProblemError(f"Cannot merge policies with different hyperparameters: {mine} and {theirs}.")
+        check_merge(self, other, TakeRateBandit)
         self._ensure_arms(other.n_arms_)
         k = other.n_arms_
         if self.forgetting < 1.0:
@@ -258,43 +250,36 @@ class TakeRateBandit:
         sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
         adjusted = self._rng.beta(a, b)
         choice, _, _ = argmax_choice(adjusted, page.mask, self._rng)
-        prop = se = None
-        if propensities:
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
 
-            a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        def draw(rng: np.random.Generator, rows: slice, s: int) -> F64:
+            # Beta(a, b) = Ga / (Ga + Gb) with independent gammas
+            ga = rng.standard_gamma(np.broadcast_to(a32[rows], (s, *a32[rows].shape)), dtype=np.float32)
+            gb = rng.standard_gamma(np.broadcast_to(b32[rows], (s, *b32[rows].shape)), dtype=np.float32)
+            ga /= ga + gb
+            return ga
 
-            def draw(rng: np.random.Generator, rows: slice, s: int) -> F64:
-                # Beta(a, b) = Ga / (Ga + Gb) with independent gammas
-                ga = rng.standard_gamma(np.broadcast_to(a32[rows], (s, *a32[rows].shape)), dtype=np.float32)
-                gb = rng.standard_gamma(np.broadcast_to(b32[rows], (s, *b32[rows].shape)), dtype=np.float32)
-                ga /= ga + gb
-                return ga
-
-            prop, se = mc_argmax_propensity(draw, page.mask, self.n_draws, self._mc_rng)
-        return finish_scores(
-            policy=self.name,
+        return sampled_scores(
+            self.name,
             mean=mean,
             adjusted=adjusted,
             uncertainty=sd,
             choice=choice,
             mask=page.mask,
-            propensity=prop,
-            propensity_se=se,
-            n_draws=self.n_draws if propensities else 0,
+            draw=draw if propensities else None,
+            n_draws=self.n_draws,
+            rng=self._mc_rng,
         )
 
     def _state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
-        return {"successes": self.successes_, "failures": self.failures_, "events": self.events_}, {
-            "rng": self._rng.bit_generator.state,
-            "mc_rng": self._mc_rng.bit_generator.state,
-        }
+        arrays = {"successes": self.successes_, "failures": self.failures_, "events": self.events_}
+        return arrays, rng_state(self._rng, self._mc_rng)
 
     def _load(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         self.successes_ = arrays["successes"]
         self.failures_ = arrays["failures"]
         self.events_ = arrays["events"].astype(np.int64)
-        self._rng.bit_generator.state = meta["rng"]
-        self._mc_rng.bit_generator.state = meta["mc_rng"]
+        set_rng_state(self._rng, self._mc_rng, meta)
 
 
 register_policy(UniformRandom.name, UniformRandom)
