@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=_cmd_demo)
 
+    from slate.replay.cli import add_replay_parser
     from slate.tune.cli import add_report_parser, add_sweep_parser
+
+    add_replay_parser(sub)
 
     add_sweep_parser(sub)
     add_report_parser(sub)

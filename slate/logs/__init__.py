@@ -6,12 +6,14 @@
 """
 
 from slate.logs.log import ImpressionLog, RejectionReport
+from slate.logs.obp import from_obp, open_bandit_feedback, read_open_bandit_dataset, to_obp
 from slate.logs.parquet import (
     DEFAULT_ROW_GROUP_SIZE,
     ImpressionWriter,
     InvalidLogError,
     impressions_table,
     read_impressions,
+    to_version2,
     validate_impressions,
     write_impressions,
 )
@@ -22,9 +24,11 @@ from slate.logs.schema import (
     SCHEMA,
     SCHEMA_NAME,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     RejectionReason,
     impressions_schema,
 )
+from slate.logs.stream import list_log_files, merge_reports, scan_impressions
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
@@ -34,14 +38,23 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "ImpressionLog",
     "ImpressionWriter",
     "InvalidLogError",
     "RejectionReason",
     "RejectionReport",
+    "from_obp",
     "impressions_schema",
     "impressions_table",
+    "list_log_files",
+    "merge_reports",
+    "open_bandit_feedback",
     "read_impressions",
+    "read_open_bandit_dataset",
+    "scan_impressions",
+    "to_obp",
+    "to_version2",
     "validate_impressions",
     "write_impressions",
 ]

@@ -7,7 +7,14 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["candidate_checks", "duplicates_in_pages", "finite_rows", "remap"]
+__all__ = [
+    "candidate_checks",
+    "duplicates_in_pages",
+    "expand_sets",
+    "finite_rows",
+    "interleave_finite",
+    "remap",
+]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,3 +101,54 @@ def finite_rows(x: NDArray[np.float32]) -> NDArray[np.bool_]:  # pragma: no cove
                 out[i] = False
                 break
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def expand_sets(
+    set_index: NDArray[np.int32], set_codes: NDArray[np.int32], set_lengths: NDArray[np.int64],
+    image: NDArray[np.int32], cands: NDArray[np.int32], lengths: NDArray[np.int64],
+    shown: NDArray[np.int32], found: NDArray[np.bool_],
+) -> None:  # pragma: no cover
+    """Fill rows of candidate codes from the distinct sets (``set_index`` -1: null, no
+    candidates; ``set_codes`` padded with -1 to the width of ``cands``), their lengths, and the
+    position of ``image`` among them (and whether it is there)."""
+    n = len(set_index)
+    k = cands.shape[1]
+    for i in range(n):
+        s = set_index[i]
+        if s < 0:
+            for j in range(k):
+                cands[i, j] = -1
+            lengths[i] = 0
+            shown[i] = 0
+            found[i] = False
+            continue
+        lengths[i] = set_lengths[s]
+        for j in range(k):
+            cands[i, j] = set_codes[s, j]
+        target = image[i]
+        pos = -1
+        for j in range(k - 1, -1, -1):
+            if set_codes[s, j] == target:
+                pos = j
+        ok = pos >= 0 and target >= 0
+        shown[i] = pos if ok else 0
+        found[i] = ok
+
+
+@numba.njit(cache=True, nogil=True)
+def interleave_finite(columns: tuple[NDArray[np.float32], ...], out: NDArray[np.float32]) -> NDArray[np.bool_]:  # pragma: no cover
+    """Copy ``d`` feature columns into the rows of ``out`` (n, d), in cache-sized blocks, and say
+    which rows are all finite."""
+    n, d = out.shape
+    ok = np.ones(n, dtype=np.bool_)
+    for b0 in range(0, n, 1024):
+        b1 = min(n, b0 + 1024)
+        for j in range(d):
+            column = columns[j]
+            for i in range(b0, b1):
+                v = column[i]
+                out[i, j] = v
+                if not (v - v == 0.0):
+                    ok[i] = False
+    return ok

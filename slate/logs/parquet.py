@@ -9,6 +9,7 @@ with a :class:`~slate.logs.RejectionReport` counting every rejected row by reaso
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,28 @@ import pyarrow.parquet as pq
 from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import SlateError
-from slate.logs._kernels import candidate_checks, duplicates_in_pages, finite_rows, remap
+from slate.logs._kernels import (
+    candidate_checks,
+    duplicates_in_pages,
+    expand_sets,
+    finite_rows,
+    interleave_finite,
+    remap,
+)
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.schema import (
+    CANDIDATE_SEPARATOR,
+    FEATURE_PREFIX,
     LABEL_SET,
     REQUIRED_COLUMNS,
+    REQUIRED_COLUMNS_V2,
     SCHEMA,
     SCHEMA_KEY,
     SCHEMA_NAME,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     RejectionReason,
+    impressions_schema,
 )
 
 __all__ = [
@@ -38,6 +51,7 @@ __all__ = [
     "InvalidLogError",
     "impressions_table",
     "read_impressions",
+    "to_version2",
     "validate_impressions",
     "write_impressions",
 ]
@@ -61,21 +75,38 @@ class InvalidLogError(SlateError, ValueError):
 
 
 # ====================================================================== writing
-def _conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema, where: str) -> pa.Table:
+def _is_feature_column(name: str) -> bool:
+    return name.startswith(FEATURE_PREFIX) and name[len(FEATURE_PREFIX):].isdigit()
+
+
+def _layout_names(version: int) -> tuple[str, ...]:
+    """Column names of a version, ``"features"`` standing for the v2 feature columns."""
+    if version == 1:
+        return tuple(SCHEMA.names)
+    return tuple("candidate_set" if c == "candidate_ids" else c for c in SCHEMA.names)
+
+
+def _conform(
+    data: pa.Table | pa.RecordBatch, schema: pa.Schema, where: str, version: int = 1
+) -> pa.Table:
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     if not isinstance(table, pa.Table):
         raise InvalidLogError(
             f"The 'data' parameter of {where} must be a pyarrow Table or RecordBatch (or an "
             f"iterable of them); got {type(data).__name__} instead."
         )
-    known = set(SCHEMA.names)
-    unknown = [c for c in table.column_names if c not in known]
+    known = set(_layout_names(version))
+    unknown = [
+        c for c in table.column_names
+        if c not in known and not (version == 2 and _is_feature_column(c))
+    ]
     if unknown:
         raise InvalidLogError(
             f"The columns of the data given to {where} must belong to {SCHEMA_NAME}/"
-            f"{SCHEMA_VERSION}; got unknown column(s) {unknown} instead."
+            f"{version}; got unknown column(s) {unknown} instead."
         )
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    required = REQUIRED_COLUMNS if version == 1 else REQUIRED_COLUMNS_V2
+    missing = [c for c in required if c not in table.column_names]
     if missing:
         raise InvalidLogError(
             f"The data given to {where} must have the required column(s) {missing}; "
@@ -92,13 +123,136 @@ def _conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema, where: str) -> 
                     f"The '{f.name}' column must be castable to {f.type}; got {column.type} "
                     f"instead ({exc})."
                 ) from None
+            if not f.nullable and arrays[-1].null_count:
+                arrays[-1] = pc.fill_null(arrays[-1], pa.scalar(float("nan"), f.type))
+        elif not f.nullable:
+            raise InvalidLogError(
+                f"The data given to {where} must have the feature column '{f.name}' (the file "
+                f"has {schema.names.count(f.name)} such column); got columns "
+                f"{table.column_names} instead."
+            )
         else:
             arrays.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _join_candidates(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``list<string>`` candidate lists -> ids joined by the separator (null list -> null;
+    a null id -> an empty id, which the reader rejects as malformed, as version 1 does)."""
+    chunks = []
+    for chunk in column.chunks:
+        if pa.types.is_null(chunk.type):
+            chunks.append(pa.nulls(len(chunk), pa.string()))
+            continue
+        if not (pa.types.is_list(chunk.type) or pa.types.is_large_list(chunk.type)
+                or pa.types.is_fixed_size_list(chunk.type)):
+            raise InvalidLogError(
+                f"The 'candidate_ids' column must be a list of strings; got {chunk.type} instead."
+            )
+        if pa.types.is_fixed_size_list(chunk.type):
+            chunk = chunk.cast(pa.list_(chunk.type.value_type))
+        values = chunk.values
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = values.cast(pa.string())
+        if len(values) and pc.any(pc.match_substring(values, CANDIDATE_SEPARATOR)).as_py():
+            raise InvalidLogError(
+                "The 'candidate_ids' of a slate.impressions/2 log must not contain the separator "
+                "U+001F; got an id containing it."
+            )
+        values = pc.fill_null(values, "")
+        rebuilt = pa.ListArray.from_arrays(
+            chunk.offsets, values, mask=chunk.is_null() if chunk.null_count else None
+        )
+        chunks.append(pc.binary_join(rebuilt, CANDIDATE_SEPARATOR))
+    return pa.chunked_array(chunks, type=pa.string())
+
+
+def _feature_matrix(column: pa.ChunkedArray, n_features: int) -> NDArray[np.float32]:
+    """``list<float32>`` features -> an ``(n, d)`` matrix, NaN rows where null or of another
+    length (the reader rejects those as ``bad_features``, as version 1 does)."""
+    n = len(column)
+    out = np.full((n, n_features), np.nan, dtype=np.float32)
+    start = 0
+    for lengths, values in _list_parts(column, "features"):
+        m = len(lengths)
+        flat = _numeric(pa.chunked_array([values], type=pa.float32()), "features", np.float32,
+                        np.nan) if len(values) else np.zeros(0, np.float32)
+        if m and int(lengths.min()) == n_features == int(lengths.max()):
+            out[start : start + m] = flat.reshape(m, n_features)
+        else:
+            good = lengths == n_features
+            sel = np.repeat(good, lengths)
+            out[start : start + m][good] = flat[sel].reshape(-1, n_features)
+        start += m
+    if column.null_count:
+        out[_null_mask(column)] = np.nan
+    return out
+
+
+def _features_dim(column: pa.ChunkedArray) -> int:
+    lengths = np.concatenate([lengths for lengths, _ in _list_parts(column, "features")] or
+                             [np.zeros(0, np.int64)])
+    valid = lengths[~_null_mask(column)] if column.null_count else lengths
+    return int(np.bincount(valid).argmax()) if len(valid) else 0
+
+
+def to_version2(
+    data: pa.Table | pa.RecordBatch, *, n_features: int | None = None
+) -> pa.Table:
+    """Convert a version-1 table (``candidate_ids`` and ``features`` lists) to the version-2
+    layout (``candidate_set`` and ``feature_j`` columns). Version-2 tables pass through.
+
+    Parameters
+    ----------
+    data : pyarrow.Table or RecordBatch
+    n_features : int, optional
+        Length of the feature vectors (default: the most common length). Rows with null
+        features or another length get NaN features (rejected by the reader as ``bad_features``).
+
+    Examples
+    --------
+    >>> table = to_version2(example_table())
+    >>> table.column("candidate_set")[0].as_py().split("\\x1f")
+    ['T1-a', 'T1-b']
+    """
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    if not isinstance(table, pa.Table):
+        raise InvalidLogError(
+            f"The 'data' parameter of to_version2 must be a pyarrow Table or RecordBatch; got "
+            f"{type(data).__name__} instead."
+        )
+    names = table.column_names
+    if "candidate_ids" in names and "candidate_set" in names:
+        raise InvalidLogError(
+            "A table must have 'candidate_ids' (version 1) or 'candidate_set' (version 2); got both."
+        )
+    if "features" in names and any(_is_feature_column(c) for c in names):
+        raise InvalidLogError(
+            "A table must have 'features' (version 1) or 'feature_j' columns (version 2); got both."
+        )
+    if "candidate_ids" in names:
+        i = names.index("candidate_ids")
+        table = table.set_column(i, "candidate_set", _join_candidates(table.column(i)))
+    if "features" in table.column_names:
+        i = table.column_names.index("features")
+        column = table.column(i)
+        d = _features_dim(column) if n_features is None else int(n_features)
+        matrix = _feature_matrix(column, d) if d else np.zeros((table.num_rows, 0), np.float32)
+        table = table.remove_column(i)
+        for j in range(d):
+            table = table.add_column(
+                i + j, pa.field(f"{FEATURE_PREFIX}{j}", pa.float32(), nullable=False),
+                pa.array(matrix[:, j]),
+            )
+    meta = dict(table.schema.metadata or {})
+    meta[SCHEMA_KEY] = f"{SCHEMA_NAME}/2".encode()
+    return table.replace_schema_metadata(meta)
+
+
 class ImpressionWriter:
-    """Stream record batches into one ``slate.impressions/1`` Parquet file.
+    """Stream record batches into one ``slate.impressions`` Parquet file.
 
     Batches are buffered into row groups of ``row_group_size`` rows. Use as a context manager.
 
@@ -107,12 +261,18 @@ class ImpressionWriter:
     path : str or path-like
     columns : sequence of str, optional
         Columns to store, in schema order (default: every column; optional ones missing from a
-        batch are written as nulls). Required columns are always stored.
+        batch are written as nulls). Required columns are always stored. Version-1 names
+        (``candidate_ids``, ``features``) are accepted for version 2.
     row_group_size : int, default 131072
     compression : str, default "snappy"
         Any codec pyarrow supports (``"zstd"`` is smaller, ``"snappy"``/``"lz4"`` faster to read).
     metadata : mapping of str to str, optional
         Extra key-value metadata stored in the file (e.g. the logging policy's name).
+    version : 1 or 2, default 1
+        Schema version of the file. Version 2 (see :mod:`slate.logs.schema`) decodes several
+        times faster; batches may be given in either layout (version-1 batches are converted).
+    n_features : int, optional
+        Version 2: number of feature columns (default: from the first batch).
 
     Examples
     --------
@@ -125,6 +285,10 @@ class ImpressionWriter:
     >>> log, report = read_impressions(path)
     >>> log.n_rows, report.n_rejected
     (4, 0)
+    >>> with ImpressionWriter(path, version=2) as writer:
+    ...     writer.write(example_table())
+    >>> read_impressions(path)[0].schema
+    'slate.impressions/2'
     """
 
     def __init__(
@@ -135,43 +299,86 @@ class ImpressionWriter:
         row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
         compression: str = "snappy",
         metadata: Mapping[str, str] | None = None,
+        version: int = SCHEMA_VERSION,
+        n_features: int | None = None,
     ) -> None:
         if not isinstance(row_group_size, (int, np.integer)) or row_group_size < 1:
             raise InvalidLogError(
                 f"The 'row_group_size' parameter of ImpressionWriter must be an integer >= 1; "
                 f"got {row_group_size!r} instead."
             )
+        if version not in SCHEMA_VERSIONS:
+            raise InvalidLogError(
+                f"The 'version' parameter of ImpressionWriter must be one of {SCHEMA_VERSIONS}; "
+                f"got {version!r} instead."
+            )
+        if n_features is not None and (not isinstance(n_features, (int, np.integer))
+                                       or n_features < 0):
+            raise InvalidLogError(
+                f"The 'n_features' parameter of ImpressionWriter must be an integer >= 0; "
+                f"got {n_features!r} instead."
+            )
+        self.version = int(version)
         if columns is None:
             names = list(SCHEMA.names)
         else:
-            bad = [c for c in columns if c not in SCHEMA.names]
+            v1 = [
+                "candidate_ids" if c == "candidate_set" else "features" if _is_feature_column(c)
+                else c for c in columns
+            ] if self.version == 2 else list(columns)
+            bad = [c for c in v1 if c not in SCHEMA.names]
             if bad:
                 raise InvalidLogError(
                     f"The 'columns' parameter of ImpressionWriter must name columns of "
-                    f"{SCHEMA_NAME}/{SCHEMA_VERSION}; got unknown column(s) {bad} instead."
+                    f"{SCHEMA_NAME}/{self.version}; got unknown column(s) {bad} instead."
                 )
-            names = [c for c in SCHEMA.names if c in set(columns) | set(REQUIRED_COLUMNS)]
+            names = [c for c in SCHEMA.names if c in set(v1) | set(REQUIRED_COLUMNS)]
+        self._names = names
         meta = dict(SCHEMA.metadata or {})
         for key, value in (metadata or {}).items():
             meta[str(key).encode()] = str(value).encode()
-        meta[SCHEMA_KEY] = f"{SCHEMA_NAME}/{SCHEMA_VERSION}".encode()
-        self.schema = pa.schema([SCHEMA.field(c) for c in names], metadata=meta)
+        meta[SCHEMA_KEY] = f"{SCHEMA_NAME}/{self.version}".encode()
+        self._meta = meta
         self.path = Path(path)
         self.row_group_size = int(row_group_size)
-        self._writer = pq.ParquetWriter(
-            self.path,
-            self.schema,
-            compression=compression,
-            use_dictionary=[c for c in _STRING_COLUMNS if c in names]
-            + ["candidate_ids.list.element"],
-        )
+        self.compression = compression
+        self.n_features = None if n_features is None else int(n_features)
+        self._writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+        if self.version == 1 or "features" not in names or self.n_features is not None:
+            self._open(self.n_features or 0)
         self._pending: list[pa.Table] = []
         self._n_pending = 0
         self.n_rows = 0
 
+    def _open(self, n_features: int) -> None:
+        names = self._names
+        if self.version == 1:
+            schema = pa.schema([SCHEMA.field(c) for c in names], metadata=self._meta)
+            dictionary = [c for c in _STRING_COLUMNS if c in names] + ["candidate_ids.list.element"]
+        else:
+            self.n_features = n_features
+            v2 = tuple("candidate_set" if c == "candidate_ids" else c for c in names)
+            schema = impressions_schema(v2, version=2, n_features=n_features)
+            schema = schema.with_metadata(self._meta)
+            # dictionary pages decode faster than plain ones for every column but the features
+            # (their values are mostly distinct): measured 2-4x on ids, times and rewards
+            dictionary = [c for c in schema.names if not _is_feature_column(c)]
+        self.schema = schema
+        self._writer = pq.ParquetWriter(
+            self.path, schema, compression=self.compression, use_dictionary=dictionary
+        )
+
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         """Append rows (cast to the schema; unknown columns are an error)."""
-        table = _conform(data, self.schema, "ImpressionWriter.write")
+        if self.version == 2:
+            if isinstance(data, (pa.Table, pa.RecordBatch)):
+                data = to_version2(data, n_features=self.n_features)
+            if self._writer is None:
+                table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+                self._open(sum(1 for c in table.column_names if _is_feature_column(c)))
+        assert self.schema is not None
+        table = _conform(data, self.schema, "ImpressionWriter.write", self.version)
         self._pending.append(table)
         self._n_pending += table.num_rows
         self.n_rows += table.num_rows
@@ -181,6 +388,7 @@ class ImpressionWriter:
     def _flush(self, final: bool) -> None:
         if not self._pending:
             return
+        assert self._writer is not None
         table = pa.concat_tables(self._pending)
         n_full = (table.num_rows // self.row_group_size) * self.row_group_size
         cut = table.num_rows if final else n_full
@@ -192,7 +400,10 @@ class ImpressionWriter:
 
     def close(self) -> None:
         """Write what is buffered and close the file."""
+        if self._writer is None:
+            self._open(0)
         self._flush(final=True)
+        assert self._writer is not None
         self._writer.close()
 
     def __enter__(self) -> ImpressionWriter:
@@ -210,6 +421,8 @@ def write_impressions(
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     compression: str = "snappy",
     metadata: Mapping[str, str] | None = None,
+    version: int = SCHEMA_VERSION,
+    n_features: int | None = None,
 ) -> Path:
     """Write impression rows (a table, a batch, or an iterable of them) to a Parquet file.
 
@@ -231,11 +444,15 @@ def write_impressions(
     >>> log, report = read_impressions(path)
     >>> log.title_ids, log.shown.tolist()
     (('T1', 'T2'), [0, 1, 1, 0])
+    >>> path = write_impressions(path, example_table(), version=2)  # the fast layout
+    >>> read_impressions(path)[0].shown.tolist()
+    [0, 1, 1, 0]
     """
     if columns is None and isinstance(data, (pa.Table, pa.RecordBatch)):
         columns = data.schema.names
     with ImpressionWriter(
-        path, columns, row_group_size=row_group_size, compression=compression, metadata=metadata
+        path, columns, row_group_size=row_group_size, compression=compression, metadata=metadata,
+        version=version, n_features=n_features,
     ) as writer:
         if isinstance(data, (pa.Table, pa.RecordBatch)):
             writer.write(data)
@@ -463,6 +680,44 @@ def _dict_parts(array: pa.Array) -> tuple[NDArray[np.int32], pa.Array]:
     return idx, dictionary
 
 
+class _VocabularyCache:
+    """The last few vocabularies built, reused when a chunk brings the same dictionaries (as the
+    chunks of one file usually do): sorting the ids and turning them into Python strings is the
+    largest fixed cost of validating a chunk. Entries are compared by content (``equals``)."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self.vocabularies: list[tuple[pa.Array, pa.Array, tuple[str, ...]]] = []
+        self.mappings: list[tuple[pa.Array, pa.Array, NDArray[np.int32]]] = []
+        self.lock = threading.Lock()
+
+    def vocabulary(self, union: pa.Array) -> tuple[pa.Array, tuple[str, ...]]:
+        with self.lock:
+            for key, values, ids in self.vocabularies:
+                if len(key) == len(union) and key.equals(union):
+                    return values, ids
+        values = pc.unique(union)
+        values = values.take(pc.sort_indices(values))
+        ids = tuple(values.to_pylist())
+        with self.lock:
+            self.vocabularies = [(union, values, ids), *self.vocabularies[: self.SIZE - 1]]
+        return values, ids
+
+    def mapping(self, dictionary: pa.Array, values: pa.Array) -> NDArray[np.int32]:
+        with self.lock:
+            for key, vals, mapping in self.mappings:
+                if vals is values and len(key) == len(dictionary) and key.equals(dictionary):
+                    return mapping
+        mapping = pc.index_in(dictionary, value_set=values).to_numpy().astype(np.int32)
+        with self.lock:
+            self.mappings = [(dictionary, values, mapping), *self.mappings[: 4 * self.SIZE - 1]]
+        return mapping
+
+
+_CACHE = _VocabularyCache()
+
+
 class _Vocabulary:
     """Collects per-chunk dictionaries, then maps chunk indices to codes in one sorted vocabulary."""
 
@@ -476,20 +731,18 @@ class _Vocabulary:
     def finish(self) -> tuple[str, ...]:
         dictionaries = [d for _, d in self.parts if len(d)]
         if dictionaries:
-            values = pc.unique(pa.concat_arrays(dictionaries))
-            values = values.take(pc.sort_indices(values))
+            union = dictionaries[0] if len(dictionaries) == 1 else pa.concat_arrays(dictionaries)
+            self.values, self.ids = _CACHE.vocabulary(union)
         else:
-            values = pa.array([], pa.string())
-        self.values = values
-        self.ids: tuple[str, ...] = tuple(values.to_pylist())
+            self.values = pa.array([], pa.string())
+            self.ids = ()
         return self.ids
 
     def codes(self, part: int) -> NDArray[np.int32]:
         idx, dictionary = self.parts[part]
         if len(dictionary) == 0:
             return np.full(len(idx), -1, dtype=np.int32)
-        mapping = pc.index_in(dictionary, value_set=self.values).to_numpy().astype(np.int32)
-        return remap(idx, mapping)
+        return remap(idx, _CACHE.mapping(dictionary, self.values))
 
 
 def _string_codes(
@@ -518,6 +771,90 @@ def _padded(
     pos = np.arange(len(values)) - np.repeat(starts, lengths)
     out[rows, pos] = values
     return out
+
+
+def _split_sets(chunk: pa.Array, images: _Vocabulary) -> tuple[NDArray[np.int32], NDArray[np.int64], int]:
+    """A version-2 ``candidate_set`` chunk: (set index per row, -1 for null; length of each
+    distinct set; vocabulary part of their ids, an empty id read as null)."""
+    idx, dictionary = _dict_parts(chunk)
+    if len(dictionary):
+        split = pc.split_pattern(dictionary, CANDIDATE_SEPARATOR)
+        lengths = pc.list_value_length(split).to_numpy().astype(np.int64)
+        flat = split.flatten()
+        empty = pc.equal(pc.binary_length(flat), 0)
+        if pc.any(empty).as_py():
+            flat = pc.if_else(empty, pa.scalar(None, pa.string()), flat)
+    else:
+        lengths = np.zeros(0, np.int64)
+        flat = pa.array([], pa.string())
+    return idx, lengths, images.add(flat)
+
+
+def _expand_sets(
+    parts: list[tuple[NDArray[np.int32], NDArray[np.int64], int]],
+    images: _Vocabulary,
+    image: NDArray[np.int32],
+) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.int32], NDArray[np.bool_],
+           NDArray[np.bool_]]:
+    """Per-row candidates, lengths, shown position, found and malformed flags of version-2
+    sets. Each distinct set is checked once (repeated or empty ids: malformed), rows in one pass."""
+    k_all = max([int(lengths.max()) for _, lengths, _ in parts if len(lengths)] + [0])
+    n = len(image)
+    cands = np.empty((n, k_all), np.int32)
+    lengths_out = np.empty(n, np.int64)
+    shown = np.empty(n, np.int32)
+    found = np.empty(n, np.bool_)
+    malformed = np.zeros(n, np.bool_)
+    start = 0
+    for idx, lengths, part in parts:
+        n_sets = len(lengths)
+        codes = _padded(lengths, images.codes(part), -1, np.int32)
+        set_codes = np.full((n_sets, k_all), -1, np.int32)
+        set_codes[:, : codes.shape[1]] = codes
+        _, _, bad = candidate_checks(set_codes, lengths, np.full(n_sets, -1, np.int32))
+        stop = start + len(idx)
+        expand_sets(idx, set_codes, lengths, image[start:stop], cands[start:stop],
+                    lengths_out[start:stop], shown[start:stop], found[start:stop])
+        if bad.any():
+            malformed[start:stop] = np.r_[bad, False][idx]  # -1 (null set) -> False
+        start = stop
+    return cands, lengths_out, shown, found, malformed
+
+
+def _feature_columns(
+    table: pa.Table, names: list[str], n_features: int | None, source: str
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Version-2 feature columns as a C-ordered ``(n, d)`` float32 matrix (nulls become NaN),
+    and whether each row is all finite."""
+    d = len(names)
+    expected = [f"{FEATURE_PREFIX}{j}" for j in range(d)]
+    if names != expected:
+        raise InvalidLogError(
+            f"The feature columns of the log {source} must be {expected[0]} to {expected[-1]} "
+            f"without gaps; got {names} instead."
+        )
+    if n_features is not None and n_features != d:
+        raise InvalidLogError(
+            f"The log {source} must have {n_features} feature columns; got {d} instead."
+        )
+    columns = table.select(names).columns
+    out = np.empty((table.num_rows, d), dtype=np.float32)
+    if all(c.type == pa.float32() and c.num_chunks == 1 and c.null_count == 0 for c in columns):
+        # the usual case: one compiled pass copies the columns and checks them
+        arrays = tuple(c.chunk(0).to_numpy() for c in columns)
+        return out, interleave_finite(arrays, out)
+    for j, (name, column) in enumerate(zip(names, columns, strict=True)):
+        if column.type != pa.float32():
+            _check_type(column, name, ("float", "integer"))
+            column = column.cast(pa.float32())
+        start = 0
+        for chunk in column.chunks:  # one strided copy per chunk, straight into place
+            stop = start + len(chunk)
+            if chunk.null_count:
+                chunk = pc.fill_null(chunk, pa.scalar(np.nan, pa.float32()))
+            out[start:stop, j] = chunk.to_numpy(zero_copy_only=False)
+            start = stop
+    return out, finite_rows(out)
 
 
 def _page_order(page: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -563,14 +900,36 @@ def _check_version(metadata: Mapping[bytes, bytes] | None, source: str, strict: 
                 f"(write it with slate.logs.write_impressions); got none instead. Pass "
                 f"strict_version=False to read it as {SCHEMA_NAME}/{SCHEMA_VERSION}."
             )
-        return f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+        return ""
     text = tag.decode()
     name, _, version = text.partition("/")
-    if name != SCHEMA_NAME or version != str(SCHEMA_VERSION):
+    if name != SCHEMA_NAME or version not in {str(v) for v in SCHEMA_VERSIONS}:
         raise InvalidLogError(
-            f"The log {source} must be {SCHEMA_NAME}/{SCHEMA_VERSION}; got '{text}' instead."
+            f"The log {source} must be {SCHEMA_NAME}/{SCHEMA_VERSION} or another version in "
+            f"{SCHEMA_VERSIONS}; got '{text}' instead."
         )
     return text
+
+
+def _layout_version(columns: Sequence[str], tag: str, source: str) -> int:
+    """The layout (1 or 2) of a table's columns, checked against its version tag ("" = none)."""
+    v2 = "candidate_set" in columns or any(_is_feature_column(c) for c in columns)
+    v1 = "candidate_ids" in columns or "features" in columns
+    version = 2 if v2 else 1
+    if v1 and v2:
+        raise InvalidLogError(
+            f"The log {source} must have the columns of one version of {SCHEMA_NAME}; got "
+            f"version-1 and version-2 columns ({[c for c in columns if c in ('candidate_ids', 'features')]} "
+            f"and candidate_set/feature_j) together instead."
+        )
+    if tag and int(tag.rpartition("/")[2]) != version:
+        other = [c for c in columns if c in (("candidate_ids", "features") if v1 else ("candidate_set",))
+                 or (not v1 and _is_feature_column(c))]
+        raise InvalidLogError(
+            f"The log {source} must have the columns of the version its metadata names; got "
+            f"'{tag}' with column(s) {other} of version {version} instead."
+        )
+    return version
 
 
 def read_impressions(
@@ -579,8 +938,9 @@ def read_impressions(
     known_images: Iterable[str] | None = None,
     strict_version: bool = True,
     use_threads: bool = True,
+    n_features: int | None = None,
 ) -> tuple[ImpressionLog, RejectionReport]:
-    """Read and validate a ``slate.impressions/1`` log (a Parquet file, a folder, or a table).
+    """Read and validate a ``slate.impressions`` log (a Parquet file, a folder, or a table).
 
     Every row is checked (vectorised); rejected rows are counted by their first
     :class:`~slate.logs.schema.RejectionReason` and listed by row number, nothing is dropped
@@ -597,6 +957,9 @@ def read_impressions(
         Require the schema tag in the file metadata (tables in memory need none).
     use_threads : bool, default True
         Let pyarrow decode columns on several threads.
+    n_features : int, optional
+        Expected length of the feature vectors (version 1: rows of another length are
+        ``bad_features``; default: the most common length).
 
     Returns
     -------
@@ -608,7 +971,7 @@ def read_impressions(
     ------
     InvalidLogError
         The log cannot be read: a required column is missing or of the wrong type, or the
-        schema version is not ``slate.impressions/1``.
+        schema version is not ``slate.impressions/1`` or ``/2``.
 
     Examples
     --------
@@ -624,9 +987,10 @@ def read_impressions(
     [1, 3]
     """
     if isinstance(source, pa.Table):
-        return validate_impressions(source, known_images=known_images)
+        return validate_impressions(source, known_images=known_images, n_features=n_features)
     if isinstance(source, pa.RecordBatch):
-        return validate_impressions(pa.Table.from_batches([source]), known_images=known_images)
+        return validate_impressions(pa.Table.from_batches([source]), known_images=known_images,
+                                    n_features=n_features)
     if not isinstance(source, (str, os.PathLike)):
         raise InvalidLogError(
             f"The 'source' parameter of read_impressions must be a path or a pyarrow Table; "
@@ -640,11 +1004,7 @@ def read_impressions(
         )
     schema = _schema_of(path)
     version = _check_version(schema.metadata, str(path), strict_version)
-    wanted = [c for c in SCHEMA.names if c in schema.names]
-    ignored = tuple(c for c in schema.names if c not in SCHEMA.names)
-    dictionary_columns = [c for c in _STRING_COLUMNS if c in wanted]
-    if "candidate_ids" in wanted:
-        dictionary_columns.append("candidate_ids.list.element")
+    wanted, ignored, dictionary_columns = _read_plan(schema)
     table = pq.read_table(
         path,
         columns=wanted,
@@ -654,8 +1014,31 @@ def read_impressions(
     )
     return validate_impressions(
         table, known_images=known_images, source=str(path), ignored_columns=ignored,
-        schema_tag=version,
+        schema_tag=version, n_features=n_features,
     )
+
+
+_KNOWN_COLUMNS = frozenset(SCHEMA.names) | {"candidate_set"}
+
+
+def _read_plan(
+    schema: pa.Schema, columns: Iterable[str] | None = None
+) -> tuple[list[str], tuple[str, ...], list[str]]:
+    """Columns to read (schema columns, or those of ``columns`` present), columns ignored, and
+    the string columns to read as dictionaries."""
+    known = [c for c in schema.names if c in _KNOWN_COLUMNS or _is_feature_column(c)]
+    ignored = tuple(c for c in schema.names if c not in known)
+    if columns is not None:
+        keep = set(columns)
+        if "features" in keep:
+            keep |= {c for c in known if _is_feature_column(c)}
+        if "candidate_ids" in keep or "candidate_set" in keep:
+            keep |= {"candidate_ids", "candidate_set"}
+        known = [c for c in known if c in keep]
+    dictionary = [c for c in (*_STRING_COLUMNS, "candidate_set") if c in known]
+    if "candidate_ids" in known:
+        dictionary.append("candidate_ids.list.element")
+    return known, ignored, dictionary
 
 
 def validate_impressions(
@@ -665,8 +1048,10 @@ def validate_impressions(
     source: str = "<table>",
     ignored_columns: tuple[str, ...] = (),
     schema_tag: str | None = None,
+    n_features: int | None = None,
 ) -> tuple[ImpressionLog, RejectionReport]:
-    """Validate an impressions table already in memory; see :func:`read_impressions`."""
+    """Validate an impressions table (either version) already in memory; see
+    :func:`read_impressions`."""
     if not isinstance(table, pa.Table):
         raise InvalidLogError(
             f"The 'table' parameter of validate_impressions must be a pyarrow Table; "
@@ -674,16 +1059,22 @@ def validate_impressions(
         )
     if schema_tag is None:
         schema_tag = _check_version(table.schema.metadata, source, strict=False)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    names = table.column_names
+    version = _layout_version(names, schema_tag, source)
+    schema_tag = f"{SCHEMA_NAME}/{version}"
+    v2 = version == 2
+    cand_name = "candidate_set" if v2 else "candidate_ids"
+    present = set(names)
+    missing = [c for c in (REQUIRED_COLUMNS_V2 if v2 else REQUIRED_COLUMNS) if c not in present]
     if missing:
         raise InvalidLogError(
             f"The log {source} must have the required column(s) {missing}; got columns "
-            f"{table.column_names} instead."
+            f"{names} instead."
         )
     ignored = tuple(ignored_columns) + tuple(
-        c for c in table.column_names if c not in SCHEMA.names and c not in ignored_columns
+        c for c in names
+        if c not in _KNOWN_COLUMNS and not _is_feature_column(c) and c not in ignored_columns
     )
-    present = set(table.column_names)
     n = table.num_rows
     col = table.column
 
@@ -693,7 +1084,7 @@ def validate_impressions(
         ("col", ("integer",)), ("image_id", ("string",)), ("propensity", ("float", "integer")),
         ("explored", ("bool",)), ("reward", ("integer", "float", "bool")),
         ("engagement", ("float", "integer")), ("previous_image_id", ("string",)),
-        ("features_ref", ("string",)),
+        ("features_ref", ("string",)), ("candidate_set", ("string",)),
     ):
         if name in present:
             _check_type(col(name), name, kinds)
@@ -706,7 +1097,7 @@ def validate_impressions(
     # ---- required scalar fields
     missing_mask = np.zeros(n, dtype=bool)
     for name in ("member_id", "session_id", "page_id", "timestamp", "title_id", "row", "col",
-                 "image_id", "candidate_ids", "explored"):
+                 "image_id", cand_name, "explored"):
         missing_mask |= _null_mask(col(name))
     member = _numeric(col("member_id"), "member_id", np.int64, 0)
     session = _numeric(col("session_id"), "session_id", np.int64, 0)
@@ -727,24 +1118,33 @@ def validate_impressions(
 
     images = _Vocabulary()
     image_parts = _string_codes(col("image_id"), images)
-    cand_lists = _list_parts(col("candidate_ids"), "candidate_ids")
-    cand_parts = [images.add(values) for _, values in cand_lists]
+    if v2:
+        set_parts = [_split_sets(chunk, images) for chunk in col("candidate_set").chunks]
+    else:
+        cand_lists = _list_parts(col("candidate_ids"), "candidate_ids")
+        cand_parts = [images.add(values) for _, values in cand_lists]
     prev_parts = (
         _string_codes(col("previous_image_id"), images) if "previous_image_id" in present else []
     )
     image_ids = images.finish()
     image = _concat_codes(images, image_parts, n)
-    cand_lengths = (
-        np.concatenate([lengths for lengths, _ in cand_lists]) if cand_lists else np.zeros(0, np.int64)
-    )
-    cand_flat = (
-        np.concatenate([images.codes(p) for p in cand_parts]) if cand_parts else np.zeros(0, np.int32)
-    )
-    candidates = _padded(cand_lengths, cand_flat, -1, np.int32)
+    if v2:
+        candidates, cand_lengths, shown, found, malformed = _expand_sets(set_parts, images, image)
+    else:
+        cand_lengths = (
+            np.concatenate([lengths for lengths, _ in cand_lists]) if cand_lists
+            else np.zeros(0, np.int64)
+        )
+        cand_flat = (
+            np.concatenate([images.codes(p) for p in cand_parts]) if cand_parts
+            else np.zeros(0, np.int32)
+        )
+        candidates = _padded(cand_lengths, cand_flat, -1, np.int32)
     flag(missing_mask, RejectionReason.MISSING_FIELD)
 
     # ---- candidate sets and the shown image's position among them
-    shown, found, malformed = candidate_checks(candidates, cand_lengths, image)
+    if not v2:
+        shown, found, malformed = candidate_checks(candidates, cand_lengths, image)
     flag(malformed, RejectionReason.MALFORMED_CANDIDATES)
     flag((row < 0) | (colpos < 0), RejectionReason.BAD_POSITION)
 
@@ -799,10 +1199,15 @@ def validate_impressions(
     # ---- reward
     reward_col = col("reward")
     flag(_null_mask(reward_col), RejectionReason.MISSING_REWARD)
-    reward_raw = _numeric(reward_col, "reward", np.float64, 0.0)
-    flag(~np.isin(reward_raw, np.asarray(LABEL_SET, dtype=np.float64)),
-         RejectionReason.REWARD_OUT_OF_LABEL_SET)
-    reward = np.where(np.isin(reward_raw, LABEL_SET), reward_raw, 0).astype(np.int8)
+    # int8 (the schema's type) is checked as it is; other types as float64
+    reward_raw = _numeric(reward_col, "reward",
+                          np.int8 if reward_col.type == pa.int8() else np.float64, 0)
+    in_set = np.zeros(n, dtype=bool)
+    for label in LABEL_SET:
+        in_set |= reward_raw == label
+    flag(~in_set, RejectionReason.REWARD_OUT_OF_LABEL_SET)
+    reward = (reward_raw if in_set.all() else np.where(in_set, reward_raw, 0)).astype(
+        np.int8, copy=False)
 
     # ---- engagement
     engagement = None
@@ -816,12 +1221,19 @@ def validate_impressions(
 
     # ---- features
     features = None
-    if "features" in present and col("features").null_count < n:
+    feature_names = sorted((c for c in present if _is_feature_column(c)),
+                           key=lambda c: int(c[len(FEATURE_PREFIX):]))
+    if feature_names:
+        features, finite = _feature_columns(table, feature_names, n_features, source)
+        flag(~finite, RejectionReason.BAD_FEATURES)
+        if not finite.all():
+            features = np.where(np.isfinite(features), features, 0.0).astype(np.float32)
+    elif "features" in present and col("features").null_count < n:
         flists = _list_parts(col("features"), "features")
         f_lengths = np.concatenate([lengths for lengths, _ in flists])
         f_null = _null_mask(col("features"))
         counts = np.bincount(f_lengths[~f_null])
-        dim = int(counts.argmax())
+        dim = int(counts.argmax()) if n_features is None else int(n_features)
         f_values = pa.chunked_array([v for _, v in flists], type=pa.float32())
         f_flat = _numeric(f_values, "features", np.float32, np.nan)
         good = ~f_null & (f_lengths == dim)
@@ -898,11 +1310,12 @@ def validate_impressions(
         reward=kept(reward),
         engagement=kept(engagement),
         previous_image=kept(previous),
-        features=None if features is None else np.ascontiguousarray(kept(features)),
+        features=None if features is None else kept(features),
         features_ref=kept(features_ref),
         title_ids=title_ids,
         image_ids=image_ids,
-        source_row=np.flatnonzero(keep).astype(np.int64),
+        source_row=(np.arange(n, dtype=np.int64) if all_kept
+                    else np.flatnonzero(keep).astype(np.int64)),
         rejections=report,
         schema=schema_tag,
     )

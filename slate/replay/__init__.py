@@ -5,6 +5,7 @@
 True
 """
 
+from slate.replay.distributed import evaluate_dask, evaluate_stream
 from slate.replay.estimators import (
     DirectMethod,
     DoublyRobust,
@@ -33,10 +34,19 @@ from slate.replay.policy import (
     TargetPolicy,
     UniformPolicy,
 )
-from slate.replay.reward_model import take_rate_model
+from slate.replay.reward_model import TakeRateCounts, take_rate_model
+from slate.replay.sequential import (
+    BanditLearner,
+    SequentialReplayResult,
+    SequentialTarget,
+    StickyPolicy,
+    previous_shown,
+    sequential_replay,
+)
 
 __all__ = [
     "ActionDistribution",
+    "BanditLearner",
     "DecisionTable",
     "DirectMethod",
     "DoublyRobust",
@@ -52,6 +62,10 @@ __all__ = [
     "ReplayMethod",
     "ReplayReport",
     "SelfNormalizedIPS",
+    "SequentialReplayResult",
+    "SequentialTarget",
+    "StickyPolicy",
+    "TakeRateCounts",
     "TargetPolicy",
     "UniformPolicy",
     "UnknownEstimatorError",
@@ -59,8 +73,12 @@ __all__ = [
     "available_estimators",
     "churn_rate",
     "evaluate",
+    "evaluate_dask",
+    "evaluate_stream",
     "get_estimator",
     "image_coverage",
+    "previous_shown",
     "register_estimator",
+    "sequential_replay",
     "take_rate_model",
 ]

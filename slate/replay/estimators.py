@@ -478,6 +478,21 @@ class DoublyRobust(BaseEstimator):
         return Contributions.from_rows(data, u, np.ones(data.n_rows), w, w > 0)
 
 
+def seed_key(seed: int | None, stream: int) -> int:
+    """A 64-bit key for the counter-based draws of ``stream`` (None: fresh entropy)."""
+    entropy = int(cast(int, np.random.SeedSequence().entropy)) if seed is None else int(seed)
+    return int(np.random.SeedSequence([entropy, stream]).generate_state(1, np.uint64)[0])
+
+
+def row_uniforms(log: ImpressionLog, seed: int | None, stream: int) -> NDArray[np.float64]:
+    """One uniform number per row, a hash of ``(seed, stream, page id, row, col)``: the same
+    for a row whatever chunk or partition of the log it is read in."""
+    from slate.replay._exact import counter_uniform
+
+    position = (log.row.astype(np.int64) << 32) | log.col.astype(np.int64)
+    return counter_uniform(np.uint64(seed_key(seed, stream)), log.page_id, position)
+
+
 class ReplayMethod(BaseEstimator):
     """Replay (Li et al. 2011): the mean reward of the logged events the target would have
     produced.
@@ -485,8 +500,17 @@ class ReplayMethod(BaseEstimator):
     With uniform logging and a deterministic target, an event counts when the target picks the
     logged image (Li et al.'s replay). In general (non-uniform logging, stochastic targets) an
     event is accepted with probability ``w / M``, ``M`` the largest weight (rejection sampling):
-    accepted events are distributed as if the target had chosen. Acceptance draws are seeded.
-    When the log has full logging distributions, ``M`` bounds the ratio over every candidate.
+    accepted events are distributed as if the target had chosen. When the log has full logging
+    distributions, ``M`` bounds the ratio over every candidate. The acceptance draws are seeded
+    and counter-based (a hash of the seed, the page id and the title's position), so an event's
+    draw does not depend on how the log is split.
+
+    Parameters
+    ----------
+    max_weight : float, optional
+        ``M``, fixed (any bound on the weights is valid; the partitioned evaluation fixes it to
+        ``1 / min(propensity)`` so that every partition uses the same). Default: the largest
+        weight of the log.
 
     References
     ----------
@@ -497,8 +521,25 @@ class ReplayMethod(BaseEstimator):
     name = "replay"
     long_name = "ReplayMethod"
 
-    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+    def __init__(self, max_weight: float | None = None) -> None:
+        if max_weight is not None and not (np.isfinite(max_weight) and max_weight > 0):
+            raise InvalidReplayInputError(
+                f"The 'max_weight' parameter of ReplayMethod must be a positive number; got "
+                f"{max_weight!r} instead."
+            )
+        self.max_weight = None if max_weight is None else float(max_weight)
+
+    def bound(self, data: ReplayData) -> float:
+        """``M``: ``max_weight`` when fixed, else the largest weight (over every candidate when
+        the log has full logging distributions)."""
         w = data.weight
+        if self.max_weight is not None:
+            if len(w) and float(w.max()) > self.max_weight * (1 + 1e-12):
+                raise InvalidReplayInputError(
+                    f"The 'max_weight' of ReplayMethod must bound every weight; got "
+                    f"{self.max_weight!r} below the weight {float(w.max())!r}."
+                )
+            return self.max_weight
         M = float(w.max()) if len(w) else 0.0
         logp = data.log.propensities
         if logp is not None and data.target.choice is not None:
@@ -509,6 +550,11 @@ class ReplayMethod(BaseEstimator):
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = np.where(logp > 0, data.target.probs / np.where(logp > 0, logp, 1.0), 0.0)
             M = max(M, float(ratio.max()))
+        return M
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        w = data.weight
+        M = self.bound(data)
         if M <= 0:
             accept = np.zeros(data.n_rows, bool)
         else:
@@ -516,10 +562,12 @@ class ReplayMethod(BaseEstimator):
             if np.all((p == 0) | (p == 1)):  # uniform logging, deterministic target: no draws
                 accept = p == 1
             else:
-                rng = np.random.default_rng(None if seed is None else [seed, 2])
-                accept = rng.random(data.n_rows) < p
+                accept = row_uniforms(data.log, seed, 2) < p
         a = accept.astype(np.float64)
         return Contributions.from_rows(data, a * data.reward, a, w, accept)
+
+    def __repr__(self) -> str:
+        return f"ReplayMethod(max_weight={self.max_weight!r})"
 
 
 # ====================================================================== whole-page estimators

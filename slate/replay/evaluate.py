@@ -45,8 +45,10 @@ class ReplayReport:
         Per-title estimates of the estimators that have them (when ``per_title=True``).
     metrics : mapping of str to float
         ``churn_rate`` and ``image_coverage`` of the target, the same for the logged policy
-        (``logged_churn_rate``, ``logged_image_coverage``), ``churn_vs_previous`` when the log
-        has previous images, and any extra metrics (NaN where not computable).
+        (``logged_churn_rate``, ``logged_image_coverage``), ``churn_vs_previous`` (against what
+        each member actually saw last time: the log's ``previous_image_id``, else the member's
+        previous session in the log) and ``logged_churn_vs_previous``, and any extra metrics
+        (NaN where not computable).
     policy : str
     n_rows, n_pages : int
         Accepted log rows and pages.
@@ -212,8 +214,8 @@ def evaluate(
         values["logged_churn_rate"] = churn_rate(data.log, logged)
         values["image_coverage"] = image_coverage(data.log, data.target)[0]
         values["logged_image_coverage"] = image_coverage(data.log, logged)[0]
-        if data.log.previous_image is not None:
-            values["churn_vs_previous"] = churn_vs_previous(data.log, data.target)
+        values["churn_vs_previous"] = churn_vs_previous(data.log, data.target)
+        values["logged_churn_vs_previous"] = churn_vs_previous(data.log, logged)
     for name, fn in (extra_metrics or {}).items():
         values[name] = float(fn(data.log, data.target))
     return ReplayReport(

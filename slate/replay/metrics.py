@@ -108,16 +108,27 @@ def churn_rate(log: ImpressionLog, target: ActionDistribution) -> float:
     return float(np.mean(1.0 - _same_image_prob(log, probs, i, j)))
 
 
-def churn_vs_previous(log: ImpressionLog, target: ActionDistribution) -> float:
-    """Share of rows (with a logged previous image) where the target shows another image than
-    the one the member actually saw last time. NaN without a ``previous_image_id`` column."""
+def churn_vs_previous(
+    log: ImpressionLog, target: ActionDistribution, previous: NDArray[np.int32] | None = None
+) -> float:
+    """Share of rows (with a previous image) where the target shows another image than the one
+    the member actually saw last time: ``previous`` (image codes, -1 for none; default the log's
+    ``previous_image_id`` column, else :func:`slate.replay.sequential.previous_shown`). NaN when
+    no row has a previous image."""
     probs = target.probabilities()
-    if log.previous_image is None or probs is None:
+    if previous is None:
+        if log.previous_image is not None:
+            previous = log.previous_image
+        else:
+            from slate.replay.sequential import previous_shown
+
+            previous = previous_shown(log)
+    if probs is None:
         return float("nan")
-    has = log.previous_image >= 0
+    has = previous >= 0
     if not has.any():
         return float("nan")
-    same = (log.candidates[has] == log.previous_image[has, None]) & (log.candidates[has] >= 0)
+    same = (log.candidates[has] == previous[has, None]) & (log.candidates[has] >= 0)
     return float(np.mean(1.0 - (probs[has] * same).sum(axis=1)))
 
 

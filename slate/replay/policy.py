@@ -338,17 +338,73 @@ class LinearPolicy:
         object.__setattr__(self, "image_ids", ids)
         object.__setattr__(self, "weights", _readonly(w))
         object.__setattr__(self, "bias", _readonly(b))
+        object.__setattr__(self, "_cache", {})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the weights to an ``.npz`` file (arrays ``image_ids``, ``weights``, ``bias``,
+        ``epsilon``), the format :meth:`load` and ``slate replay --policy`` read."""
+        np.savez(path, image_ids=np.asarray(self.image_ids, dtype=str),
+                 weights=np.asarray(self.weights), bias=np.asarray(self.bias),
+                 epsilon=np.float64(self.epsilon))
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, epsilon: float | None = None, name: str | None = None
+    ) -> LinearPolicy:
+        """Read a policy written by :meth:`save` (``bias`` and ``epsilon`` optional in the
+        file; ``epsilon`` given here wins).
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.npz")
+        >>> LinearPolicy(["a", "b"], [[1.0], [2.0]], epsilon=0.1).save(path)
+        >>> p = LinearPolicy.load(path)
+        >>> p.image_ids, p.weights.tolist(), p.epsilon
+        (('a', 'b'), [[1.0], [2.0]], 0.1)
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("image_ids", "weights") if k not in data.files]
+                if missing:
+                    raise InvalidReplayInputError(
+                        f"A linear-policy file must hold the arrays 'image_ids' and 'weights'; "
+                        f"'{path}' lacks {missing} (it has {sorted(data.files)})."
+                    )
+                ids = [str(x) for x in data["image_ids"]]
+                weights = np.asarray(data["weights"])
+                bias = np.asarray(data["bias"]) if "bias" in data.files else None
+                eps = float(data["epsilon"]) if "epsilon" in data.files else 0.0
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InvalidReplayInputError):
+                raise
+            raise InvalidReplayInputError(
+                f"The linear-policy file '{path}' could not be read as .npz ({exc})."
+            ) from None
+        return cls(ids, weights, bias=bias, epsilon=eps if epsilon is None else float(epsilon),
+                   name=name or os.path.basename(os.fspath(path)))
 
     def _aligned(self, log: ImpressionLog) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Weights and bias re-indexed to the log's image vocabulary (unknown images: error)."""
+        """Weights and bias re-indexed to the log's image vocabulary (unknown images: error).
+
+        The re-indexing of the last vocabulary seen is kept: the chunks of a streamed log
+        usually share one (the same tuple object)."""
         if log.n_features != np.shape(self.weights)[1]:
             raise InvalidReplayInputError(
                 f"The log must have {np.shape(self.weights)[1]} inline features for LinearPolicy "
                 f"'{self.name}'; got {log.n_features} instead."
             )
-        own = {image: i for i, image in enumerate(self.image_ids)}
-        index = np.fromiter((own.get(image, -1) for image in log.image_ids), np.int64,
-                            len(log.image_ids))
+        cache = self._cache  # type: ignore[attr-defined]
+        last = cache.get("vocabulary")
+        if last is not None and (last[0] is log.image_ids or last[0] == log.image_ids):
+            index, w, b = last[1:]
+        else:
+            own = {image: i for i, image in enumerate(self.image_ids)}
+            index = np.fromiter((own.get(image, -1) for image in log.image_ids), np.int64,
+                                len(log.image_ids))
+            w = np.ascontiguousarray(np.asarray(self.weights, np.float32)[np.maximum(index, 0)])
+            b = np.ascontiguousarray(np.asarray(self.bias, np.float32)[np.maximum(index, 0)])
+            cache["vocabulary"] = (log.image_ids, index, w, b)
         missing = np.zeros(0, np.int64)
         if (index < 0).any():  # only then look for the images the candidates use
             used = np.zeros(len(log.image_ids) + 1, bool)
@@ -359,9 +415,7 @@ class LinearPolicy:
                 f"LinearPolicy '{self.name}' must have weights for every candidate image; got none "
                 f"for {len(missing)} images, e.g. '{log.image_ids[missing[0]]}'."
             )
-        w = np.asarray(self.weights, np.float32)[np.maximum(index, 0)]
-        b = np.asarray(self.bias, np.float32)[np.maximum(index, 0)]
-        return np.ascontiguousarray(w), np.ascontiguousarray(b)
+        return w, b
 
     def choose(self, log: ImpressionLog) -> NDArray[np.int32]:
         """The greedy choice (candidate position) on every row, scored in a compiled loop."""

@@ -1,0 +1,207 @@
+"""Exact, order-independent sums of float64 values, and counter-based random numbers.
+
+A float64 ``x`` is an integer multiple of ``2**-1127`` (``x = m * 2**e`` with a 53-bit integer
+``m`` and ``e >= -1074 - 53``), so the sum of any floats is an integer multiple of ``2**-1127``
+too. An *accumulator* is an ``int64`` array of :data:`N_BINS` "digits" in base ``2**32`` of that
+integer (a long accumulator in Kulisch's sense): adding a float adds its mantissa, shifted, to
+three digits. Integer addition is associative, so a sum does not depend on the order of the
+terms, nor on how they were split among partitions: merging two accumulators is adding them.
+:func:`to_int` gives the exact sum as a Python integer (in units of ``2**-1127``).
+
+The random numbers are a hash of a counter (SplitMix64's finalizer, Steele, Lea & Flood 2014),
+so the number drawn for a page depends only on the seed, the page id and the replicate, not on
+which partition or chunk the page is in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "N_BINS",
+    "SCALE_BITS",
+    "accumulate",
+    "accumulate_weighted",
+    "counter_uniform",
+    "new",
+    "normalize",
+    "poisson_bootstrap",
+    "to_int",
+]
+
+SCALE_BITS = 1127
+"""Accumulators count units of ``2**-SCALE_BITS``."""
+N_BINS = 68
+"""Digits (base ``2**32``) of an accumulator: enough for any finite float64 sum."""
+
+_MASK32 = 0xFFFFFFFF
+_TWO53 = 9007199254740992.0
+_POISSON1_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(24)])
+_POISSON1_CDF[-1] = 1.0
+
+
+def new(*shape: int) -> NDArray[np.int64]:
+    """A zero accumulator (or an array of them, ``shape + (N_BINS,)``)."""
+    return np.zeros((*shape, N_BINS), dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_scaled(acc: NDArray[np.int64], mi: np.int64, shift: np.int64) -> None:  # pragma: no cover
+    """Add ``mi * 2**(shift - SCALE_BITS)`` for an integer ``|mi| < 2**57``, ``shift >= 0``."""
+    b = shift >> 5
+    s = shift & 31
+    neg = mi < 0
+    a = -mi if neg else mi
+    t0 = (a & _MASK32) << s
+    t1 = (a >> 32) << s
+    d0 = t0 & _MASK32
+    d1 = (t0 >> 32) + (t1 & _MASK32)
+    d2 = t1 >> 32
+    if neg:
+        acc[b] -= d0
+        acc[b + 1] -= d1
+        acc[b + 2] -= d2
+    else:
+        acc[b] += d0
+        acc[b + 1] += d1
+        acc[b + 2] += d2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _split(x: float) -> tuple[np.int64, np.int64]:  # pragma: no cover - compiled
+    """``x = mi * 2**(shift - SCALE_BITS)`` with an integer ``|mi| < 2**53``."""
+    if x == 0.0:
+        return np.int64(0), np.int64(0)
+    m, e = math.frexp(x)
+    return np.int64(m * _TWO53), np.int64(e + 1074)  # (e - 53) + SCALE_BITS >= 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add(acc: NDArray[np.int64], x: float) -> None:  # pragma: no cover - compiled
+    if x != 0.0:
+        mi, shift = _split(x)
+        _add_scaled(acc, mi, shift)
+
+
+@numba.njit(cache=True, nogil=True)
+def normalize(acc: NDArray[np.int64]) -> None:  # pragma: no cover - compiled
+    """Propagate carries so that every digit but the last is in ``[0, 2**32)`` (in place; the
+    value is unchanged). Each digit can then take ``2**29`` more additions without overflow."""
+    flat = acc.reshape(-1, acc.shape[-1])
+    for r in range(flat.shape[0]):
+        for j in range(flat.shape[1] - 1):
+            carry = flat[r, j] >> 32
+            flat[r, j] -= carry << 32
+            flat[r, j + 1] += carry
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate(acc: NDArray[np.int64], values: NDArray[np.float64]) -> bool:  # pragma: no cover
+    """Add every value to ``acc``; False (nothing added) when a value is not finite."""
+    for i in range(len(values)):
+        if not np.isfinite(values[i]):
+            return False
+    for i in range(len(values)):
+        _add(acc, values[i])
+        if (i & 0xFFFFFFF) == 0xFFFFFFF:
+            normalize(acc)
+    normalize(acc)
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_weighted(
+    acc: NDArray[np.int64], values: NDArray[np.float64], weights: NDArray[np.float64]
+) -> bool:  # pragma: no cover - compiled
+    """Add ``values * weights`` (products rounded to float64, then summed exactly)."""
+    for i in range(len(values)):
+        if not np.isfinite(values[i] * weights[i]):
+            return False
+    for i in range(len(values)):
+        _add(acc, values[i] * weights[i])
+    normalize(acc)
+    return True
+
+
+def to_int(acc: NDArray[np.int64]) -> int:
+    """The exact sum held by an accumulator, in units of ``2**-SCALE_BITS``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> acc = new()
+    >>> _ = accumulate(acc, np.array([1e16, 1.0, -1e16, 0.25]))
+    >>> to_int(acc) / 2**SCALE_BITS   # plain float summation gives 0.25 here
+    1.25
+    """
+    total = 0
+    for j in range(acc.shape[-1] - 1, -1, -1):
+        total = (total << 32) + int(acc[j])
+    return total
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix(z: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def counter_uniform(
+    key: np.uint64, a: NDArray[np.int64], b: NDArray[np.int64]
+) -> NDArray[np.float64]:  # pragma: no cover - compiled
+    """Uniform numbers in [0, 1), one per ``(a[i], b[i])``: a hash of the key and the pair."""
+    out = np.empty(len(a), dtype=np.float64)
+    for i in range(len(a)):
+        h = _mix(_mix(key ^ np.uint64(a[i])) ^ np.uint64(b[i]))
+        out[i] = np.float64(h >> np.uint64(11)) * (1.0 / _TWO53)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def poisson_bootstrap(
+    key: np.uint64, pages: NDArray[np.int64], U: NDArray[np.float64], V: NDArray[np.float64],
+    acc_u: NDArray[np.int64], acc_v: NDArray[np.int64], cdf: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    """Poisson(1) bootstrap: replicate ``b`` adds ``c * U[p]`` and ``c * V[p]`` (exactly) for
+    each page ``p``, ``c`` a Poisson(1) count drawn from a hash of ``(key, page id, b)``; counts
+    above 23 (probability < 1e-23) are capped."""
+    n_boot = acc_u.shape[0]
+    n = len(pages)
+    top = len(cdf) - 1
+    base = np.empty(n, dtype=np.uint64)
+    mu = np.empty(n, dtype=np.int64)
+    su = np.empty(n, dtype=np.int64)
+    mv = np.empty(n, dtype=np.int64)
+    sv = np.empty(n, dtype=np.int64)
+    for p in range(n):
+        base[p] = _mix(key ^ np.uint64(pages[p]))
+        mu[p], su[p] = _split(U[p])
+        mv[p], sv[p] = _split(V[p])
+    for b in range(n_boot):  # one replicate at a time: its two accumulators stay in cache
+        au = acc_u[b]
+        av = acc_v[b]
+        for p in range(n):
+            h = _mix(base[p] ^ np.uint64(b))
+            x = np.float64(h >> np.uint64(11)) * (1.0 / _TWO53)
+            c = 0
+            while c < top and x >= cdf[c]:
+                c += 1
+            if c:  # c * mantissa < 2**58: exact
+                _add_scaled(au, c * mu[p], su[p])
+                _add_scaled(av, c * mv[p], sv[p])
+            if (p & 0xFFFFFFF) == 0xFFFFFFF:
+                normalize(au)
+                normalize(av)
+    normalize(acc_u)
+    normalize(acc_v)
+
+
+POISSON1_CDF: NDArray[np.float64] = _POISSON1_CDF
+"""Cumulative Poisson(1) probabilities (the last set to 1)."""

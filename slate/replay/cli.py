@@ -1,0 +1,230 @@
+"""``slate replay LOG``: estimate a policy's take fraction on a logged Parquet log.
+
+::
+
+    slate replay LOG [--policy CONFIG | --table DECISIONS.parquet] [--estimator NAME ...]
+                     [--bootstrap N] [--seed S] [--output OUT.json]
+                     [--engine memory|stream|dask] [--workers N] [--address ADDR] [--level L]
+
+prints a table of the estimates (value, standard error, interval, effective sample size,
+matched events, weight warnings) and the metrics, and writes every estimate, metric and
+rejection count as JSON (``--output``, default ``replay.json``).
+
+A policy ``CONFIG`` is a JSON or TOML file (keys at the top level, or under ``[policy]``)::
+
+    kind = "linear"            # "linear" (default), "table" or "uniform"
+    weights = "weights.npz"    # linear: image_ids, weights (n_images, n_features), bias, epsilon
+    epsilon = 0.05             # linear: optional, overrides the file's
+    stickiness = 0.5           # optional: keep the image the member saw last time (StickyPolicy)
+    table = "decisions.parquet"  # table: member_id, session_id, title_id, image_id
+    missing = "skip"           # table: rows without a decision are an "error" or "skip"ped
+    name = "candidate v2"      # shown in the report
+
+Relative paths are relative to the config file. ``--table D.parquet`` is short for a config
+``{"kind": "table", "table": "D.parquet"}``; with neither, the uniform policy is evaluated.
+``--engine memory`` (default) reads the log into memory (:func:`slate.replay.evaluate`);
+``stream`` streams it in chunks of whole pages, ``dask`` runs one task per file on a dask
+cluster (:mod:`slate.replay.distributed`; Poisson bootstrap, no per-title estimates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slate.replay.policy import DecisionTable, InvalidReplayInputError, LinearPolicy, UniformPolicy
+
+__all__ = ["PolicyConfig", "add_replay_parser", "cmd_replay", "load_policy_config"]
+
+
+class PolicyConfig(BaseModel):
+    """The policy file of ``slate replay --policy`` (validated once, at the boundary)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["linear", "table", "uniform"] = "linear"
+    weights: str | None = None
+    epsilon: float | None = Field(default=None, ge=0.0, le=1.0)
+    stickiness: float | None = None
+    history: Literal["auto", "logged", "column"] = "auto"
+    table: str | None = None
+    missing: Literal["error", "skip"] = "error"
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_its_file(self) -> PolicyConfig:
+        if self.kind == "linear" and not self.weights:
+            raise ValueError("a 'linear' policy needs 'weights' (an .npz file)")
+        if self.kind == "table" and not self.table:
+            raise ValueError("a 'table' policy needs 'table' (a Parquet decision table)")
+        if self.stickiness is not None and self.kind != "linear":
+            raise ValueError("'stickiness' applies to a 'linear' policy only")
+        return self
+
+    def build(self, base: Path) -> Any:
+        """The target policy, files resolved relative to ``base``."""
+        def resolve(p: str) -> Path:
+            path = Path(p)
+            return path if path.is_absolute() else base / path
+
+        policy: Any
+        if self.kind == "linear":
+            assert self.weights is not None
+            policy = LinearPolicy.load(resolve(self.weights), epsilon=self.epsilon, name=self.name)
+        elif self.kind == "table":
+            assert self.table is not None
+            path = resolve(self.table)
+            if not path.is_file():
+                raise InvalidReplayInputError(
+                    f"The 'table' of the policy config must name an existing Parquet file; got "
+                    f"'{path}' instead."
+                )
+            policy = DecisionTable.from_parquet(path, missing=self.missing, name=self.name)
+        else:
+            policy = UniformPolicy(name=self.name or "uniform")
+        if self.stickiness is not None:
+            from slate.replay.sequential import StickyPolicy
+
+            policy = StickyPolicy(policy, self.stickiness, history=self.history,
+                                  name=self.name or f"sticky {getattr(policy, 'name', '')}".strip())
+        return policy
+
+
+def load_policy_config(path: str | os.PathLike[str]) -> Any:
+    """Read a policy config file (JSON or TOML) and build its policy.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from slate.replay import LinearPolicy
+    >>> folder = tempfile.mkdtemp()
+    >>> LinearPolicy(["a", "b"], [[1.0], [2.0]]).save(os.path.join(folder, "w.npz"))
+    >>> with open(os.path.join(folder, "policy.json"), "w") as fh:
+    ...     json.dump({"weights": "w.npz", "epsilon": 0.1, "name": "mine"}, fh)
+    >>> policy = load_policy_config(os.path.join(folder, "policy.json"))
+    >>> policy.name, policy.epsilon
+    ('mine', 0.1)
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidReplayInputError(
+            f"The policy config must be an existing JSON or TOML file; got '{path}' instead."
+        )
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+
+            raw: Any = tomllib.loads(text)
+        elif p.suffix.lower() == ".json":
+            raw = json.loads(text)
+        else:
+            raise InvalidReplayInputError(
+                f"The policy config must be a .json or .toml file; got '{p.name}'."
+            )
+    except (json.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, InvalidReplayInputError):
+            raise
+        raise InvalidReplayInputError(f"The policy config '{p}' could not be parsed ({exc}).") from None
+    if isinstance(raw, dict) and set(raw) == {"policy"} and isinstance(raw["policy"], dict):
+        raw = raw["policy"]
+    if not isinstance(raw, dict):
+        raise InvalidReplayInputError(
+            f"The policy config '{p}' must be a table of keys; got {type(raw).__name__}."
+        )
+    try:
+        config = PolicyConfig(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "config"
+        raise InvalidReplayInputError(
+            f"The policy config '{p}' is invalid at '{where}': {first['msg']} (got "
+            f"{first.get('input')!r})."
+        ) from None
+    return config.build(p.parent)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run ``slate replay`` (see the module docstring); returns the exit status."""
+    from slate.replay.distributed import evaluate_dask, evaluate_stream
+    from slate.replay.evaluate import evaluate
+
+    if args.policy and args.table:
+        raise InvalidReplayInputError("Give --policy or --table, not both.")
+    if args.policy:
+        policy = load_policy_config(args.policy)
+    elif args.table:
+        policy = PolicyConfig(kind="table", table=str(Path(args.table).resolve()),
+                              missing=args.missing).build(Path.cwd())
+    else:
+        policy = UniformPolicy()
+    estimators = [e.strip() for group in (args.estimator or ["snips"]) for e in group.split(",")
+                  if e.strip()]
+    log = Path(args.log)
+    if not log.exists():
+        raise InvalidReplayInputError(f"The log must be an existing Parquet file or folder; got '{log}'.")
+    if args.engine == "memory":
+        report = evaluate(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
+                          level=args.level, per_title=args.per_title)
+    elif args.engine == "stream":
+        report = evaluate_stream(log, policy, estimators, n_bootstrap=args.bootstrap,
+                                 seed=args.seed, level=args.level)
+    else:
+        report = evaluate_dask(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
+                               level=args.level, n_workers=args.workers, address=args.address)
+    print(report)
+    if report.rejections.n_rejected:
+        print(report.rejections)
+    output = Path(args.output)
+    report.to_json(output)
+    print(f"wrote {output}")
+    return 0
+
+
+def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``slate replay LOG`` to ``subparsers`` (from ``add_subparsers``).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="slate")
+    >>> p = add_replay_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["replay", "log.parquet", "--estimator", "snips,ips", "-e", "dr"])
+    >>> args.estimator, args.bootstrap, args.engine
+    (['snips,ips', 'dr'], 1000, 'memory')
+    """
+    from slate.replay.estimators import available_estimators
+
+    p = subparsers.add_parser(
+        "replay", help="estimate a policy's take fraction on a logged Parquet log",
+        description="Off-policy replay of a slate.impressions log: prints a table of the estimates "
+        "and writes every estimate, metric and rejection count as JSON.",
+    )
+    p.add_argument("log", help="a slate.impressions Parquet file or folder (hive partitions allowed)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--policy", help="a policy config (JSON or TOML; see 'slate.replay.cli')")
+    who.add_argument("--table", help="a decision table (Parquet: member_id, session_id, title_id, image_id)")
+    p.add_argument("--missing", choices=["error", "skip"], default="error",
+                   help="with --table: rows without a decision are an error or left out")
+    p.add_argument("--estimator", "-e", action="append", metavar="NAME",
+                   help=f"estimator(s), repeatable or comma-separated: {', '.join(available_estimators())}"
+                   " (default snips)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: normal interval)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.95, help="interval level")
+    p.add_argument("--output", "-o", default="replay.json", help="JSON file to write (default replay.json)")
+    p.add_argument("--per-title", action="store_true", help="also per-title estimates (memory engine)")
+    p.add_argument("--engine", choices=["memory", "stream", "dask"], default="memory",
+                   help="memory (default), stream (chunks of pages, bounded memory) or dask")
+    p.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
+    p.add_argument("--address", default=None, help="dask: scheduler address (else a local cluster)")
+    p.set_defaults(func=cmd_replay)
+    return p

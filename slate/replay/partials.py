@@ -1,0 +1,291 @@
+"""Mergeable, exact partial sums of the estimators, so that any partitioning of a log (files,
+row groups, dask workers) gives bit-identical estimates.
+
+Every estimator reduces a chunk of whole pages to per-page sums ``U_p``, ``V_p`` (see
+:mod:`slate.replay.stats`); a page's sums are computed from its rows in file order, so they do
+not depend on the chunk the page is in. :class:`EstimatorSums` adds, *exactly* (see
+:mod:`slate.replay._exact`), everything the estimate needs across pages:
+
+* ``sum U``, ``sum V`` (the value ``sum U / sum V``),
+* ``sum U^2``, ``sum U V``, ``sum V^2`` (the cluster-robust standard error,
+  ``sum_p (U_p - theta V_p)^2`` expanded, evaluated in exact rational arithmetic),
+* ``sum w``, ``sum w^2`` and a histogram of the weights (effective sample size, largest
+  weight, share of the top 1% of the weights),
+* for each bootstrap replicate ``b``, ``sum_p c_pb U_p`` and ``sum_p c_pb V_p`` with Poisson(1)
+  counts ``c_pb`` drawn from a hash of ``(seed, page id, b)`` (the Poisson bootstrap: each page
+  is resampled independently, so no global index of pages is needed; Hanley & MacGibbon 2006;
+  Chamandy et al. 2012).
+
+Integer addition is associative, so merging partials in any order gives the same integers, and
+the estimate computed from them is the same float.
+
+References
+----------
+Hanley, J. A. & MacGibbon, B. (2006). Creating non-parametric bootstrap samples using Poisson
+frequencies. Computer Methods and Programs in Biomedicine 83(1).
+Chamandy, N., Muralidharan, O., Najmi, A. & Naidu, S. (2012). Estimating uncertainty for
+massive data streams. Google technical report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from slate.replay import _exact
+from slate.replay.policy import InvalidReplayInputError
+from slate.replay.stats import ESS_FRACTION, MIN_ESS, TOP_SHARE, interval_from
+
+__all__ = ["WEIGHT_BINS_PER_OCTAVE", "EstimatorSums", "page_ids_of"]
+
+WEIGHT_BINS_PER_OCTAVE = 16
+"""Resolution of the weight histogram (bins of ``2**(1/16)``: the top-1% share is exact when
+each bin holds one distinct weight, else within about 4%)."""
+_N_WEIGHT_BINS = (2100 * WEIGHT_BINS_PER_OCTAVE)
+_SUMS = ("U", "V", "UU", "UV", "VV", "W", "WW", "AW")
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_weights(
+    w: NDArray[np.float64], counts: NDArray[np.int64], lo: NDArray[np.float64],
+    hi: NDArray[np.float64], per_octave: int,
+) -> float:  # pragma: no cover - compiled
+    """Histogram of ``|w|`` in log bins (0 in bin 0): counts, smallest and largest per bin;
+    returns the largest ``|w|``."""
+    top = 0.0
+    for i in range(len(w)):
+        a = abs(w[i])
+        if a == 0.0:
+            b = 0
+        else:
+            m, e = math.frexp(a)
+            b = (e + 1075) * per_octave + int((m - 0.5) * 2.0 * per_octave)
+        counts[b] += 1
+        if counts[b] == 1 or a < lo[b]:
+            lo[b] = a
+        if counts[b] == 1 or a > hi[b]:
+            hi[b] = a
+        if a > top:
+            top = a
+    return top
+
+
+def page_ids_of(log: Any) -> NDArray[np.int64]:
+    """The page id of each page of a log, in ``log.page_index`` order."""
+    return np.asarray(log.page_id[log.page_order[log.page_starts[:-1]]], dtype=np.int64)
+
+
+def _exact_sum(values: NDArray[np.float64], what: str) -> NDArray[np.int64]:
+    acc = _exact.new()
+    if not _exact.accumulate(acc, np.ascontiguousarray(values, dtype=np.float64)):
+        raise InvalidReplayInputError(
+            f"The estimator's {what} must be finite to be summed; got a NaN or infinite value "
+            f"(weights overflowing?)."
+        )
+    return acc
+
+
+@dataclass(eq=False)
+class EstimatorSums:
+    """One estimator's exact partial sums over some pages; ``merge`` adds two of them.
+
+    Attributes
+    ----------
+    estimator : str
+    n_rows, n_pages, n_matched, n_weights : int
+    sums : ndarray (8, N_BINS), int64
+        Accumulators of ``sum U``, ``sum V``, ``sum U^2``, ``sum U V``, ``sum V^2``,
+        ``sum w``, ``sum w^2``, ``sum |w|``.
+    has_weights : bool
+        False for the direct method (no importance weights).
+    max_weight : float
+    weight_counts, weight_lo, weight_hi : ndarray
+        Histogram of the absolute weights (count, smallest, largest per bin).
+    boot : ndarray (2, n_bootstrap, N_BINS), int64
+        Bootstrap replicates' ``sum c U`` and ``sum c V``.
+    """
+
+    estimator: str
+    n_rows: int = 0
+    n_pages: int = 0
+    n_matched: int = 0
+    n_weights: int = 0
+    sums: NDArray[np.int64] = field(default_factory=lambda: _exact.new(len(_SUMS)))
+    has_weights: bool = True
+    max_weight: float = 0.0
+    weight_counts: NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(_N_WEIGHT_BINS, np.int64))
+    weight_lo: NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(_N_WEIGHT_BINS, np.float64))
+    weight_hi: NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(_N_WEIGHT_BINS, np.float64))
+    boot: NDArray[np.int64] = field(default_factory=lambda: _exact.new(2, 0))
+
+    @classmethod
+    def from_pages(
+        cls,
+        estimator: str,
+        pages: NDArray[np.int64],
+        U: NDArray[np.float64],
+        V: NDArray[np.float64],
+        weights: NDArray[np.float64] | None,
+        cluster: NDArray[np.int64] | None,
+        n_rows: int,
+        n_matched: int,
+        n_bootstrap: int,
+        boot_key: int,
+    ) -> EstimatorSums:
+        """Partial sums of one chunk from its per-page sums ``U``, ``V`` and its importance
+        weights (one per row, with ``cluster`` the page index of each row; or one per page with
+        ``cluster=None``; None for no weights). Per-page sums of the weights are summed in row
+        order, so a page gives the same sums in any chunk."""
+        out = cls(estimator, n_rows=int(n_rows), n_pages=len(pages), n_matched=int(n_matched),
+                  boot=_exact.new(2, int(n_bootstrap)))
+        terms = {"U": U, "V": V, "UU": U * U, "UV": U * V, "VV": V * V}
+        for i, name in enumerate(_SUMS[:5]):
+            out.sums[i] = _exact_sum(terms[name], name)
+        if weights is None:
+            out.has_weights = False
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            P = len(pages)
+            if cluster is None:
+                W, WW, AW = w, w * w, np.abs(w)
+            else:
+                W = np.asarray(np.bincount(cluster, w, P), dtype=np.float64)
+                WW = np.asarray(np.bincount(cluster, w * w, P), dtype=np.float64)
+                AW = np.asarray(np.bincount(cluster, np.abs(w), P), dtype=np.float64)
+            out.sums[5] = _exact_sum(W, "weights")
+            out.sums[6] = _exact_sum(WW, "squared weights")
+            out.sums[7] = _exact_sum(AW, "absolute weights")
+            out.n_weights = len(w)
+            out.max_weight = _bin_weights(
+                np.ascontiguousarray(weights, dtype=np.float64), out.weight_counts,
+                out.weight_lo, out.weight_hi, WEIGHT_BINS_PER_OCTAVE)
+        if n_bootstrap:
+            _exact.poisson_bootstrap(
+                np.uint64(boot_key), np.ascontiguousarray(pages, dtype=np.int64),
+                np.ascontiguousarray(U, dtype=np.float64), np.ascontiguousarray(V, dtype=np.float64),
+                out.boot[0], out.boot[1], _exact.POISSON1_CDF)
+        return out
+
+    def merge(self, other: EstimatorSums) -> EstimatorSums:
+        """The sums over the pages of both (exact: the order of merging does not matter)."""
+        if other.estimator != self.estimator or other.boot.shape != self.boot.shape:
+            raise InvalidReplayInputError(
+                f"Only partial sums of the same estimator and bootstrap size merge; got "
+                f"'{self.estimator}' {self.boot.shape[1]} and '{other.estimator}' "
+                f"{other.boot.shape[1]} instead."
+            )
+        sums = self.sums + other.sums
+        boot = self.boot + other.boot
+        _exact.normalize(sums)
+        _exact.normalize(boot)
+        counts = self.weight_counts + other.weight_counts
+        lo = np.where(self.weight_counts == 0, other.weight_lo,
+                      np.where(other.weight_counts == 0, self.weight_lo,
+                               np.minimum(self.weight_lo, other.weight_lo)))
+        hi = np.maximum(self.weight_hi, other.weight_hi)
+        return EstimatorSums(
+            self.estimator,
+            n_rows=self.n_rows + other.n_rows,
+            n_pages=self.n_pages + other.n_pages,
+            n_matched=self.n_matched + other.n_matched,
+            n_weights=self.n_weights + other.n_weights,
+            sums=sums,
+            has_weights=self.has_weights and other.has_weights,
+            max_weight=max(self.max_weight, other.max_weight),
+            weight_counts=counts, weight_lo=lo, weight_hi=hi, boot=boot,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the weight histogram sparsely (a dask task ships its sums back)."""
+        state = dict(self.__dict__)
+        nz = np.flatnonzero(self.weight_counts)
+        state["weight_counts"] = (nz, self.weight_counts[nz])
+        state["weight_lo"] = self.weight_lo[nz]
+        state["weight_hi"] = self.weight_hi[nz]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        nz, counts = state["weight_counts"]
+        for name, values, dtype in (("weight_counts", counts, np.int64),
+                                    ("weight_lo", state["weight_lo"], np.float64),
+                                    ("weight_hi", state["weight_hi"], np.float64)):
+            dense = np.zeros(_N_WEIGHT_BINS, dtype)
+            dense[nz] = values
+            state[name] = dense
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ results
+    def totals(self) -> dict[str, int]:
+        """The exact sums as integers in units of ``2**-SCALE_BITS``."""
+        return {name: _exact.to_int(self.sums[i]) for i, name in enumerate(_SUMS)}
+
+    def top_share(self, total: int) -> float:
+        """Share of the total absolute weight (``total``, exact) on the largest 1% of the
+        weights: exact when each histogram bin it reaches holds one distinct weight, else the
+        bins of several weights count at their midpoint."""
+        n = self.n_weights
+        if n == 0 or total <= 0:
+            return 0.0
+        remaining = max(1, math.ceil(0.01 * n))
+        top = Fraction(0)
+        for b in np.flatnonzero(self.weight_counts)[::-1]:
+            take = min(int(self.weight_counts[b]), remaining)
+            lo, hi = Fraction(float(self.weight_lo[b])), Fraction(float(self.weight_hi[b]))
+            top += (hi if lo == hi else (lo + hi) / 2) * take
+            remaining -= take
+            if remaining == 0:
+                break
+        return float(top * 2**_exact.SCALE_BITS / total)
+
+    def estimate(self, *, level: float, seed: int | None) -> Any:
+        """The :class:`~slate.replay.Estimate` of these sums."""
+        from slate.replay.estimators import Estimate
+
+        t = self.totals()
+        U, V = t["U"], t["V"]
+        value = U / V if V != 0 else float("nan")
+        P = self.n_pages
+        if P >= 2 and V != 0:
+            # sum_p (U_p - theta V_p)^2 * 2**S = (UU V^2 - 2 U V UV + U^2 VV) / V^2, exactly
+            num = t["UU"] * V * V - 2 * U * V * t["UV"] + U * U * t["VV"]
+            ratio = (num << _exact.SCALE_BITS) / (V**4)  # (sum resid^2) / (sum V)^2
+            se = math.sqrt(P / (P - 1) * max(ratio, 0.0))
+        else:
+            se = float("nan")
+        n_boot = self.boot.shape[1]
+        reps = np.full(n_boot, np.nan)
+        for b in range(n_boot):
+            vb = _exact.to_int(self.boot[1, b])
+            if vb != 0:
+                reps[b] = _exact.to_int(self.boot[0, b]) / vb
+        interval, method = interval_from(value, se, reps, float(level))
+        if method == "bootstrap":
+            method = "poisson bootstrap"
+        if self.has_weights and self.n_weights:
+            sw, sww = t["W"], t["WW"]
+            # (sum w)^2 / sum w^2 with both in units of 2**-S: the scale cancels once
+            ess = (sw * sw) / (sww << _exact.SCALE_BITS) if sww > 0 else 0.0
+            share = self.top_share(t["AW"])
+            exploded = ess < max(MIN_ESS, ESS_FRACTION * self.n_weights) or share > TOP_SHARE
+            max_weight = self.max_weight
+        else:
+            ess, share, exploded = float(self.n_rows), 0.0, False
+            max_weight = 1.0 if self.n_rows else 0.0
+        per_page = self.n_rows / max(P, 1)
+        return Estimate(
+            estimator=self.estimator, value=value, se=se, interval=interval, level=float(level),
+            n_bootstrap=n_boot, seed=seed, interval_method=method, ess=float(ess),
+            n_rows=self.n_rows, n_pages=P, n_matched=self.n_matched, max_weight=float(max_weight),
+            top1_weight_share=float(share), weights_exploded=bool(exploded),
+            page_value=value * per_page,
+            page_interval=(interval[0] * per_page, interval[1] * per_page),
+        )
