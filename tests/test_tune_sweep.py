@@ -180,6 +180,31 @@ def test_interrupted_sweep_resumes_to_the_same_table(sim_run, tmp_path, monkeypa
     assert len(list((out / "work").glob("solve-*.npz"))) == n_blocks  # nothing solved twice
 
 
+def test_solve_cache_reuses_solves_when_only_the_estimator_changes(sim_run, tmp_path, monkeypatch):
+    compute = {"scheduler": "sync", "block_pages": 12, "progress": False, "solve_cache": "cache"}
+    first = run_sweep(sim_experiment(compute=compute), tmp_path / "snips", base_dir=tmp_path, plots=False)
+    same_table(sim_run.table, first.table)  # the cache does not change a number
+    n_blocks = first.summary["timing"]["n_blocks"]
+    assert first.summary["timing"]["n_blocks_solved_this_run"] == n_blocks
+    assert len(list((tmp_path / "cache").glob("solves-*/solve-*.npz"))) == n_blocks
+
+    def must_not_solve(*args):
+        raise AssertionError("a cached block was solved again")
+
+    estimator = {"name": "ips", "n_bootstrap": 100}
+    monkeypatch.setattr(sweep_module, "_solve_block", must_not_solve)
+    reused = run_sweep(sim_experiment(compute=compute, estimator=estimator), tmp_path / "ips",
+                       base_dir=tmp_path, plots=False)
+    assert reused.summary["timing"]["n_blocks_solved_this_run"] == 0
+    monkeypatch.undo()
+    fresh = run_sweep(sim_experiment(estimator=estimator), tmp_path / "ips-fresh", plots=False)
+    same_table(fresh.table, reused.table)
+    # another seed makes other decisions: it must not pick up the cached solves
+    other = run_sweep(sim_experiment(compute=compute, seed=2), tmp_path / "seed2", base_dir=tmp_path, plots=False)
+    assert other.summary["timing"]["n_blocks_solved_this_run"] == other.summary["timing"]["n_blocks"]
+    assert len(list((tmp_path / "cache").glob("solves-*"))) == 2
+
+
 def test_output_folder_of_another_experiment_is_refused(sim_run):
     other = sim_experiment(seed=2)
     with pytest.raises(SweepError, match="holds results of experiment"):

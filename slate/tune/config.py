@@ -357,6 +357,11 @@ class ComputeSpec(_Frozen):
     n_workers: int = Field(default=2, ge=1, le=1024)
     block_pages: int = Field(default=250, ge=1, description="pages per solve task (whole members)")
     progress: bool = True
+    solve_cache: str | None = Field(
+        default=None,
+        description="folder (relative to the experiment file) where page solves are kept by content "
+        "hash, so experiments that differ only in estimator, exploration or constraints reuse them",
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -466,6 +471,30 @@ class Experiment(_Frozen):
         """The fields that determine the numbers of the results table (JSON-ready)."""
         dumped = self.model_dump(mode="json")
         return {k: dumped[k] for k in _HASHED}
+
+    def solve_hash(self) -> str:
+        """First 16 hex digits of the SHA-256 of what determines the page *solves*: data, policy,
+        layout, solver, seed, the distinct solver settings and whether weights are relative.
+
+        Two experiments with the same solve hash (e.g. differing only in estimator, exploration
+        rates or constraints) make the same decisions, so ``compute.solve_cache`` lets them share
+        the solves.
+
+        Examples
+        --------
+        >>> base = {"data": {"kind": "sim", "world": {"n_members": 40, "n_titles": 60}},
+        ...         "policy": {"kind": "oracle"}, "search": {"diversity": [0.0, 0.5]}}
+        >>> a = experiment_from_dict(base)
+        >>> b = experiment_from_dict({**base, "estimator": {"name": "ips"}})
+        >>> a.config_hash() == b.config_hash(), a.solve_hash() == b.solve_hash()
+        (False, True)
+        """
+        hashed = self.hashed_dict()
+        keyed = {k: hashed[k] for k in ("data", "policy", "layout", "solver", "seed")}
+        keyed["settings"] = list(dict.fromkeys(p.solve_key for p in self.points()))
+        keyed["relative"] = self.search.weights == "relative"
+        text = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of :meth:`hashed_dict` as canonical JSON.

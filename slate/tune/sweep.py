@@ -6,7 +6,10 @@ The work, in three stages, each stored on disk as soon as a piece finishes:
    (``compute.block_pages`` pages each). A task re-solves every page of its block at *every*
    distinct solver setting, building each page's weight-free problem (scores, layout pairs,
    visual similarity) once; each setting keeps its own history of previous images per member.
-   Results go to ``work/solve-NNNNN.npz``.
+   Results go to ``work/solve-NNNNN.npz``, or with ``compute.solve_cache`` set to
+   ``<solve_cache>/solves-<key>/``, keyed by what determines the decisions (data digests, policy,
+   layout, solver, seed, settings, blocking, library version), so an experiment that changes only
+   the estimator, the exploration rates or the constraints reuses them instead of re-solving.
 2. **Truth** (simulated data with ``truth = "all"``): each point simulated on-policy
    (``work/truth-NNNNN.json``).
 3. **Evaluate**: each point's decisions (with its exploration rate) are replayed on the log with
@@ -22,6 +25,7 @@ which tasks finish). The table is written as ``results.parquet`` and ``results.c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -432,6 +436,26 @@ def _open_output(experiment: Experiment, out: Path, prep_info: dict[str, Any], b
     return manifest
 
 
+def _solve_dir(experiment: Experiment, prep: Prepared, blocking: dict[str, Any], work: Path,
+               base_dir: Path) -> Path:
+    """Where the solve blocks live: the run's work folder, or a shared, content-keyed cache."""
+    cache = experiment.compute.solve_cache
+    if cache is None:
+        return work
+    keyed = {
+        "solve_hash": experiment.solve_hash(),
+        "data": {k: v for k, v in prep.info.items() if k.endswith("sha256")},
+        "blocking": blocking,
+        "slate_version": _library_version(),
+    }
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+    folder = base_dir / cache / f"solves-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "key.json").exists():
+        _write_json(folder / "key.json", keyed)
+    return folder
+
+
 def run_sweep(
     experiment: Experiment,
     output: str | os.PathLike[str] | None = None,
@@ -492,15 +516,16 @@ def run_sweep(
     blocking = {"block_pages": compute.block_pages, "n_blocks": len(blocks)}
     manifest = _open_output(experiment, out, prep.info, blocking)
     work = out / "work"
+    solve_dir = _solve_dir(experiment, prep, blocking, work, Path(base_dir))
     config = _solver_config(experiment, prep)
 
     with _Executor(sched, workers) as ex:
         # ---------------------------------------------------------- 1. solve
-        todo = [b for b in range(len(blocks)) if not (work / f"solve-{b:05d}.npz").exists()]
+        todo = [b for b in range(len(blocks)) if not (solve_dir / f"solve-{b:05d}.npz").exists()]
         bar = _progress(len(todo), "solve", show)
         tasks = [(b, (_make_block(prep, blocks[b]), settings, config)) for b in todo]
         for b, result in ex.run(_solve_block, tasks):
-            _save_block(work / f"solve-{b:05d}.npz", result)
+            _save_block(solve_dir / f"solve-{b:05d}.npz", result)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -528,7 +553,7 @@ def run_sweep(
         choices = np.full((prep.log.n_rows, len(settings)), -1, dtype=np.int16)
         totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
         for b in range(len(blocks)):
-            with np.load(work / f"solve-{b:05d}.npz") as z:
+            with np.load(solve_dir / f"solve-{b:05d}.npz") as z:
                 choices[z["rows"]] = z["choices"]
                 for key in totals:
                     totals[key] += z[key].item()
@@ -579,6 +604,9 @@ def run_sweep(
             "ms_per_solve": ms,
             "ms_per_page_build": 1000.0 * totals["build_seconds"] / max(prep.log.n_pages, 1),
             "n_solves": totals["n_solves"],
+            "n_blocks": len(blocks),
+            "n_blocks_solved_this_run": len(todo),
+            "solve_folder": str(solve_dir),
             "n_flagged_solves": totals["n_flagged"],
             "seconds_prepare": t_prepared - t_start,
             "seconds_solve": t_solved - t_prepared,
