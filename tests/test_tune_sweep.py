@@ -193,12 +193,14 @@ def test_solve_cache_reuses_solves_when_only_the_estimator_changes(sim_run, tmp_
 
     estimator = {"name": "ips", "n_bootstrap": 100}
     monkeypatch.setattr(sweep_module, "_solve_block", must_not_solve)
+    monkeypatch.setattr(sweep_module, "_true_point", must_not_solve)  # the truth is cached too
     reused = run_sweep(sim_experiment(compute=compute, estimator=estimator), tmp_path / "ips",
                        base_dir=tmp_path, plots=False)
     assert reused.summary["timing"]["n_blocks_solved_this_run"] == 0
     monkeypatch.undo()
     fresh = run_sweep(sim_experiment(estimator=estimator), tmp_path / "ips-fresh", plots=False)
     same_table(fresh.table, reused.table)
+    assert np.isfinite(reused.column("true_take_fraction")).all()
     # another seed makes other decisions: it must not pick up the cached solves
     other = run_sweep(sim_experiment(compute=compute, seed=2), tmp_path / "seed2", base_dir=tmp_path, plots=False)
     assert other.summary["timing"]["n_blocks_solved_this_run"] == other.summary["timing"]["n_blocks"]

@@ -22,6 +22,7 @@ from slate.tune.config import (
     load_experiment,
 )
 from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
+from slate.tune.plots import draw_all
 from slate.tune.report import write_report
 from slate.tune.sweep import SweepError, SweepResults, load_results, run_sweep
 
@@ -33,6 +34,7 @@ __all__ = [
     "SweepError",
     "SweepPoint",
     "SweepResults",
+    "draw_all",
     "experiment_from_dict",
     "load_experiment",
     "load_results",

@@ -9,7 +9,8 @@ The work, in three stages, each stored on disk as soon as a piece finishes:
    Results go to ``work/solve-NNNNN.npz``, or with ``compute.solve_cache`` set to
    ``<solve_cache>/solves-<key>/``, keyed by what determines the decisions (data digests, policy,
    layout, solver, seed, settings, blocking, library version), so an experiment that changes only
-   the estimator, the exploration rates or the constraints reuses them instead of re-solving.
+   the estimator, the exploration rates or the constraints reuses them instead of re-solving
+   (the simulator's truth per setting and exploration rate is kept there too).
 2. **Truth** (simulated data with ``truth = "all"``): each point simulated on-policy
    (``work/truth-NNNNN.json``).
 3. **Evaluate**: each point's decisions (with its exploration rate) are replayed on the log with
@@ -519,6 +520,13 @@ def run_sweep(
     solve_dir = _solve_dir(experiment, prep, blocking, work, Path(base_dir))
     config = _solver_config(experiment, prep)
 
+    def truth_path(p: SweepPoint) -> Path:
+        if solve_dir == work:
+            return work / f"truth-{p.point:05d}.json"
+        # in the shared cache a point's truth is keyed by its setting and exploration rate
+        key = json.dumps([p.solve_key, p.exploration])
+        return solve_dir / f"truth-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
     with _Executor(sched, workers) as ex:
         # ---------------------------------------------------------- 1. solve
         todo = [b for b in range(len(blocks)) if not (solve_dir / f"solve-{b:05d}.npz").exists()]
@@ -537,12 +545,13 @@ def run_sweep(
         want_truth = prep.sim is not None and getattr(experiment.data, "truth", "none") == "all"
         if want_truth:
             assert prep.sim is not None
-            missing = [p for p in points if not (work / f"truth-{p.point:05d}.json").exists()]
+            missing = [p for p in points if not truth_path(p).exists()]
             shared = ex.share(prep.sim) if missing else None
             bar = _progress(len(missing), "truth", show)
+            by_point = {p.point: p for p in points}
             truth_tasks = [(p.point, (shared, p.solve_key, p.exploration, config)) for p in missing]
             for key, value in ex.run(_true_point, truth_tasks):
-                _write_json(work / f"truth-{key:05d}.json", value)
+                _write_json(truth_path(by_point[key]), value)
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
@@ -585,7 +594,7 @@ def run_sweep(
                 bar.close()
     t_evaluated = time.perf_counter()
 
-    table = _assemble(experiment, points, work, want_truth, manifest)
+    table = _assemble(experiment, points, work, want_truth, manifest, truth_path)
     _write_table(out, table, manifest)
     examples = _examples(prep, points, settings, setting_of, choices)
     np.savez(out / "examples.npz", **examples)
@@ -631,7 +640,7 @@ def run_sweep(
 
 
 def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, truth: bool,
-              manifest: dict[str, Any]) -> pa.Table:
+              manifest: dict[str, Any], truth_path: Callable[[SweepPoint], Path]) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for p in points:
         row: dict[str, Any] = {
@@ -640,7 +649,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         }
         row.update(json.loads((work / f"point-{p.point:05d}.json").read_text()))
         if truth:
-            row.update(json.loads((work / f"truth-{p.point:05d}.json").read_text()))
+            row.update(json.loads(truth_path(p).read_text()))
         rows.append(row)
     cols: dict[str, Any] = {}
     for name in SETTING_COLUMNS + ESTIMATE_COLUMNS:
