@@ -25,7 +25,14 @@ from slate.replay.estimators import (
     register_estimator,
 )
 from slate.replay.evaluate import ReplayReport, evaluate
-from slate.replay.metrics import churn_rate, image_coverage
+from slate.replay.metrics import (
+    ImageEmbeddings,
+    InvalidEmbeddingsError,
+    churn_rate,
+    diversity_sums,
+    image_coverage,
+    layout_diversity,
+)
 from slate.replay.policy import (
     ActionDistribution,
     DecisionTable,
@@ -52,6 +59,8 @@ __all__ = [
     "DoublyRobust",
     "Estimate",
     "Estimator",
+    "ImageEmbeddings",
+    "InvalidEmbeddingsError",
     "InvalidReplayInputError",
     "InverseProbabilityWeighting",
     "LayoutNeighbourhood",
@@ -72,11 +81,13 @@ __all__ = [
     "WholePageMatch",
     "available_estimators",
     "churn_rate",
+    "diversity_sums",
     "evaluate",
     "evaluate_dask",
     "evaluate_stream",
     "get_estimator",
     "image_coverage",
+    "layout_diversity",
     "previous_shown",
     "register_estimator",
     "sequential_replay",

@@ -5,6 +5,8 @@
     slate replay LOG [--policy CONFIG | --table DECISIONS.parquet] [--estimator NAME ...]
                      [--bootstrap N] [--seed S] [--output OUT.json]
                      [--engine memory|stream|dask] [--workers N] [--address ADDR] [--level L]
+                     [--embeddings FILE [--diversity-layout grid-weights|row|grid]
+                      [--missing-embeddings raise|skip]]
 
 prints a table of the estimates (value, standard error, interval, effective sample size,
 matched events, weight warnings) and the metrics, and writes every estimate, metric and
@@ -25,6 +27,13 @@ Relative paths are relative to the config file. ``--table D.parquet`` is short f
 ``--engine memory`` (default) reads the log into memory (:func:`slate.replay.evaluate`);
 ``stream`` streams it in chunks of whole pages, ``dask`` runs one task per file on a dask
 cluster (:mod:`slate.replay.distributed`; Poisson bootstrap, no per-title estimates).
+
+``--embeddings FILE`` (Parquet with ``image_id`` and ``embedding`` columns, or ``.npz`` with
+``image_id`` and ``embedding`` arrays) adds the page ``diversity`` of the target and the
+``logged_diversity`` to the metrics, with every engine. ``--diversity-layout`` picks the
+interacting positions: ``grid-weights`` (default: the GridLayout weights of the simulator and
+the page optimizer), ``row`` or ``grid`` (weight 1 per neighbouring pair). An image without an
+embedding is an error naming it unless ``--missing-embeddings skip`` (then counted).
 """
 
 from __future__ import annotations
@@ -171,15 +180,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     log = Path(args.log)
     if not log.exists():
         raise InvalidReplayInputError(f"The log must be an existing Parquet file or folder; got '{log}'.")
+    diversity: dict[str, Any] = {}
+    if getattr(args, "embeddings", None):
+        from slate.replay.metrics import ImageEmbeddings
+
+        layout = getattr(args, "diversity_layout", "grid-weights")
+        diversity = {
+            "image_embeddings": ImageEmbeddings.load(args.embeddings),
+            "diversity_layout": None if layout == "grid-weights" else layout,
+            "missing_embeddings": getattr(args, "missing_embeddings", "raise"),
+        }
     if args.engine == "memory":
         report = evaluate(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
-                          level=args.level, per_title=args.per_title)
+                          level=args.level, per_title=args.per_title, **diversity)
     elif args.engine == "stream":
         report = evaluate_stream(log, policy, estimators, n_bootstrap=args.bootstrap,
-                                 seed=args.seed, level=args.level)
+                                 seed=args.seed, level=args.level, **diversity)
     else:
         report = evaluate_dask(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
-                               level=args.level, n_workers=args.workers, address=args.address)
+                               level=args.level, n_workers=args.workers, address=args.address,
+                               **diversity)
     print(report)
     if report.rejections.n_rejected:
         print(report.rejections)
@@ -226,5 +246,15 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="memory (default), stream (chunks of pages, bounded memory) or dask")
     p.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
     p.add_argument("--address", default=None, help="dask: scheduler address (else a local cluster)")
+    p.add_argument("--embeddings", metavar="FILE", default=None,
+                   help="image embeddings (Parquet: image_id, embedding; or .npz): adds the page "
+                   "diversity of the target and of the log")
+    p.add_argument("--diversity-layout", choices=["grid-weights", "row", "grid"],
+                   default="grid-weights",
+                   help="interacting positions for the diversity: GridLayout weights (default; as "
+                   "the simulator), or row/grid neighbours with weight 1")
+    p.add_argument("--missing-embeddings", choices=["raise", "skip"], default="raise",
+                   help="an image without an embedding is an error (default) or its pairs are "
+                   "left out and counted")
     p.set_defaults(func=cmd_replay)
     return p

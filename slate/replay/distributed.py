@@ -13,7 +13,10 @@ bootstrap (each page resampled independently, counts drawn from a hash of the se
 page id); ``replay`` uses ``M = 1 / min(propensity)`` over the log (from the Parquet statistics,
 or a pass over the ``propensity`` column); the take-rate reward model of ``dm``/``dr`` assigns
 pages to folds by a hash (two passes over the log); per-title estimates and the churn and
-coverage metrics are not computed.
+coverage metrics are not computed. Page diversity is (with ``image_embeddings``): a page's
+similarity depends on its rows only, and pages are never split across files or chunks, so its
+per-page values are summed exactly (:class:`~slate.replay.metrics.DiversitySums`) and equal
+the in-memory :func:`slate.replay.evaluate`'s bit for bit.
 """
 
 from __future__ import annotations
@@ -42,7 +45,17 @@ from slate.replay.estimators import (
     get_estimator,
     seed_key,
 )
-from slate.replay.evaluate import ReplayReport
+from slate.replay.evaluate import ReplayReport, diversity_metrics_from
+from slate.replay.metrics import (
+    DiversityLayout,
+    DiversitySums,
+    ImageEmbeddings,
+    MissingEmbeddings,
+    as_image_embeddings,
+    diversity_pairs,
+    diversity_sums,
+    logged_distribution,
+)
 from slate.replay.partials import EstimatorSums, page_ids_of
 from slate.replay.policy import InvalidReplayInputError, as_action_distribution
 from slate.replay.reward_model import TakeRateCounts
@@ -77,6 +90,10 @@ class ReplaySpec:
     n_features : int, optional
     columns : tuple of str, optional
     chunk_rows : int
+    embeddings : ImageEmbeddings, optional
+        When given, the page diversity of the target and of the log is summed too.
+    diversity_layout, missing_embeddings
+        As for :func:`slate.replay.evaluate`.
     """
 
     policy: Any
@@ -88,6 +105,9 @@ class ReplaySpec:
     n_features: int | None = None
     columns: tuple[str, ...] | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    embeddings: ImageEmbeddings | None = None
+    diversity_layout: DiversityLayout = None
+    missing_embeddings: MissingEmbeddings = "raise"
 
     @property
     def names(self) -> list[str]:
@@ -104,7 +124,8 @@ class ReplaySpec:
 @dataclass(eq=False)
 class Partials:
     """Exact partial sums of every estimator over some files or chunks, and the counts of the
-    rows read, accepted, rejected (by file, row and reason) and undecided; :meth:`merge` adds.
+    rows read, accepted, rejected (by file, row and reason) and undecided, and the page
+    diversity sums of the target and of the log (with embeddings); :meth:`merge` adds.
     """
 
     sums: dict[str, EstimatorSums]
@@ -113,6 +134,8 @@ class Partials:
     n_undecided: int = 0
     rejected: dict[int, tuple[NDArray[np.int64], NDArray[np.int8]]] = field(default_factory=dict)
     ignored_columns: tuple[str, ...] = ()
+    diversity: DiversitySums | None = None
+    logged_diversity: DiversitySums | None = None
 
     def merge(self, other: Partials) -> Partials:
         """Sums and counts of both (the order of merging does not matter)."""
@@ -129,8 +152,13 @@ class Partials:
             rejected[f] = (rows, reasons)
         ignored = self.ignored_columns + tuple(
             c for c in other.ignored_columns if c not in self.ignored_columns)
+        def add(a: DiversitySums | None, b: DiversitySums | None) -> DiversitySums | None:
+            return b if a is None else a if b is None else a.merge(b)
+
         return Partials(sums, self.n_read + other.n_read, self.n_accepted + other.n_accepted,
-                        self.n_undecided + other.n_undecided, rejected, ignored)
+                        self.n_undecided + other.n_undecided, rejected, ignored,
+                        add(self.diversity, other.diversity),
+                        add(self.logged_diversity, other.logged_diversity))
 
 
 def _empty_sums(spec: ReplaySpec) -> dict[str, EstimatorSums]:
@@ -193,6 +221,13 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
         out.sums[key] = EstimatorSums.from_pages(
             est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()),
             spec.n_bootstrap, boot_key)
+    if spec.embeddings is not None:
+        pairs = diversity_pairs(data.log, spec.diversity_layout)
+        opts: dict[str, Any] = {"layout": spec.diversity_layout,
+                                "missing": spec.missing_embeddings, "pairs": pairs}
+        out.diversity = diversity_sums(data.log, data.target, spec.embeddings, **opts)
+        out.logged_diversity = diversity_sums(
+            data.log, logged_distribution(data.log), spec.embeddings, **opts)
     return out
 
 
@@ -250,6 +285,8 @@ def _prepare(
     source: PathLike | Iterable[PathLike], policy: Any, estimator: Any, n_bootstrap: int,
     seed: int | None, level: float, reward_model: Any, known_images: Iterable[str] | None,
     n_features: int | None, columns: Iterable[str] | None, chunk_rows: int,
+    image_embeddings: Any = None, diversity_layout: DiversityLayout = None,
+    missing_embeddings: MissingEmbeddings = "raise",
 ) -> tuple[list[Path], ReplaySpec]:
     _check_options(n_bootstrap, level)
     files = list_log_files(source)
@@ -280,7 +317,18 @@ def _prepare(
             str(x) for x in known_images),
         n_features=n_features, columns=None if columns is None else tuple(columns),
         chunk_rows=int(chunk_rows),
+        embeddings=None if image_embeddings is None else as_image_embeddings(image_embeddings),
+        diversity_layout=diversity_layout, missing_embeddings=missing_embeddings,
     )
+    if spec.embeddings is not None:
+        if missing_embeddings not in ("raise", "skip"):
+            raise InvalidReplayInputError(
+                "The 'missing_embeddings' option must be 'raise' or 'skip'; got "
+                f"{missing_embeddings!r} instead."
+            )
+        from slate.replay.metrics import _offsets
+
+        _offsets(diversity_layout, 1)  # a bad layout fails here, not in a worker
     return files, spec
 
 
@@ -305,8 +353,13 @@ def _report(
     first = next(iter(total.sums.values()))
     policy = spec.policy
     name = getattr(policy, "name", type(policy).__name__)
+    metrics: dict[str, float] = {}
+    if spec.embeddings is not None:
+        metrics = diversity_metrics_from(total.diversity or DiversitySums(),
+                                         total.logged_diversity or DiversitySums(),
+                                         spec.missing_embeddings)
     return ReplayReport(
-        estimates=estimates, per_title={}, metrics={}, policy=str(name),
+        estimates=estimates, per_title={}, metrics=metrics, policy=str(name),
         n_rows=first.n_rows, n_pages=first.n_pages, n_undecided=total.n_undecided,
         rejections=rejections,
         options={"n_bootstrap": spec.n_bootstrap, "seed": spec.seed, "level": level,
@@ -327,6 +380,9 @@ def evaluate_stream(
     n_features: int | None = None,
     columns: Iterable[str] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    image_embeddings: Any = None,
+    diversity_layout: DiversityLayout = None,
+    missing_embeddings: MissingEmbeddings = "raise",
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log in this process, one chunk of pages at a time.
 
@@ -346,6 +402,9 @@ def evaluate_stream(
         For ``dm``/``dr`` (a second pass over the log counts the take rates).
     known_images, n_features, columns, chunk_rows
         As for :func:`slate.logs.scan_impressions`.
+    image_embeddings, diversity_layout, missing_embeddings
+        As for :func:`slate.replay.evaluate`: the page ``diversity`` and ``logged_diversity``,
+        summed exactly per page (bit-identical to the in-memory values).
 
     Returns
     -------
@@ -363,7 +422,8 @@ def evaluate_stream(
     (0.5, 'poisson bootstrap')
     """
     files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
-                           known_images, n_features, columns, chunk_rows)
+                           known_images, n_features, columns, chunk_rows, image_embeddings,
+                           diversity_layout, missing_embeddings)
     if _needs_take_rate(spec):
         counts = None
         for i, f in enumerate(files):
@@ -394,6 +454,9 @@ def evaluate_dask(
     n_features: int | None = None,
     columns: Iterable[str] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    image_embeddings: Any = None,
+    diversity_layout: DiversityLayout = None,
+    missing_embeddings: MissingEmbeddings = "raise",
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log with dask: one task per file, partial sums merged.
 
@@ -415,7 +478,8 @@ def evaluate_dask(
     ReplayReport
     """
     files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
-                           known_images, n_features, columns, chunk_rows)
+                           known_images, n_features, columns, chunk_rows, image_embeddings,
+                           diversity_layout, missing_embeddings)
     import dask
     from distributed import Client, LocalCluster
 

@@ -21,13 +21,23 @@ from slate.replay.estimators import (
     get_estimator,
 )
 from slate.replay.metrics import (
+    DiversityLayout,
+    DiversitySums,
     MetricFunction,
+    MissingEmbeddings,
+    as_image_embeddings,
     churn_rate,
     churn_vs_previous,
+    diversity_pairs,
+    diversity_sums,
     image_coverage,
     logged_distribution,
 )
-from slate.replay.policy import InvalidReplayInputError, as_action_distribution
+from slate.replay.policy import (
+    ActionDistribution,
+    InvalidReplayInputError,
+    as_action_distribution,
+)
 from slate.replay.reward_model import resolve_reward_model
 
 __all__ = ["ReplayReport", "evaluate"]
@@ -47,8 +57,10 @@ class ReplayReport:
         ``churn_rate`` and ``image_coverage`` of the target, the same for the logged policy
         (``logged_churn_rate``, ``logged_image_coverage``), ``churn_vs_previous`` (against what
         each member actually saw last time: the log's ``previous_image_id``, else the member's
-        previous session in the log) and ``logged_churn_vs_previous``, and any extra metrics
-        (NaN where not computable).
+        previous session in the log) and ``logged_churn_vs_previous``; with image embeddings,
+        ``diversity`` and ``logged_diversity`` (and, with ``missing_embeddings="skip"``,
+        ``diversity_missing_images``, ``diversity_skipped_pairs`` and
+        ``logged_diversity_skipped_pairs``); and any extra metrics (NaN where not computable).
     policy : str
     n_rows, n_pages : int
         Accepted log rows and pages.
@@ -115,8 +127,9 @@ class ReplayReport:
                 f"{name:<14}{e.value:>9.4f}{e.se:>9.4f}{f'[{lo:.4f}, {hi:.4f}]':>22}"
                 f"{e.ess:>11.1f}{e.n_matched:>9}  {'weights!' if e.weights_exploded else ''}"
             )
+        width = max([24, *(len(k) + 1 for k in self.metrics)])
         for k, v in self.metrics.items():
-            lines.append(f"{k:<24}{v:.4f}")
+            lines.append(f"{k:<{width}}{v:.4f}")
         return "\n".join(lines)
 
 
@@ -133,6 +146,30 @@ def _as_log(
     )
 
 
+def diversity_metrics_from(
+    target: DiversitySums, logged: DiversitySums, missing: str
+) -> dict[str, float]:
+    """The report's diversity metrics from the target's and the log's sums."""
+    out = {"diversity": target.value, "logged_diversity": logged.value}
+    if missing == "skip":
+        out["diversity_missing_images"] = float(len(target.missing_images | logged.missing_images))
+        out["diversity_skipped_pairs"] = target.skipped_pairs
+        out["logged_diversity_skipped_pairs"] = logged.skipped_pairs
+    return out
+
+
+def _diversity_metrics(
+    log: ImpressionLog, target: ActionDistribution, embeddings: Any, layout: DiversityLayout,
+    missing: MissingEmbeddings,
+) -> dict[str, float]:
+    emb = as_image_embeddings(embeddings)
+    pairs = diversity_pairs(log, layout)
+    sums = diversity_sums(log, target, emb, layout=layout, missing=missing, pairs=pairs)
+    logged = diversity_sums(log, logged_distribution(log), emb, layout=layout, missing=missing,
+                            pairs=pairs)
+    return diversity_metrics_from(sums, logged, missing)
+
+
 def evaluate(
     log: ImpressionLog | pa.Table | str | os.PathLike[str],
     policy: Any,
@@ -146,6 +183,9 @@ def evaluate(
     metrics: bool = True,
     extra_metrics: Mapping[str, MetricFunction] | None = None,
     known_images: Iterable[str] | None = None,
+    image_embeddings: Any = None,
+    diversity_layout: DiversityLayout = None,
+    missing_embeddings: MissingEmbeddings = "raise",
 ) -> ReplayReport:
     """Estimate what ``policy`` would have achieved on the logged pages.
 
@@ -171,9 +211,20 @@ def evaluate(
     metrics : bool, default True
         Compute churn and image coverage (target and logged).
     extra_metrics : mapping of str to callable(log, target) -> float, optional
-        Further page metrics (the hook for page diversity).
+        Further page metrics.
     known_images : iterable of str, optional
         Image catalog passed to the reader.
+    image_embeddings : mapping, (ids, array) pair, pyarrow table or path, optional
+        Image vectors keyed by ``image_id`` (see :class:`~slate.replay.metrics.ImageEmbeddings`);
+        when given, the page ``diversity`` of the target and ``logged_diversity`` of the log
+        are computed (whatever ``metrics``; see :func:`~slate.replay.metrics.diversity_sums`).
+    diversity_layout : GridLayout, "row", "grid" or sequence of (d_row, d_col), optional
+        Which positions interact and how much; default the :class:`~slate.page.GridLayout`
+        weights of the simulator and the page optimizer (neighbours 1, farther in the row 0.1,
+        above/below 0.5). ``"row"``/``"grid"``: weight 1 per neighbouring pair.
+    missing_embeddings : "raise" or "skip", default "raise"
+        An image the diversity needs without an embedding raises an error naming it; "skip"
+        leaves its pairs out and reports how many.
 
     Returns
     -------
@@ -216,6 +267,9 @@ def evaluate(
         values["logged_image_coverage"] = image_coverage(data.log, logged)[0]
         values["churn_vs_previous"] = churn_vs_previous(data.log, data.target)
         values["logged_churn_vs_previous"] = churn_vs_previous(data.log, logged)
+    if image_embeddings is not None:
+        values.update(_diversity_metrics(data.log, data.target, image_embeddings,
+                                         diversity_layout, missing_embeddings))
     for name, fn in (extra_metrics or {}).items():
         values[name] = float(fn(data.log, data.target))
     return ReplayReport(

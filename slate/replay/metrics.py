@@ -1,31 +1,65 @@
-"""Page metrics beside the take fraction: churn and image coverage (diversity: a hook for later).
+"""Page metrics beside the take fraction: churn, image coverage and page diversity.
 
-A policy that wins on take fraction by reshuffling every image each session, or by showing the
-same image of a title to everyone, is not what the user wants; these metrics show it. They are
-properties of the target's *decisions* on the logged contexts, so they are computed exactly
-(in expectation over a stochastic target), not estimated from rewards.
+A policy that wins on take fraction by reshuffling every image each session, by showing the
+same image of a title to everyone, or by showing the same close-up in every position of a row,
+is not what the user wants; these metrics show it. They are properties of the target's
+*decisions* on the logged contexts, so they are computed exactly (in expectation over a
+stochastic target), not estimated from rewards.
+
+Page diversity
+--------------
+A page's *similarity* is the layout-weighted mean visual similarity of the images shown in
+interacting positions, ``sum_p w_p max(0, cos(e_i, e_j)) / sum_p w_p``; *diversity* is one minus
+its mean over pages (pages without interacting positions are left out). This is the definition
+of the simulator's ground truth (:class:`slate.sim.PolicyValue`, whose layout is a
+:class:`~slate.page.GridLayout`) and of :mod:`slate.tune`, so estimated and true values are
+comparable. For a stochastic target the titles of a page are taken to draw their images
+independently given the row probabilities, so a pair's expected similarity is
+``p_i^T S_ij p_j`` with ``S_ij[k, l] = max(0, cos(e[c_ik], e[c_jl]))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
+import numba
 import numpy as np
-from numpy.typing import NDArray
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import ArrayLike, NDArray
 
 from slate.logs.log import ImpressionLog
-from slate.replay.policy import ActionDistribution
+from slate.page.layout import GridLayout
+from slate.replay import _exact
+from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 
 __all__ = [
     "COVERAGE_SHARE",
+    "DEFAULT_DIVERSITY_LAYOUT",
+    "DiversitySums",
+    "ImageEmbeddings",
+    "InvalidEmbeddingsError",
     "PageMetric",
+    "as_image_embeddings",
     "churn_rate",
     "churn_vs_previous",
     "consecutive_pairs",
+    "diversity_pairs",
+    "diversity_sums",
     "image_coverage",
+    "layout_diversity",
     "logged_distribution",
+    "page_diversity",
+    "pair_similarity",
 ]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 COVERAGE_SHARE = 0.05
 """An image "covers" when it gets at least this share of its title's impressions (5%, as in
@@ -33,8 +67,8 @@ the Netflix post's figure of the images that each receive over 5% of impressions
 
 
 class PageMetric(Protocol):
-    """Hook for further page metrics (page diversity, which needs image embeddings, goes here):
-    ``metric(log, target) -> float``."""
+    """Hook for further page metrics: ``metric(log, target) -> float`` (see ``extra_metrics``
+    of :func:`slate.replay.evaluate`)."""
 
     def __call__(self, log: ImpressionLog, target: ActionDistribution) -> float: ...
 
@@ -168,3 +202,631 @@ def image_coverage(
     with np.errstate(invalid="ignore", divide="ignore"):
         per_title = np.where(n_images > 0, covered / np.where(n_images > 0, n_images, 1), np.nan)
     return float(np.nanmean(per_title)) if np.isfinite(per_title).any() else float("nan"), per_title
+
+
+# ====================================================================== page diversity
+_CHUNK = 200_000
+"""Pairs per chunk of the deterministic similarity (arrays of ``_CHUNK x dim``)."""
+_CHUNK_ELEMENTS = 2_000_000
+"""Elements per chunk of the stochastic expectation (``pairs x k x (k + 2 dim)``)."""
+
+
+def pair_similarity(
+    images_i: NDArray[np.integer], images_j: NDArray[np.integer], vectors: FloatArray
+) -> FloatArray:
+    """``max(0, <v[images_i], v[images_j]>)`` for unit ``vectors``, chunked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> pair_similarity(np.array([0, 0]), np.array([1, 2]), v).tolist()
+    [0.0, 0.0]
+    >>> pair_similarity(np.array([0]), np.array([0]), v).tolist()
+    [1.0]
+    """
+    out = np.empty(len(images_i))
+    for lo in range(0, len(images_i), _CHUNK):
+        hi = lo + _CHUNK
+        out[lo:hi] = np.einsum("pd,pd->p", vectors[images_i[lo:hi]], vectors[images_j[lo:hi]])
+    return np.maximum(out, 0.0)
+
+
+def _diversity_from_pairs(sim: FloatArray, w: FloatArray, page: IntArray, n_pages: int) -> float:
+    if len(sim) == 0:
+        return float("nan")
+    num = np.bincount(page, w * sim, minlength=n_pages)
+    den = np.bincount(page, w, minlength=n_pages)
+    has = den > 0
+    if not has.any():
+        return float("nan")
+    return float(1.0 - np.mean(num[has] / den[has]))
+
+
+def page_diversity(
+    images: NDArray[np.integer],
+    vectors: FloatArray,
+    pair_i: IntArray,
+    pair_j: IntArray,
+    pair_w: FloatArray,
+    pair_page: IntArray,
+    n_pages: int,
+) -> float:
+    """One minus the mean over pages of the layout-weighted similarity of the shown images.
+
+    The array-level form (used by :mod:`slate.tune`); :func:`layout_diversity` works on a log.
+
+    Parameters
+    ----------
+    images : ndarray (n_rows,), int
+        Image code shown on each row.
+    vectors : ndarray (n_image_codes, dim)
+        Unit embeddings.
+    pair_i, pair_j, pair_w, pair_page : ndarray (n_pairs,)
+        Interacting rows, their weight and their page index.
+    n_pages : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> i, j, w, pg = np.array([0, 2]), np.array([1, 3]), np.array([1.0, 1.0]), np.array([0, 1])
+    >>> page_diversity(np.array([0, 0, 0, 1]), v, i, j, w, pg, 2)  # page 0 same image, page 1 orthogonal
+    0.5
+    """
+    sim = pair_similarity(images[pair_i], images[pair_j], vectors)
+    return _diversity_from_pairs(sim, pair_w, pair_page, n_pages)
+
+
+# ---------------------------------------------------------------------- embeddings
+class InvalidEmbeddingsError(InvalidReplayInputError):
+    """Image embeddings are malformed (shape, non-finite or zero vectors, repeated ids) or lack
+    images the diversity needs; the message names the images."""
+
+
+def _examples(ids: Iterable[Any], n: int = 5) -> str:
+    shown = [repr(str(x)) for x in list(ids)[:n]]
+    return ", ".join(shown)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbeddings:
+    """Visual embeddings of images, keyed by ``image_id``; rows scaled to unit length.
+
+    Build it with :func:`as_image_embeddings` from a mapping ``{image_id: vector}``, an
+    ``(image_ids, array)`` pair, a pyarrow table or a file: Parquet with columns ``image_id``
+    (string) and ``embedding`` (list of floats; the format of :func:`slate.tune.data.write_embeddings`,
+    other columns ignored) or ``.npz`` with arrays ``image_id`` and ``embedding``.
+
+    Attributes
+    ----------
+    image_ids : tuple of str
+    vectors : ndarray (n_images, dim), float64, read-only
+        Unit rows (cosine similarity is their dot product).
+    source : str
+        Where the vectors came from, for messages.
+
+    Raises
+    ------
+    InvalidEmbeddingsError
+        Not one ``dim``-vector per id, repeated ids, NaN/infinite or all-zero vectors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = ImageEmbeddings(("a", "b"), np.array([[3.0, 4.0], [0.0, 2.0]]))
+    >>> emb.vectors.tolist(), emb.dim
+    ([[0.6, 0.8], [0.0, 1.0]], 2)
+    >>> vectors, has = emb.lookup(("b", "zz"))
+    >>> vectors.tolist(), has.tolist()
+    ([[0.0, 1.0], [0.0, 0.0]], [True, False])
+    """
+
+    image_ids: tuple[str, ...]
+    vectors: FloatArray
+    source: str = "<arrays>"
+    _ids: pa.Array = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = tuple(str(i) for i in self.image_ids)
+        try:
+            v = np.array(self.vectors, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({self.source}) must be numeric vectors of one length; "
+                f"got {err}."
+            ) from None
+        if v.ndim != 2 or v.shape[0] != len(ids) or v.shape[1] < 1:
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({self.source}) must be one vector per image id, an array "
+                f"of shape ({len(ids)}, dim) with dim >= 1; got shape {v.shape} instead."
+            )
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({self.source}) must have one vector per image id; got "
+                f"{len(dup)} repeated ids, e.g. {_examples(dup)}."
+            )
+        bad = ~np.isfinite(v).all(axis=1)
+        if bad.any():
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({self.source}) must be finite; got NaN or infinite "
+                f"values for {int(bad.sum())} images, e.g. {_examples(np.asarray(ids)[bad])}."
+            )
+        norms = np.linalg.norm(v, axis=1)
+        zero = norms == 0
+        if zero.any():
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({self.source}) must be non-zero vectors (cosine "
+                f"similarity is undefined otherwise); got zero vectors for {int(zero.sum())} "
+                f"images, e.g. {_examples(np.asarray(ids)[zero])}."
+            )
+        v /= norms[:, None]
+        v.flags.writeable = False
+        object.__setattr__(self, "image_ids", ids)
+        object.__setattr__(self, "vectors", v)
+        object.__setattr__(self, "_ids", pa.array(ids, type=pa.string()))
+
+    @property
+    def dim(self) -> int:
+        """Length of the vectors."""
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def lookup(self, image_ids: Sequence[str]) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Vectors of ``image_ids`` (zero rows for ids without one) and which ids have one."""
+        pos = pc.index_in(pa.array(list(image_ids), type=pa.string()), value_set=self._ids)
+        idx = np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.float64)
+        has = np.isfinite(idx)
+        out = np.zeros((len(idx), self.dim))
+        out[has] = self.vectors[idx[has].astype(np.int64)]
+        return out, has
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[Any, ArrayLike], source: str = "<mapping>") -> ImageEmbeddings:
+        """From ``{image_id: vector}``."""
+        ids = [str(k) for k in mapping]
+        rows = [np.asarray(v, dtype=np.float64) for v in mapping.values()]
+        shapes = {r.shape for r in rows}
+        if len(shapes) > 1 or any(len(s) != 1 for s in shapes):
+            lengths = sorted({r.size if r.ndim == 1 else -1 for r in rows})
+            odd = [i for i, r in zip(ids, rows, strict=True) if r.ndim != 1 or r.shape != rows[0].shape]
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' ({source}) vectors must be 1-D and all of one length; got "
+                f"lengths {lengths} (-1: not 1-D), e.g. {_examples(odd)} differ from "
+                f"{ids[0]!r} ({rows[0].shape})."
+            )
+        dim = rows[0].size if rows else 1
+        return cls(tuple(ids), np.stack(rows) if rows else np.zeros((0, dim)), source)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, source: str = "<table>") -> ImageEmbeddings:
+        """From a table with ``image_id`` and ``embedding`` (list of floats) columns."""
+        for name in ("image_id", "embedding"):
+            if name not in table.column_names:
+                raise InvalidEmbeddingsError(
+                    f"The 'image_embeddings' ({source}) must have a column '{name}'; got "
+                    f"{table.column_names}."
+                )
+        ids = table.column("image_id").to_pylist()
+        if any(i is None for i in ids):
+            raise InvalidEmbeddingsError(f"The 'image_id' column of {source} has nulls.")
+        column = table.column("embedding").combine_chunks()
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+                or pa.types.is_fixed_size_list(column.type)):
+            raise InvalidEmbeddingsError(
+                f"The 'embedding' column of {source} must be a list of floats; got {column.type}."
+            )
+        if column.null_count:
+            nulls = np.asarray(column.is_null().to_numpy(zero_copy_only=False))
+            raise InvalidEmbeddingsError(
+                f"The 'embedding' column of {source} has {column.null_count} nulls, e.g. for "
+                f"{_examples(np.asarray(ids, dtype=object)[nulls])}."
+            )
+        lengths = np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False))
+        if len(lengths) and (lengths != lengths[0]).any():
+            odd = np.asarray(ids, dtype=object)[lengths != lengths[0]]
+            raise InvalidEmbeddingsError(
+                f"The 'embedding' vectors of {source} must all have one length; got lengths "
+                f"{sorted(set(lengths.tolist()))[:5]}, e.g. {_examples(odd)} differ from "
+                f"{str(ids[0])!r} ({int(lengths[0])})."
+            )
+        dim = int(lengths[0]) if len(lengths) else 1
+        flat = pc.list_flatten(column).cast(pa.float64())
+        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
+        return cls(tuple(str(i) for i in ids), values.reshape(len(ids), dim), source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ImageEmbeddings:
+        """From a Parquet (``image_id``, ``embedding``) or ``.npz`` (``image_id``, ``embedding``)
+        file."""
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' file must exist; got '{p}' instead.")
+        if p.suffix.lower() == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                missing = [k for k in ("image_id", "embedding") if k not in data.files]
+                if missing:
+                    raise InvalidEmbeddingsError(
+                        f"The 'image_embeddings' file '{p}' must hold arrays 'image_id' and "
+                        f"'embedding'; got {sorted(data.files)}."
+                    )
+                return cls(tuple(str(x) for x in data["image_id"].tolist()), data["embedding"], str(p))
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(p)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InvalidEmbeddingsError(
+                f"The 'image_embeddings' file '{p}' must be Parquet or .npz; reading it failed "
+                f"({err})."
+            ) from None
+        return cls.from_table(table, str(p))
+
+
+def as_image_embeddings(obj: Any) -> ImageEmbeddings:
+    """An :class:`ImageEmbeddings` from a mapping, an ``(ids, array)`` pair, a pyarrow table or
+    a Parquet/``.npz`` path.
+
+    Examples
+    --------
+    >>> as_image_embeddings({"a": [1.0, 0.0], "b": [0.0, 2.0]}).vectors.tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    >>> as_image_embeddings((["a"], [[1.0, 2.0, 3.0]])).dim
+    3
+    """
+    if isinstance(obj, ImageEmbeddings):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return ImageEmbeddings.load(obj)
+    if isinstance(obj, pa.Table):
+        return ImageEmbeddings.from_table(obj)
+    if isinstance(obj, Mapping):
+        return ImageEmbeddings.from_mapping(obj)
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        ids, vectors = obj
+        return ImageEmbeddings(tuple(str(i) for i in np.asarray(ids, dtype=object).ravel()),
+                               vectors, "<(ids, array)>")
+    raise InvalidEmbeddingsError(
+        "The 'image_embeddings' must be a mapping {image_id: vector}, an (image_ids, array) "
+        f"pair, a pyarrow table or a Parquet/.npz path; got {type(obj).__name__} instead."
+    )
+
+
+# ---------------------------------------------------------------------- interacting pairs
+DEFAULT_DIVERSITY_LAYOUT = GridLayout(rows=1, cols=1)
+"""The default weights of :class:`~slate.page.GridLayout` (row neighbours 1, farther titles in
+a row 0.1, above/below 0.5): the simulator's and the page optimizer's defaults. Its ``rows``
+and ``cols`` are not used: positions come from the log's ``row`` and ``col``."""
+
+MissingEmbeddings = Literal["raise", "skip"]
+"""What to do with an image the diversity needs that has no embedding."""
+
+DiversityLayout = GridLayout | str | Sequence[tuple[int, int]] | None
+"""A :class:`~slate.page.GridLayout` (its weights), ``"row"`` / ``"grid"`` or explicit
+``(d_row, d_col)`` offsets (weight 1 per neighbouring pair, as the ``neighbourhood``
+estimator's ``neighbours``), or None for :data:`DEFAULT_DIVERSITY_LAYOUT`."""
+
+
+def _offsets(layout: DiversityLayout, max_col: int) -> list[tuple[int, int, float]]:
+    """``(d_row, d_col, weight)`` with each unordered pair once (``d_row > 0`` or ``d_col > 0``
+    in row 0), in a fixed order (a page's pairs are then in the same order in any chunk)."""
+    if layout is None:
+        layout = DEFAULT_DIVERSITY_LAYOUT
+    if isinstance(layout, GridLayout):
+        out = [(0, 1, layout.neighbour)]
+        out += [(0, d, layout.same_row * layout.same_row_decay ** (d - 2))
+                for d in range(2, max_col + 1)]
+        out.append((1, 0, layout.vertical))
+        return [o for o in out if o[2] > 0]
+    if isinstance(layout, str):
+        from slate.replay.estimators import NEIGHBOURHOODS
+
+        if layout not in NEIGHBOURHOODS:
+            raise InvalidReplayInputError(
+                f"The 'diversity_layout' must be a GridLayout, one of {sorted(NEIGHBOURHOODS)} or "
+                f"a sequence of (d_row, d_col); got {layout!r} instead."
+            )
+        layout = NEIGHBOURHOODS[layout]
+    try:
+        raw = [(int(a), int(b)) for a, b in layout]
+    except (TypeError, ValueError):
+        raise InvalidReplayInputError(
+            "The 'diversity_layout' must be a GridLayout, 'row', 'grid' or a sequence of "
+            f"(d_row, d_col); got {layout!r} instead."
+        ) from None
+    if any(o == (0, 0) for o in raw):
+        raise InvalidReplayInputError("The 'diversity_layout' offsets must not include (0, 0).")
+    canon = {(a, b) if (a > 0 or (a == 0 and b > 0)) else (-a, -b) for a, b in raw}
+    return [(a, b, 1.0) for a, b in sorted(canon)]
+
+
+def diversity_pairs(
+    log: ImpressionLog, layout: DiversityLayout = None
+) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
+    """Interacting row pairs of every page: ``(i, j, weight, page index)``.
+
+    Positions come from the log's ``row`` and ``col``; each unordered pair appears once. Pairs
+    are ordered by offset, then by row, so a page gives the same pairs in the same order in any
+    chunk of the log. Vectorised: one sort, one ``searchsorted`` per offset.
+
+    Examples
+    --------
+    >>> from slate.logs import read_impressions
+    >>> from slate.logs.parquet import example_table
+    >>> log, _ = read_impressions(example_table())   # two pages of two titles side by side
+    >>> [a.tolist() for a in diversity_pairs(log)]
+    [[0, 2], [1, 3], [1.0, 1.0], [0, 1]]
+    """
+    n = log.n_rows
+    empty = np.zeros(0, np.int64)
+    if n == 0:
+        return empty, empty, np.zeros(0), empty
+    row = log.row.astype(np.int64)
+    col = log.col.astype(np.int64)
+    R, C = int(row.max()) + 1, int(col.max()) + 1
+    offsets = _offsets(layout, C - 1)
+    page = log.page_index.astype(np.int64)
+    key = (page * R + row) * C + col
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    parts_i, parts_j, parts_w = [], [], []
+    for dr, dc, w in offsets:
+        r2, c2 = row + dr, col + dc
+        inside = np.flatnonzero((r2 >= 0) & (r2 < R) & (c2 >= 0) & (c2 < C))
+        target = key[inside] + dr * C + dc
+        pos = np.minimum(np.searchsorted(skey, target), n - 1)
+        found = skey[pos] == target
+        parts_i.append(inside[found])
+        parts_j.append(order[pos[found]])
+        parts_w.append(np.full(int(found.sum()), float(w)))
+    if not parts_i:
+        return empty, empty, np.zeros(0), empty
+    i = np.concatenate(parts_i).astype(np.int64)
+    j = np.concatenate(parts_j).astype(np.int64)
+    return i, j, np.concatenate(parts_w), page[i]
+
+
+# ---------------------------------------------------------------------- the metric
+@dataclass(eq=False)
+class DiversitySums:
+    """Mergeable, exact sums behind a page diversity: ``merge`` adds two of them.
+
+    Attributes
+    ----------
+    similarity : ndarray (N_BINS,), int64
+        Exact sum (see :mod:`slate.replay._exact`) over pages of each page's layout-weighted
+        similarity.
+    n_pages : int
+        Pages with at least one interacting pair (with embeddings).
+    n_pairs : int
+        Interacting pairs seen.
+    skipped : ndarray (N_BINS,), int64
+        Exact sum of the (expected) number of pairs left out because an image has no embedding
+        (``missing="skip"``).
+    missing_images : frozenset of str
+        Images the metric needed that have no embedding.
+    """
+
+    similarity: NDArray[np.int64] = field(default_factory=_exact.new)
+    n_pages: int = 0
+    n_pairs: int = 0
+    skipped: NDArray[np.int64] = field(default_factory=_exact.new)
+    missing_images: frozenset[str] = frozenset()
+
+    def merge(self, other: DiversitySums) -> DiversitySums:
+        """The sums over the pages of both (exact: the order of merging does not matter)."""
+        sim = self.similarity + other.similarity
+        skipped = self.skipped + other.skipped
+        _exact.normalize(sim)
+        _exact.normalize(skipped)
+        return DiversitySums(sim, self.n_pages + other.n_pages, self.n_pairs + other.n_pairs,
+                             skipped, self.missing_images | other.missing_images)
+
+    @property
+    def value(self) -> float:
+        """``1 -`` the mean page similarity (correctly rounded); NaN without pages."""
+        if self.n_pages == 0:
+            return float("nan")
+        mean = Fraction(_exact.to_int(self.similarity), self.n_pages << _exact.SCALE_BITS)
+        return float(1 - mean)
+
+    @property
+    def skipped_pairs(self) -> float:
+        """(Expected) number of pairs left out for want of an embedding."""
+        return float(Fraction(_exact.to_int(self.skipped), 1 << _exact.SCALE_BITS))
+
+
+def _missing_error(ids: Iterable[str], embeddings: ImageEmbeddings) -> InvalidEmbeddingsError:
+    ids = sorted(ids)
+    return InvalidEmbeddingsError(
+        f"The 'image_embeddings' ({embeddings.source}) have no vector for {len(ids)} images the "
+        f"page diversity needs, e.g. {_examples(ids, 10)}; add them, or pass "
+        f"missing_embeddings='skip' to leave their pairs out (counted in the report)."
+    )
+
+
+def _candidate_sets(cand: NDArray[np.int32]) -> IntArray:
+    """Index of each row's candidate set (rows with the same candidates in the same order share
+    one): one lexicographic sort of the rows."""
+    n = len(cand)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort(cand.T[::-1])
+    ranked = cand[order]
+    new = np.r_[True, (ranked[1:] != ranked[:-1]).any(axis=1)]
+    out = np.empty(n, np.int64)
+    out[order] = np.cumsum(new) - 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _quadratic_forms(
+    s: FloatArray, inv: IntArray, rows_i: IntArray, rows_j: IntArray, probs: FloatArray,
+    out: FloatArray, at: IntArray,
+) -> None:  # pragma: no cover - compiled
+    """``out[at[p]] = probs[rows_i[p]] @ s[inv[p]] @ probs[rows_j[p]]`` for every ``p``: the
+    gather of each pair's ``S`` fused with its quadratic form (no ``pairs x k x k`` temporary)."""
+    k = s.shape[1]
+    for p in range(len(inv)):
+        c = inv[p]
+        a = rows_i[p]
+        b = rows_j[p]
+        total = 0.0
+        for x in range(k):
+            px = probs[a, x]
+            if px != 0.0:
+                inner = 0.0
+                for y in range(k):
+                    inner += s[c, x, y] * probs[b, y]
+                total += px * inner
+        out[at[p]] = total
+
+
+def _expected_pair_similarity(
+    cand: NDArray[np.int32], probs: FloatArray, vectors: FloatArray, has: NDArray[np.bool_],
+    i: IntArray, j: IntArray,
+) -> tuple[FloatArray, FloatArray]:
+    """``E[s] = p_i^T S p_j`` (with zero similarity for images without an embedding) and the
+    probability that both drawn images have one, for every pair.
+
+    ``S`` depends on the two rows' candidate sets only: pairs are sorted by that couple, each
+    distinct ``S`` of a chunk is computed once (one batched matrix product), and a compiled loop
+    takes every pair's quadratic form. A pair's numbers depend on its own rows only, not on the
+    chunk it is in."""
+    k = cand.shape[1]
+    dim = vectors.shape[1]
+    n_img = len(vectors)
+    padded = np.vstack([vectors, np.zeros((1, dim))])  # padding (-1) reads a zero vector
+    real = np.where(cand >= 0, cand, n_img).astype(np.int64)
+    mass = (probs * np.r_[has, False][real]).sum(axis=1)
+    sets = _candidate_sets(cand)
+    key = sets[i] * (int(sets.max()) + 1) + sets[j]
+    order = np.argsort(key)
+    probs = np.ascontiguousarray(probs, dtype=np.float64)
+    e = np.empty(len(i))
+    step = max(1, _CHUNK_ELEMENTS // max(k * (k + 2 * dim), 1))
+    for lo in range(0, len(i), step):
+        at = order[lo : lo + step]
+        ranked = key[at]  # sorted: equal couples are consecutive
+        new = np.r_[True, ranked[1:] != ranked[:-1]]
+        first = at[np.flatnonzero(new)]
+        s = np.matmul(padded[real[i[first]]], padded[real[j[first]]].transpose(0, 2, 1))
+        np.maximum(s, 0.0, out=s)
+        _quadratic_forms(s, np.cumsum(new) - 1, i[at], j[at], probs, e, at)
+    return e, mass[i] * mass[j]
+
+
+def diversity_sums(
+    log: ImpressionLog,
+    target: ActionDistribution,
+    embeddings: Any,
+    *,
+    layout: DiversityLayout = None,
+    missing: MissingEmbeddings = "raise",
+    pairs: tuple[IntArray, IntArray, FloatArray, IntArray] | None = None,
+) -> DiversitySums:
+    """The page diversity of ``target``'s decisions on ``log``, as mergeable exact sums.
+
+    Parameters
+    ----------
+    log : ImpressionLog
+        Whole pages (a chunk of them, in the partitioned path).
+    target : ActionDistribution
+        Deterministic (exact) or stochastic (expected value, titles drawing independently given
+        their row probabilities). Rows it does not decide are left out of the pairs. A target
+        with neither ``choice`` nor ``probs`` gives empty sums (NaN diversity).
+    embeddings : ImageEmbeddings or anything :func:`as_image_embeddings` takes
+    layout : GridLayout, "row", "grid", sequence of (d_row, d_col) or None
+        Which positions interact and how much (see :data:`DiversityLayout`).
+    missing : "raise" or "skip", default "raise"
+        An image the metric needs (one the target may show on a row with a neighbour) without an
+        embedding raises :class:`InvalidEmbeddingsError` naming it; with ``"skip"`` the pairs
+        (or, for a stochastic target, the share of a pair's probability) involving it are left
+        out, counted in ``skipped`` and ``missing_images``.
+    pairs : tuple, optional
+        :func:`diversity_pairs` of ``log`` and ``layout``, when already computed.
+
+    Returns
+    -------
+    DiversitySums
+    """
+    if missing not in ("raise", "skip"):
+        raise InvalidReplayInputError(
+            f"The 'missing_embeddings' option must be 'raise' or 'skip'; got {missing!r} instead."
+        )
+    emb = as_image_embeddings(embeddings)
+    i, j, w, pg = diversity_pairs(log, layout) if pairs is None else pairs
+    if target.decided is not None and not target.decided.all():
+        keep = target.decided[i] & target.decided[j]
+        i, j, w, pg = i[keep], j[keep], w[keep], pg[keep]
+    out = DiversitySums(n_pairs=len(i))
+    if len(i) == 0:
+        return out
+    vectors, has = emb.lookup(log.image_ids)
+    cand = log.candidates
+    if target.choice is not None:
+        images = cand[np.arange(log.n_rows), target.choice].astype(np.int64)
+        a, b = images[i], images[j]
+        sim = pair_similarity(a, b, vectors)
+        both = (has[a] & has[b]).astype(np.float64)
+        needed = np.r_[a, b]
+    else:
+        probs = target.probabilities()
+        if probs is None:
+            return out
+        sim, both = _expected_pair_similarity(cand, probs, vectors, has, i, j)
+        paired = np.zeros(log.n_rows, bool)
+        paired[i] = paired[j] = True
+        support = (probs > 0) & (cand >= 0) & paired[:, None]
+        needed = cand[support & ~has[np.maximum(cand, 0)]].astype(np.int64)
+    lacking = np.unique(needed[~has[needed]])
+    if len(lacking):
+        names = frozenset(np.asarray(log.image_ids, dtype=object)[lacking].tolist())
+        if missing == "raise":
+            raise _missing_error(names, emb)
+        out.missing_images = names
+        if not _exact.accumulate(out.skipped, np.ascontiguousarray(1.0 - both)):
+            raise InvalidReplayInputError("The target's probabilities must be finite.")
+        den = np.bincount(pg, w * both, minlength=log.n_pages)
+    else:
+        den = np.bincount(pg, w, minlength=log.n_pages)
+    num = np.bincount(pg, w * sim, minlength=log.n_pages)
+    ok = den > 0
+    if not _exact.accumulate(out.similarity, np.ascontiguousarray(num[ok] / den[ok])):
+        raise InvalidReplayInputError("The target's probabilities must be finite.")
+    out.n_pages = int(ok.sum())
+    return out
+
+
+def layout_diversity(
+    log: ImpressionLog,
+    target: ActionDistribution,
+    embeddings: Any,
+    *,
+    layout: DiversityLayout = None,
+    missing: MissingEmbeddings = "raise",
+) -> float:
+    """Page diversity of ``target``'s decisions: ``1 -`` the mean over pages of the
+    layout-weighted similarity ``max(0, cos)`` of the images in interacting positions.
+
+    Exact for a deterministic target, the expected value for a stochastic one (see
+    :func:`diversity_sums` for the parameters). NaN when no page has interacting positions.
+
+    Examples
+    --------
+    >>> from slate.logs import read_impressions
+    >>> from slate.logs.parquet import example_table
+    >>> log, _ = read_impressions(example_table())
+    >>> log.image_ids
+    ('T1-a', 'T1-b', 'T2-a', 'T2-b')
+    >>> emb = {"T1-a": [1.0, 0.0], "T1-b": [0.0, 1.0], "T2-a": [1.0, 0.0], "T2-b": [1.0, 1.0]}
+    >>> # page 100 shows T1-a beside T2-b (cos 0.707), page 200 T1-b beside T2-a (cos 0)
+    >>> round(layout_diversity(log, logged_distribution(log), emb), 6)  # 1 - (0.707 + 0) / 2
+    0.646447
+    """
+    return diversity_sums(log, target, embeddings, layout=layout, missing=missing).value

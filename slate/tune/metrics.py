@@ -7,6 +7,9 @@ the simulator uses for its ground truth (:class:`slate.sim.PolicyValue`), so est
 diversity are comparable. Under an exploration rate ``eps`` every title shows a uniformly random
 candidate with probability ``eps``, independently; the expected similarity of a pair is then
 exact (:class:`ExplorationSimilarity`).
+
+:func:`pair_similarity` and :func:`page_diversity` live in :mod:`slate.replay.metrics` (replay
+computes the same diversity of a target on logged pages); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,75 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from slate.replay.metrics import _CHUNK, _diversity_from_pairs, page_diversity, pair_similarity
+
 __all__ = ["ExplorationSimilarity", "page_diversity", "pair_similarity"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-
-_CHUNK = 200_000
-
-
-def pair_similarity(images_i: NDArray[np.integer], images_j: NDArray[np.integer], vectors: FloatArray) -> FloatArray:
-    """``max(0, <v[images_i], v[images_j]>)`` for unit ``vectors``, chunked.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    >>> pair_similarity(np.array([0, 0]), np.array([1, 2]), v).tolist()
-    [0.0, 0.0]
-    >>> pair_similarity(np.array([0]), np.array([0]), v).tolist()
-    [1.0]
-    """
-    out = np.empty(len(images_i))
-    for lo in range(0, len(images_i), _CHUNK):
-        hi = lo + _CHUNK
-        out[lo:hi] = np.einsum("pd,pd->p", vectors[images_i[lo:hi]], vectors[images_j[lo:hi]])
-    return np.maximum(out, 0.0)
-
-
-def _diversity_from_pairs(sim: FloatArray, w: FloatArray, page: IntArray, n_pages: int) -> float:
-    if len(sim) == 0:
-        return float("nan")
-    num = np.bincount(page, w * sim, minlength=n_pages)
-    den = np.bincount(page, w, minlength=n_pages)
-    has = den > 0
-    if not has.any():
-        return float("nan")
-    return float(1.0 - np.mean(num[has] / den[has]))
-
-
-def page_diversity(
-    images: NDArray[np.integer],
-    vectors: FloatArray,
-    pair_i: IntArray,
-    pair_j: IntArray,
-    pair_w: FloatArray,
-    pair_page: IntArray,
-    n_pages: int,
-) -> float:
-    """One minus the mean over pages of the layout-weighted similarity of the shown images.
-
-    Parameters
-    ----------
-    images : ndarray (n_rows,), int
-        Image code shown on each row.
-    vectors : ndarray (n_image_codes, dim)
-        Unit embeddings.
-    pair_i, pair_j, pair_w, pair_page : ndarray (n_pairs,)
-        Interacting rows, their weight and their page index.
-    n_pages : int
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> v = np.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> i, j, w, pg = np.array([0, 2]), np.array([1, 3]), np.array([1.0, 1.0]), np.array([0, 1])
-    >>> page_diversity(np.array([0, 0, 0, 1]), v, i, j, w, pg, 2)  # page 0 same image, page 1 orthogonal
-    0.5
-    """
-    sim = pair_similarity(images[pair_i], images[pair_j], vectors)
-    return _diversity_from_pairs(sim, pair_w, pair_page, n_pages)
 
 
 class ExplorationSimilarity:
