@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import integrate
+from scipy import stats as sps
 
 from slate.logs import (
     InvalidLogError,
@@ -14,6 +18,7 @@ from slate.logs import (
     to_obp,
     write_impressions,
 )
+from slate.logs.obp import bernoulli_ts_distribution
 from slate.replay import UniformPolicy, evaluate
 
 
@@ -143,8 +148,8 @@ def test_open_bandit_files_are_preprocessed_as_obp_does(obd):
     assert np.allclose(f["pscore"], 1 / 3)
     # one-hot, sorted categories, first dropped: user_feature_0 -> (b, c), user_feature_1 -> (y)
     assert f["context"].tolist() == [[0, 0, 0], [0, 1, 1], [1, 0, 0], [1, 0, 0], [0, 0, 1]]
-    # label-encoded item columns, then item_feature_0
-    assert f["action_context"].tolist() == [[0, 1, 1, -0.5], [1, 0, 1, 0.25], [2, 1, 0, 1.5]]
+    # label-encoded item feature columns (not item_id, as obp 0.5), then item_feature_0
+    assert f["action_context"].tolist() == [[1, 1, -0.5], [0, 1, 0.25], [1, 0, 1.5]]
     assert str(f["timestamp"][0]) == "2019-11-24T00:00:01.500000"
     assert open_bandit_feedback(obd / "men.csv")["action"].tolist() == f["action"].tolist()
 
@@ -169,3 +174,113 @@ def test_bad_open_bandit_paths_raise(obd, tmp_path):
     bad.write_text(",timestamp,item_id,click\n0,2019-11-24 00:00:01+00:00,1,0\n")
     with pytest.raises(InvalidLogError, match=r"must have the column\(s\) \['position', 'propensity_score'\]"):
         open_bandit_feedback(bad)
+
+
+def test_open_bandit_items_never_logged_are_still_actions(obd):
+    # item 3 is in the campaign's item_context.csv but was never shown
+    with (obd / "item_context.csv").open("a") as fh:
+        fh.write("3,3,0.75,h1,g0\n")
+    f = open_bandit_feedback(obd)
+    assert f["n_actions"] == 4 and f["action_context"].shape == (4, 3)
+    assert f["action_ids"] == ("item-0", "item-1", "item-2", "item-3")
+    log, report = read_impressions(read_open_bandit_dataset(obd))
+    assert report.n_rejected == 0 and log.k_max == 4
+
+
+def test_explored_follows_the_policy_folder_not_the_whole_path(tmp_path, obd):
+    # a bts campaign stored under a folder that happens to be called "random"
+    bts = tmp_path / "random" / "cache" / "obd" / "bts" / "men"
+    bts.mkdir(parents=True)
+    for name in ("men.csv", "item_context.csv"):
+        (bts / name).write_text((obd / name).read_text())
+    assert not read_open_bandit_dataset(bts).column("explored").to_numpy().any()
+    assert not read_open_bandit_dataset(bts / "men.csv").column("explored").to_numpy().any()
+    assert read_open_bandit_dataset(obd / "men.csv").column("explored").to_numpy().all()
+    assert read_open_bandit_dataset(bts, explored=True).column("explored").to_numpy().all()
+
+
+# ---------------------------------------------------------------------------- Bernoulli TS policy
+def _exact_rank_probabilities(alpha, beta):
+    """P(item a at position 0) and P(item a at position 1), by numerical integration over the
+    value of theta_a (independent Beta draws)."""
+    dists = [sps.beta(a, b) for a, b in zip(alpha, beta, strict=True)]
+    n = len(dists)
+    out = np.zeros((n, 2))
+    for a in range(n):
+        others = [d for i, d in enumerate(dists) if i != a]
+        out[a, 0] = integrate.quad(
+            lambda x, a=a, others=others: dists[a].pdf(x) * np.prod([d.cdf(x) for d in others]),
+            0, 1, limit=200)[0]
+        for c in range(len(others)):  # exactly one other item above theta_a
+            rest = [d for i, d in enumerate(others) if i != c]
+            out[a, 1] += integrate.quad(
+                lambda x, a=a, above=others[c], rest=rest: dists[a].pdf(x) * above.sf(x)
+                * np.prod([d.cdf(x) for d in rest]), 0, 1, limit=200)[0]
+    return out
+
+
+def test_bernoulli_ts_matches_exact_rank_probabilities():
+    alpha, beta = [3.0, 5.0, 2.0, 8.0], [9.0, 10.0, 3.0, 30.0]
+    exact = _exact_rank_probabilities(alpha, beta)
+    n_sim = 200_000
+    dist = bernoulli_ts_distribution(alpha, beta, len_list=2, n_sim=n_sim, seed=3)
+    se = np.sqrt(exact * (1 - exact) / n_sim)
+    # a multinomial share is within 5 standard errors (+1e-9 for cells of probability ~0)
+    assert np.all(np.abs(dist - exact) <= 5 * se + 1e-9), np.abs(dist - exact) / se
+    assert np.allclose(exact.sum(axis=0), 1.0, atol=1e-6)  # the integration itself is sound
+
+
+def test_bernoulli_ts_is_seeded_and_does_not_depend_on_the_batch_size():
+    alpha, beta = np.arange(1.0, 11.0), np.arange(20.0, 10.0, -1.0)
+    a = bernoulli_ts_distribution(alpha, beta, n_sim=5000, seed=1)
+    assert np.array_equal(a, bernoulli_ts_distribution(alpha, beta, n_sim=5000, seed=1, batch_size=333))
+    assert not np.array_equal(a, bernoulli_ts_distribution(alpha, beta, n_sim=5000, seed=2))
+
+
+@given(n_actions=st.integers(1, 12), len_list=st.integers(1, 12), n_sim=st.integers(1, 300),
+       seed=st.integers(0, 2**32 - 1))
+def test_bernoulli_ts_shows_one_item_per_position_and_each_item_once(n_actions, len_list, n_sim, seed):
+    len_list = min(len_list, n_actions)
+    rng = np.random.default_rng(seed)
+    alpha, beta = rng.uniform(0.1, 50, n_actions), rng.uniform(0.1, 50, n_actions)
+    dist = bernoulli_ts_distribution(alpha, beta, len_list=len_list, n_sim=n_sim, seed=seed,
+                                     batch_size=64)
+    assert dist.shape == (n_actions, len_list)
+    assert np.allclose(dist.sum(axis=0), 1.0)
+    assert np.all(dist.sum(axis=1) <= 1.0 + 1e-12) and np.all(dist >= 0)
+    assert np.allclose(dist * n_sim, np.rint(dist * n_sim))  # shares of whole pages
+
+
+BAD_PRIORS = [
+    (dict(alpha=[1.0, 2.0], beta=[1.0]), r"'alpha' and 'beta' .* same length .* got shapes \(2,\) and \(1,\)"),
+    (dict(alpha=[], beta=[]), r"'alpha' and 'beta' .* same length"),
+    (dict(alpha=[1.0, 0.0], beta=[1.0, 1.0]), r"'alpha' .* must be positive and finite; got 1 other values, e.g. 0.0"),
+    (dict(alpha=[1.0, 1.0], beta=[np.nan, 1.0]), r"'beta' .* must be positive and finite; got 1 other values, e.g. nan"),
+    (dict(alpha=[1.0, 1.0], beta=[1.0, 1.0], len_list=3), r"'len_list' .* integer in \[1, 2\] \(n_actions\); got 3"),
+    (dict(alpha=[1.0, 1.0], beta=[1.0, 1.0], n_sim=0), r"'n_sim' .* integer >= 1; got 0"),
+    (dict(alpha=[1.0, 1.0], beta=[1.0, 1.0], n_sim=1.5), r"'n_sim' .* integer >= 1; got 1.5"),
+    (dict(alpha=[1.0, 1.0], beta=[1.0, 1.0], batch_size=-1), r"'batch_size' .* integer >= 1; got -1"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_PRIORS)
+def test_bad_bernoulli_ts_arguments_raise(kwargs, message):
+    kwargs = {"len_list": 1, **kwargs}
+    with pytest.raises(InvalidLogError, match=message):
+        bernoulli_ts_distribution(**kwargs)
+
+
+def test_open_bandit_rows_with_equal_timestamps_keep_their_file_order(obd):
+    csv = obd / "men.csv"
+    lines = csv.read_text().splitlines()
+    # rows 2 and 4 (items 1 and 0) get row 0's timestamp: file order 0, 2, 4 among the tie
+    stamp = lines[1].split(",")[1]
+    for i in (3, 5):
+        parts = lines[i].split(",")
+        parts[1] = stamp
+        lines[i] = ",".join(parts)
+    csv.write_text("\n".join(lines) + "\n")
+    f = open_bandit_feedback(obd)
+    # CSV rows sorted by time: 1 (00:00:01.5), then the tie 0, 2, 4 in file order, then 3
+    assert f["action"].tolist() == [0, 2, 1, 0, 2]
+    assert f["position"].tolist() == [2, 0, 1, 0, 2]

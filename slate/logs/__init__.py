@@ -6,7 +6,13 @@
 """
 
 from slate.logs.log import ImpressionLog, RejectionReport
-from slate.logs.obp import from_obp, open_bandit_feedback, read_open_bandit_dataset, to_obp
+from slate.logs.obp import (
+    bernoulli_ts_distribution,
+    from_obp,
+    open_bandit_feedback,
+    read_open_bandit_dataset,
+    to_obp,
+)
 from slate.logs.parquet import (
     DEFAULT_ROW_GROUP_SIZE,
     ImpressionWriter,
@@ -44,6 +50,7 @@ __all__ = [
     "InvalidLogError",
     "RejectionReason",
     "RejectionReport",
+    "bernoulli_ts_distribution",
     "from_obp",
     "impressions_schema",
     "impressions_table",

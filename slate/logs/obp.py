@@ -15,7 +15,12 @@ The Open Bandit Dataset's files (``<policy>/<campaign>/<campaign>.csv`` and
 ``item_context.csv``, as shipped with obp) are read the way obp's ``OpenBanditDataset`` reads
 them: rows sorted by time, positions ranked densely from 0, the context one-hot encoding the
 ``user_feature_*`` columns (categories sorted, the first dropped), the action context the
-label-encoded item columns followed by ``item_feature_0``. No pandas or obp is needed.
+label-encoded item feature columns but ``item_id`` followed by ``item_feature_0`` (obp 0.5;
+obp 0.4 also kept ``item_id`` as a feature). No pandas or obp is needed.
+
+The dataset's evaluation policy, Bernoulli Thompson sampling with ZOZOTOWN's production prior,
+is context-free: :func:`bernoulli_ts_distribution` estimates which item it puts at each position
+by Monte Carlo over its Beta prior, the distribution obp's OBD examples evaluate.
 
 References
 ----------
@@ -41,6 +46,7 @@ from slate.logs.parquet import InvalidLogError, impressions_table
 
 __all__ = [
     "OBP_KEYS",
+    "bernoulli_ts_distribution",
     "from_obp",
     "open_bandit_feedback",
     "read_open_bandit_dataset",
@@ -307,6 +313,13 @@ def open_bandit_feedback(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         The keys of :data:`OBP_KEYS` (``action_context`` None without ``item_context.csv``),
         plus ``timestamp`` (datetime64[us], UTC) and ``action_ids`` (``"item-<id>"``).
+        ``n_actions`` counts the items of ``item_context.csv`` (obp counts up to the largest
+        logged item; the same on the published files), else up to the largest logged item.
+
+    Raises
+    ------
+    InvalidLogError
+        No such file, a required column missing, or the CSV unreadable.
     """
     p = Path(path)
     csv = p / f"{p.name}.csv" if p.is_dir() else p
@@ -341,12 +354,15 @@ def open_bandit_feedback(path: str | os.PathLike[str]) -> dict[str, Any]:
                                               if c == "" or c.startswith("Unnamed")])
         categorical = []
         for name in item_table.column_names:
-            if name == "item_feature_0":
+            if name in ("item_id", "item_feature_0"):
                 continue
             values = item_table.column(name).to_numpy(zero_copy_only=False)
             categorical.append(np.unique(values, return_inverse=True)[1].astype(np.float64))
         numeric = item_table.column("item_feature_0").to_numpy().astype(np.float64)
         action_context = np.column_stack([*categorical, numeric])
+        # every item of the campaign is an action, logged or not (obp counts to the largest
+        # logged item only, the same on the published files)
+        n_actions = max(n_actions, item_table.num_rows)
     return {
         "n_rounds": table.num_rows,
         "n_actions": n_actions,
@@ -375,9 +391,111 @@ def read_open_bandit_dataset(
     path : str or path-like
         See :func:`open_bandit_feedback`.
     explored : bool, optional
-        Default: True for the uniformly random logging policy (a ``random`` folder), else False.
+        Default: True for the uniformly random logging policy (the campaign folder sits in a
+        folder named ``random``, as in ``obd/random/all``), else False.
     """
     feedback = open_bandit_feedback(path)
     if explored is None:
-        explored = "random" in Path(path).resolve().parts
+        p = Path(path).resolve()
+        campaign_folder = p if p.is_dir() else p.parent
+        explored = campaign_folder.parent.name == "random"
     return from_obp(feedback, timestamp=feedback["timestamp"], explored=explored)
+
+
+def bernoulli_ts_distribution(
+    alpha: ArrayLike,
+    beta: ArrayLike,
+    *,
+    len_list: int = 3,
+    n_sim: int = 100_000,
+    seed: int | None = 0,
+    batch_size: int = 10_000,
+) -> NDArray[np.float64]:
+    """Which item Bernoulli Thompson sampling puts at each position, by Monte Carlo.
+
+    Each simulated page draws ``theta[a] ~ Beta(alpha[a], beta[a])`` for every item, ranks the
+    items by ``theta`` (largest first) and shows the first ``len_list``; the result is the share
+    of the ``n_sim`` pages with item ``a`` at position ``p``. This is the (context-free)
+    evaluation policy of the Open Bandit Dataset (Saito et al. 2021), whose production prior per
+    campaign ships with obp as ``obp/policy/conf/prior_bts.yaml`` (``{campaign: {alpha: [...],
+    beta: [...]}}``).
+
+    Parameters
+    ----------
+    alpha, beta : array_like (n_actions,)
+        Positive Beta parameters of each item.
+    len_list : int, default 3
+        Positions per page (at most ``n_actions``).
+    n_sim : int, default 100000
+        Simulated pages. Each share has standard error at most ``0.5 / sqrt(n_sim)``.
+    seed : int, optional
+        Seeds the draws (same seed, same numbers).
+    batch_size : int, default 10000
+        Pages drawn at once (bounds memory to ``batch_size * n_actions`` floats); the result
+        does not depend on it.
+
+    Returns
+    -------
+    ndarray (n_actions, len_list)
+        Each column sums to 1 (a position shows one item), each row to at most 1 (an item is
+        shown once per page). obp's ``action_dist`` for ``n`` rounds is this array repeated:
+        ``np.broadcast_to(dist, (n, *dist.shape))``.
+
+    Raises
+    ------
+    InvalidLogError
+        ``alpha``/``beta`` not positive, finite and of the same length, ``len_list`` not in
+        ``[1, n_actions]``, or ``n_sim``/``batch_size`` not a positive integer.
+
+    References
+    ----------
+    Saito, Y., Aihara, S., Matsutani, M. & Narita, Y. (2021). Open Bandit Dataset and Pipeline:
+    towards realistic and reproducible off-policy evaluation. NeurIPS Datasets and Benchmarks.
+
+    Examples
+    --------
+    >>> dist = bernoulli_ts_distribution([90, 10], [10, 90], len_list=2, n_sim=1000, seed=0)
+    >>> dist.tolist()  # item 0 (mean 0.9) is first on every simulated page
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise InvalidLogError(
+            f"The 'alpha' and 'beta' of bernoulli_ts_distribution must be 1-d arrays of the same "
+            f"length (one per item); got shapes {a.shape} and {b.shape} instead."
+        )
+    for name, param in (("alpha", a), ("beta", b)):
+        if not (np.isfinite(param).all() and (param > 0).all()):
+            bad = param[~(np.isfinite(param) & (param > 0))]
+            raise InvalidLogError(
+                f"The '{name}' of bernoulli_ts_distribution must be positive and finite; got "
+                f"{len(bad)} other values, e.g. {float(bad[0])!r}."
+            )
+    n_actions = len(a)
+    for name, value, high in (("len_list", len_list, n_actions), ("n_sim", n_sim, None),
+                              ("batch_size", batch_size, None)):
+        if (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1
+                or (high is not None and value > high)):
+            bound = f"in [1, {high}] (n_actions)" if high is not None else ">= 1"
+            raise InvalidLogError(
+                f"The '{name}' parameter of bernoulli_ts_distribution must be an integer "
+                f"{bound}; got {value!r} instead."
+            )
+    L = int(len_list)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(n_actions * L, dtype=np.int64)
+    slot = np.arange(L)
+    done = 0
+    while done < n_sim:
+        size = min(int(batch_size), int(n_sim) - done)
+        theta = rng.beta(a, b, size=(size, n_actions))
+        if L < n_actions:
+            top = np.argpartition(-theta, L - 1, axis=1)[:, :L]
+        else:
+            top = np.broadcast_to(np.arange(n_actions), (size, n_actions))
+        order = np.argsort(-np.take_along_axis(theta, top, axis=1), axis=1, kind="stable")
+        ranked = np.take_along_axis(top, order, axis=1)  # (size, L): item at each position
+        counts += np.bincount((ranked * L + slot).ravel(), minlength=n_actions * L)
+        done += size
+    return counts.reshape(n_actions, L) / float(n_sim)
