@@ -7,7 +7,8 @@ per title, 16 context features, hive-partitioned by date into files of ``--file-
 A. SNIPS of a linear policy, one process: slate's streaming path on ``slate.impressions/2`` and
    ``/1``, slate's in-memory ``evaluate()``, and a plain pyarrow + numpy loop (no validation)
    on each layout. Rows/s per core = rows / CPU seconds of this (single-threaded) process.
-B. Every estimator on the streaming path (version 2), rows/s per core.
+B. Every estimator on the streaming path (version 2), rows/s per core; the cost of
+   ``per_title=True`` (SNIPS, without and with 100 bootstrap replicates).
 C. dask (a LocalCluster of single-threaded worker processes, profiler off, one task per file)
    with 1 and 2 workers: wall-clock rows/s, and whether the estimates are bit-identical to the
    single-process stream.
@@ -246,6 +247,17 @@ def main() -> None:
                               1, time.process_time)
             print(f"{'snips, 100 boot':<16}{secs:>8.2f}{n / secs / 1e6:>15.2f}  "
                   f"{rep.estimate.interval}")  # type: ignore[attr-defined]
+            print(f"   per title ({T} titles), cost vs the same call without per_title:")
+            for boot in (0, 100):
+                plain, _ = timed(lambda boot=boot: evaluate_stream(
+                    root / "v2", policy, "snips", n_bootstrap=boot), 1, time.process_time)
+                secs, rep = timed(lambda boot=boot: evaluate_stream(
+                    root / "v2", policy, "snips", n_bootstrap=boot, per_title=True), 1,
+                    time.process_time)
+                pt = rep.per_title["snips"]  # type: ignore[attr-defined]
+                label = f"snips, per-title{f', {boot} boot' if boot else ''}"
+                print(f"{label:<28}{secs:>8.2f}{n / secs / 1e6:>15.2f}  {secs / plain:.2f}x; "
+                      f"{len(pt.title_ids)} titles, median se {np.nanmedian(pt.se):.4f}")
 
         # ---------------------------------------------------------------- C: dask
         if not args.skip_dask:

@@ -25,11 +25,14 @@ __all__ = [
     "N_BINS",
     "SCALE_BITS",
     "accumulate",
+    "accumulate_ratio_terms",
     "accumulate_weighted",
     "counter_uniform",
     "new",
     "normalize",
     "poisson_bootstrap",
+    "poisson_bootstrap_grouped",
+    "ratios",
     "to_int",
 ]
 
@@ -127,6 +130,62 @@ def accumulate_weighted(
     return True
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_at(acc: NDArray[np.int64], r: np.int64, x: float) -> None:  # pragma: no cover
+    """``acc[r] += x`` for a 2-d array of accumulators (no view created)."""
+    if x != 0.0:
+        m, e = math.frexp(x)
+        mi = np.int64(m * _TWO53)
+        shift = np.int64(e + 1074)
+        b = shift >> 5
+        s = shift & 31
+        a = -mi if mi < 0 else mi
+        t0 = (a & _MASK32) << s
+        t1 = (a >> 32) << s
+        d0 = t0 & _MASK32
+        d1 = (t0 >> 32) + (t1 & _MASK32)
+        d2 = t1 >> 32
+        if mi < 0:
+            acc[r, b] -= d0
+            acc[r, b + 1] -= d1
+            acc[r, b + 2] -= d2
+        else:
+            acc[r, b] += d0
+            acc[r, b + 1] += d1
+            acc[r, b + 2] += d2
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_ratio_terms(
+    acc: NDArray[np.int64], group: NDArray[np.int64], u: NDArray[np.float64],
+    v: NDArray[np.float64], w: NDArray[np.float64],
+) -> bool:  # pragma: no cover - compiled
+    """By group, the terms of a ratio estimate: add ``u``, ``v``, ``u*u``, ``u*v``, ``v*v``,
+    ``w``, ``w*w`` of row ``i`` (products rounded to float64) to ``acc[group[i], 0..6]``
+    (``acc`` of shape ``(n_groups, 7, N_BINS)``); False (nothing added) when a term is not
+    finite."""
+    n = len(u)
+    for i in range(n):
+        if not (np.isfinite(u[i] * u[i]) and np.isfinite(v[i] * v[i])
+                and np.isfinite(u[i] * v[i]) and np.isfinite(w[i] * w[i])):
+            return False
+    flat = acc.reshape(-1, acc.shape[-1])
+    for i in range(n):
+        r = group[i] * 7
+        ui, vi, wi = u[i], v[i], w[i]
+        _add_at(flat, r, ui)
+        _add_at(flat, r + 1, vi)
+        _add_at(flat, r + 2, ui * ui)
+        _add_at(flat, r + 3, ui * vi)
+        _add_at(flat, r + 4, vi * vi)
+        _add_at(flat, r + 5, wi)
+        _add_at(flat, r + 6, wi * wi)
+        if (i & 0x7FFFFFF) == 0x7FFFFFF:
+            normalize(acc)
+    normalize(acc)
+    return True
+
+
 def to_int(acc: NDArray[np.int64]) -> int:
     """The exact sum held by an accumulator, in units of ``2**-SCALE_BITS``.
 
@@ -201,6 +260,99 @@ def poisson_bootstrap(
                 normalize(av)
     normalize(acc_u)
     normalize(acc_v)
+
+
+@numba.njit(cache=True, nogil=True)
+def poisson_bootstrap_grouped(
+    key: np.uint64, pages: NDArray[np.int64], cluster: NDArray[np.int64],
+    group: NDArray[np.int64], u: NDArray[np.float64], v: NDArray[np.float64],
+    acc: NDArray[np.int64], cdf: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    """The Poisson(1) bootstrap of :func:`poisson_bootstrap` by group: replicate ``b`` adds
+    ``c * u[i]`` and ``c * v[i]`` (exactly) to ``acc[b, group[i], 0]`` and ``acc[b, group[i],
+    1]`` for each row ``i``, ``c`` the count of its page ``pages[cluster[i]]`` (the same count
+    :func:`poisson_bootstrap` draws for that page, key and replicate). ``acc`` has shape
+    ``(n_bootstrap, n_groups, 2, N_BINS)``. Work: ``n_bootstrap x (pages + rows)``."""
+    n_boot = acc.shape[0]
+    P = len(pages)
+    n = len(u)
+    top = len(cdf) - 1
+    base = np.empty(P, dtype=np.uint64)
+    for p in range(P):
+        base[p] = _mix(key ^ np.uint64(pages[p]))
+    mu = np.empty(n, dtype=np.int64)
+    su = np.empty(n, dtype=np.int64)
+    mv = np.empty(n, dtype=np.int64)
+    sv = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        mu[i], su[i] = _split(u[i])
+        mv[i], sv[i] = _split(v[i])
+    counts = np.empty(P, dtype=np.int64)
+    for b in range(n_boot):  # one replicate at a time: its accumulators stay in cache
+        for p in range(P):
+            h = _mix(base[p] ^ np.uint64(b))
+            x = np.float64(h >> np.uint64(11)) * (1.0 / _TWO53)
+            c = 0
+            while c < top and x >= cdf[c]:
+                c += 1
+            counts[p] = c
+        ab = acc[b]
+        for i in range(n):
+            c = counts[cluster[i]]
+            if c:  # c * mantissa < 2**58: exact
+                g = group[i]
+                if mu[i] != 0:
+                    _add_scaled(ab[g, 0], c * mu[i], su[i])
+                if mv[i] != 0:
+                    _add_scaled(ab[g, 1], c * mv[i], sv[i])
+            if (i & 0x7FFFFFF) == 0x7FFFFFF:
+                normalize(ab)
+        normalize(ab)
+
+
+@numba.njit(cache=True, nogil=True)
+def _float_parts(acc: NDArray[np.int64]) -> tuple[float, float, np.int64]:  # pragma: no cover
+    """``sign * m * 2**(e - SCALE_BITS)`` ~ the sum in a normalized accumulator, with ``m`` the
+    top 96 bits as a float (rounded, deterministically: a normalized accumulator's digits are
+    unique for its sum)."""
+    d = acc.copy()
+    sign = 1.0
+    if d[-1] < 0:
+        for j in range(len(d)):
+            d[j] = -d[j]
+        normalize(d)
+        sign = -1.0
+    h = len(d) - 1
+    while h >= 0 and d[h] == 0:
+        h -= 1
+    if h < 0:
+        return 0.0, 0.0, np.int64(0)
+    lo = max(h - 2, 0)
+    m = 0.0
+    for j in range(h, lo - 1, -1):
+        m = m * 4294967296.0 + np.float64(d[j])
+    return sign, m, np.int64(32 * lo)
+
+
+@numba.njit(cache=True, nogil=True)
+def ratios(
+    num: NDArray[np.int64], den: NDArray[np.int64]
+) -> NDArray[np.float64]:  # pragma: no cover - compiled
+    """``num[r] / den[r]`` for normalized accumulators of shape ``(R, N_BINS)``, to about 1e-16
+    relative and NaN where ``den[r]`` is 0: the same integers give the same floats."""
+    R = num.shape[0]
+    out = np.empty(R, dtype=np.float64)
+    for r in range(R):
+        sv, mv, ev = _float_parts(den[r])
+        if mv == 0.0:
+            out[r] = np.nan
+            continue
+        su, mu, eu = _float_parts(num[r])
+        if mu == 0.0:
+            out[r] = 0.0
+        else:
+            out[r] = math.ldexp((su * mu) / (sv * mv), int(eu - ev))
+    return out
 
 
 POISSON1_CDF: NDArray[np.float64] = _POISSON1_CDF

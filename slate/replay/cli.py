@@ -5,6 +5,7 @@
     slate replay LOG [--policy CONFIG | --table DECISIONS.parquet] [--estimator NAME ...]
                      [--bootstrap N] [--seed S] [--output OUT.json]
                      [--engine memory|stream|dask] [--workers N] [--address ADDR] [--level L]
+                     [--per-title]
                      [--embeddings FILE [--diversity-layout grid-weights|row|grid]
                       [--missing-embeddings raise|skip]]
 
@@ -26,7 +27,10 @@ Relative paths are relative to the config file. ``--table D.parquet`` is short f
 ``{"kind": "table", "table": "D.parquet"}``; with neither, the uniform policy is evaluated.
 ``--engine memory`` (default) reads the log into memory (:func:`slate.replay.evaluate`);
 ``stream`` streams it in chunks of whole pages, ``dask`` runs one task per file on a dask
-cluster (:mod:`slate.replay.distributed`; Poisson bootstrap, no per-title estimates).
+cluster (:mod:`slate.replay.distributed`; Poisson bootstrap). ``--per-title`` adds per-title
+estimates to the JSON (``per_title``) with every engine: the same values and standard errors;
+the stream and dask engines' per-title intervals are Poisson bootstrap ones with ``--bootstrap
+N > 0`` (the memory engine's are normal).
 
 ``--embeddings FILE`` (Parquet with ``image_id`` and ``embedding`` columns, or ``.npz`` with
 ``image_id`` and ``embedding`` arrays) adds the page ``diversity`` of the target and the
@@ -195,11 +199,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                           level=args.level, per_title=args.per_title, **diversity)
     elif args.engine == "stream":
         report = evaluate_stream(log, policy, estimators, n_bootstrap=args.bootstrap,
-                                 seed=args.seed, level=args.level, **diversity)
+                                 seed=args.seed, level=args.level, per_title=args.per_title,
+                                 **diversity)
     else:
         report = evaluate_dask(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
                                level=args.level, n_workers=args.workers, address=args.address,
-                               **diversity)
+                               per_title=args.per_title, **diversity)
     print(report)
     if report.rejections.n_rejected:
         print(report.rejections)
@@ -241,7 +246,8 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--level", type=float, default=0.95, help="interval level")
     p.add_argument("--output", "-o", default="replay.json", help="JSON file to write (default replay.json)")
-    p.add_argument("--per-title", action="store_true", help="also per-title estimates (memory engine)")
+    p.add_argument("--per-title", action="store_true",
+                   help="also per-title estimates in the JSON (every engine)")
     p.add_argument("--engine", choices=["memory", "stream", "dask"], default="memory",
                    help="memory (default), stream (chunks of pages, bounded memory) or dask")
     p.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
