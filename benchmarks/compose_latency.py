@@ -6,8 +6,15 @@ scoring (a linear model over image embeddings, vectorised), stability rules (chu
 dwell, hysteresis, locks), the page solver (``fast`` by default) within its budget, sticky
 epsilon exploration with exact propensities, and Parquet decision logging (fsync'd batches).
 
-Prints, per page size: p50 / p99 / p99.9 latency, pages/s on one core, the share of time in each
-stage, and what the pages did (explored titles, changed images per returning title, statuses).
+Prints, per page size: p50 / p99 / p99.9 latency (wall clock and the request thread's CPU time),
+pages/s on one core, per stage the mean / p50 / p99 / p99.9 time and share, the garbage
+collections that ran during the timed pages, and what the pages did (explored titles, changed
+images per returning title, statuses).
+
+Requests are built before the timed loop (so building them is not timed); they stay in memory, a
+heap of a few million objects that Python's full (generation-2) collections must traverse, as a
+server's long-lived objects would. ``--gc-freeze`` calls ``gc.freeze()`` after the warm-up, as a
+server would after start-up, so those collections skip the warm-up's objects.
 
 ``--faults N`` instead serves N requests with injected faults (solver errors, solver overruns,
 invalid solver pages, store read/write errors, NaN scores) and checks every response is a valid
@@ -29,6 +36,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
@@ -140,8 +148,26 @@ def pin_one_core() -> str:
         return "not pinned"
 
 
+class GcWatch:
+    """Count and time garbage collections (``gc.callbacks``) per generation."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.times: list[list[float]] = [[], [], []]
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.times[info["generation"]].append((time.perf_counter() - self.started) * 1e3)
+
+    def summary(self) -> dict[str, Any]:
+        return {f"gen{g}": {"n": len(t), "mean_ms": float(np.mean(t)) if t else 0.0,
+                            "max_ms": float(np.max(t)) if t else 0.0} for g, t in enumerate(self.times)}
+
+
 def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: str, time_ms: float,
-                sticky_days: float, seed: int) -> dict[str, Any]:
+                sticky_days: float, seed: int, gc_freeze: bool = False) -> dict[str, Any]:
     n_titles, n_images = size
     world = World(n_titles, n_images, n_catalog=4 * n_titles * 10, n_members=n_members, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,8 +185,13 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
         composer.stats_ = type(composer.stats_)()
         latency = np.empty(n_pages)
         cpu = np.empty(n_pages)
-        stage = dict.fromkeys(STAGES, 0.0)
+        stage = {name: np.zeros(n_pages) for name in STAGES}
         returning = changed = 0
+        if gc_freeze:
+            gc.collect()
+            gc.freeze()
+        watch = GcWatch()
+        gc.callbacks.append(watch)
         started = time.perf_counter()
         cpu_started = time.process_time()
         for i, request in enumerate(requests):
@@ -170,16 +201,20 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
             latency[i] = time.perf_counter() - t
             cpu[i] = time.thread_time() - c
             for name in STAGES:
-                stage[name] += decision.timings_ms.get(name, 0.0)
+                stage[name][i] = decision.timings_ms.get(name, 0.0)
             has_prev = np.array([p is not None for p in decision.previous_image_ids])
             returning += int(has_prev.sum())
             changed += int(decision.changed[has_prev].sum())
         logger.close()  # the last batches' writes count too
         wall = time.perf_counter() - started
         process_cpu = time.process_time() - cpu_started
+        gc.callbacks.remove(watch)
+        if gc_freeze:
+            gc.unfreeze()
         files = len(logger.files_)
+        checkpoints = getattr(store, "checkpoints_", None)
         store.close()
-    total_stage = sum(stage.values())
+    total_stage = sum(float(v.sum()) for v in stage.values())
     snap = composer.stats_.snapshot()
     return {
         "size": f"{n_titles}x{n_images}",
@@ -192,8 +227,14 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
         "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
         "pages_per_s": n_pages / wall,
         "pages_per_cpu_s": n_pages / process_cpu,
-        "stage_share": {k: v / total_stage for k, v in stage.items()},
-        "stage_mean_ms": {k: v / n_pages for k, v in stage.items()},
+        "stage_share": {k: float(v.sum()) / total_stage for k, v in stage.items()},
+        "stage_mean_ms": {k: float(v.mean()) for k, v in stage.items()},
+        "stage_p50_ms": {k: float(np.percentile(v, 50)) for k, v in stage.items()},
+        "stage_p99_ms": {k: float(np.percentile(v, 99)) for k, v in stage.items()},
+        "stage_p999_ms": {k: float(np.percentile(v, 99.9)) for k, v in stage.items()},
+        "gc": watch.summary(),
+        "gc_freeze": gc_freeze,
+        "store_checkpoints": checkpoints,
         "explored_per_page": snap["explored"] / n_pages,
         "changed_per_returning_title": changed / max(returning, 1),
         "statuses": snap["statuses"],
@@ -348,6 +389,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the warm-up, as a server would after start-up")
     args = parser.parse_args()
     pinned = "not pinned" if args.no_pin else pin_one_core()
     print(f"# compose() benchmark — {platform.processor() or platform.machine()}, {pinned}, "
@@ -370,10 +413,11 @@ def main() -> None:
             pages = args.pages or (20_000 if n <= 40 else 5_000)
             time_ms = args.time_ms or (1.0 if n <= 40 else 8.0)
             r = latency_run((n, k), pages, n_members=args.members, solver=args.solver, time_ms=time_ms,
-                            sticky_days=args.sticky_days, seed=args.seed)
+                            sticky_days=args.sticky_days, seed=args.seed, gc_freeze=args.gc_freeze)
             results[r["size"]] = r
             print(f"\n## {r['size']}: {pages} pages, solver {args.solver} ({time_ms:g} ms budget), SQLite store, "
-                  f"sticky epsilon 0.05 (<= 2 titles), Parquet logging")
+                  f"sticky epsilon 0.05 (<= 2 titles), Parquet logging"
+                  f"{', gc.freeze() after warm-up' if args.gc_freeze else ''}")
             print(f"{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'mean ms':>9}{'cpu p50':>9}{'cpu p99':>9}"
                   f"{'pages/s':>9}{'pages/cpu-s':>13}")
             print(f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['mean_ms']:>9.2f}"
@@ -382,12 +426,18 @@ def main() -> None:
             print("(latency: wall clock of one compose(); cpu: that call's thread CPU time, which other load on "
                   "the machine does not inflate; pages/cpu-s: pages per second of process CPU, logging thread "
                   "included)")
-            print(f"{'stage':<10}{'mean ms':>9}{'share':>8}")
+            print(f"{'stage':<10}{'mean ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'share':>8}")
             for name in STAGES:
-                print(f"{name:<10}{r['stage_mean_ms'][name]:>9.3f}{r['stage_share'][name]:>8.1%}")
+                print(f"{name:<10}{r['stage_mean_ms'][name]:>9.3f}{r['stage_p50_ms'][name]:>8.3f}"
+                      f"{r['stage_p99_ms'][name]:>8.3f}{r['stage_p999_ms'][name]:>10.3f}"
+                      f"{r['stage_share'][name]:>8.1%}")
+            print("gc during the timed pages: " + "; ".join(
+                f"{g} {v['n']} x {v['mean_ms']:.2f} ms (max {v['max_ms']:.1f})" for g, v in r["gc"].items())
+                + f"; store checkpoints {r['store_checkpoints']}")
             print(f"explored titles/page {r['explored_per_page']:.2f}; changed images per returning title "
                   f"{r['changed_per_returning_title']:.3f}; statuses {r['statuses']}; "
                   f"solver {r['solver_statuses']}; faults {r['faults']}; {r['log_files']} log files")
+    print(f"\n# load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -208,3 +208,104 @@ def test_assignment_id_round_trip():
         p.assignment_from_ids({k: v for k, v in ids.items() if k != "T000"})
     with pytest.raises(InvalidProblemError, match="not a candidate of title 'T001'"):
         p.assignment_from_ids({**ids, "T001": "nope"})
+
+
+# ---------------------------------------------------------------------- from_padded
+def padded_args(p: PageProblem, **overrides):
+    """``from_padded`` arguments reproducing ``p`` (arrays copied: the caller's stay writeable)."""
+    args = {
+        "title_ids": p.title_ids, "image_ids": p.image_ids, "scores": p.scores.copy(),
+        "candidates": p.candidates.copy(), "pairs": p.pairs.copy(), "pair_weights": p.pair_weights.copy(),
+        "similarity": p.similarity.copy(), "previous": p.previous.copy(), "locked": p.locked.copy(),
+        "max_changes": p.max_changes, "diversity": p.diversity, "churn": p.churn, "rows": p.rows,
+        "cols": p.cols, "name": p.name,
+    }
+    args.update(overrides)
+    return args
+
+
+def assert_same_problem(a: PageProblem, b: PageProblem) -> None:
+    import dataclasses
+
+    for f in dataclasses.fields(PageProblem):
+        if f.name.startswith("_") or f.name == "embeddings":
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y), f.name
+            assert not x.flags.writeable, f.name
+        else:
+            assert x == y, f.name
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    layout=st.sampled_from(["local", "chain", "dense"]),
+    n=st.integers(1, 12),
+    k=st.integers(1, 5),
+)
+def test_from_padded_equals_from_arrays(seed, layout, n, k):
+    """The fast constructor gives the problem from_arrays gives for the same pairs and similarity,
+    including the masking of padding: garbage outside candidates becomes 0."""
+    p = random_problem(n, k, layout, seed=seed, variable_images=True)
+    rng = np.random.default_rng(seed)
+    noisy_scores = np.where(p.candidates, p.scores, np.nan)
+    noisy_sim = p.similarity + rng.uniform(0, 1, p.similarity.shape) * (p.similarity == 0)
+    reference = PageProblem.from_arrays(
+        noisy_scores, similarity=noisy_sim, pairs=p.pairs, pair_weights=p.pair_weights,
+        candidates=p.candidates, previous=p.previous, locked=p.locked, max_changes=p.max_changes,
+        diversity=p.diversity, churn=p.churn, title_ids=p.title_ids, image_ids=p.image_ids,
+        rows=p.rows, cols=p.cols, name=p.name,
+    )
+    args = padded_args(p, scores=noisy_scores.copy(), similarity=noisy_sim.copy())
+    fast = PageProblem.from_padded(**args)
+    assert_same_problem(fast, reference)
+    assert np.array_equal(args["similarity"], noisy_sim)  # the caller's array is not modified
+    assert args["similarity"].flags.writeable
+
+
+P0 = random_problem(6, 3, "local", seed=3, variable_images=True)
+SIM_NAN = P0.similarity.copy()
+SIM_NAN[0, 0, 0] = np.nan
+SIM_NEG = P0.similarity.copy()
+SIM_NEG[-1, 0, 0] = -0.5
+PREV_NOT_CAND = P0.previous.copy()
+PREV_NOT_CAND[int(np.flatnonzero(~P0.candidates.all(axis=1))[0])] = P0.n_images - 1
+
+BAD_PADDED = [
+    ({"scores": np.zeros((0, 3))}, r"'scores'.*non-empty 2-D.*shape \(0, 3\)"),
+    ({"candidates": np.ones((6, 2), bool)}, r"'candidates'.*shape of scores \(6, 3\).*\(6, 2\)"),
+    ({"candidates": np.zeros((6, 3), bool)}, r"'candidates'.*at least one image.*'T000'"),
+    ({"title_ids": ("a", "b")}, r"'title_ids'.*6 entries.*got 2"),
+    ({"title_ids": ("a", "b", "c", "a", "d", "e")}, r"'title_ids'.*unique.*'a' twice"),
+    ({"image_ids": P0.image_ids[:5]}, r"'image_ids'.*6 entries.*got 5"),
+    ({"image_ids": (P0.image_ids[0], P0.image_ids[1][:1], *P0.image_ids[2:])},
+     r"'image_ids'.*one id per candidate of title 'T001' \(3\).*got 1"),
+    ({"image_ids": ((P0.image_ids[1][0],) * len(P0.image_ids[0]), *P0.image_ids[1:])}, r"'image_ids'.*unique"),
+    ({"scores": np.where(P0.candidates, np.inf, 0.0)}, r"'scores'.*finite.*inf.*'T000'"),
+    ({"pairs": P0.pairs[::-1]}, r"'pairs'.*sorted unique pairs"),
+    ({"pairs": P0.pairs[:, ::-1]}, r"'pairs'.*sorted unique pairs"),
+    ({"pairs": np.vstack([P0.pairs[:-1], [[0, 9]]])}, r"'pairs'.*0 <= a < b < 6"),
+    ({"pairs": P0.pairs.astype(float)}, r"'pairs'.*integer array of shape \(n_pairs, 2\)"),
+    ({"pair_weights": P0.pair_weights[:-1]}, r"'pair_weights'.*one weight per pair"),
+    ({"pair_weights": -P0.pair_weights}, r"'pairs.weight'.*finite and >= 0"),
+    ({"similarity": P0.similarity[:-1]}, r"'similarity'.*shape"),
+    ({"similarity": SIM_NAN}, r"'similarity'.*finite and >= 0"),
+    ({"similarity": SIM_NEG}, r"'similarity'.*finite and >= 0"),
+    ({"previous": np.full(6, -2)}, r"'previous'.*-1 \(none\).*-2"),
+    ({"previous": np.full(6, 3)}, r"'previous'.*name a candidate.*index 3"),
+    ({"previous": PREV_NOT_CAND}, r"'previous'.*name a candidate"),
+    ({"previous": np.zeros(6)}, r"'previous'.*integer array"),
+    ({"locked": np.ones(6, bool), "previous": np.full(6, -1)}, r"'locked'.*'T000' locked with none"),
+    ({"locked": np.ones(5, bool)}, r"'locked'.*shape \(6,\)"),
+    ({"max_changes": -1}, r"'max_changes'.*>= 0"),
+    ({"churn": np.nan}, r"'weights.churn'.*finite"),
+    ({"rows": np.zeros(5, int)}, r"'rows/cols'.*\(6,\)"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_PADDED)
+def test_from_padded_rejects_bad_inputs(overrides, message):
+    assert PageProblem.from_padded(**padded_args(P0)).n_titles == 6  # the base arguments are valid
+    with pytest.raises(InvalidProblemError, match=message):
+        PageProblem.from_padded(**padded_args(P0, **overrides))

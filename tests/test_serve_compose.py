@@ -336,7 +336,7 @@ def test_missing_embeddings_are_reported_not_hidden():
 
 @pytest.mark.parametrize("layout", ["grid", "chain", "dense"])
 def test_built_problem_equals_the_validated_constructor(layout):
-    """compose() builds its PageProblem without re-validating; it must equal from_arrays'."""
+    """compose() builds its PageProblem with the vectorised from_padded; it must equal from_arrays'."""
     request = make_request(n_titles=10, n_images=4, ragged=True, seed=2, locked=(3,))
     page = _Page.of(request)
     scores = TableScorer().score_page(request)

@@ -225,3 +225,36 @@ def test_background_writer_writes_every_page_and_reports_failures(tmp_path, monk
     with pytest.raises(OSError, match="EIO"):
         failing.append(decisions[2])
     assert failing.failed_flushes_ == 1 and len(failing) == 3  # nothing lost
+
+
+def test_pages_are_encoded_on_append_and_not_kept(tmp_path):
+    """append() encodes the page's rows at once: the buffer holds no PageDecision (so Python's
+    garbage collector has nothing of it to traverse), and ids of any script round-trip exactly."""
+    import gc
+    import weakref
+
+    decision = run_pages(None, 1)[0]
+    titles = tuple(f"Ti\u0308tel-{i}-\u6620\u753b" if i % 2 else f"T{i}" for i in range(decision.n_titles))
+    previous = tuple(None if i % 3 == 0 else f"\u00e9-{i}" for i in range(decision.n_titles))
+    odd = dataclasses.replace(decision, title_ids=titles, previous_image_ids=previous)
+    ref = weakref.ref(odd)
+    logger = DecisionLogger(tmp_path, batch_pages=10)
+    logger.append(odd, rewards=[1, 0] * (odd.n_titles // 2))
+    del odd
+    gc.collect()
+    assert ref() is None and len(logger) == 1
+    logger.close()
+    table = pq.read_table(tmp_path)
+    assert table.column("title_id").to_pylist() == list(titles)
+    assert table.column("previous_image_id").to_pylist() == list(previous)
+    assert table.column("reward").to_pylist() == [1, 0] * (decision.n_titles // 2)
+    assert [tuple(c) for c in table.column("candidate_ids").to_pylist()] == list(decision.candidate_ids)
+
+
+@pytest.mark.parametrize("rewards", [[1, 0], np.ones((6, 2)), ["a"] * 6])
+def test_rewards_of_the_wrong_shape_are_refused(tmp_path, rewards):
+    decision = run_pages(None, 1)[0]
+    logger = DecisionLogger(tmp_path)
+    with pytest.raises(InvalidProblemError, match="'rewards' of a logged page must be 6 numbers"):
+        logger.append(decision, rewards=rewards)
+    assert len(logger) == 0

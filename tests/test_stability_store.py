@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 from hypothesis import given
@@ -135,7 +136,12 @@ def test_sqlite_is_one_wal_file_and_checks_its_version(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"timeout_ms": -1}, "'timeout_ms' parameter of SQLiteStore"), ({"timeout_ms": "x"}, "timeout_ms")],
+    [
+        ({"timeout_ms": -1}, "'timeout_ms' parameter of SQLiteStore"),
+        ({"timeout_ms": "x"}, "timeout_ms"),
+        ({"checkpoint": "never"}, "'checkpoint' parameter of SQLiteStore must be 'background' or 'inline'"),
+        ({"checkpoint_every": 0}, "'checkpoint_every' parameter of SQLiteStore must be an integer >= 1"),
+    ],
 )
 def test_sqlite_bad_parameters(tmp_path, kwargs, message):
     with pytest.raises(InvalidProblemError, match=message):
@@ -252,8 +258,6 @@ def test_sqlite_killed_during_writes_keeps_a_whole_page(tmp_path):
         text=True,
     )
     try:
-        import time
-
         deadline = time.monotonic() + 30
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -265,3 +269,49 @@ def test_sqlite_killed_during_writes_keeps_a_whole_page(tmp_path):
         page = store.get(1, [f"T{t}" for t in range(20)])
     assert len(page) in (0, 20)
     assert len({s.image_id for s in page.values()}) <= 1
+
+
+def test_background_checkpoints_keep_the_wal_small_and_page_writes_free_of_them(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path, checkpoint_every=10)
+    conn = store._connection()
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # page writes never checkpoint
+    titles = [f"T{t}" for t in range(40)]
+    for member in range(400):
+        store.put(member, {t: state(f"{member}-{t}") for t in titles})
+    # 40 wake-ups of the checkpointer (wake-ups while it works coalesce into one checkpoint)
+    assert store.checkpoints_ >= 3 and store.checkpoint_errors_ == 0
+    thread = store._checkpointer
+    assert thread is not None and thread.is_alive() and thread is not threading.current_thread()
+    if sys.platform.startswith("linux"):  # the checkpointer yields the CPU to request threads
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) > os.getpriority(os.PRIO_PROCESS, 0)
+    store._wake.set()  # one more checkpoint: every commit ends up copied into the database file
+    deadline = time.monotonic() + 20
+    while store._checkpointed < store._commits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store._checkpointed == store._commits == 400
+    import sqlite3
+
+    busy, frames, copied = sqlite3.connect(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == copied  # nothing left in the WAL that the database lacks
+    assert store.get(399, titles)["T39"].image_id == "399-T39" and len(store) == 400 * 40
+    store.close()
+    assert not thread.is_alive()
+    with SQLiteStore(path, checkpoint="inline") as inline:
+        assert inline._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert inline.get(0, titles)["T0"].image_id == "0-T0"
+        inline.put(1, {"T0": state("x")})
+        assert inline.checkpoints_ == 0 and inline._checkpointer is None
+
+
+def test_a_stalled_checkpointer_is_replaced_by_the_writer(tmp_path, monkeypatch):
+    """If the background checkpointer never runs, a page write checkpoints after 20 x checkpoint_every."""
+    path = tmp_path / "state.db"
+    monkeypatch.setattr(SQLiteStore, "_start_checkpointer", lambda self: None)
+    store = SQLiteStore(path, checkpoint_every=2)
+    for member in range(39):
+        store.put(member, {"T": state()})
+    assert store.checkpoints_ == 0
+    store.put(39, {"T": state()})  # the 40th commit: 20 x 2 behind
+    assert store.checkpoints_ == 1 and store._commits - store._checkpointed == 0
+    store.close()

@@ -41,6 +41,13 @@ def _readonly(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
+def _readonly_view(array: NDArray[Any]) -> NDArray[Any]:
+    """A read-only C-contiguous view (the caller's array is left writeable)."""
+    view = np.ascontiguousarray(array).view()
+    view.flags.writeable = False
+    return view
+
+
 def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates: BoolArray) -> FloatArray:
     """``max(0, cosine)`` between every image of title ``a`` and every image of title ``b``.
 
@@ -431,6 +438,227 @@ class PageProblem:
         )
         problem._check_feasibility()
         return problem
+
+    @classmethod
+    def from_padded(
+        cls,
+        *,
+        title_ids: Sequence[str],
+        image_ids: Sequence[Sequence[str]],
+        scores: ArrayLike,
+        candidates: ArrayLike,
+        pairs: ArrayLike,
+        pair_weights: ArrayLike,
+        similarity: ArrayLike,
+        previous: ArrayLike | None = None,
+        locked: ArrayLike | None = None,
+        max_changes: int | None = None,
+        diversity: float = 0.0,
+        churn: float = 0.0,
+        rows: ArrayLike | None = None,
+        cols: ArrayLike | None = None,
+        name: str = "",
+    ) -> PageProblem:
+        """Build a page problem from arrays already in its internal layout, with vectorised checks.
+
+        The constructor for callers that build a problem per request (e.g.
+        :func:`slate.serve.compose`): no layout, embeddings or quotas to derive, every check a
+        few array operations. It gives the same problem as :meth:`from_arrays` with ``pairs``,
+        ``pair_weights`` and ``similarity`` (entries outside ``candidates`` are set to 0 in
+        ``scores`` and ``similarity``), but expects what :meth:`from_arrays` would canonicalise:
+        pairs ``(a, b)`` with ``a < b``, sorted and unique. Arrays that need no change are not
+        copied: the problem holds read-only views of them, so the caller must not modify them
+        afterwards.
+
+        Parameters
+        ----------
+        title_ids : sequence of str, length n_titles
+            Unique.
+        image_ids : sequence of sequences of str
+            One id per candidate of each title, in padded-column order; unique across the page.
+        scores : array_like (n_titles, n_images)
+            Finite on candidates (other entries are ignored and may be NaN).
+        candidates : array_like (n_titles, n_images) of bool
+            At least one per title.
+        pairs : array_like (n_pairs, 2) of int
+            ``0 <= a < b < n_titles``, in lexicographic order, each pair once.
+        pair_weights : array_like (n_pairs,)
+            Finite, ``>= 0``.
+        similarity : array_like (n_pairs, n_images, n_images)
+            Finite, ``>= 0`` on candidate pairs.
+        previous : array_like (n_titles,) of int, optional
+            A candidate column, or ``-1`` for none (default: all ``-1``).
+        locked : array_like (n_titles,) of bool, optional
+            Only titles with a previous image.
+        max_changes : int, optional
+        diversity, churn : float
+            Finite, ``>= 0``.
+        rows, cols : array_like (n_titles,) of int, optional
+            Grid positions (default: row-major in rows of 8).
+        name : str
+
+        Raises
+        ------
+        InvalidProblemError
+            A field is malformed; the message names it and what was received.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = PageProblem.from_padded(
+        ...     title_ids=["A", "B"], image_ids=[["A-1", "A-2"], ["B-1"]],
+        ...     scores=np.array([[0.1, 0.3], [0.2, np.nan]]),
+        ...     candidates=np.array([[True, True], [True, False]]),
+        ...     pairs=np.array([[0, 1]]), pair_weights=np.array([1.0]),
+        ...     similarity=np.full((1, 2, 2), 0.5), previous=np.array([0, 0]), churn=0.01)
+        >>> p.scores.tolist(), p.similarity[0].tolist()
+        ([[0.1, 0.3], [0.2, 0.0]], [[0.5, 0.0], [0.5, 0.0]])
+        >>> PageProblem.from_padded(
+        ...     title_ids=["A"], image_ids=[["A-1"]], scores=[[0.1]], candidates=[[True]],
+        ...     pairs=np.zeros((0, 2), int), pair_weights=[], similarity=np.zeros((0, 1, 1)),
+        ...     previous=[3])
+        Traceback (most recent call last):
+        ...
+        slate.errors.InvalidProblemError: The 'previous' field of the page problem must name a candidate image of its title; got index 3 for title 'A' instead.
+        """
+        raw = np.asarray(scores, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[0] == 0 or raw.shape[1] == 0:
+            raise _fail("scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw.shape}")
+        n_titles, n_images = raw.shape
+        cand = np.asarray(candidates)
+        if cand.shape != raw.shape:
+            raise _fail("candidates", f"have the shape of scores {raw.shape}", f"shape {cand.shape}")
+        cand = cand.astype(bool, copy=False)
+        t_ids = tuple(title_ids)
+        if len(t_ids) != n_titles:
+            raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
+        n_cand = cand.sum(axis=1)
+        if not n_cand.all():
+            t = int(np.flatnonzero(n_cand == 0)[0])
+            raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[t]}'")
+        if len(set(t_ids)) != n_titles:
+            raise _fail("title_ids", "be unique", f"'{_first_duplicate(t_ids)}' twice")
+        i_ids = tuple(tuple(ids) for ids in image_ids)
+        if len(i_ids) != n_titles:
+            raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
+        counts = np.fromiter(map(len, i_ids), dtype=np.int64, count=n_titles)
+        if (counts != n_cand).any():
+            t = int(np.flatnonzero(counts != n_cand)[0])
+            raise _fail(
+                "image_ids", f"list one id per candidate of title '{t_ids[t]}' ({int(n_cand[t])})", f"{counts[t]}"
+            )
+        all_images = [i for ids in i_ids for i in ids]
+        if len(set(all_images)) != len(all_images):
+            raise _fail("image_ids", "be unique across the page", f"'{_first_duplicate(all_images)}' twice")
+        bad = cand & ~np.isfinite(raw)
+        if bad.any():
+            t, k = map(int, np.argwhere(bad)[0])
+            raise _fail(
+                "scores", "be finite for every candidate image", f"{raw[t, k]} for title '{t_ids[t]}' image index {k}"
+            )
+        score_arr = np.where(cand, raw, 0.0)
+
+        pair_arr = np.asarray(pairs)
+        if pair_arr.ndim != 2 or pair_arr.shape[1] != 2 or not (
+            np.issubdtype(pair_arr.dtype, np.integer) or pair_arr.size == 0
+        ):
+            raise _fail("pairs", "be an integer array of shape (n_pairs, 2)", f"{pair_arr.dtype} of shape {pair_arr.shape}")
+        pair_arr = pair_arr.astype(np.int64, copy=False)
+        n_pairs = len(pair_arr)
+        w = np.asarray(pair_weights, dtype=np.float64).reshape(-1)
+        if w.shape != (n_pairs,):
+            raise _fail("pair_weights", f"have one weight per pair ({n_pairs})", f"shape {w.shape}")
+        if n_pairs:
+            a, b = pair_arr[:, 0], pair_arr[:, 1]
+            key = a * n_titles + b
+            if (a < 0).any() or (b >= n_titles).any() or (a >= b).any() or (np.diff(key) <= 0).any():
+                raise _fail(
+                    "pairs",
+                    f"hold sorted unique pairs (a, b) with 0 <= a < b < {n_titles}",
+                    "an unsorted, repeated, reversed or out-of-range pair",
+                )
+            low, high = float(w.min()), float(w.max())
+            if not (low >= 0 and high < np.inf):
+                bad_w = w[~np.isfinite(w) | (w < 0)][0]
+                raise _fail("pairs.weight", "be finite and >= 0", repr(float(bad_w)))
+        sim = np.asarray(similarity, dtype=np.float64)
+        if sim.shape != (n_pairs, n_images, n_images):
+            raise _fail(
+                "similarity",
+                f"have shape (n_pairs, n_images, n_images) = ({n_pairs}, {n_images}, {n_images})",
+                f"shape {sim.shape}",
+            )
+        partial = n_cand < n_images
+        touched = np.flatnonzero(partial[pair_arr[:, 0]] | partial[pair_arr[:, 1]]) if n_pairs else pair_arr[:0, 0]
+        mask = None
+        if len(touched):
+            a, b = pair_arr[touched, 0], pair_arr[touched, 1]
+            mask = cand[a][:, :, None] & cand[b][:, None, :]
+        if sim.size and not (sim.min() >= 0 and sim.max() < np.inf):  # garbage is allowed on padding only
+            valid = np.ones(sim.shape, dtype=bool)
+            if mask is not None:
+                valid[touched] = mask
+            if not np.isfinite(sim[valid]).all() or (sim[valid] < 0).any():
+                raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
+        if mask is not None:  # zero the similarity of padding (and of removed images)
+            sim = sim.copy()
+            sim[touched] = np.where(mask, sim[touched], 0.0)
+
+        prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
+        if prev.shape != (n_titles,) or not np.issubdtype(prev.dtype, np.integer):
+            raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
+        prev = prev.astype(np.int64, copy=False)
+        if (prev < -1).any():
+            t = int(np.flatnonzero(prev < -1)[0])
+            raise _fail("previous", "be -1 (none) or a candidate index", f"{prev[t]} for title '{t_ids[t]}'")
+        has = np.flatnonzero(prev >= 0)
+        ok = prev[has] < n_images
+        ok[ok] = cand[has[ok], prev[has[ok]]]
+        if not ok.all():
+            t = int(has[~ok][0])
+            raise _fail("previous", "name a candidate image of its title", f"index {prev[t]} for title '{t_ids[t]}'")
+        lock = np.zeros(n_titles, bool) if locked is None else np.asarray(locked)
+        if lock.shape != (n_titles,):
+            raise _fail("locked", f"have shape ({n_titles},)", f"shape {lock.shape}")
+        lock = lock.astype(bool, copy=False)
+        orphan = np.flatnonzero(lock & (prev < 0))
+        if len(orphan):
+            raise _fail("locked", "lock only titles with a previous image", f"title '{t_ids[orphan[0]]}' locked with none")
+        if max_changes is not None:
+            if isinstance(max_changes, bool) or not isinstance(max_changes, (int, np.integer)) or max_changes < 0:
+                raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
+            max_changes = int(max_changes)
+        for wname, wval in (("diversity", diversity), ("churn", churn)):
+            if not isinstance(wval, (int, float, np.floating, np.integer)) or not np.isfinite(wval) or wval < 0:
+                raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
+        if rows is None or cols is None:
+            r, c = grid_positions(n_titles, 8)
+        else:
+            r = np.asarray(rows, dtype=np.int64)
+            c = np.asarray(cols, dtype=np.int64)
+            if r.shape != (n_titles,) or c.shape != (n_titles,):
+                raise _fail("rows/cols", f"have shape ({n_titles},)", f"{r.shape} and {c.shape}")
+        return cls(
+            title_ids=t_ids,
+            image_ids=i_ids,
+            scores=_readonly_view(score_arr),
+            candidates=_readonly_view(cand),
+            pairs=_readonly_view(pair_arr),
+            pair_weights=_readonly_view(w),
+            similarity=_readonly_view(sim),
+            previous=_readonly_view(prev),
+            locked=_readonly_view(lock),
+            max_changes=max_changes,
+            diversity=float(diversity),
+            churn=float(churn),
+            tag_names=(),
+            image_tags=_readonly(np.zeros((0, n_titles, n_images), dtype=bool)),
+            tag_max=_readonly(np.zeros(0, dtype=np.int64)),
+            rows=_readonly_view(r),
+            cols=_readonly_view(c),
+            embeddings=None,
+            name=name,
+        )
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -244,40 +244,30 @@ def _build_problem(
     max_changes: int | None,
     name: str,
 ) -> PageProblem:
-    """The page problem, built from arrays that are already valid (no re-validation)."""
+    """The page problem, through :meth:`PageProblem.from_padded` (vectorised validation)."""
     cand = plan.solver_candidates
-    n_titles, n_images = cand.shape
-    masked = np.flatnonzero((cand != page.candidates).any(axis=1))
     image_ids = page.image_ids
+    masked = np.flatnonzero((cand != page.candidates).any(axis=1))
     if len(masked):
         ids = list(image_ids)
         for t in masked.tolist():
             ids[t] = tuple(compress(ids[t], cand[t].tolist()))
         image_ids = tuple(ids)
-        touched = np.flatnonzero(np.isin(pairs[:, 0], masked) | np.isin(pairs[:, 1], masked))
-        if len(touched):
-            sim = sim.copy()  # the caller keeps the unmasked similarity (explored images use it)
-            a, b = pairs[touched, 0], pairs[touched, 1]
-            sim[touched] *= cand[a][:, :, None] & cand[b][:, None, :]
-    return PageProblem(
+    return PageProblem.from_padded(
         title_ids=page.title_ids,
         image_ids=image_ids,
-        scores=_ro(np.where(cand, scores, 0.0)),
+        scores=scores,
         candidates=cand,
         pairs=pairs,
         pair_weights=weights,
-        similarity=_ro(sim),
+        similarity=sim,  # not modified: masked images are zeroed in a copy
         previous=plan.previous,
         locked=plan.held,
         max_changes=max_changes,
-        diversity=float(diversity),
-        churn=float(churn),
-        tag_names=(),
-        image_tags=_ro(np.zeros((0, n_titles, n_images), dtype=bool)),
-        tag_max=_ro(np.zeros(0, dtype=np.int64)),
+        diversity=diversity,
+        churn=churn,
         rows=page.rows,
         cols=page.cols,
-        embeddings=None,
         name=name,
     )
 
