@@ -11,7 +11,10 @@ title, every item a candidate), BTS's distribution over (item, position) by
 ``slate.logs.obp.bernoulli_ts_distribution`` (Monte Carlo over the prior in ``prior_bts.yaml``),
 each row's target the distribution at its position, and ``slate.replay.evaluate`` with replay
 (rejection sampling), IPS, SNIPS, DM and DR, the last two with slate's default cross-fitted
-take-rate model. Relative error = |estimate - on-policy value| / on-policy value.
+take-rate model, refitted in every bootstrap replicate (rows ``dm``, ``dr``) and held fixed
+(rows ``dm fixed``, ``dr fixed``: intervals without the model's estimation error). Relative
+error = |estimate - on-policy value| / on-policy value; "covers" says whether the 95% interval
+holds the on-policy value.
 
 When obp is importable, obp's own pipeline runs in the same process on the same files: its
 ``OpenBanditDataset``, ``BernoulliTS(is_zozotown_prior=True).compute_batch_action_dist``, a
@@ -68,7 +71,12 @@ def slate_side(root: Path, prior: Path, campaign: str, args: argparse.Namespace)
     probs = at_position(np.broadcast_to(dist, (log.n_rows, *dist.shape)), feedback["position"])
     report = evaluate(log, {"probs": probs, "name": "bts"}, list(SLATE_ESTIMATORS),
                       n_bootstrap=args.n_bootstrap, seed=args.seed, metrics=False)
-    return {"dist": dist, "estimates": report.estimates, "clicks": int(log.reward.sum()),
+    # the same DM and DR with the take-rate model held fixed (intervals without its error)
+    held = evaluate(log, {"probs": probs, "name": "bts"}, ["dm", "dr"], n_bootstrap=args.n_bootstrap,
+                    seed=args.seed, metrics=False, refit_reward_model=False)
+    estimates = dict(report.estimates)
+    estimates.update({f"{k} fixed": v for k, v in held.estimates.items()})
+    return {"dist": dist, "estimates": estimates, "clicks": int(log.reward.sum()),
             "n": log.n_rows}
 
 
@@ -148,12 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         if theirs is not None:
             head += f"{'obp estimate':>14}{'obp rel. error':>16}"
         print(head)
-        for name in SLATE_ESTIMATORS:
+        for name in (*SLATE_ESTIMATORS, "dm fixed", "dr fixed"):
             e = ours["estimates"][name]
             lo, hi = e.interval
             row = (f"{name:<10}{e.value:>10.6f}{f'[{lo:.5f}, {hi:.5f}]':>20}"
                    f"{'yes' if lo <= truth <= hi else 'no':>8}{abs(e.value - truth) / truth:>12.3f}")
             pub = PUBLISHED.get(name) if campaign == "all" else None
+            if name.endswith("fixed"):
+                print(row)
+                continue
             row += f"{pub:>15.3f}" if pub is not None else f"{'-':>15}"
             if theirs is not None:
                 if name in theirs["values"]:

@@ -41,7 +41,7 @@ from slate.replay.policy import (
     TargetPolicy,
     UniformPolicy,
 )
-from slate.replay.reward_model import TakeRateCounts, take_rate_model
+from slate.replay.reward_model import TakeRateCounts, TakeRateFit, fit_reward_model, take_rate_model
 from slate.replay.sequential import (
     BanditLearner,
     SequentialReplayResult,
@@ -75,6 +75,7 @@ __all__ = [
     "SequentialTarget",
     "StickyPolicy",
     "TakeRateCounts",
+    "TakeRateFit",
     "TargetPolicy",
     "UniformPolicy",
     "UnknownEstimatorError",
@@ -85,6 +86,7 @@ __all__ = [
     "evaluate",
     "evaluate_dask",
     "evaluate_stream",
+    "fit_reward_model",
     "get_estimator",
     "image_coverage",
     "layout_diversity",

@@ -33,12 +33,20 @@ from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 from scipy import stats as sps
 
 from slate.errors import SlateError
 from slate.logs.log import ImpressionLog
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
-from slate.replay.stats import bootstrap_ratio, interval_from, ratio_se, weight_diagnostics
+from slate.replay.reward_model import TakeRateFit
+from slate.replay.stats import (
+    _BOOTSTRAP_CELLS,
+    bootstrap_ratio,
+    interval_from,
+    ratio_se,
+    weight_diagnostics,
+)
 
 __all__ = [
     "Contributions",
@@ -48,6 +56,7 @@ __all__ = [
     "Estimator",
     "InverseProbabilityWeighting",
     "LayoutNeighbourhood",
+    "LinearModelTerms",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -81,19 +90,42 @@ class ReplayData:
     target : ActionDistribution
     reward_model : ndarray (n, k_max) or None
         Predicted reward of every candidate on every row.
+    model_fit : TakeRateFit or None
+        The fitted take-rate model behind ``reward_model`` when it can be refitted: DM's and
+        DR's standard errors and intervals then include the model's estimation error.
+    fit_rows : ndarray (n,) or None
+        Row of ``model_fit.log`` of every row (the model is fitted on every row of the log,
+        decided by the target or not).
     """
 
     log: ImpressionLog
     target: ActionDistribution
     reward_model: NDArray[np.float64] | None = None
+    model_fit: TakeRateFit | None = None
+    fit_rows: NDArray[np.int64] | None = None
 
     @classmethod
     def build(
         cls, log: ImpressionLog, target: ActionDistribution,
-        reward_model: NDArray[np.float64] | None = None,
+        reward_model: NDArray[np.float64] | TakeRateFit | None = None,
     ) -> ReplayData:
-        """Check that the target describes the log; drop rows without a decision."""
+        """Check that the target describes the log; drop rows without a decision.
+
+        ``reward_model`` is an ``(n, k_max)`` array of predictions (held fixed by DM and DR) or
+        a :class:`~slate.replay.reward_model.TakeRateFit` of ``log`` (refitted by their
+        bootstrap).
+        """
         target.check_log(log)
+        fit = None
+        if isinstance(reward_model, TakeRateFit):
+            fit = reward_model
+            if fit.log.n_rows != log.n_rows or not np.array_equal(fit.log.page_id, log.page_id):
+                raise InvalidReplayInputError(
+                    "The 'reward_model' TakeRateFit must be fitted on the log being evaluated; "
+                    f"got one of {fit.log.n_rows} rows for a log of {log.n_rows}."
+                )
+            reward_model = fit.predict()
+        fit_rows = np.arange(log.n_rows, dtype=np.int64) if fit is not None else None
         if target.decided is not None and not target.decided.all():
             keep = np.flatnonzero(target.decided)
             log = log.take(keep)
@@ -106,11 +138,13 @@ class ReplayData:
             )
             if reward_model is not None:
                 reward_model = reward_model[keep]
+            if fit_rows is not None:
+                fit_rows = fit_rows[keep]
         if log.n_rows == 0:
             raise InvalidReplayInputError(
                 f"The log must have at least one row the target '{target.name}' decides; got 0."
             )
-        return cls(log, target, reward_model)
+        return cls(log, target, reward_model, fit, fit_rows)
 
     @property
     def n_rows(self) -> int:
@@ -184,6 +218,123 @@ class Contributions:
         return cls(U, V, u, v, weights, matched)
 
 
+@dataclass(frozen=True, eq=False)
+class LinearModelTerms:
+    """DM/DR as a function of page sums, the take-rate model's included, for refitting it.
+
+    An estimator whose row terms are linear in the reward model,
+    ``u_i = u0_i + sum_k coef[i, k] q[i, k]`` and ``v_i`` free of it, estimates
+    ``(sum u0 + sum_g S_g q_g) / sum v``, where ``g`` runs over the keys (fold, candidate image,
+    title) the take-rate model predicts at and ``S_g`` sums ``coef`` over the entries with key
+    ``g``. Every piece is a sum over pages: ``H`` holds, per page, ``[U0, V, S_g..., the model's
+    statistics...]``. A bootstrap replicate is then ``counts @ H`` for page counts ``counts``
+    (the model refitted on the resampled pages, vectorised over replicates), and the
+    delta-method standard error is the spread over pages of ``H @ grad``.
+
+    Attributes
+    ----------
+    H : scipy.sparse.csr_array (n_clusters, 2 + G + fit.n_statistics)
+        Pages of ``fit.log`` (or clusters of them), the independent units.
+    fold, image, title : ndarray (G,), int64
+        The keys.
+    fit : TakeRateFit
+    """
+
+    H: sparse.csr_array
+    fold: NDArray[np.int64]
+    image: NDArray[np.int64]
+    title: NDArray[np.int64]
+    fit: TakeRateFit
+
+    @classmethod
+    def build(
+        cls, data: ReplayData, u0: NDArray[np.float64], v: NDArray[np.float64],
+        coef: NDArray[np.float64], clusters: NDArray[np.int64] | None = None,
+    ) -> LinearModelTerms:
+        """From the row terms of ``data`` (which must carry a ``model_fit``).
+
+        ``clusters`` (one per page of ``model_fit.log``, codes ``0..C-1``) sums the pages into
+        independent clusters (e.g. member buckets); default: each page is one.
+        """
+        fit, rows = data.model_fit, data.fit_rows
+        if fit is None or rows is None:
+            raise InvalidReplayInputError(
+                "LinearModelTerms needs a ReplayData built with a TakeRateFit reward model."
+            )
+        flog = fit.log
+        P = flog.n_pages
+        page = flog.page_index[rows]
+        cands = flog.candidates[rows]
+        i, k = np.nonzero((coef != 0) & (cands >= 0))
+        ni, nt = fit.n_images, fit.n_titles
+        key = (fit.fold[rows][i] * ni + cands[i, k].astype(np.int64)) * nt + flog.title[rows][i]
+        keys, g = np.unique(key, return_inverse=True)
+        G = len(keys)
+        M = sparse.coo_array((coef[i, k], (page[i], g.ravel())), shape=(P, G))
+        UV = np.stack([np.bincount(page, u0, P), np.bincount(page, v, P)], axis=1)
+        H = sparse.csr_array(sparse.hstack([sparse.coo_array(UV), M, fit.page_statistics()]))
+        if clusters is not None:
+            C = int(clusters.max()) + 1 if len(clusters) else 0
+            to_cluster = sparse.csr_array((np.ones(P), (clusters, np.arange(P))), shape=(C, P))
+            H = sparse.csr_array(to_cluster @ H)
+        title = keys % nt
+        image = (keys // nt) % ni
+        fold = keys // (nt * ni)
+        return cls(H, fold, image, title, fit)
+
+    @property
+    def n_keys(self) -> int:
+        """G: keys the model predicts at."""
+        return len(self.fold)
+
+    def values(self, totals: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(B,) estimates from (B, n_columns) totals ``counts @ H`` (NaN where ``sum v = 0``)."""
+        G = self.n_keys
+        q = self.fit.predict_from(totals[:, 2 + G:], self.fold, self.image, self.title)
+        U = totals[:, 0] + np.einsum("bg,bg->b", totals[:, 2:2 + G], q)
+        V = totals[:, 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(V != 0, U / np.where(V != 0, V, 1.0), np.nan)
+
+    def totals(self) -> NDArray[np.float64]:
+        """(n_columns,) sums over the pages (every page counted once)."""
+        return np.asarray(self.H.sum(axis=0), dtype=np.float64).ravel()
+
+    def se(self) -> float:
+        """Delta-method standard error over pages, the model's estimation error included."""
+        P = self.H.shape[0]
+        T = self.totals()
+        G = self.n_keys
+        if P < 2 or T[1] == 0:
+            return float("nan")
+        theta = float(self.values(T[None])[0])
+        q = self.fit.predict_from(T[None, 2 + G:], self.fold, self.image, self.title)[0]
+        grad = np.concatenate([
+            [1.0 / T[1], -theta / T[1]], q / T[1],
+            self.fit.gradient(T[2 + G:], self.fold, self.image, self.title, T[2:2 + G] / T[1]),
+        ])
+        phi = self.H @ grad
+        resid = phi - phi.mean()
+        return float(np.sqrt(P / (P - 1) * float(resid @ resid)))
+
+    def bootstrap(self, n_bootstrap: int, seed: int | None) -> NDArray[np.float64]:
+        """``n_bootstrap`` replicates over pages resampled with replacement, the model refitted
+        on every replicate's pages (each page keeps its fold). Seeded."""
+        P = self.H.shape[0]
+        out = np.full(n_bootstrap, np.nan)
+        if P == 0 or n_bootstrap == 0:
+            return out
+        rng = np.random.default_rng(seed)
+        HT = sparse.csr_array(self.H.T)
+        chunk = max(1, _BOOTSTRAP_CELLS // P)
+        for start in range(0, n_bootstrap, chunk):
+            b = min(chunk, n_bootstrap - start)
+            idx = rng.integers(0, P, size=(b, P)) + (np.arange(b) * P)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=b * P).reshape(b, P).astype(np.float64)
+            out[start:start + b] = self.values(np.asarray(HT @ counts.T).T)
+        return out
+
+
 # ====================================================================== results
 @dataclass(frozen=True)
 class Estimate:
@@ -196,11 +347,17 @@ class Estimate:
     value : float
         Estimated expected reward per (page impression, title).
     se : float
-        Cluster-robust (pages) standard error.
+        Cluster-robust (pages) standard error; for DM and DR with a refittable take-rate model
+        (``ReplayData.model_fit``), the delta-method one with the model's error included.
     interval : (float, float)
         Bootstrap percentile interval at ``level`` (normal ``value ± z se`` when
         ``n_bootstrap == 0``; see ``interval_method``).
-    level, n_bootstrap, seed, interval_method
+    interval_method : str
+        ``"bootstrap"`` or ``"normal"``; for DM and DR followed by ``", model refit"`` (the
+        take-rate model refitted in every replicate), ``", model delta method"`` (normal
+        interval, model error in ``se``) or ``", model fixed"`` (the reward model held fixed:
+        the interval leaves out its error).
+    level, n_bootstrap, seed
     ess : float
         Effective sample size of the weights (rows for the direct method).
     n_rows, n_pages : int
@@ -313,6 +470,13 @@ class BaseEstimator:
         """Reduce the log to per-page sums (and per-row terms)."""
         raise NotImplementedError
 
+    def model_terms(
+        self, data: ReplayData
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+        """``(u0, v, coef)`` when the row terms are linear in the reward model,
+        ``u = u0 + sum_k coef[:, k] q[:, k]`` (DM, DR), else None."""
+        return None
+
     def estimate(
         self, data: ReplayData, *, n_bootstrap: int = 1000, seed: int | None = 0,
         level: float = 0.95,
@@ -322,12 +486,22 @@ class BaseEstimator:
         c = self.contributions(data, seed)
         total_v = float(c.V.sum())
         value = float(c.U.sum()) / total_v if total_v != 0 else float("nan")
-        se = ratio_se(c.U, c.V)
         boot_seed = (
             None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
         )
-        reps = bootstrap_ratio(c.U, c.V, int(n_bootstrap), boot_seed)
-        interval, method = interval_from(value, se, reps, float(level))
+        linear = self.model_terms(data) if data.reward_model is not None else None
+        if linear is not None and data.model_fit is not None:
+            terms = LinearModelTerms.build(data, *linear)
+            se = terms.se()
+            reps = terms.bootstrap(int(n_bootstrap), boot_seed)
+            interval, method = interval_from(value, se, reps, float(level))
+            method += ", model refit" if method == "bootstrap" else ", model delta method"
+        else:
+            se = ratio_se(c.U, c.V)
+            reps = bootstrap_ratio(c.U, c.V, int(n_bootstrap), boot_seed)
+            interval, method = interval_from(value, se, reps, float(level))
+            if linear is not None:
+                method += ", model fixed"
         diag = weight_diagnostics(c.weights, data.n_rows)
         per_page = data.n_rows / max(data.n_clusters, 1)
         return Estimate(
@@ -452,6 +626,12 @@ class DirectMethod(BaseEstimator):
         return Contributions.from_rows(data, u, np.ones(data.n_rows), None,
                                        np.ones(data.n_rows, bool))
 
+    def model_terms(
+        self, data: ReplayData
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        probs = data.need_probs("direct-method")
+        return np.zeros(data.n_rows), np.ones(data.n_rows), probs
+
 
 class DoublyRobust(BaseEstimator):
     """DR: the direct method corrected by IPS on the model's residual at the logged image.
@@ -476,6 +656,15 @@ class DoublyRobust(BaseEstimator):
         rows = np.arange(data.n_rows)
         u = np.einsum("ik,ik->i", probs, q) + w * (data.reward - q[rows, data.log.shown])
         return Contributions.from_rows(data, u, np.ones(data.n_rows), w, w > 0)
+
+    def model_terms(
+        self, data: ReplayData
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        probs = data.need_probs("doubly-robust")
+        w = data.weight
+        coef = np.array(probs, dtype=np.float64, copy=True)
+        coef[np.arange(data.n_rows), data.log.shown] -= w
+        return w * data.reward, np.ones(data.n_rows), coef
 
 
 def seed_key(seed: int | None, stream: int) -> int:

@@ -38,7 +38,7 @@ from slate.replay.policy import (
     InvalidReplayInputError,
     as_action_distribution,
 )
-from slate.replay.reward_model import resolve_reward_model
+from slate.replay.reward_model import fit_reward_model
 
 __all__ = ["ReplayReport", "evaluate"]
 
@@ -130,7 +130,31 @@ class ReplayReport:
         width = max([24, *(len(k) + 1 for k in self.metrics)])
         for k, v in self.metrics.items():
             lines.append(f"{k:<{width}}{v:.4f}")
+        for name, pt in self.per_title.items():
+            fixed = "model" in self.estimates[name].interval_method  # DM/DR: per title, q fixed
+            lines.extend(_per_title_lines(name, pt, fixed))
         return "\n".join(lines)
+
+
+PER_TITLE_ROWS = 10
+"""Titles printed per estimator by ``str(report)`` (those with the most rows)."""
+
+
+def _per_title_lines(name: str, pt: PerTitleEstimates, model_fixed: bool = False) -> list[str]:
+    """A compact per-title table: the titles with the most rows first, then a count of the rest."""
+    order = np.argsort(-pt.n_rows, kind="stable")[:PER_TITLE_ROWS]
+    tw = max([6, *(len(pt.title_ids[i]) + 1 for i in order)])
+    how = "normal intervals" + (", reward model fixed" if model_fixed else "")
+    lines = [f"per title ({name}, {how}):",
+             f"  {'title':<{tw}}{'value':>9}{'interval':>22}{'rows':>9}{'matched':>9}"]
+    for i in order:
+        lines.append(f"  {pt.title_ids[i]:<{tw}}{pt.value[i]:>9.4f}"
+                     f"{f'[{pt.lower[i]:.4f}, {pt.upper[i]:.4f}]':>22}{pt.n_rows[i]:>9}"
+                     f"{pt.n_matched[i]:>9}")
+    rest = len(pt.title_ids) - len(order)
+    if rest > 0:
+        lines.append(f"  ... and {rest} more title{'s' if rest > 1 else ''} (report.per_title)")
+    return lines
 
 
 def _as_log(
@@ -179,6 +203,7 @@ def evaluate(
     seed: int | None = 0,
     level: float = 0.95,
     reward_model: Any = "take_rate",
+    refit_reward_model: bool = True,
     per_title: bool = False,
     metrics: bool = True,
     extra_metrics: Mapping[str, MetricFunction] | None = None,
@@ -204,8 +229,17 @@ def evaluate(
     seed : int, optional
         Seeds the bootstrap, replay's acceptance draws and the reward model's folds.
     level : float, default 0.95
-    reward_model : "take_rate", array (n, k_max) or callable(log), default "take_rate"
+    reward_model : "take_rate", TakeRateFit, array (n, k_max) or callable(log), default "take_rate"
         For the direct method and doubly robust (computed only when one of them is asked for).
+        ``"take_rate"``: :func:`~slate.replay.take_rate_model` (cross-fitted, seeded by
+        ``seed``); a :class:`~slate.replay.reward_model.TakeRateFit` of the log for other
+        options. An array or a callable is held fixed: their intervals leave out the model's
+        own estimation error (``interval_method`` ends in ``"model fixed"``).
+    refit_reward_model : bool, default True
+        With the take-rate model, refit it in every bootstrap replicate and include its
+        estimation error in the standard error (delta method), so DM's and DR's intervals
+        cover the model's uncertainty (``interval_method`` ``"bootstrap, model refit"``).
+        False holds the fitted model fixed (narrower intervals that ignore its error).
     per_title : bool, default False
         Also compute per-title estimates.
     metrics : bool, default True
@@ -245,7 +279,8 @@ def evaluate(
         raise InvalidReplayInputError("The 'estimator' parameter must name at least one estimator.")
     estimators = [get_estimator(e) for e in names]
     need_q = any(getattr(e, "needs_reward_model", False) for e in estimators)
-    q = resolve_reward_model(reward_model, the_log, seed) if need_q else None
+    q = (fit_reward_model(reward_model, the_log, seed, refit=refit_reward_model)
+         if need_q else None)
     data = ReplayData.build(the_log, target, q)
     estimates: dict[str, Estimate] = {}
     titles: dict[str, PerTitleEstimates] = {}
@@ -281,5 +316,6 @@ def evaluate(
         n_pages=data.log.n_pages,
         n_undecided=the_log.n_rows - data.n_rows,
         rejections=the_log.rejections,
-        options={"n_bootstrap": n_bootstrap, "seed": seed, "level": level},
+        options={"n_bootstrap": n_bootstrap, "seed": seed, "level": level,
+                 **({"refit_reward_model": bool(refit_reward_model)} if need_q else {})},
     )

@@ -15,11 +15,18 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 from slate.logs.log import ImpressionLog
 from slate.replay.policy import InvalidReplayInputError
 
-__all__ = ["TakeRateCounts", "resolve_reward_model", "take_rate_model"]
+__all__ = [
+    "TakeRateCounts",
+    "TakeRateFit",
+    "fit_reward_model",
+    "resolve_reward_model",
+    "take_rate_model",
+]
 
 
 def take_rate_model(
@@ -28,7 +35,8 @@ def take_rate_model(
     """Cross-fitted, smoothed take rate of every candidate image on every row.
 
     ``q[i, k] = (plays(image) + a * rate(title)) / (impressions(image) + a)``, counted on the
-    pages of the other folds (``n_folds=1``: on all pages). Padding gets 0.
+    pages of the other folds (``n_folds=1``: on all pages). Padding gets 0. The same as
+    ``TakeRateFit.from_log(log, ...).predict()``.
 
     Parameters
     ----------
@@ -51,48 +59,232 @@ def take_rate_model(
     >>> take_rate_model(log, n_folds=1, prior_strength=0.0).tolist()
     [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
     """
-    if not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
-        raise InvalidReplayInputError(
-            f"The 'n_folds' parameter of take_rate_model must be an integer >= 1; got {n_folds!r}."
-        )
-    if not np.isfinite(prior_strength) or prior_strength < 0:
-        raise InvalidReplayInputError(
-            f"The 'prior_strength' parameter of take_rate_model must be >= 0; got {prior_strength!r}."
-        )
-    n_img = len(log.image_ids)
-    n_tit = len(log.title_ids)
-    reward = log.reward.astype(np.float64)
-    if n_folds == 1 or log.n_pages < n_folds:
-        fold = np.zeros(log.n_rows, dtype=np.int64)
-        n_folds = 1
-    else:
-        rng = np.random.default_rng(seed)
-        page_fold = rng.permutation(log.n_pages) % n_folds
-        fold = page_fold[log.page_index]
-    img_plays = np.stack([np.bincount(log.image[fold == f], reward[fold == f], n_img)
-                          for f in range(n_folds)])
-    img_views = np.stack([np.bincount(log.image[fold == f], minlength=n_img).astype(float)
-                          for f in range(n_folds)])
-    tit_plays = np.stack([np.bincount(log.title[fold == f], reward[fold == f], n_tit)
-                          for f in range(n_folds)])
-    tit_views = np.stack([np.bincount(log.title[fold == f], minlength=n_tit).astype(float)
-                          for f in range(n_folds)])
-    if n_folds > 1:  # train on the other folds
-        img_plays = img_plays.sum(0) - img_plays
-        img_views = img_views.sum(0) - img_views
-        tit_plays = tit_plays.sum(0) - tit_plays
-        tit_views = tit_views.sum(0) - tit_views
-    overall = reward.mean() if log.n_rows else 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tit_rate = np.where(tit_views > 0, tit_plays / np.maximum(tit_views, 1), overall)
-    a = float(prior_strength)
-    cands = np.maximum(log.candidates, 0)
-    prior = tit_rate[fold, log.title][:, None]
-    num = img_plays[fold[:, None], cands] + a * prior
-    den = img_views[fold[:, None], cands] + a
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(den > 0, num / np.where(den > 0, den, 1.0), prior)
-    return np.where(log.candidates >= 0, q, 0.0)
+    return TakeRateFit.from_log(log, n_folds=n_folds, prior_strength=prior_strength,
+                                seed=seed).predict()
+
+
+def _sums(
+    key: NDArray[np.int64], weights: NDArray[np.float64], n_folds: int, n: int
+) -> NDArray[np.float64]:
+    """(n_folds, n) sums of ``weights`` by ``key = fold * n + id``."""
+    return np.asarray(np.bincount(key, weights, n_folds * n), dtype=np.float64).reshape(n_folds, n)
+
+
+@dataclass(frozen=True, eq=False)
+class TakeRateFit:
+    """The take-rate model of :func:`take_rate_model` with the log it is fitted on, so that it
+    can be refitted with the pages reweighted (a bootstrap replicate) and differentiated.
+
+    The model is a function of per-fold sums over pages: plays and impressions of every image
+    and of every title (its *sufficient statistics*). :meth:`page_statistics` gives them page by
+    page, :meth:`predict_from` the predictions from (reweighted) totals, and
+    :meth:`gradient` the derivative of a linear functional of the predictions with respect to
+    the totals (for delta-method standard errors that include the model's own estimation
+    error). Pages keep their fold in every replicate, so a page drawn twice is never used to
+    predict itself.
+
+    Attributes
+    ----------
+    log : ImpressionLog
+        The log the model is fitted on (every row, decided by the target or not).
+    n_folds : int
+        Cross-fitting folds actually used (1 when the log has fewer pages than folds).
+    prior_strength : float
+    fold : ndarray (n,), int64
+        Fold of every row (its page's fold).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.logs import read_impressions
+    >>> from slate.logs.parquet import example_table
+    >>> log, _ = read_impressions(example_table())
+    >>> fit = TakeRateFit.from_log(log, n_folds=1, prior_strength=0.0)
+    >>> bool(np.array_equal(fit.predict(), take_rate_model(log, n_folds=1, prior_strength=0.0)))
+    True
+    >>> # page 0 counted twice, page 1 not: images seen only on page 1 get their title's rate
+    >>> fit.predict(page_weights=np.array([2.0, 0.0])).tolist()
+    [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    """
+
+    log: ImpressionLog
+    n_folds: int
+    prior_strength: float
+    fold: NDArray[np.int64]
+
+    @classmethod
+    def from_log(
+        cls, log: ImpressionLog, *, n_folds: int = 2, prior_strength: float = 1.0,
+        seed: int | None = 0,
+    ) -> TakeRateFit:
+        """Assign the pages to folds (seeded permutation) and keep the log."""
+        if not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
+            raise InvalidReplayInputError(
+                f"The 'n_folds' parameter of take_rate_model must be an integer >= 1; got {n_folds!r}."
+            )
+        if not np.isfinite(prior_strength) or prior_strength < 0:
+            raise InvalidReplayInputError(
+                f"The 'prior_strength' parameter of take_rate_model must be >= 0; got {prior_strength!r}."
+            )
+        if n_folds == 1 or log.n_pages < n_folds:
+            fold = np.zeros(log.n_rows, dtype=np.int64)
+            n_folds = 1
+        else:
+            rng = np.random.default_rng(seed)
+            page_fold = rng.permutation(log.n_pages) % n_folds
+            fold = page_fold[log.page_index].astype(np.int64)
+        return cls(log, int(n_folds), float(prior_strength), fold)
+
+    @property
+    def n_images(self) -> int:
+        """Images in the log's vocabulary."""
+        return len(self.log.image_ids)
+
+    @property
+    def n_titles(self) -> int:
+        """Titles in the log's vocabulary."""
+        return len(self.log.title_ids)
+
+    @property
+    def n_statistics(self) -> int:
+        """Columns of :meth:`page_statistics`: ``2 F (n_images + n_titles)``."""
+        return 2 * self.n_folds * (self.n_images + self.n_titles)
+
+    def _split(self, totals: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        """(B, n_statistics) totals -> image plays, image views (B, F, n_img), title plays,
+        title views (B, F, n_tit)."""
+        F, ni, nt = self.n_folds, self.n_images, self.n_titles
+        B = totals.shape[0]
+        a, b = F * ni, F * (ni + nt)
+        return (totals[:, :a].reshape(B, F, ni), totals[:, a:2 * a].reshape(B, F, ni),
+                totals[:, 2 * a:2 * a + F * nt].reshape(B, F, nt),
+                totals[:, 2 * a + F * nt:2 * b].reshape(B, F, nt))
+
+    def page_statistics(self) -> sparse.csr_array:
+        """(n_pages, n_statistics) sparse: per page, ``[image plays (fold, image) | image
+        impressions | title plays (fold, title) | title impressions]``."""
+        log = self.log
+        F, ni, nt = self.n_folds, self.n_images, self.n_titles
+        img = self.fold * ni + log.image
+        tit = self.fold * nt + log.title
+        reward = log.reward.astype(np.float64)
+        ones = np.ones(log.n_rows)
+        cols = np.concatenate([img, F * ni + img, 2 * F * ni + tit, 2 * F * ni + F * nt + tit])
+        rows = np.tile(log.page_index, 4)
+        vals = np.concatenate([reward, ones, reward, ones])
+        return sparse.csr_array(sparse.coo_array((vals, (rows, cols)),
+                                                 shape=(log.n_pages, self.n_statistics)))
+
+    def _trained(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per-fold sums -> the sums each fold is predicted from (the other folds)."""
+        return x.sum(axis=1, keepdims=True) - x if self.n_folds > 1 else x
+
+    def _parts(
+        self, totals: NDArray[np.float64], fold: NDArray[np.int64], image: NDArray[np.int64],
+        title: NDArray[np.int64],
+    ) -> tuple[NDArray[np.float64], ...]:
+        """Numerator pieces of ``q`` at keys (fold, image, title): image plays, denominator,
+        the title's rate, the title's impressions, and the overall rate (B,)."""
+        ip, iv, tp, tv = self._split(totals)
+        overall = tp.sum(axis=(1, 2)) / np.maximum(tv.sum(axis=(1, 2)), 1e-300)
+        ip, iv, tp, tv = self._trained(ip), self._trained(iv), self._trained(tp), self._trained(tv)
+        tv_g = tv[:, fold, title]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(tv_g > 0, tp[:, fold, title] / np.where(tv_g > 0, tv_g, 1.0),
+                            overall[:, None])
+        den = iv[:, fold, image] + self.prior_strength
+        return ip[:, fold, image], den, rate, tv_g, overall
+
+    def predict_from(
+        self, totals: NDArray[np.float64], fold: NDArray[np.int64], image: NDArray[np.int64],
+        title: NDArray[np.int64],
+    ) -> NDArray[np.float64]:
+        """(B, G) predictions at G keys (row's fold, candidate image, row's title) from B
+        vectors of totals of :meth:`page_statistics` (e.g. reweighted by bootstrap counts)."""
+        plays, den, rate, _, _ = self._parts(np.atleast_2d(totals), fold, image, title)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, (plays + self.prior_strength * rate) / np.where(den > 0, den, 1.0),
+                            rate)
+
+    def gradient(
+        self, totals: NDArray[np.float64], fold: NDArray[np.int64], image: NDArray[np.int64],
+        title: NDArray[np.int64], alpha: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """(n_statistics,) gradient of ``sum_g alpha[g] q[g]`` with respect to the totals
+        (one vector of totals, shape (n_statistics,))."""
+        F, ni, nt = self.n_folds, self.n_images, self.n_titles
+        a = self.prior_strength
+        plays, den, rate, tv_g, overall = (x[0] for x in self._parts(totals[None], fold, image, title))
+        pos = den > 0
+        safe = np.where(pos, den, 1.0)
+        q = np.where(pos, (plays + a * rate) / safe, rate)
+        d_plays = np.where(pos, alpha / safe, 0.0)
+        d_views = np.where(pos, -alpha * q / safe, 0.0)
+        d_rate = alpha * np.where(pos, a / safe, 1.0)
+        g_ip = _sums(fold * ni + image, d_plays, F, ni)
+        g_iv = _sums(fold * ni + image, d_views, F, ni)
+        tv = self._split(totals[None])[3]
+        seen = tv_g > 0
+        key = fold * nt + title
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = np.where(seen, 1.0 / np.where(seen, tv_g, 1.0), 0.0)
+        g_tp = _sums(key, np.where(seen, d_rate * inv, 0.0), F, nt)
+        g_tv = _sums(key, np.where(seen, -d_rate * rate * inv, 0.0), F, nt)
+        if F > 1:  # a fold is predicted from the others: a statistic of fold f feeds folds != f
+            g_ip, g_iv = g_ip.sum(0) - g_ip, g_iv.sum(0) - g_iv
+            g_tp, g_tv = g_tp.sum(0) - g_tp, g_tv.sum(0) - g_tv
+        unseen = float(d_rate[~seen].sum())  # titles never seen in training: the overall rate
+        if unseen:
+            n_all = max(float(tv.sum()), 1e-300)
+            g_tp = g_tp + unseen / n_all
+            g_tv = g_tv - unseen * overall / n_all
+        return np.concatenate([g_ip.ravel(), g_iv.ravel(), g_tp.ravel(), g_tv.ravel()])
+
+    def predict(self, page_weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+        """``q`` (n, k_max) on every row of the log, the pages counted with ``page_weights``
+        (n_pages,) (default 1 each: :func:`take_rate_model`)."""
+        log = self.log
+        F, ni, nt = self.n_folds, self.n_images, self.n_titles
+        fold = self.fold
+        reward = log.reward.astype(np.float64)
+        img_key = fold * ni + log.image
+        tit_key = fold * nt + log.title
+        if page_weights is None:
+            img_plays = np.bincount(img_key, reward, F * ni).reshape(F, ni)
+            img_views = np.bincount(img_key, minlength=F * ni).astype(float).reshape(F, ni)
+            tit_plays = np.bincount(tit_key, reward, F * nt).reshape(F, nt)
+            tit_views = np.bincount(tit_key, minlength=F * nt).astype(float).reshape(F, nt)
+            overall = reward.mean() if log.n_rows else 0.0
+        else:
+            c = np.asarray(page_weights, dtype=np.float64)
+            if c.shape != (log.n_pages,):
+                raise InvalidReplayInputError(
+                    f"The 'page_weights' of TakeRateFit.predict must have shape ({log.n_pages},); "
+                    f"got {c.shape} instead."
+                )
+            cr = c[log.page_index]
+            img_plays = np.bincount(img_key, cr * reward, F * ni).reshape(F, ni)
+            img_views = np.bincount(img_key, cr, F * ni).reshape(F, ni)
+            tit_plays = np.bincount(tit_key, cr * reward, F * nt).reshape(F, nt)
+            tit_views = np.bincount(tit_key, cr, F * nt).reshape(F, nt)
+            total = float(cr.sum())
+            overall = float(cr @ reward) / total if total > 0 else 0.0
+        if F > 1:  # train on the other folds
+            img_plays = img_plays.sum(0) - img_plays
+            img_views = img_views.sum(0) - img_views
+            tit_plays = tit_plays.sum(0) - tit_plays
+            tit_views = tit_views.sum(0) - tit_views
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tit_rate = np.where(tit_views > 0, tit_plays / np.where(tit_views > 0, tit_views, 1.0),
+                                overall)
+        a = self.prior_strength
+        cands = np.maximum(log.candidates, 0)
+        prior = tit_rate[fold, log.title][:, None]
+        num = img_plays[fold[:, None], cands] + a * prior
+        den = img_views[fold[:, None], cands] + a
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.where(den > 0, num / np.where(den > 0, den, 1.0), prior)
+        return np.where(log.candidates >= 0, q, 0.0)
 
 
 def resolve_reward_model(model: Any, log: ImpressionLog, seed: int | None) -> NDArray[np.float64]:
@@ -114,6 +306,24 @@ def resolve_reward_model(model: Any, log: ImpressionLog, seed: int | None) -> ND
     if not np.all(np.isfinite(arr[log.candidates >= 0])):
         raise InvalidReplayInputError("The 'reward_model' predictions must be finite on candidates.")
     return np.where(log.candidates >= 0, arr, 0.0)
+
+
+def fit_reward_model(
+    model: Any, log: ImpressionLog, seed: int | None, *, refit: bool = True
+) -> TakeRateFit | NDArray[np.float64]:
+    """What :func:`slate.replay.evaluate` hands the estimators: the refittable
+    :class:`TakeRateFit` for ``"take_rate"`` (or a ``TakeRateFit`` given, fitted on ``log``) when
+    ``refit``, else the predictions (:func:`resolve_reward_model`)."""
+    if isinstance(model, TakeRateFit):
+        if model.log.n_rows != log.n_rows or not np.array_equal(model.log.page_id, log.page_id):
+            raise InvalidReplayInputError(
+                "The 'reward_model' TakeRateFit must be fitted on the evaluated log; got one of "
+                f"{model.log.n_rows} rows for a log of {log.n_rows}."
+            )
+        return model if refit else model.predict()
+    if refit and isinstance(model, str) and model == "take_rate":
+        return TakeRateFit.from_log(log, seed=seed)
+    return resolve_reward_model(model, log, seed)
 
 
 def _union_counts(
