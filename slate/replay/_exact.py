@@ -27,6 +27,7 @@ __all__ = [
     "accumulate",
     "accumulate_ratio_terms",
     "accumulate_weighted",
+    "accumulate_window",
     "counter_uniform",
     "new",
     "normalize",
@@ -34,6 +35,8 @@ __all__ = [
     "poisson_bootstrap_grouped",
     "ratios",
     "to_int",
+    "window_of",
+    "window_to_ints",
 ]
 
 SCALE_BITS = 1127
@@ -184,6 +187,97 @@ def accumulate_ratio_terms(
             normalize(acc)
     normalize(acc)
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def window_of(values: NDArray[np.float64]) -> tuple[np.int64, np.int64]:  # pragma: no cover
+    """The digits ``[lo, hi)`` that exact sums of ``values`` (a 2-d array) can touch: adding a
+    float touches three digits from ``(e + 1074) >> 5``; ``(0, 0)`` when every value is 0.
+    Sums of up to ``2**38`` such values fit, the top digit holding the signed carry."""
+    lo = np.int64(N_BINS)
+    hi = np.int64(0)
+    flat = values.reshape(-1)
+    for i in range(len(flat)):
+        x = flat[i]
+        if x != 0.0 and np.isfinite(x):
+            b = _split(x)[1] >> 5
+            if b < lo:
+                lo = b
+            if b + 3 > hi:
+                hi = b + 3
+    if hi == 0:
+        return np.int64(0), np.int64(0)
+    return lo, min(hi, np.int64(N_BINS))
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_window(
+    acc: NDArray[np.int64], lo: np.int64, group: NDArray[np.int64], values: NDArray[np.float64]
+) -> bool:  # pragma: no cover - compiled
+    """By group, exactly: add ``values[i, c]`` to ``acc[group[i], c]``, an accumulator of the
+    digits ``[lo, lo + W)`` only (``acc`` of shape ``(n_groups, C, W)``; the window must hold
+    every value, see :func:`window_of`); False (nothing added) when a value is not finite."""
+    n, C = values.shape
+    for i in range(n):
+        for c in range(C):
+            if not np.isfinite(values[i, c]):
+                return False
+    W = acc.shape[-1]
+    flat = acc.reshape(-1, W)
+    base = np.int64(32) * lo
+    for i in range(n):
+        for c in range(C):
+            x = values[i, c]
+            if x == 0.0:
+                continue
+            mi, shift = _split(x)
+            shift -= base
+            r = group[i] * C + c
+            b = shift >> 5
+            s = shift & 31
+            a = -mi if mi < 0 else mi
+            t0 = (a & _MASK32) << s
+            t1 = (a >> 32) << s
+            d0 = t0 & _MASK32
+            d1 = (t0 >> 32) + (t1 & _MASK32)
+            d2 = t1 >> 32
+            if mi < 0:
+                flat[r, b] -= d0
+                flat[r, b + 1] -= d1
+                if b + 2 < W:
+                    flat[r, b + 2] -= d2
+            else:
+                flat[r, b] += d0
+                flat[r, b + 1] += d1
+                if b + 2 < W:
+                    flat[r, b + 2] += d2
+        if (i & 0x3FFFFFF) == 0x3FFFFFF:
+            normalize(flat)
+    normalize(flat)
+    return True
+
+
+def window_to_ints(acc: NDArray[np.int64], lo: int) -> NDArray[np.object_]:
+    """The exact sums held by windowed accumulators (digits ``[lo, lo + W)``, last axis), as
+    Python integers in units of ``2**-SCALE_BITS`` (an object array of shape
+    ``acc.shape[:-1]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.array([[1e16], [1.0], [-1e16], [0.25]])
+    >>> lo, hi = window_of(values)
+    >>> acc = np.zeros((1, 1, hi - lo), np.int64)
+    >>> accumulate_window(acc, lo, np.zeros(4, np.int64), values)
+    True
+    >>> int(window_to_ints(acc, lo)[0, 0]) / 2**SCALE_BITS, hi - lo < N_BINS
+    (1.25, True)
+    """
+    total = np.zeros(acc.shape[:-1], dtype=object)
+    total[...] = 0
+    for j in range(acc.shape[-1] - 1, -1, -1):
+        total = (total << 32) + acc[..., j].astype(object)
+    return np.asarray(total << (32 * int(lo)), dtype=object)
 
 
 def to_int(acc: NDArray[np.int64]) -> int:

@@ -5,7 +5,7 @@
     slate replay LOG [--policy CONFIG | --table DECISIONS.parquet] [--estimator NAME ...]
                      [--bootstrap N] [--seed S] [--output OUT.json]
                      [--engine memory|stream|dask] [--workers N] [--address ADDR] [--level L]
-                     [--per-title]
+                     [--per-title] [--cluster page|member [--buckets N]]
                      [--embeddings FILE [--diversity-layout grid-weights|row|grid]
                       [--missing-embeddings raise|skip]]
 
@@ -32,6 +32,12 @@ estimates to the JSON (``per_title``) with every engine: the same values and sta
 the stream and dask engines' per-title intervals are Poisson bootstrap ones with ``--bootstrap
 N > 0`` (the memory engine's are normal).
 
+``--cluster member`` clusters the standard errors and the bootstrap on hash buckets of the
+member ids (``--buckets N``, default 65536; :mod:`slate.replay.clusters`) instead of pages:
+for logs where a member's pages are correlated (sticky exploration). The stream and dask
+engines take it; the memory engine once :func:`slate.replay.evaluate` has a ``cluster``
+parameter (until then ``--engine memory --cluster member`` is refused with a message).
+
 ``--embeddings FILE`` (Parquet with ``image_id`` and ``embedding`` columns, or ``.npz`` with
 ``image_id`` and ``embedding`` arrays) adds the page ``diversity`` of the target and the
 ``logged_diversity`` to the metrics, with every engine. ``--diversity-layout`` picks the
@@ -43,6 +49,7 @@ embedding is an error naming it unless ``--missing-embeddings skip`` (then count
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 from pathlib import Path
@@ -194,17 +201,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "diversity_layout": None if layout == "grid-weights" else layout,
             "missing_embeddings": getattr(args, "missing_embeddings", "raise"),
         }
+    cluster = getattr(args, "cluster", "page")
+    clustering: dict[str, Any] = {}
+    if cluster != "page":
+        clustering = {"cluster": cluster, "n_buckets": getattr(args, "buckets", 65536)}
     if args.engine == "memory":
+        if clustering and "cluster" not in inspect.signature(evaluate).parameters:
+            raise InvalidReplayInputError(
+                f"--cluster {cluster} needs --engine stream or dask: the memory engine clusters "
+                f"on pages only; got --engine memory."
+            )
         report = evaluate(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
-                          level=args.level, per_title=args.per_title, **diversity)
+                          level=args.level, per_title=args.per_title, **diversity, **clustering)
     elif args.engine == "stream":
         report = evaluate_stream(log, policy, estimators, n_bootstrap=args.bootstrap,
                                  seed=args.seed, level=args.level, per_title=args.per_title,
-                                 **diversity)
+                                 **diversity, **clustering)
     else:
         report = evaluate_dask(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
                                level=args.level, n_workers=args.workers, address=args.address,
-                               per_title=args.per_title, **diversity)
+                               per_title=args.per_title, **diversity, **clustering)
     print(report)
     if report.rejections.n_rejected:
         print(report.rejections)
@@ -248,6 +264,11 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default="replay.json", help="JSON file to write (default replay.json)")
     p.add_argument("--per-title", action="store_true",
                    help="also per-title estimates in the JSON (every engine)")
+    p.add_argument("--cluster", choices=["page", "member"], default="page",
+                   help="independent units of the standard errors and bootstrap: pages (default) "
+                   "or hash buckets of the member ids (for sticky exploration)")
+    p.add_argument("--buckets", type=int, default=65536,
+                   help="with --cluster member: number of member buckets (default 65536)")
     p.add_argument("--engine", choices=["memory", "stream", "dask"], default="memory",
                    help="memory (default), stream (chunks of pages, bounded memory) or dask")
     p.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")

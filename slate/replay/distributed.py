@@ -21,6 +21,12 @@ page counts as the overall bootstrap) where the in-memory ones are normal. Page 
 similarity depends on its rows only, and pages are never split across files or chunks, so its
 per-page values are summed exactly (:class:`~slate.replay.metrics.DiversitySums`) and equal
 the in-memory :func:`slate.replay.evaluate`'s bit for bit.
+
+``cluster="member"`` makes the standard errors and the Poisson bootstrap cluster on hash
+buckets of the member ids (:mod:`slate.replay.clusters`) instead of pages: for logs where a
+member's pages are correlated (sticky exploration). Exact per-bucket sums are kept
+(:class:`~slate.replay.partials.BucketSums`, ``O(n_buckets)`` memory), so the estimates stay
+bit-identical whatever the partitioning.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.parquet import InvalidLogError, PathLike
 from slate.logs.schema import RejectionReason
 from slate.logs.stream import DEFAULT_CHUNK_ROWS, list_log_files, scan_impressions
+from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
 from slate.replay.estimators import (
     Estimator,
     ReplayData,
@@ -60,7 +67,7 @@ from slate.replay.metrics import (
     diversity_sums,
     logged_distribution,
 )
-from slate.replay.partials import EstimatorSums, TitleSums, page_ids_of
+from slate.replay.partials import BucketSums, EstimatorSums, TitleSums, page_ids_of
 from slate.replay.policy import InvalidReplayInputError, as_action_distribution
 from slate.replay.reward_model import TakeRateCounts
 
@@ -100,6 +107,12 @@ class ReplaySpec:
         As for :func:`slate.replay.evaluate`.
     per_title : bool
         Also sum per-title terms (:class:`~slate.replay.partials.TitleSums`).
+    cluster : {"page", "member"}
+        Clusters of the standard errors and bootstrap (:mod:`slate.replay.clusters`).
+    n_buckets : int
+        Member buckets, with ``cluster="member"``.
+    boot_key : int or None
+        Key of the bootstrap counts, drawn once per evaluation (None: from ``seed``).
     """
 
     policy: Any
@@ -115,6 +128,13 @@ class ReplaySpec:
     diversity_layout: DiversityLayout = None
     missing_embeddings: MissingEmbeddings = "raise"
     per_title: bool = False
+    cluster: str = "page"
+    n_buckets: int = DEFAULT_N_BUCKETS
+    boot_key: int | None = None
+
+    def __post_init__(self) -> None:
+        check_cluster(self.cluster, "ReplaySpec")
+        check_n_buckets(self.n_buckets, "ReplaySpec")
 
     @property
     def names(self) -> list[str]:
@@ -179,7 +199,10 @@ class Partials:
 def _empty_sums(spec: ReplaySpec) -> dict[str, EstimatorSums]:
     from slate.replay import _exact
 
-    return {key: EstimatorSums(est.name, boot=_exact.new(2, spec.n_bootstrap))
+    def buckets() -> BucketSums | None:
+        return BucketSums(spec.n_buckets) if spec.cluster == "member" else None
+
+    return {key: EstimatorSums(est.name, boot=_exact.new(2, spec.n_bootstrap), buckets=buckets())
             for key, est in zip(spec.names, spec.estimators, strict=True)}
 
 
@@ -231,16 +254,22 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
             )
     data = ReplayData.build(log, target, q)
     pages = page_ids_of(data.log)
-    boot_key = seed_key(spec.seed, 1)
+    boot_key = seed_key(spec.seed, 1) if spec.boot_key is None else spec.boot_key
+    buckets = None
+    if spec.cluster == "member":
+        buckets = page_buckets(data.log, spec.n_buckets)
     for key, est in zip(spec.names, spec.estimators, strict=True):
         c = est.contributions(data, spec.seed)  # type: ignore[attr-defined]
         cluster = data.cluster if c.weights is not None and len(c.weights) == data.n_rows else None
         out.sums[key] = EstimatorSums.from_pages(
             est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()),
-            spec.n_bootstrap, boot_key)
+            spec.n_bootstrap, boot_key, buckets=buckets, n_buckets=spec.n_buckets)
         if spec.per_title and c.u is not None and c.v is not None:
+            # the bootstrap counts of a row are its page's, or under member clustering its
+            # bucket's (TitleSums hashes the ids it is given)
             out.titles[key] = TitleSums.from_rows(
-                est.name, data.log.title_ids, data.log.title, pages, data.cluster, c.u, c.v,
+                est.name, data.log.title_ids, data.log.title,
+                pages if buckets is None else buckets, data.cluster, c.u, c.v,
                 c.weights, c.matched, spec.n_bootstrap, boot_key)
     if spec.embeddings is not None:
         pairs = diversity_pairs(data.log, spec.diversity_layout)
@@ -308,8 +337,11 @@ def _prepare(
     n_features: int | None, columns: Iterable[str] | None, chunk_rows: int,
     image_embeddings: Any = None, diversity_layout: DiversityLayout = None,
     missing_embeddings: MissingEmbeddings = "raise", per_title: bool = False,
+    cluster: str = "page", n_buckets: int = DEFAULT_N_BUCKETS, who: str = "evaluate_stream",
 ) -> tuple[list[Path], ReplaySpec]:
     _check_options(n_bootstrap, level)
+    cluster = check_cluster(cluster, who)
+    n_buckets = check_n_buckets(n_buckets, who)
     files = list_log_files(source)
     names = [estimator] if isinstance(estimator, (str, Estimator)) else list(estimator)
     if not names:
@@ -340,7 +372,8 @@ def _prepare(
         chunk_rows=int(chunk_rows),
         embeddings=None if image_embeddings is None else as_image_embeddings(image_embeddings),
         diversity_layout=diversity_layout, missing_embeddings=missing_embeddings,
-        per_title=bool(per_title),
+        per_title=bool(per_title), cluster=cluster, n_buckets=n_buckets,
+        boot_key=seed_key(seed, 1),  # once: with seed=None, one key for every chunk
     )
     if spec.embeddings is not None:
         if missing_embeddings not in ("raise", "skip"):
@@ -382,6 +415,11 @@ def _report(
                                          spec.missing_embeddings)
     options: dict[str, Any] = {"n_bootstrap": spec.n_bootstrap, "seed": spec.seed,
                                "level": level, "bootstrap": "poisson", "files": len(files)}
+    if spec.cluster == "member":
+        options["cluster"] = "member"
+        options["n_buckets"] = spec.n_buckets
+        options["n_clusters"] = {k: s.buckets.n_clusters for k, s in total.sums.items()
+                                 if s.buckets is not None}
     per_title = {}
     if spec.per_title:
         vocabulary = tuple(sorted(total.title_vocabulary))
@@ -412,6 +450,8 @@ def evaluate_stream(
     diversity_layout: DiversityLayout = None,
     missing_embeddings: MissingEmbeddings = "raise",
     per_title: bool = False,
+    cluster: str = "page",
+    n_buckets: int = DEFAULT_N_BUCKETS,
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log in this process, one chunk of pages at a time.
 
@@ -441,6 +481,14 @@ def evaluate_stream(
         with ``n_bootstrap > 0`` the intervals are Poisson bootstrap percentile intervals (the
         in-memory per-title intervals are normal). The bootstrap costs ``n_bootstrap x rows``
         additions and ``1088 * n_titles * n_bootstrap`` bytes per chunk and in the merged sums.
+    cluster : {"page", "member"}, default "page"
+        Independent units of the standard errors and the bootstrap: pages, or hash buckets of
+        the member ids (:mod:`slate.replay.clusters`), for logs where a member's pages are
+        correlated (sticky exploration, a member's taste). Values are the same either way.
+        Under ``"member"`` the per-title intervals (with ``n_bootstrap > 0``) resample buckets
+        too, while the per-title ``se`` stays the row-level one.
+    n_buckets : int, default 65536
+        Member buckets, with ``cluster="member"`` (memory ``O(n_buckets)``).
 
     Returns
     -------
@@ -459,10 +507,14 @@ def evaluate_stream(
     >>> titles = evaluate_stream(path, UniformPolicy(), "ips", per_title=True).per_title["ips"]
     >>> titles.title_ids, titles.value.tolist()
     (('T1', 'T2'), [0.5, 0.5])
+    >>> by_member = evaluate_stream(path, UniformPolicy(), "ips", cluster="member", n_buckets=16)
+    >>> by_member.estimate.value, by_member.options["cluster"]
+    (0.5, 'member')
     """
     files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
                            known_images, n_features, columns, chunk_rows, image_embeddings,
-                           diversity_layout, missing_embeddings, per_title)
+                           diversity_layout, missing_embeddings, per_title, cluster, n_buckets,
+                           "evaluate_stream")
     if _needs_take_rate(spec):
         counts = None
         for i, f in enumerate(files):
@@ -497,6 +549,8 @@ def evaluate_dask(
     diversity_layout: DiversityLayout = None,
     missing_embeddings: MissingEmbeddings = "raise",
     per_title: bool = False,
+    cluster: str = "page",
+    n_buckets: int = DEFAULT_N_BUCKETS,
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log with dask: one task per file, partial sums merged.
 
@@ -519,7 +573,8 @@ def evaluate_dask(
     """
     files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
                            known_images, n_features, columns, chunk_rows, image_embeddings,
-                           diversity_layout, missing_embeddings, per_title)
+                           diversity_layout, missing_embeddings, per_title, cluster, n_buckets,
+                           "evaluate_dask")
     import dask
     from distributed import Client, LocalCluster
 
