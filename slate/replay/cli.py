@@ -49,7 +49,6 @@ embedding is an error naming it unless ``--missing-embeddings skip`` (then count
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 from pathlib import Path
@@ -206,11 +205,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if cluster != "page":
         clustering = {"cluster": cluster, "n_buckets": getattr(args, "buckets", 65536)}
     if args.engine == "memory":
-        if clustering and "cluster" not in inspect.signature(evaluate).parameters:
-            raise InvalidReplayInputError(
-                f"--cluster {cluster} needs --engine stream or dask: the memory engine clusters "
-                f"on pages only; got --engine memory."
-            )
         report = evaluate(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
                           level=args.level, per_title=args.per_title, **diversity, **clustering)
     elif args.engine == "stream":

@@ -38,6 +38,7 @@ from scipy import stats as sps
 
 from slate.errors import SlateError
 from slate.logs.log import ImpressionLog
+from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 from slate.replay.reward_model import TakeRateFit
 from slate.replay.stats import (
@@ -96,6 +97,13 @@ class ReplayData:
     fit_rows : ndarray (n,) or None
         Row of ``model_fit.log`` of every row (the model is fitted on every row of the log,
         decided by the target or not).
+    cluster_by : {"page", "member"}
+        The independent units of the standard errors and bootstrap: pages, or members (hash
+        buckets of member ids, :func:`slate.replay.clusters.member_buckets`) when one member's
+        pages are correlated, e.g. under sticky exploration.
+    page_cluster, fit_page_cluster : ndarray or None
+        With ``cluster_by="member"``: the cluster code (``0..C-1``) of every page of ``log`` and of
+        ``model_fit.log``.
     """
 
     log: ImpressionLog
@@ -103,18 +111,26 @@ class ReplayData:
     reward_model: NDArray[np.float64] | None = None
     model_fit: TakeRateFit | None = None
     fit_rows: NDArray[np.int64] | None = None
+    cluster_by: str = "page"
+    n_buckets: int = DEFAULT_N_BUCKETS
+    page_cluster: NDArray[np.int64] | None = None
+    fit_page_cluster: NDArray[np.int64] | None = None
 
     @classmethod
     def build(
         cls, log: ImpressionLog, target: ActionDistribution,
         reward_model: NDArray[np.float64] | TakeRateFit | None = None,
+        *, cluster: str = "page", n_buckets: int = DEFAULT_N_BUCKETS,
     ) -> ReplayData:
         """Check that the target describes the log; drop rows without a decision.
 
         ``reward_model`` is an ``(n, k_max)`` array of predictions (held fixed by DM and DR) or
         a :class:`~slate.replay.reward_model.TakeRateFit` of ``log`` (refitted by their
-        bootstrap).
+        bootstrap). ``cluster`` (``"page"`` or ``"member"``) and ``n_buckets`` choose the
+        independent units of the standard errors (see the class docstring).
         """
+        cluster = check_cluster(cluster, "ReplayData.build")
+        n_buckets = check_n_buckets(n_buckets, "ReplayData.build")
         target.check_log(log)
         fit = None
         if isinstance(reward_model, TakeRateFit):
@@ -144,7 +160,27 @@ class ReplayData:
             raise InvalidReplayInputError(
                 f"The log must have at least one row the target '{target.name}' decides; got 0."
             )
-        return cls(log, target, reward_model, fit, fit_rows)
+        page_cluster = fit_page_cluster = None
+        if cluster == "member":
+            page_cluster = np.unique(page_buckets(log, n_buckets), return_inverse=True)[1].ravel()
+            if fit is not None:
+                fit_page_cluster = np.unique(
+                    page_buckets(fit.log, n_buckets), return_inverse=True
+                )[1].ravel()
+        return cls(log, target, reward_model, fit, fit_rows, cluster, n_buckets,
+                   page_cluster.astype(np.int64) if page_cluster is not None else None,
+                   fit_page_cluster.astype(np.int64) if fit_page_cluster is not None else None)
+
+    def cluster_sums(
+        self, U: NDArray[np.float64], V: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per-page sums ``U``, ``V`` summed into the independent clusters (unchanged for
+        ``cluster="page"``)."""
+        if self.page_cluster is None:
+            return U, V
+        C = int(self.page_cluster.max()) + 1 if len(self.page_cluster) else 0
+        return (np.bincount(self.page_cluster, U, C).astype(np.float64),
+                np.bincount(self.page_cluster, V, C).astype(np.float64))
 
     @property
     def n_rows(self) -> int:
@@ -491,14 +527,15 @@ class BaseEstimator:
         )
         linear = self.model_terms(data) if data.reward_model is not None else None
         if linear is not None and data.model_fit is not None:
-            terms = LinearModelTerms.build(data, *linear)
+            terms = LinearModelTerms.build(data, *linear, clusters=data.fit_page_cluster)
             se = terms.se()
             reps = terms.bootstrap(int(n_bootstrap), boot_seed)
             interval, method = interval_from(value, se, reps, float(level))
             method += ", model refit" if method == "bootstrap" else ", model delta method"
         else:
-            se = ratio_se(c.U, c.V)
-            reps = bootstrap_ratio(c.U, c.V, int(n_bootstrap), boot_seed)
+            U, V = data.cluster_sums(c.U, c.V)
+            se = ratio_se(U, V)
+            reps = bootstrap_ratio(U, V, int(n_bootstrap), boot_seed)
             interval, method = interval_from(value, se, reps, float(level))
             if linear is not None:
                 method += ", model fixed"
@@ -529,8 +566,9 @@ class BaseEstimator:
     ) -> PerTitleEstimates | None:
         """Per-title estimates (None for page-level estimators without per-row terms).
 
-        A page holds a title at most once, so within a title the rows are independent and the
-        standard error is the row-level linearised one.
+        A page holds a title at most once, so with ``cluster="page"`` the rows of a title are
+        independent and the standard error is the row-level linearised one; with
+        ``cluster="member"`` a title's rows are summed per member bucket first.
         """
         _check_options(0, level)
         c = self.contributions(data, seed)
@@ -545,9 +583,18 @@ class BaseEstimator:
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(V != 0, U / np.where(V != 0, V, 1.0), np.nan)
             resid = c.u - np.nan_to_num(value)[t] * c.v
-            ss = np.bincount(t, resid * resid, T)
-            se = np.where((n > 1) & (V != 0), np.sqrt(n / np.maximum(n - 1, 1) * ss) / np.abs(V),
-                          np.nan)
+            if data.page_cluster is None:
+                ss = np.bincount(t, resid * resid, T)
+                groups = n
+            else:  # residuals summed per (title, cluster) before squaring
+                C = int(data.page_cluster.max()) + 1
+                key = t.astype(np.int64) * C + data.page_cluster[log.page_index]
+                keys, inv = np.unique(key, return_inverse=True)
+                per_group = np.bincount(inv.ravel(), resid, len(keys))
+                ss = np.bincount(keys // C, per_group * per_group, T)
+                groups = np.bincount(keys // C, minlength=T)
+            se = np.where((groups > 1) & (V != 0),
+                          np.sqrt(groups / np.maximum(groups - 1, 1) * ss) / np.abs(V), np.nan)
         z = float(sps.norm.ppf(0.5 + float(level) / 2))
         if c.weights is not None:
             sw = np.bincount(t, c.weights, T)

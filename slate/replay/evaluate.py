@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.parquet import read_impressions
+from slate.replay.clusters import DEFAULT_N_BUCKETS
 from slate.replay.estimators import (
     Estimate,
     Estimator,
@@ -204,6 +205,8 @@ def evaluate(
     level: float = 0.95,
     reward_model: Any = "take_rate",
     refit_reward_model: bool = True,
+    cluster: str = "page",
+    n_buckets: int = DEFAULT_N_BUCKETS,
     per_title: bool = False,
     metrics: bool = True,
     extra_metrics: Mapping[str, MetricFunction] | None = None,
@@ -240,6 +243,13 @@ def evaluate(
         estimation error in the standard error (delta method), so DM's and DR's intervals
         cover the model's uncertainty (``interval_method`` ``"bootstrap, model refit"``).
         False holds the fitted model fixed (narrower intervals that ignore its error).
+    cluster : {"page", "member"}, default "page"
+        The independent units of the standard errors and bootstrap intervals. ``"member"`` when
+        one member's pages are correlated (sticky exploration holds a random draw across
+        sessions; members have persistent tastes): pages are summed per member bucket
+        (``n_buckets`` hash buckets of member ids, as on the streaming and dask paths) first.
+    n_buckets : int, default 65536
+        Hash buckets of member ids for ``cluster="member"``.
     per_title : bool, default False
         Also compute per-title estimates.
     metrics : bool, default True
@@ -281,7 +291,7 @@ def evaluate(
     need_q = any(getattr(e, "needs_reward_model", False) for e in estimators)
     q = (fit_reward_model(reward_model, the_log, seed, refit=refit_reward_model)
          if need_q else None)
-    data = ReplayData.build(the_log, target, q)
+    data = ReplayData.build(the_log, target, q, cluster=cluster, n_buckets=n_buckets)
     estimates: dict[str, Estimate] = {}
     titles: dict[str, PerTitleEstimates] = {}
     for est in estimators:
@@ -317,5 +327,8 @@ def evaluate(
         n_undecided=the_log.n_rows - data.n_rows,
         rejections=the_log.rejections,
         options={"n_bootstrap": n_bootstrap, "seed": seed, "level": level,
-                 **({"refit_reward_model": bool(refit_reward_model)} if need_q else {})},
+                 **({"refit_reward_model": bool(refit_reward_model)} if need_q else {}),
+                 **({"cluster": "member", "n_buckets": data.n_buckets,
+                     "n_clusters": int(data.page_cluster.max()) + 1}
+                    if data.page_cluster is not None else {})},
     )

@@ -20,8 +20,8 @@ Only the *randomized* rows (logged propensity below 1) carry information about a
 :meth:`ServedRun.truth` averages a true value over the same rows.
 
 Under *sticky* exploration one draw is shown in several sessions of a member, so rows of one
-member are correlated across pages; :func:`clustered_estimate` recomputes an estimator's
-standard error with members (not pages) as the independent units.
+member are correlated across pages; ``slate.replay.evaluate(..., cluster="member")`` computes the standard errors with members
+(not pages) as the independent units.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
-from scipy import stats as sps
 
 from slate.errors import InvalidProblemError
 from slate.sim.config import ResponseConfig
@@ -45,10 +44,8 @@ from slate.sim.schedule import Schedule, SessionState
 from slate.sim.simulate import Run, simulate
 
 __all__ = [
-    "ClusteredEstimate",
     "ComposePolicy",
     "ServedRun",
-    "clustered_estimate",
     "noisy_scorer",
     "page_value",
     "serve",
@@ -377,106 +374,3 @@ def page_value(run: Run, policy: Callable[[PageBatch], NDArray[Any]], *, config:
         images = np.asarray(policy(batch), dtype=np.int64)
         prob[s] = respond(batch, images, run.noticed_before[s], config=config).probability
     return prob
-
-
-@dataclass(frozen=True)
-class ClusteredEstimate:
-    """An estimate with a cluster-robust standard error and normal interval.
-
-    Attributes
-    ----------
-    value, se : float
-    interval : (float, float)
-    n_clusters : int
-    cluster : str
-    """
-
-    value: float
-    se: float
-    interval: tuple[float, float]
-    n_clusters: int
-    cluster: str
-
-    def covers(self, truth: float) -> bool:
-        """The interval contains ``truth``."""
-        return self.interval[0] <= truth <= self.interval[1]
-
-
-def clustered_estimate(
-    log: Any,
-    target: Any,
-    estimator: Any,
-    *,
-    cluster: str = "member",
-    level: float = 0.95,
-    seed: int | None = 0,
-) -> ClusteredEstimate:
-    """An estimator's value with its standard error clustered on ``cluster`` instead of pages.
-
-    :func:`slate.replay.evaluate` treats pages as independent. Under sticky exploration a draw
-    is shown on several pages of one member, so the rows of a member are correlated across pages
-    and the page-clustered standard error is too small; members are independent of one another.
-    The estimator's per-row terms (``u``, ``v`` of its contributions; value ``sum u / sum v``) are
-    summed per cluster and the delta-method standard error of the ratio is computed from the
-    cluster sums (:func:`slate.replay.stats.ratio_se`).
-
-    Parameters
-    ----------
-    log : ImpressionLog
-    target
-        Anything :func:`slate.replay.evaluate` accepts as a policy.
-    estimator : str or Estimator
-        A per-row estimator (``ips``, ``snips``, ``replay``, ``neighbourhood``, ``dm``, ``dr``).
-    cluster : {"member", "page", "member_title"}, default "member"
-    level : float, default 0.95
-    seed : int, optional
-        For estimators with draws (``replay``).
-
-    Returns
-    -------
-    ClusteredEstimate
-
-    Raises
-    ------
-    InvalidProblemError
-        ``cluster`` is not one of the choices, or the estimator has no per-row terms.
-
-    Examples
-    --------
-    >>> from slate.logs import read_impressions
-    >>> from slate.logs.parquet import example_table
-    >>> from slate.replay import UniformPolicy, evaluate
-    >>> log, _ = read_impressions(example_table())
-    >>> by_member = clustered_estimate(log, UniformPolicy(), "snips", cluster="member")
-    >>> by_page = evaluate(log, UniformPolicy(), "snips", n_bootstrap=0).estimate
-    >>> by_member.value == by_page.value, by_member.n_clusters, by_page.n_pages
-    (True, 2, 2)
-    """
-    from slate.replay.estimators import ReplayData, get_estimator
-    from slate.replay.policy import as_action_distribution
-    from slate.replay.stats import ratio_se
-
-    if cluster not in ("member", "page", "member_title"):
-        raise InvalidProblemError(
-            f"The 'cluster' parameter of clustered_estimate must be 'member', 'page' or 'member_title'; got {cluster!r} instead."
-        )
-    est = get_estimator(estimator)
-    data = ReplayData.build(log, as_action_distribution(target, log))
-    c = est.contributions(data, seed)  # type: ignore[attr-defined]
-    if c.u is None or c.v is None:
-        raise InvalidProblemError(f"The estimator {est.name!r} has no per-row terms to cluster.")
-    lg = data.log
-    if cluster == "page":
-        key = lg.page_index
-    elif cluster == "member":
-        key = np.unique(lg.member_id, return_inverse=True)[1]
-    else:
-        key = np.unique(np.stack([lg.member_id, lg.title.astype(np.int64)]), axis=1, return_inverse=True)[1]
-    key = np.asarray(key).ravel()
-    n = int(key.max()) + 1
-    U = np.bincount(key, c.u, n).astype(np.float64)
-    V = np.bincount(key, c.v, n).astype(np.float64)
-    value = float(U.sum() / V.sum())
-    se = ratio_se(U, V)
-    z = float(sps.norm.ppf(0.5 + level / 2))
-    return ClusteredEstimate(value, se, (value - z * se, value + z * se), n, cluster)
