@@ -8,6 +8,7 @@ raises :class:`InvalidRequestError`, naming the field and what was received.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -97,6 +98,19 @@ class PageRequest(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> PageRequest:
+        title_ids = [t.title_id for t in self.titles]
+        titles = set(title_ids)
+        positions = {(t.row, t.col) for t in self.titles}
+        images = list(chain.from_iterable(t.image_ids for t in self.titles))
+        if len(titles) < len(title_ids) or len(positions) < len(title_ids) or len(set(images)) < len(images):
+            self._name_the_duplicate()  # the slow path, only for a bad request
+        unknown = [t for t in self.seen_title_ids if t not in titles]
+        if unknown:
+            raise ValueError(f"seen_title_ids: '{unknown[0]}' is not a title of the page")
+        return self
+
+    def _name_the_duplicate(self) -> None:
+        """Raise the error naming the first repeated title, position or image."""
         titles: set[str] = set()
         images: set[str] = set()
         positions: set[tuple[int, int]] = set()
@@ -112,10 +126,6 @@ class PageRequest(BaseModel):
                 if image in images:
                     raise ValueError(f"titles.{i}.image_ids: image '{image}' appears twice on the page")
                 images.add(image)
-        unknown = [t for t in self.seen_title_ids if t not in titles]
-        if unknown:
-            raise ValueError(f"seen_title_ids: '{unknown[0]}' is not a title of the page")
-        return self
 
     @property
     def n_titles(self) -> int:
