@@ -121,45 +121,26 @@ def read_embeddings(path: str | Path, image_ids: tuple[str, ...], seed: int = 0)
     InvalidExperimentError
         A column is missing or malformed, or an image of the log has no embedding.
     """
+    from slate.replay.metrics import ImageEmbeddings, InvalidEmbeddingsError
+
     p = Path(path)
-    if not p.exists():
-        raise InvalidExperimentError(f"The 'data.embeddings' file '{p}' does not exist.")
-    table = pq.read_table(p)
-    for name in ("image_id", "embedding"):
-        if name not in table.column_names:
-            raise InvalidExperimentError(
-                f"The 'data.embeddings' file '{p}' must have a column '{name}'; got {table.column_names}."
-            )
-    ids = np.asarray(table.column("image_id").to_pylist(), dtype=object)
-    column = table.column("embedding").combine_chunks()
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-            or pa.types.is_fixed_size_list(column.type)):
-        raise InvalidExperimentError(
-            f"The 'embedding' column of '{p}' must be a list of floats; got {column.type} instead."
-        )
-    if column.null_count:
-        raise InvalidExperimentError(f"The 'embedding' column of '{p}' has {column.null_count} nulls.")
-    lengths = np.asarray(column.value_lengths().to_numpy(zero_copy_only=False))
-    if len(lengths) and (lengths != lengths[0]).any():
-        raise InvalidExperimentError(
-            f"The embeddings in '{p}' must all have one length; got lengths {sorted(set(lengths.tolist()))[:5]}."
-        )
-    dim = int(lengths[0]) if len(lengths) else 0
-    if dim == 0:
-        raise InvalidExperimentError(f"The 'data.embeddings' file '{p}' has no embeddings.")
-    values = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, dim)
-    if not np.isfinite(values).all():
-        raise InvalidExperimentError(f"The embeddings in '{p}' must be finite.")
-    position = {str(i): n for n, i in enumerate(ids.tolist())}
-    missing = [i for i in image_ids if i not in position]
-    if missing:
+    try:
+        embeddings = ImageEmbeddings.load(p)  # the one reader of embeddings files, with its checks
+    except InvalidEmbeddingsError as exc:
+        raise InvalidExperimentError(f"The 'data.embeddings' file is not usable: {exc}") from exc
+    found, has = embeddings.lookup(image_ids)
+    if not has.all():
+        missing = [i for i, ok in zip(image_ids, has.tolist(), strict=True) if not ok]
         raise InvalidExperimentError(
             f"The 'data.embeddings' file '{p}' must have an embedding for every image of the log; "
             f"got none for {len(missing)} images, e.g. '{missing[0]}'."
         )
-    index = np.array([position[i] for i in image_ids], dtype=np.int64)
-    vectors = _unit(values[index])
-    if "style" in table.column_names:
+    vectors = _unit(found)
+    parquet = p.suffix.lower() != ".npz"
+    table = pq.read_table(p, columns=["image_id", "style"]) if parquet and "style" in pq.read_schema(p).names else None
+    if table is not None:
+        position = {str(i): n for n, i in enumerate(table.column("image_id").to_pylist())}
+        index = np.array([position[i] for i in image_ids], dtype=np.int64)
         raw = np.asarray(table.column("style").to_pylist(), dtype=object)[index]
         names, styles = np.unique(raw.astype(str), return_inverse=True)
         return vectors, styles.astype(np.int64), tuple(str(n) for n in names)
