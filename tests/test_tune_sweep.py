@@ -207,6 +207,27 @@ def test_solve_cache_reuses_solves_when_only_the_estimator_changes(sim_run, tmp_
     assert len(list((tmp_path / "cache").glob("solves-*"))) == 2
 
 
+def test_a_points_target_reproduces_its_estimate_with_no_solve(sim_run, monkeypatch):
+    from slate.replay import evaluate
+
+    def must_not_solve(*args):
+        raise AssertionError("target() must not solve pages")
+
+    monkeypatch.setattr(sweep_module, "_solve_block", must_not_solve)
+    exp = sim_run.experiment
+    for point in (1, 6):  # exploration 0.2 and 0.0
+        log, target = sim_run.target(point)
+        report = evaluate(log, target, exp.estimator.name, n_bootstrap=exp.estimator.n_bootstrap,
+                          seed=exp.seed, level=exp.estimator.level, metrics=False)
+        e = report.estimate
+        assert (e.value, *e.interval) == (sim_run.column("take_fraction")[point],
+                                          sim_run.column("take_fraction_low")[point],
+                                          sim_run.column("take_fraction_high")[point])
+    assert sim_run.column("exploration")[1] > 0 and sim_run.column("exploration")[6] == 0
+    with pytest.raises(SweepError, match="'point' must be one of 0..7"):
+        sim_run.target(8)
+
+
 def test_output_folder_of_another_experiment_is_refused(sim_run):
     other = sim_experiment(seed=2)
     with pytest.raises(SweepError, match="holds results of experiment"):

@@ -116,6 +116,55 @@ class SweepResults:
         """The table as a list of dicts."""
         return list(self.table.to_pylist())
 
+    def target(
+        self, point: int, base_dir: str | os.PathLike[str] | None = None
+    ) -> tuple[ImpressionLog, ActionDistribution]:
+        """The evaluated log and point ``point``'s decisions on it, ready for
+        :func:`slate.replay.evaluate` with any estimator (no page is solved again).
+
+        The data is read (or simulated) again from the experiment, relative to ``base_dir``
+        (default: the folder the sweep ran from); its checksums must match the results'.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from slate.replay import evaluate
+        >>> from slate.tune import experiment_from_dict, run_sweep
+        >>> exp = experiment_from_dict({
+        ...     "data": {"kind": "sim", "world": {"n_members": 30, "n_titles": 40, "max_images": 4,
+        ...                                       "page": {"rows": 2, "cols": 5}},
+        ...              "n_days": 2},
+        ...     "policy": {"kind": "oracle"}, "search": {"diversity": [0.0, 1.0]},
+        ...     "estimator": {"name": "snips", "n_bootstrap": 0},
+        ...     "compute": {"scheduler": "sync", "progress": False}})
+        >>> results = run_sweep(exp, tempfile.mkdtemp(), plots=False)
+        >>> log, target = results.target(1)
+        >>> again = evaluate(log, target, "snips", n_bootstrap=0, seed=exp.seed, metrics=False)
+        >>> bool(again.estimate.value == results.column("take_fraction")[1])
+        True
+        """
+        points = self.experiment.points()
+        if not 0 <= point < len(points):
+            raise SweepError(f"The 'point' must be one of 0..{len(points) - 1}; got {point!r}.")
+        the_point = points[point]
+        where = base_dir if base_dir is not None else self.summary.get("base_dir", ".")
+        prep = prepare(self.experiment, Path(where))
+        stored = self.summary.get("data", {})
+        for key, value in prep.info.items():
+            if key.endswith("sha256") and stored.get(key) != value:
+                raise SweepError(f"The data changed since the sweep in '{self.path}' ran ({key} differs).")
+        settings = list(dict.fromkeys(p.solve_key for p in points))
+        column = settings.index(the_point.solve_key)
+        folder = Path(self.summary.get("timing", {}).get("solve_folder", self.path / "work"))
+        choice = np.full(prep.log.n_rows, -1, dtype=np.int64)
+        for block in sorted(folder.glob("solve-*.npz")):
+            with np.load(block) as z:
+                choice[z["rows"]] = z["choices"][:, column]
+        if (choice < 0).any():
+            raise SweepError(f"The solves of '{self.path}' are incomplete or gone (looked in '{folder}').")
+        target = target_distribution(prep.log, choice, the_point.exploration, name=f"point {point}")
+        return prep.log, target
+
     @property
     def ms_per_solve(self) -> float:
         """Mean wall time of one page solve, milliseconds (over every solve the sweep made)."""
@@ -605,6 +654,7 @@ def run_sweep(
         "seed": experiment.seed,
         "n_points": len(points),
         "n_settings": len(settings),
+        "base_dir": str(Path(base_dir).resolve()),
         "n_pages": prep.log.n_pages,
         "n_rows": prep.log.n_rows,
         "logged": prep.logged,
@@ -615,7 +665,7 @@ def run_sweep(
             "n_solves": totals["n_solves"],
             "n_blocks": len(blocks),
             "n_blocks_solved_this_run": len(todo),
-            "solve_folder": str(solve_dir),
+            "solve_folder": str(solve_dir.resolve()),
             "n_flagged_solves": totals["n_flagged"],
             "seconds_prepare": t_prepared - t_start,
             "seconds_solve": t_solved - t_prepared,
