@@ -224,7 +224,7 @@ def test_a_points_target_reproduces_its_estimate_with_no_solve(sim_run, monkeypa
                                           sim_run.column("take_fraction_low")[point],
                                           sim_run.column("take_fraction_high")[point])
     assert sim_run.column("exploration")[1] > 0 and sim_run.column("exploration")[6] == 0
-    with pytest.raises(SweepError, match="'point' must be one of 0..7"):
+    with pytest.raises(SweepError, match=r"'point' must be one of 0\.\.7"):
         sim_run.target(8)
 
 
