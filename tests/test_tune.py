@@ -91,10 +91,37 @@ def test_load_experiment_reads_toml_and_reports_bad_files(tmp_path):
     bad.write_text("name = \n")
     with pytest.raises(InvalidExperimentError, match="not valid TOML"):
         load_experiment(bad)
-    yaml = tmp_path / "exp.yaml"
-    yaml.write_text("name: t\n")
-    with pytest.raises(InvalidExperimentError, match=r"must be TOML"):
-        load_experiment(yaml)
+    other = tmp_path / "exp.json"
+    other.write_text("{}")
+    with pytest.raises(InvalidExperimentError, match=r"must be TOML \(\*\.toml\) or YAML"):
+        load_experiment(other)
+
+
+def test_yaml_experiments_equal_their_toml_twins_and_bad_yaml_is_named(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        'name = "t"\nseed = 3\n[data]\nkind = "sim"\n[policy]\nkind = "oracle"\n'
+        '[search]\ndiversity = [0.0, 0.5]\nmax_changes = ["none", 4]\n[constraints]\nmax_churn = 0.1\n'
+    )
+    yaml = tmp_path / "exp.yml"
+    yaml.write_text(
+        "name: t\nseed: 3\ndata: {kind: sim}\npolicy: {kind: oracle}\n"
+        "search: {diversity: [0.0, 0.5], max_changes: [none, 4]}\nconstraints: {max_churn: 0.1}\n"
+    )
+    a, b = load_experiment(toml)[0], load_experiment(yaml)[0]
+    assert a == b and a.config_hash() == b.config_hash()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(InvalidExperimentError, match="not valid YAML"):
+        load_experiment(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(InvalidExperimentError, match="must hold a mapping at its top; got str"):
+        load_experiment(scalar)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data: {kind: sim}\npolicy: {kind: oracle}\nserach: {}\n")
+    with pytest.raises(InvalidExperimentError, match="serach"):
+        load_experiment(typo)
 
 
 # ---------------------------------------------------------------------- points and hash

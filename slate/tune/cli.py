@@ -99,7 +99,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Re-optimise every logged page at every setting of the experiment, estimate each "
         "setting's take fraction by replay, and write results.parquet/.csv, the Pareto front and plots.",
     )
-    p.add_argument("experiment", help="an experiment file (TOML)")
+    p.add_argument("experiment", help="an experiment file (TOML, or YAML with the same fields)")
     p.add_argument("--output", "-o", default=None,
                    help="results folder (default: <experiment folder>/<name>-<config hash>); rerun to resume")
     p.add_argument("--scheduler", default=None,

@@ -589,17 +589,55 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
         raise InvalidExperimentError(f"The experiment file '{source}' is not valid TOML: {err}.") from None
 
 
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        raise InvalidExperimentError(
+            f"Reading the YAML experiment '{source}' needs PyYAML (pip install pyyaml, or the "
+            "'all' extra); TOML experiments need nothing."
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InvalidExperimentError(f"The experiment file '{source}' is not valid YAML: {err}.") from None
+    if not isinstance(data, dict):
+        raise InvalidExperimentError(
+            f"The experiment file '{source}' must hold a mapping at its top; got {type(data).__name__}."
+        )
+    return data
+
+
 def load_experiment(path: str | os.PathLike[str]) -> tuple[Experiment, Path]:
-    """Read and validate an experiment file; returns it and the folder relative paths start from.
+    r"""Read and validate an experiment file (TOML, or YAML with the same fields); returns it and
+    the folder relative paths start from.
 
     Raises
     ------
     InvalidExperimentError
-        The file is missing, not TOML, or a field is invalid (the message names it).
+        The file is missing, neither TOML nor YAML, or a field is invalid (the message names it).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.toml").write_text(
+    ...     'data = { kind = "sim" }\npolicy = { kind = "oracle" }\nsearch = { diversity = [0.0, 0.5] }\n')
+    >>> _ = (folder / "a.yaml").write_text(
+    ...     "data: {kind: sim}\npolicy: {kind: oracle}\nsearch: {diversity: [0.0, 0.5]}\n")
+    >>> load_experiment(folder / "a.toml")[0] == load_experiment(folder / "a.yaml")[0]
+    True
     """
     p = Path(path)
     if not p.is_file():
         raise InvalidExperimentError(f"The experiment file '{p}' does not exist.")
-    if p.suffix.lower() not in (".toml",):
-        raise InvalidExperimentError(f"An experiment file must be TOML (*.toml); got '{p.name}'.")
-    return experiment_from_dict(_read_toml(p.read_text(), str(p))), p.resolve().parent
+    suffix = p.suffix.lower()
+    if suffix == ".toml":
+        raw = _read_toml(p.read_text(), str(p))
+    elif suffix in (".yaml", ".yml"):
+        raw = _read_yaml(p.read_text(), str(p))
+    else:
+        raise InvalidExperimentError(
+            f"An experiment file must be TOML (*.toml) or YAML (*.yaml, *.yml); got '{p.name}'."
+        )
+    return experiment_from_dict(raw), p.resolve().parent
