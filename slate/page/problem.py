@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import networkx as nx
@@ -538,7 +539,7 @@ class PageProblem:
             raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[t]}'")
         if len(set(t_ids)) != n_titles:
             raise _fail("title_ids", "be unique", f"'{_first_duplicate(t_ids)}' twice")
-        i_ids = tuple(tuple(ids) for ids in image_ids)
+        i_ids = tuple(map(tuple, image_ids))
         if len(i_ids) != n_titles:
             raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
         counts = np.fromiter(map(len, i_ids), dtype=np.int64, count=n_titles)
@@ -547,8 +548,8 @@ class PageProblem:
             raise _fail(
                 "image_ids", f"list one id per candidate of title '{t_ids[t]}' ({int(n_cand[t])})", f"{counts[t]}"
             )
-        all_images = [i for ids in i_ids for i in ids]
-        if len(set(all_images)) != len(all_images):
+        if len(set(chain.from_iterable(i_ids))) != int(counts.sum()):
+            all_images = list(chain.from_iterable(i_ids))
             raise _fail("image_ids", "be unique across the page", f"'{_first_duplicate(all_images)}' twice")
         bad = cand & ~np.isfinite(raw)
         if bad.any():
@@ -560,7 +561,7 @@ class PageProblem:
 
         pair_arr = np.asarray(pairs)
         if pair_arr.ndim != 2 or pair_arr.shape[1] != 2 or not (
-            np.issubdtype(pair_arr.dtype, np.integer) or pair_arr.size == 0
+            pair_arr.dtype.kind in "iu" or pair_arr.size == 0  # an integer dtype
         ):
             raise _fail("pairs", "be an integer array of shape (n_pairs, 2)", f"{pair_arr.dtype} of shape {pair_arr.shape}")
         pair_arr = pair_arr.astype(np.int64, copy=False)
@@ -571,7 +572,12 @@ class PageProblem:
         if n_pairs:
             a, b = pair_arr[:, 0], pair_arr[:, 1]
             key = a * n_titles + b
-            if (a < 0).any() or (b >= n_titles).any() or (a >= b).any() or (np.diff(key) <= 0).any():
+            if (  # one reduction per condition (b - a cannot overflow once 0 <= a and b < n_titles)
+                a.min() < 0
+                or b.max() >= n_titles
+                or (b - a).min() <= 0
+                or (n_pairs > 1 and np.diff(key).min() <= 0)
+            ):
                 raise _fail(
                     "pairs",
                     f"hold sorted unique pairs (a, b) with 0 <= a < b < {n_titles}",
@@ -588,24 +594,18 @@ class PageProblem:
                 f"have shape (n_pairs, n_images, n_images) = ({n_pairs}, {n_images}, {n_images})",
                 f"shape {sim.shape}",
             )
-        partial = n_cand < n_images
-        touched = np.flatnonzero(partial[pair_arr[:, 0]] | partial[pair_arr[:, 1]]) if n_pairs else pair_arr[:0, 0]
         mask = None
-        if len(touched):
-            a, b = pair_arr[touched, 0], pair_arr[touched, 1]
-            mask = cand[a][:, :, None] & cand[b][:, None, :]
+        if n_pairs and (n_cand < n_images).any():  # candidate image pairs (all pairs, one pass)
+            mask = cand[pair_arr[:, 0]][:, :, None] & cand[pair_arr[:, 1]][:, None, :]
         if sim.size and not (sim.min() >= 0 and sim.max() < np.inf):  # garbage is allowed on padding only
-            valid = np.ones(sim.shape, dtype=bool)
-            if mask is not None:
-                valid[touched] = mask
+            valid = np.ones(sim.shape, dtype=bool) if mask is None else mask
             if not np.isfinite(sim[valid]).all() or (sim[valid] < 0).any():
                 raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
-        if mask is not None:  # zero the similarity of padding (and of removed images)
-            sim = sim.copy()
-            sim[touched] = np.where(mask, sim[touched], 0.0)
+        if mask is not None:  # zero the similarity of padding (and of removed images), in a copy
+            sim = np.where(mask, sim, 0.0)
 
         prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
-        if prev.shape != (n_titles,) or not np.issubdtype(prev.dtype, np.integer):
+        if prev.shape != (n_titles,) or prev.dtype.kind not in "iu":  # an integer array
             raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
         prev = prev.astype(np.int64, copy=False)
         if (prev < -1).any():

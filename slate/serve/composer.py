@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from itertools import chain, compress
+from itertools import compress
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -174,16 +174,19 @@ class _Page:
     def of(cls, request: PageRequest) -> _Page:
         titles = request.titles
         n = len(titles)
-        image_ids = tuple(t.image_ids for t in titles)
-        counts = np.fromiter((len(ids) for ids in image_ids), dtype=np.int64, count=n)
+        # one pass over the titles, then one array per field
+        title_ids, image_ids, rows, cols, locked = zip(
+            *[(t.title_id, t.image_ids, t.row, t.col, t.locked) for t in titles], strict=True
+        )
+        counts = np.fromiter(map(len, image_ids), dtype=np.int64, count=n)
         candidates = np.arange(int(counts.max()))[None, :] < counts[:, None]
         return cls(
-            title_ids=tuple(t.title_id for t in titles),
+            title_ids=title_ids,
             image_ids=image_ids,
             candidates=_ro(candidates),
-            rows=_ro(np.fromiter((t.row for t in titles), dtype=np.int64, count=n)),
-            cols=_ro(np.fromiter((t.col for t in titles), dtype=np.int64, count=n)),
-            locked=_ro(np.fromiter((t.locked for t in titles), dtype=bool, count=n)),
+            rows=_ro(np.array(rows, dtype=np.int64)),
+            cols=_ro(np.array(cols, dtype=np.int64)),
+            locked=_ro(np.array(locked, dtype=bool)),
         )
 
 
@@ -221,11 +224,7 @@ def _similarity(
     n_images = page.n_images
     if catalog is None or diversity == 0.0 or len(pairs) == 0:
         return np.zeros((len(pairs), n_images, n_images)), 0
-    index = np.full(page.candidates.shape, catalog.missing_row, dtype=np.int64)
-    found = catalog.rows(list(chain.from_iterable(page.image_ids)))
-    index[page.candidates] = found
-    n_missing = int((found == catalog.missing_row).sum())
-    unit = catalog.unit[index]
+    unit, n_missing = catalog.page_units(page.image_ids, n_images)
     sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
     np.maximum(sim, 0.0, out=sim)
     return sim.astype(np.float64), n_missing
@@ -250,8 +249,8 @@ def _build_problem(
     masked = np.flatnonzero((cand != page.candidates).any(axis=1))
     if len(masked):
         ids = list(image_ids)
-        for t in masked.tolist():
-            ids[t] = tuple(compress(ids[t], cand[t].tolist()))
+        for t, keep in zip(masked.tolist(), cand[masked].tolist(), strict=True):
+            ids[t] = tuple(compress(ids[t], keep))
         image_ids = tuple(ids)
     return PageProblem.from_padded(
         title_ids=page.title_ids,

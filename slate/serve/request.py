@@ -7,12 +7,13 @@ raises :class:`InvalidRequestError`, naming the field and what was received.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slate.errors import InvalidProblemError
@@ -26,6 +27,8 @@ __all__ = [
     "TitleRequest",
     "parse_request",
 ]
+
+_BLOCK_CACHE_SIZE = 4096  # titles whose embedding rows an ImageCatalog keeps (a few MB)
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -98,11 +101,14 @@ class PageRequest(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> PageRequest:
-        title_ids = [t.title_id for t in self.titles]
-        titles = set(title_ids)
-        positions = {(t.row, t.col) for t in self.titles}
-        images = list(chain.from_iterable(t.image_ids for t in self.titles))
-        if len(titles) < len(title_ids) or len(positions) < len(title_ids) or len(set(images)) < len(images):
+        n = len(self.titles)
+        titles = {t.title_id for t in self.titles}
+        image_lists = [t.image_ids for t in self.titles]
+        if (
+            len(titles) < n
+            or len({(t.row, t.col) for t in self.titles}) < n
+            or len(set(chain.from_iterable(image_lists))) < sum(map(len, image_lists))
+        ):
             self._name_the_duplicate()  # the slow path, only for a bad request
         unknown = [t for t in self.seen_title_ids if t not in titles]
         if unknown:
@@ -269,6 +275,9 @@ class ImageCatalog:
         self.unit = np.vstack([unit, np.zeros((1, emb.shape[1]))]).astype(np.float32)
         self.unit.flags.writeable = False
         self.missing_row = len(ids)
+        # a title's image list -> its rows of `unit` and how many are missing (derived data of
+        # this catalog, bounded; a serving catalog repeats titles across members' pages)
+        self._blocks: dict[tuple[str, ...], tuple[NDArray[np.float32], int]] = {}
 
     @property
     def dim(self) -> int:
@@ -277,6 +286,60 @@ class ImageCatalog:
 
     def __len__(self) -> int:
         return self.missing_row
+
+    def page_units(self, image_ids: Sequence[Sequence[str]], n_images: int) -> tuple[NDArray[np.float32], int]:
+        """Unit embeddings of a page's candidates, padded, and how many images are unknown.
+
+        Parameters
+        ----------
+        image_ids : sequence of sequences of str
+            Each title's candidate images (at most ``n_images`` per title).
+        n_images : int
+            Padded width.
+
+        Returns
+        -------
+        units : ndarray (n_titles, n_images, dim), float32
+            ``unit[rows(image_ids[t])]`` padded with the zero row (the row of unknown images).
+        n_missing : int
+            Images without an embedding.
+
+        Examples
+        --------
+        >>> cat = ImageCatalog(["a", "b"], [[3.0, 4.0], [0.0, 2.0]])
+        >>> units, n_missing = cat.page_units([("b", "zz"), ("a",)], 2)
+        >>> units.shape, n_missing, units[1, 1].tolist()
+        ((2, 2, 2), 1, [0.0, 0.0])
+        """
+        get = self._blocks.get
+        try:
+            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]  # tuples from a PageRequest
+        except TypeError:  # lists: unhashable
+            image_ids = [tuple(ids) for ids in image_ids]
+            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]
+        found = [
+            hit if hit is not None else self._block(tuple(ids))
+            for hit, ids in zip(hits, image_ids, strict=True)
+        ]
+        blocks = [h[0] for h in found]
+        n_missing = sum([h[1] for h in found])
+        if blocks and all([len(b) == n_images for b in blocks]):
+            return np.concatenate(blocks).reshape(len(blocks), n_images, -1), n_missing
+        units = np.zeros((len(blocks), n_images, self.unit.shape[1]), dtype=self.unit.dtype)
+        for t, block in enumerate(blocks):
+            units[t, : len(block)] = block
+        return units, n_missing
+
+    def _block(self, ids: tuple[str, ...]) -> tuple[NDArray[np.float32], int]:
+        """A title's rows of :attr:`unit` and its number of unknown images (cached)."""
+        rows = self.rows(ids)
+        block = self.unit[rows]
+        block.flags.writeable = False
+        hit = (block, int((rows == self.missing_row).sum()))
+        if len(self._blocks) >= _BLOCK_CACHE_SIZE:
+            self._blocks.clear()
+        self._blocks[ids] = hit
+        return hit
 
     def rows(self, image_ids: Any) -> np.ndarray:
         """Row of each image in :attr:`unit` (the zero row for an unknown image)."""

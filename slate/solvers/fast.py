@@ -50,8 +50,10 @@ MAP LP-relaxations", NIPS 2007.
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +87,32 @@ def _frozen(array: ArrayLike, dtype: Any, *, own: bool = False) -> NDArray[Any]:
     return out
 
 
+_Adjacency = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]
+_ADJACENCY: OrderedDict[tuple[int, bytes], _Adjacency] = OrderedDict()
+_ADJACENCY_CACHE_SIZE = 256
+_ADJACENCY_LOCK = threading.Lock()
+
+
+def _adjacency(n_titles: int, pairs: NDArray[np.int64]) -> _Adjacency:
+    """``(ptr, nbr, pid, side, max_degree)`` of a layout's pairs, cached by value (a serving
+    layout repeats on every request). ``ptr`` and ``nbr`` are read-only; ``pid`` and ``side``
+    are private to the kernels."""
+    key = (n_titles, pairs.tobytes())
+    with _ADJACENCY_LOCK:
+        hit = _ADJACENCY.get(key)
+        if hit is not None:
+            _ADJACENCY.move_to_end(key)
+            return hit
+    ptr, nbr, pid, side = kernels.build_adjacency(n_titles, pairs)
+    max_degree = int(np.diff(ptr).max()) if n_titles else 0
+    out = (_frozen(ptr, np.int64, own=True), _frozen(nbr, np.int64, own=True), pid, side, max_degree)
+    with _ADJACENCY_LOCK:
+        _ADJACENCY[key] = out
+        if len(_ADJACENCY) > _ADJACENCY_CACHE_SIZE:
+            _ADJACENCY.popitem(last=False)
+    return out
+
+
 class _Page:
     """The flat arrays the kernels work on, derived once per problem (cached weakly)."""
 
@@ -93,8 +121,7 @@ class _Page:
         self.unary = _frozen(problem.unary, np.float64)
         self.cost = _frozen(problem.pair_cost, np.float64)
         self.pairs = _frozen(problem.pairs, np.int64)
-        ptr, nbr, pid, side = kernels.build_adjacency(n_titles, self.pairs)
-        self.ptr, self.nbr = _frozen(ptr, np.int64, own=True), _frozen(nbr, np.int64, own=True)
+        self.ptr, self.nbr, pid, side, max_degree = _adjacency(n_titles, self.pairs)
         dcost, cmax = kernels.directed_costs(self.cost, pid, side)
         self.dcost = _frozen(dcost, np.float64, own=True)
         self.cmax = _frozen(cmax, np.float64, own=True)
@@ -104,7 +131,6 @@ class _Page:
         self.tags = _frozen(problem.image_tags, np.uint8)
         self.tag_max = _frozen(problem.tag_max, np.int64)
         self.budget = _NO_BUDGET if problem.max_changes is None else int(problem.max_changes)
-        max_degree = int(np.diff(ptr).max()) if n_titles else 0
         self.top_size = max(1, min(n_titles, max_degree + 1))
         finite = self.unary[np.isfinite(self.unary)]
         scale = float(np.abs(finite).max()) if finite.size else 1.0

@@ -306,7 +306,7 @@ def plan_page(
         if rules.dwell_days is not None:
             dwell &= (now - shown_since) < rules.dwell_days * DAY
 
-    reason = np.where(has_prev, Reason.FREE, Reason.NEW).astype(np.int8)
+    reason = has_prev.astype(np.int8)  # Reason.FREE (1) where there is a previous image, else Reason.NEW (0)
     reason[retired] = Reason.RETIRED
     reason[dwell] = Reason.DWELL
     reason[draw_ok] = Reason.STICKY
@@ -382,6 +382,7 @@ def next_states(
     prop = np.asarray(propensity, dtype=np.float64).tolist()
     expl = np.asarray(explored, dtype=bool).tolist()
     assume_seen = rules.assume_seen
+    make = TitleState._make  # tuple.__new__ on the fields: no keyword handling per title
     for t, title in enumerate(title_ids):
         image = shown_ids[t]
         s = plan.states[t]
@@ -396,6 +397,5 @@ def next_states(
             draw = (now, 1, prop[t], expl[t])
         else:
             draw = (NO_DRAW, 0, 1.0, False)
-        s = TitleState(*base, *draw)
-        out[title] = s
+        out[title] = make(base + draw)
     return out
