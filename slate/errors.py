@@ -7,7 +7,9 @@ results; exceptions are for misuse: malformed input that cannot be turned into a
 from __future__ import annotations
 
 __all__ = [
+    "ImageDecodeError",
     "InfeasibleProblemError",
+    "InvalidEmbedInputError",
     "InvalidProblemError",
     "SlateError",
     "SolverError",
@@ -36,3 +38,17 @@ class UnknownSolverError(SlateError, KeyError):
 
 class SolverError(SlateError, RuntimeError):
     """A solver backend failed in a way that is not a status (a bug or a broken install)."""
+
+
+class InvalidEmbedInputError(SlateError, ValueError):
+    """``slate embed`` / :mod:`slate.visual` misuse: no input files, a bad mapping file, bad
+    weights or options, a broken ONNX model; the message names the field or file."""
+
+
+class ImageDecodeError(SlateError, ValueError):
+    """One image file could not be turned into pixels; ``reason`` is a short key
+    (``empty``, ``not-an-image``, ``truncated``, ``too-large``, ...) used to count rejections."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
