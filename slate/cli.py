@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     add_report_parser(sub)
+
+    from slate.visual.cli import add_embed_parser
+
+    add_embed_parser(sub)
     return parser
 
 

@@ -67,7 +67,7 @@ class VisualOptions:
     >>> VisualOptions(weights={"colour": -1})
     Traceback (most recent call last):
     ...
-    slate.errors.InvalidEmbedInputError: The 'weights' option must be finite and >= 0; got colour=-1.0 instead.
+    slate.errors.InvalidEmbedInputError: The 'weights' option must be finite and >= 0; got colour=-1 instead.
     """
 
     frame: tuple[int, int] = (64, 96)

@@ -61,8 +61,8 @@ def make_views(pixels: NDArray[np.uint8]) -> Views:
     (100.0, 1.0)
     """
     rgb = pixels.astype(np.float32) * np.float32(1.0 / 255.0)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    grey = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.float32)
+    lab = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), dtype=np.float32)
     return Views(rgb, grey, lab)
 
 
@@ -98,8 +98,9 @@ def tone(v: Views) -> FloatVector:
 
 def _grid(channel: NDArray[np.float32], rows: int, cols: int) -> NDArray[np.float32]:
     h, w = channel.shape
-    return cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_AREA) if (h % rows or w % cols) else \
-        channel.reshape(rows, h // rows, cols, w // cols).mean(axis=(1, 3))
+    if h % rows or w % cols:
+        return np.asarray(cv2.resize(channel, (cols, rows), interpolation=cv2.INTER_AREA), dtype=np.float32)
+    return channel.reshape(rows, h // rows, cols, w // cols).mean(axis=(1, 3), dtype=np.float32)
 
 
 def layout(v: Views) -> FloatVector:
@@ -159,11 +160,15 @@ def _face_cascade() -> Any:
 
 def faces(v: Views) -> FloatVector:
     """Faces at least a quarter of the frame wide: presence, count, size and position of the
-    largest, total area; zeros without a face."""
-    g = v.grey.astype(np.float64)
+    largest, total area; zeros without a face. The cascade runs on the grey frame at 48 pixels
+    wide (faces that size are found as well, several times faster than at 64)."""
+    g = v.grey
+    if g.shape[1] > 48:
+        g = np.asarray(cv2.resize(g, (48, max(1, round(g.shape[0] * 48 / g.shape[1]))),
+                                  interpolation=cv2.INTER_AREA), dtype=np.float32)
     h, w = g.shape
     side = max(8, w // 4)
-    found = _face_cascade().detect_multi_scale(img=g, scale_factor=1.5, step_ratio=1,
+    found = _face_cascade().detect_multi_scale(img=g.astype(np.float64), scale_factor=1.5, step_ratio=1,
                                                min_size=(side, side), max_size=(w, w))
     if not found:
         return np.zeros(6, dtype=np.float32)

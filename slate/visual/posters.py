@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
-__all__ = ["PHOTOGRAPHS", "EDITS", "PosterSet", "make_posters", "pair_auc", "retrieval_auc"]
+__all__ = ["EDITS", "PHOTOGRAPHS", "PosterSet", "make_posters", "pair_auc", "retrieval_auc"]
 
 PHOTOGRAPHS = (
     "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -46,10 +46,10 @@ def poster(photo: Image.Image) -> Image.Image:
     """The centred 2:3 crop of a photograph, at 512×768."""
     w, h = photo.size
     if w / h > 2 / 3:
-        cw = int(round(h * 2 / 3))
+        cw = round(h * 2 / 3)
         box = ((w - cw) // 2, 0, (w - cw) // 2 + cw, h)
     else:
-        ch = int(round(w * 3 / 2))
+        ch = round(w * 3 / 2)
         box = (0, (h - ch) // 2, w, (h - ch) // 2 + ch)
     return photo.crop(box).resize(POSTER_SIZE, Image.Resampling.LANCZOS)
 
