@@ -72,6 +72,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     >>> to_rgb(Image.new("CMYK", (2, 2), (0, 255, 255, 0))).getpixel((0, 0))
     (255, 0, 0)
     """
+    try:
+        return _convert(image)
+    except (ValueError, OSError) as err:
+        raise ImageDecodeError("unsupported-mode", f"mode {image.mode} has no RGB conversion ({err})") from None
+
+
+def _convert(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
@@ -84,10 +91,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return image.convert("RGB")
-    except (ValueError, OSError) as err:
-        raise ImageDecodeError("unsupported-mode", f"mode {mode} has no RGB conversion ({err})") from None
+    return image.convert("RGB")
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
