@@ -169,8 +169,8 @@ def plot_page(problem: PageProblem, assignment: ArrayLike, images: Mapping[str, 
     ax.set_aspect("equal")
     ax.axis("off")
     parts = problem.evaluate(a)
-    ax.set_title(f"{problem.name or 'page'}: pair similarity max(0, cos); diversity penalty "
-                 f"{parts.diversity_penalty:.3f}", fontsize=8)
+    ax.set_title(f"{problem.name or 'page'}: similarity max(0, cos) of interacting pairs\n"
+                 f"(line width: layout weight); diversity penalty {parts.diversity_penalty:.3f}", fontsize=7)
     return fig
 
 
