@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BLOCKS", "BLOCK_NAMES", "Views", "block_dims", "make_views"]
+__all__ = ["BLOCKS", "BLOCK_NAMES", "Views", "block_dims", "hog", "make_views"]
 
 FloatVector = NDArray[np.float32]
 
@@ -61,9 +61,15 @@ def make_views(pixels: NDArray[np.uint8]) -> Views:
     (100.0, 1.0)
     """
     rgb = pixels.astype(np.float32) * np.float32(1.0 / 255.0)
-    grey = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.float32)
-    lab = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), dtype=np.float32)
+    grey = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), dtype=np.float32) * np.float32(1.0 / 255.0)
+    # 8-bit CIELAB (OpenCV's lookup tables; within 2 units of the float conversion, 3x faster)
+    lab = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2Lab), dtype=np.float32) - _LAB_OFFSET
+    lab *= _LAB_SCALE
     return Views(rgb, grey, lab)
+
+
+_LAB_OFFSET = np.array([0.0, 128.0, 128.0], dtype=np.float32)
+_LAB_SCALE = np.array([100.0 / 255.0, 1.0, 1.0], dtype=np.float32)
 
 
 def _sqrt_hist(index: NDArray[np.intp], n_bins: int) -> FloatVector:
@@ -128,15 +134,48 @@ def _lbp_hist(grey: NDArray[np.float32]) -> FloatVector:
     return _sqrt_hist(_LBP_LUT[code], 10)
 
 
+def hog(grey: NDArray[np.float32], cell: int = 16, n_bins: int = 9) -> FloatVector:
+    """Histogram of oriented gradients (Dalal & Triggs): unsigned orientations in ``n_bins``
+    bins (linear vote between the two nearest), ``cell``-pixel cells, 2×2-cell blocks
+    normalised L2-Hys (clip at 0.2). Vectorised: one ``bincount`` per vote.
+
+    References
+    ----------
+    N. Dalal and B. Triggs, "Histograms of oriented gradients for human detection", CVPR 2005.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hog(np.zeros((96, 64), np.float32)).shape
+    (540,)
+    """
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=1)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=1)
+    magnitude, angle = cv2.cartToPolar(gx, gy, angleInDegrees=True)
+    cy, cx = max(grey.shape[0] // cell, 2), max(grey.shape[1] // cell, 2)
+    magnitude, angle = magnitude[:cy * cell, :cx * cell], angle[:cy * cell, :cx * cell]
+    pos = np.mod(angle, 180.0) * (n_bins / 180.0) - 0.5
+    low = np.floor(pos).astype(np.intp)
+    frac = (pos - low).astype(np.float32)
+    cells = ((np.arange(magnitude.shape[0]) // cell)[:, None] * cx
+             + (np.arange(magnitude.shape[1]) // cell)[None, :]) * n_bins
+    size = cy * cx * n_bins
+    hist = np.bincount((cells + np.mod(low, n_bins)).ravel(), (magnitude * (1 - frac)).ravel(), minlength=size)
+    hist += np.bincount((cells + np.mod(low + 1, n_bins)).ravel(), (magnitude * frac).ravel(), minlength=size)
+    hist = hist.reshape(cy, cx, n_bins)
+    blocks = np.concatenate([hist[:-1, :-1], hist[:-1, 1:], hist[1:, :-1], hist[1:, 1:]], axis=-1)
+
+    def l2(b: NDArray[np.float64]) -> NDArray[np.float64]:
+        return b / np.sqrt((b * b).sum(axis=-1, keepdims=True) + 1e-6)
+
+    return l2(np.minimum(l2(blocks), 0.2)).ravel().astype(np.float32)
+
+
 def texture(v: Views) -> FloatVector:
     """Edges and texture: HOG (9 orientations, 16-pixel cells, 2×2 blocks, centred) and a
     uniform LBP histogram (8 neighbours, radius 1)."""
-    from skimage.feature import hog
-
     g = v.grey
-    cell = max(4, min(g.shape) // 4)
-    h = hog(g, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
-            block_norm="L2-Hys", feature_vector=True).astype(np.float32)
+    h = hog(g, cell=max(4, min(g.shape) // 4))
     h -= h.mean()
     h /= np.linalg.norm(h) + 1e-6
     return np.concatenate([h, 0.5 * _lbp_hist(g)])
