@@ -103,7 +103,8 @@ def add_embed_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="block weights, e.g. colour=1,tone=0.6,faces=0 (0 leaves a block out)")
     p.add_argument("--frame", default="64x96", help="analysis size WIDTHxHEIGHT (default 64x96)")
     p.add_argument("--onnx", help="an ONNX image model whose first output is one more block")
-    p.add_argument("--max-pixels", type=int, default=100_000_000, help="larger images are rejected")
+    p.add_argument("--max-pixels", type=int, default=89_478_485,
+                   help="larger images are rejected before decoding (default: Pillow's limit)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--show-rejected", type=int, default=20, help="rejected files listed (default 20)")
     p.add_argument("--preview", help="also draw nearest neighbours of a sample of images to this PNG")

@@ -35,8 +35,10 @@ DECODE_REASONS = {
 }
 """Reasons a file is rejected, with what they mean."""
 
-DEFAULT_MAX_PIXELS = 100_000_000
-"""Largest image (width × height) decoded; larger files are rejected as ``too-large``."""
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Largest image (width × height) decoded, Pillow's own default; larger files are rejected as
+``too-large`` before decoding (beyond twice Pillow's ``Image.MAX_IMAGE_PIXELS`` Pillow refuses
+them whatever this limit)."""
 
 _WHITE = (255, 255, 255)
 
@@ -97,9 +99,9 @@ def _convert(image: Image.Image) -> Image.Image:
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides
             image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise ImageDecodeError("too-large", str(err)) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not-an-image", "no image format recognises the file") from None
