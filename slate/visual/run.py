@@ -9,6 +9,7 @@ reason. The output file is the embeddings format every reader of slate takes: Pa
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -48,10 +49,9 @@ def embed_bytes(data: bytes, options: VisualOptions) -> NDArray[np.float32]:
 Outcome = tuple[int, NDArray[np.float32] | None, str, str]
 
 
-def _embed_chunk(items: Sequence[tuple[int, str]], options: VisualOptions) -> tuple[list[Outcome], float]:
-    """Embed ``(index, path)`` items; returns ``(index, vector or None, reason, message)`` each and
-    the CPU seconds this process spent."""
-    start = time.process_time()
+def _embed_chunk(items: Sequence[tuple[int, str]], options: VisualOptions) -> tuple[list[Outcome], int, float]:
+    """Embed ``(index, path)`` items; returns ``(index, vector or None, reason, message)`` each,
+    this process's id and the CPU seconds it has spent since it started (start-up included)."""
     out: list[Outcome] = []
     for index, path in items:
         try:
@@ -61,7 +61,7 @@ def _embed_chunk(items: Sequence[tuple[int, str]], options: VisualOptions) -> tu
             out.append((index, None, "unreadable", f"cannot read it ({err.strerror or err})"))
         except ImageDecodeError as err:
             out.append((index, None, err.reason, str(err)))
-    return out, time.process_time() - start
+    return out, os.getpid(), time.process_time()
 
 
 def _init_worker() -> None:
@@ -86,7 +86,8 @@ class EmbedReport:
     ignored : int
         Non-image files in the folders.
     wall_seconds, cpu_seconds : float
-        Wall time, and CPU time of this process and its workers.
+        Wall time, and CPU time of this process plus its workers' whole lives (their start-up,
+        imports and model loading included).
     """
 
     image_ids: tuple[str, ...]
@@ -157,24 +158,23 @@ def _run_pending(pending: list[tuple[int, str]], options: VisualOptions, workers
     """Embed the files not in the cache, serially or over ``workers`` processes."""
     chunks = [pending[i:i + _CHUNK] for i in range(0, len(pending), _CHUNK)]
     outcomes: list[Outcome] = []
-    cpu = 0.0
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
-            done, _ = _embed_chunk(chunk, options)
-            outcomes += done
+            outcomes += _embed_chunk(chunk, options)[0]
             bar.update(len(chunk))
-        return outcomes, cpu
+        return outcomes, 0.0
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no fork of a threaded parent (Arrow, OpenCV)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
         futures = [pool.submit(_embed_chunk, chunk, options) for chunk in chunks]
+        cpu: dict[int, float] = {}
         for future in as_completed(futures):
-            done, seconds = future.result()
+            done, pid, seconds = future.result()
             outcomes += done
-            cpu += seconds
+            cpu[pid] = max(cpu.get(pid, 0.0), seconds)
             bar.update(len(done))
-    return outcomes, cpu
+    return outcomes, sum(cpu.values())
 
 
 def embed_files(
