@@ -50,6 +50,14 @@ def read_mapping(path: str | Path) -> dict[Path, str]:
     ------
     InvalidEmbedInputError
         The file is missing or unreadable, lacks a column, has an empty value or maps one file twice.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "map.csv").write_text("path,image_id\\nart/p1.jpg,title-7-v2\\n")
+    >>> {k.relative_to(d.resolve()).as_posix(): v for k, v in read_mapping(d / "map.csv").items()}
+    {'art/p1.jpg': 'title-7-v2'}
     """
     p = Path(path)
     if not p.is_file():

@@ -80,7 +80,8 @@ class OnnxBlock:
 
 
 def load_onnx_block(path: str | Path, frame: tuple[int, int] = (64, 96)) -> OnnxBlock:
-    """The model at ``path``, loaded once per process."""
+    """The model at ``path``, loaded once per process (an :class:`OnnxBlock`; the tests build a
+    tiny model with ``onnx.helper`` and run it through this)."""
     key = f"{Path(path).resolve()}:{frame}"
     if key not in _LOADED:
         _LOADED[key] = OnnxBlock(path, frame)

@@ -175,7 +175,15 @@ def plot_page(problem: PageProblem, assignment: ArrayLike, images: Mapping[str, 
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Save a figure as PNG (folders created)."""
+    """Save a figure as PNG (folders created).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> fig = plot_neighbours(["a", "b"], np.eye(2), [np.zeros((96, 64, 3), np.uint8)] * 2, k=1)
+    >>> save_figure(fig, pathlib.Path(tempfile.mkdtemp()) / "sub" / "n.png").stat().st_size > 0
+    True
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=100)

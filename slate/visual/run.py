@@ -36,7 +36,17 @@ _CHUNK = 16
 
 
 def embed_bytes(data: bytes, options: VisualOptions) -> NDArray[np.float32]:
-    """The embedding of one file's content (raises :class:`~slate.errors.ImageDecodeError`)."""
+    """The embedding of one file's content (raises :class:`~slate.errors.ImageDecodeError`).
+
+    Examples
+    --------
+    >>> import io
+    >>> from PIL import Image
+    >>> buf = io.BytesIO()
+    >>> Image.new("RGB", (200, 300), (250, 200, 40)).save(buf, "PNG")
+    >>> embed_bytes(buf.getvalue(), VisualOptions()).shape
+    (736,)
+    """
     onnx = None
     if options.onnx_model is not None and "onnx" in options.active_blocks:
         from slate.visual.onnx_block import load_onnx_block
@@ -141,7 +151,13 @@ def write_embeddings(path: str | Path, image_ids: Sequence[str], vectors: NDArra
 
 
 def default_cache_path(output: str | Path) -> Path:
-    """The cache beside an output file: ``EMBEDDINGS.parquet`` -> ``EMBEDDINGS.cache.parquet``."""
+    """The cache beside an output file: ``EMBEDDINGS.parquet`` -> ``EMBEDDINGS.cache.parquet``.
+
+    Examples
+    --------
+    >>> default_cache_path("out/images.parquet").as_posix()
+    'out/images.cache.parquet'
+    """
     out = Path(output)
     return out.with_name(out.stem + ".cache.parquet")
 
