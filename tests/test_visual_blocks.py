@@ -150,3 +150,18 @@ def test_bad_options_name_the_field(kwargs, match):
 def test_bad_weights_text(text):
     with pytest.raises(InvalidEmbedInputError, match="NAME=NUMBER"):
         parse_weights(text)
+
+
+def test_dominant_colours_overlap_when_images_share_one():
+    from slate.visual.blocks import _palette
+
+    def two_colours(left, right):
+        pixels = np.zeros((96, 64, 3), np.uint8)
+        pixels[:, :32], pixels[:, 32:] = left, right
+        return _palette(make_views(pixels).lab)
+
+    red, blue, green = (200, 30, 30), (30, 40, 200), (30, 180, 40)
+    red_blue, red_green, green_only = two_colours(red, blue), two_colours(red, green), two_colours(green, green)
+    assert cos(red_blue, red_green) == pytest.approx(0.5, abs=0.01)  # one of two colours shared
+    assert cos(red_blue, green_only) == 0.0
+    assert cos(red_green, green_only) == pytest.approx(np.sqrt(0.5), abs=0.01)

@@ -84,3 +84,9 @@ def test_command_line_process_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "no image could be embedded" in proc.stderr
+
+
+def test_progress_bar_stays_off_when_stderr_is_not_a_terminal(posters, tmp_path, capsys):
+    assert main(["embed", str(posters), "--output", str(tmp_path / "e.parquet"), "--no-cache"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "embedding" not in err and "\r" not in err

@@ -160,7 +160,7 @@ def embed_pixels(pixels: NDArray[np.uint8], options: VisualOptions, onnx_block: 
     >>> rng = np.random.default_rng(0)
     >>> e = embed_pixels(rng.integers(0, 256, (96, 64, 3), dtype=np.uint8), VisualOptions())
     >>> e.dtype.name, e.shape, round(float(np.linalg.norm(e)), 5)
-    ('float32', (736,), 1.0)
+    ('float32', (800,), 1.0)
     """
     views = make_views(pixels)
     parts = []

@@ -9,7 +9,7 @@ them. What each block captures and why it matters for a page: ``docs/visual.md``
 ============  ====  ==========================================================================
 block         dim   content
 ============  ====  ==========================================================================
-``colour``    69    CIELAB a*b* histogram (8×8, square-root, centred) and chroma moments
+``colour``    133   CIELAB a*b* histogram (8×8, square-root, centred), dominant colours, moments
 ``tone``      12    brightness, contrast, dark/bright percentiles, L* histogram
 ``layout``    36    6×4 grid of L* (minus its mean, over its spread) and 3×2 grid of a*, b*
 ``texture``   550   HOG of the grey frame (9 orientations, 16-pixel cells) and an LBP histogram
@@ -83,14 +83,28 @@ def _bins(values: NDArray[np.float32], low: float, high: float, n: int) -> NDArr
     return np.clip(scaled, 0, n - 1).astype(np.intp)
 
 
+def _palette(lab: NDArray[np.float32], n_colours: int = 3) -> FloatVector:
+    """Dominant colours: the ``n_colours`` most populated cells of a 4×4×4 CIELAB grid, as the
+    square roots of their shares (other cells zero): two images share a dominant colour when
+    their vectors overlap."""
+    cells = (_bins(lab[..., 0], 0.0, 100.0, 4) * 16 + _bins(lab[..., 1], -50.0, 50.0, 4) * 4
+             + _bins(lab[..., 2], -50.0, 50.0, 4))
+    shares = np.bincount(cells.ravel(), minlength=64) / max(cells.size, 1)
+    top = np.argsort(-shares, kind="stable")[:n_colours]
+    out = np.zeros(64, dtype=np.float32)
+    out[top] = np.sqrt(shares[top])
+    return out
+
+
 def colour(v: Views) -> FloatVector:
-    """CIELAB chroma: an 8×8 a*b* histogram (a soft palette of dominant colours) and moments."""
+    """CIELAB colour: an 8×8 a*b* histogram (square-root, centred), the dominant colours
+    (:func:`_palette`) and chroma moments."""
     a, b = v.lab[..., 1], v.lab[..., 2]
     hist = _sqrt_hist(_bins(a, -60.0, 60.0, 8) * 8 + _bins(b, -60.0, 60.0, 8), 64)
     chroma = np.hypot(a, b)
     moments = np.array([a.mean() / 60, b.mean() / 60, a.std() / 40, b.std() / 40, chroma.mean() / 60],
                        dtype=np.float32)
-    return np.concatenate([hist, 0.5 * moments])
+    return np.concatenate([hist, 0.5 * _palette(v.lab), 0.5 * moments])
 
 
 def tone(v: Views) -> FloatVector:
@@ -239,7 +253,7 @@ def block_dims(frame: tuple[int, int] = (64, 96)) -> dict[str, int]:
     Examples
     --------
     >>> block_dims()
-    {'colour': 69, 'tone': 12, 'layout': 36, 'texture': 550, 'hash': 63, 'faces': 6}
+    {'colour': 133, 'tone': 12, 'layout': 36, 'texture': 550, 'hash': 63, 'faces': 6}
     """
     views = make_views(np.zeros((frame[1], frame[0], 3), np.uint8))
     return {name: int(f(views).size) for name, f in BLOCKS.items()}

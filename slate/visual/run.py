@@ -45,7 +45,7 @@ def embed_bytes(data: bytes, options: VisualOptions) -> NDArray[np.float32]:
     >>> buf = io.BytesIO()
     >>> Image.new("RGB", (200, 300), (250, 200, 40)).save(buf, "PNG")
     >>> embed_bytes(buf.getvalue(), VisualOptions()).shape
-    (736,)
+    (800,)
     """
     onnx = None
     if options.onnx_model is not None and "onnx" in options.active_blocks:
