@@ -129,3 +129,14 @@ def test_frame_and_content_are_kept():
     assert pixels.shape == (48, 32, 3) and pixels.dtype == np.uint8
     assert pixels[0, -1, 0] > pixels[0, 0, 0] + 150  # red grows left to right
     assert pixels[-1, 0, 1] > pixels[0, 0, 1] + 150  # green grows downwards
+
+
+def test_exif_rotation_is_applied():
+    im = gradient(180, 120)  # stored landscape; EXIF says "rotate 90° clockwise to view"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright = decode_image(encode(im, "JPEG", quality=95, exif=exif.tobytes()))
+    expected = decode_image(encode(im.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=95))
+    assert np.abs(upright.astype(int) - expected.astype(int)).mean() < 6
+    plain = decode_image(encode(im, "JPEG", quality=95))
+    assert np.abs(plain.astype(int) - expected.astype(int)).mean() > 30

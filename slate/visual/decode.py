@@ -3,7 +3,7 @@
 Every image becomes an ``(height, width, 3)`` ``uint8`` RGB array of the analysis frame
 (default 64×96, a 2:3 poster), whatever its mode: CMYK and YCbCr are converted, 16- and 32-bit
 greyscale is scaled from its full range (not clipped at 255), alpha and palette transparency
-are composited over white, and JPEGs are decoded at reduced size (``Image.draft``: libjpeg
+are composited over white, EXIF rotations are applied, and JPEGs are decoded at reduced size (``Image.draft``: libjpeg
 scales by 1/2, 1/4 or 1/8 while decoding, several times faster than a full decode).
 
 A file that cannot be decoded raises :class:`~slate.errors.ImageDecodeError` with a
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from slate.errors import ImageDecodeError
 
@@ -115,6 +115,18 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+_TURNED = frozenset({5, 6, 7, 8})
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: upright; unreadable EXIF counts as upright)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # corrupt EXIF of many kinds: the pixels still decode
+        return 1
+
+
 def decode_image(
     source: str | Path | bytes,
     frame: tuple[int, int] = (64, 96),
@@ -162,11 +174,14 @@ def decode_image(
     image = _open(data, max_pixels)
     width, height = frame
     try:
-        if image.format == "JPEG":
-            image.draft(None, (width, height))  # libjpeg scales by 1/2, 1/4 or 1/8
+        orientation = _orientation(image)
+        if image.format == "JPEG":  # libjpeg scales by 1/2, 1/4 or 1/8 while decoding
+            image.draft(None, (height, width) if orientation in _TURNED else (width, height))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. palette-with-bytes-transparency notices
             image.load()
+        if orientation != 1:  # a camera's EXIF rotation: show the poster upright
+            image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageDecodeError("truncated", f"decoding failed ({err})") from None
     except Image.DecompressionBombError as err:  # pragma: no cover - caught at open
