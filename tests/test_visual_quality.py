@@ -82,3 +82,15 @@ def test_plots_draw_thumbnails_and_pair_similarities(posters, tmp_path):
     expected = [f"{problem.similarity[p, a[i], a[j]]:.2f}" for p, (i, j) in enumerate(problem.pairs.tolist())]
     assert labels == expected and len(ax.images) == 4
     save_figure(fig, tmp_path / "page.png")
+
+
+def test_plots_refuse_mismatched_inputs_with_one_clear_error():
+    from slate.errors import InvalidEmbedInputError
+
+    tile = np.zeros((96, 64, 3), np.uint8)
+    with pytest.raises(InvalidEmbedInputError, match="one vector and one image per id"):
+        plot_neighbours(["a", "b"], np.eye(2), [tile])
+    problem = PageProblem.from_arrays(np.full((2, 2), 0.1), np.eye(4).reshape(2, 2, 4),
+                                      layout=GridLayout(rows=1, cols=2), diversity=0.1)
+    with pytest.raises(InvalidEmbedInputError, match=r"one image index per title \(2\) in \[0, 2\)"):
+        plot_page(problem, [0, 2])
