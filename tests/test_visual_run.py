@@ -122,3 +122,53 @@ def test_missing_inputs_and_bad_workers(tmp_path):
     bad_cache.write_text("not parquet")
     with pytest.raises(InvalidEmbedInputError, match="not an embedding cache"):
         embed_files([tmp_path], cache=bad_cache)
+
+
+def test_a_file_that_kills_its_worker_is_rejected_and_the_run_goes_on(poster_dir, tmp_path):
+    from slate.visual.assemble import VisualOptions
+    from slate.visual.run import _run_pending
+    from tests.visual_crash import crash_on_name
+
+    files = sorted(poster_dir.glob("edit-*.jpg"))[:6]
+    names = [f"{i}.jpg" for i in range(6)]
+    names[2], names[4] = "crash-a.jpg", "crash-b.jpg"
+    pending = []
+    for i, (f, name) in enumerate(zip(files, names, strict=True)):
+        (tmp_path / name).write_bytes(f.read_bytes())
+        pending.append((i, str(tmp_path / name)))
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    import slate.visual.run as run
+
+    chunk = run._CHUNK
+    run._CHUNK = 2  # three chunks over two workers
+    try:
+        outcomes, _ = _run_pending(pending, VisualOptions(), 2, bar, func=crash_on_name)
+    finally:
+        run._CHUNK = chunk
+    by_index = {o[0]: o for o in outcomes}
+    assert sorted(by_index) == list(range(6)) and bar.n == 6
+    assert {i for i, o in by_index.items() if o[2] == "crashed"} == {2, 4}
+    assert all(by_index[i][1] is not None for i in (0, 1, 3, 5))
+
+
+def test_an_unexpected_exception_on_one_file_is_counted_as_error(poster_dir, monkeypatch):
+    import slate.visual.run as run
+
+    real = run.embed_bytes
+
+    def flaky(data, options):
+        if data == (poster_dir / "orig-camera.jpg").read_bytes():
+            raise RuntimeError("library failure")
+        return real(data, options)
+
+    monkeypatch.setattr(run, "embed_bytes", flaky)
+    report = embed_files(sorted(poster_dir.glob("orig-*.jpg")))
+    assert report.reasons == {"error": 1} and len(report.image_ids) == 3
+    assert report.rejected[0][2] == "RuntimeError: library failure"

@@ -1,6 +1,9 @@
 """Embed many files: cache look-up by content, decoding and blocks over processes, a report.
 
-A file that cannot be embedded is counted under its reason and the run goes on; the report's
+A file that cannot be embedded is counted under its reason (those of
+:data:`~slate.visual.decode.DECODE_REASONS`, ``error`` for an unexpected exception on that
+file, ``crashed`` for a file that killed its worker process, which is then replaced) and the run
+goes on; the report's
 :meth:`EmbedReport.summary` says how many were embedded, taken from the cache and rejected by
 reason. The output file is the embeddings format every reader of slate takes: Parquet with
 ``image_id`` (string) and ``embedding`` (list of float32), as
@@ -13,8 +16,9 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,8 @@ def _embed_chunk(items: Sequence[tuple[int, str]], options: VisualOptions) -> tu
             out.append((index, None, "unreadable", f"cannot read it ({err.strerror or err})"))
         except ImageDecodeError as err:
             out.append((index, None, err.reason, str(err)))
+        except Exception as err:  # a bug or a library failure on one file: counted, the run goes on
+            out.append((index, None, "error", f"{type(err).__name__}: {err}"))
     return out, os.getpid(), time.process_time()
 
 
@@ -169,28 +175,62 @@ def _progress(total: int, enabled: bool) -> Any:
                 disable=not enabled or not sys.stderr.isatty())
 
 
+ChunkFunc = Callable[[Sequence[tuple[int, str]], VisualOptions], tuple[list[Outcome], int, float]]
+
+
 def _run_pending(pending: list[tuple[int, str]], options: VisualOptions, workers: int,
-                 bar: Any) -> tuple[list[Outcome], float]:
+                 bar: Any, func: ChunkFunc = _embed_chunk) -> tuple[list[Outcome], float]:
     """Embed the files not in the cache, serially or over ``workers`` processes."""
     chunks = [pending[i:i + _CHUNK] for i in range(0, len(pending), _CHUNK)]
     outcomes: list[Outcome] = []
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
-            outcomes += _embed_chunk(chunk, options)[0]
+            outcomes += func(chunk, options)[0]
             bar.update(len(chunk))
         return outcomes, 0.0
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no fork of a threaded parent (Arrow, OpenCV)
+    cpu: dict[int, float] = {}
+    leftover: list[tuple[int, str]] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(_embed_chunk, chunk, options) for chunk in chunks]
-        cpu: dict[int, float] = {}
+        futures = {pool.submit(func, chunk, options): chunk for chunk in chunks}
         for future in as_completed(futures):
-            done, pid, seconds = future.result()
+            try:
+                done, pid, seconds = future.result()
+            except BrokenProcessPool:  # a worker died (a native decoder crash): retried below
+                leftover += futures[future]
+                continue
             outcomes += done
             cpu[pid] = max(cpu.get(pid, 0.0), seconds)
             bar.update(len(done))
+    if leftover:
+        outcomes += _isolate(sorted(leftover), options, context, bar, func)
     return outcomes, sum(cpu.values())
+
+
+def _isolate(items: list[tuple[int, str]], options: VisualOptions, context: Any, bar: Any,
+             func: ChunkFunc) -> list[Outcome]:
+    """Files left by a dead worker, one at a time in one fresh process: the first file that kills
+    it is rejected as ``crashed``, the others go on in the next process."""
+    out: list[Outcome] = []
+    while items:
+        rest: list[tuple[int, str]] = []
+        crashed = False
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_worker) as pool:
+            futures = [pool.submit(func, [item], options) for item in items]
+            for item, future in zip(items, futures, strict=True):
+                try:
+                    out += future.result()[0]
+                except BrokenProcessPool:
+                    if crashed:
+                        rest.append(item)
+                        continue
+                    crashed = True
+                    out.append((item[0], None, "crashed", "decoding it killed the worker process"))
+                bar.update(1)
+        items = rest
+    return out
 
 
 def embed_files(
