@@ -165,3 +165,14 @@ def test_dominant_colours_overlap_when_images_share_one():
     assert cos(red_blue, red_green) == pytest.approx(0.5, abs=0.01)  # one of two colours shared
     assert cos(red_blue, green_only) == 0.0
     assert cos(red_green, green_only) == pytest.approx(np.sqrt(0.5), abs=0.01)
+
+
+@settings(max_examples=20, deadline=None)
+@given(width=st.integers(16, 120), height=st.integers(16, 120), seed=st.integers(0, 1000),
+       flat=st.booleans())
+def test_any_frame_gives_a_finite_unit_vector(width, height, seed, flat):
+    rng = np.random.default_rng(seed)
+    pixels = (np.full((height, width, 3), rng.integers(0, 256), np.uint8) if flat
+              else rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    e = embed_pixels(pixels, VisualOptions(frame=(width, height)))
+    assert np.isfinite(e).all() and abs(float(np.linalg.norm(e)) - 1) < 1e-5
