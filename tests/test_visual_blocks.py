@@ -89,7 +89,7 @@ def test_faces_block_sees_a_face_and_not_noise():
         if vec[0] == 1.0:
             found += 1
             assert 0.2 < vec[2] < 1.0 and abs(vec[3]) < 0.25  # size and centred position
-    assert found >= 20  # the cascade finds most of these faces (measured: 31 of 40)
+    assert found >= 20  # the cascade finds most of these faces (measured: 27 of 40)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (96, 64, 3), dtype=np.uint8)
     assert not BLOCKS["faces"](make_views(noise)).any()
