@@ -89,3 +89,22 @@ def test_a_model_that_is_not_an_image_model_is_one_clear_error(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(InvalidEmbedInputError, match=r"cannot be loaded"):
         OnnxBlock(tmp_path / "junk.onnx")
+
+
+def test_a_model_giving_nan_or_zeros_rejects_the_files_as_degenerate(tmp_path):
+    for name, op in (("zeros.onnx", "Sub"), ("nan.onnx", "Div")):
+        # features = x - x (zeros) or x / x on a black image (0 / 0 = NaN)
+        graph = helper.make_graph(
+            [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+             helper.make_node(op, ["flat", "flat"], ["features"])], "degenerate",
+            [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 3, "H", "W"])],
+            [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 3])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / name))
+        only_onnx = {"colour": 0, "tone": 0, "layout": 0, "texture": 0, "hash": 0, "faces": 0}
+        options = VisualOptions(onnx_model=str(tmp_path / name), weights=only_onnx)
+        report = embed_files([_write_png(tmp_path, np.zeros((96, 64, 3), np.uint8))], options)
+        assert report.image_ids == () and report.reasons == {"degenerate": 1}, name

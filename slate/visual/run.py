@@ -2,7 +2,8 @@
 
 A file that cannot be embedded is counted under its reason (those of
 :data:`~slate.visual.decode.DECODE_REASONS`, ``error`` for an unexpected exception on that
-file, ``crashed`` for a file that killed its worker process, which is then replaced) and the run
+file, ``degenerate`` for a zero or non-finite vector, ``crashed`` for a file that killed its
+worker process, which is then replaced) and the run
 goes on; the report's
 :meth:`EmbedReport.summary` says how many were embedded, taken from the cache and rejected by
 reason. The output file is the embeddings format every reader of slate takes: Parquet with
@@ -69,8 +70,11 @@ def _embed_chunk(items: Sequence[tuple[int, str]], options: VisualOptions) -> tu
     out: list[Outcome] = []
     for index, path in items:
         try:
-            data = Path(path).read_bytes()
-            out.append((index, embed_bytes(data, options), "", ""))
+            vector = embed_bytes(Path(path).read_bytes(), options)
+            if not np.isfinite(vector).all() or not vector.any():
+                out.append((index, None, "degenerate", "the vector is zero or not finite (an ONNX model's output?)"))
+                continue
+            out.append((index, vector, "", ""))
         except OSError as err:
             out.append((index, None, "unreadable", f"cannot read it ({err.strerror or err})"))
         except ImageDecodeError as err:
