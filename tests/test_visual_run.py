@@ -172,3 +172,25 @@ def test_an_unexpected_exception_on_one_file_is_counted_as_error(poster_dir, mon
     report = embed_files(sorted(poster_dir.glob("orig-*.jpg")))
     assert report.reasons == {"error": 1} and len(report.image_ids) == 3
     assert report.rejected[0][2] == "RuntimeError: library failure"
+
+
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch):
+    import io
+    import sys
+
+    from slate.visual.run import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with _progress(3, True) as bar:
+        bar.update(3)
+    assert "embedding" in terminal.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with _progress(3, False) as bar:
+        bar.update(3)
+    assert quiet.getvalue() == ""
