@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_parser(sub)
 
+    from slate.train.cli import add_train_parser
+
+    add_train_parser(sub)
+
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
