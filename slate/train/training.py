@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from slate.bandit import ScoringPolicy, make_policy
 from slate.bandit.statistics import policy_from_statistics, statistics_kind
 from slate.bandit.trained import save_trained_model
 from slate.errors import InvalidProblemError
+from slate.logs.parquet import InvalidLogError
 from slate.logs.schema import FEATURE_PREFIX
 from slate.logs.stream import DEFAULT_CHUNK_ROWS, list_log_files, scan_impressions
 from slate.train.diagnostics import TrainDiagnostics
@@ -63,6 +65,13 @@ class TrainSpec:
         return ["features"] if self.layout.n_log_features else []
 
 
+def _open(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidLogError(f"The log file '{path}' cannot be read as Parquet ({exc}).") from None
+
+
 def file_statistics(path: str | os.PathLike[str], spec: TrainSpec) -> LogStatistics:
     """Fold one file into :class:`LogStatistics` (whole, or chunk by chunk).
 
@@ -76,7 +85,7 @@ def file_statistics(path: str | os.PathLike[str], spec: TrainSpec) -> LogStatist
     >>> stats.image_ids, stats.events.tolist()
     (['T1-a', 'T1-b', 'T2-a', 'T2-b'], [1, 1, 1, 1])
     """
-    n_rows = pq.ParquetFile(path).metadata.num_rows
+    n_rows = _open(path).metadata.num_rows
     fold = FileFold(LogStatistics(spec.layout), n_rows)
     d = spec.layout.n_log_features
     chunk_rows = max(1, n_rows) if spec.whole_file else spec.chunk_rows
@@ -90,7 +99,7 @@ def log_feature_count(files: Sequence[Path]) -> int:
     """Inline context features per row: version-2 ``feature_j`` columns, or the length of the
     first non-null version-1 ``features`` list (0 when the log has none)."""
     for path in files:
-        meta = pq.ParquetFile(path)
+        meta = _open(path)
         names = meta.schema_arrow.names
         v2 = [c for c in names if c.startswith(FEATURE_PREFIX) and c[len(FEATURE_PREFIX):].isdigit()]
         if v2:
