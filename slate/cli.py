@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
+    from slate.logs.cli import add_import_parser
+
+    add_import_parser(sub)
+
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
