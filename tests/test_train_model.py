@@ -93,6 +93,14 @@ def test_policy_scorer_load_scores_like_the_model(model):
     assert decision.status == "ok" and set(decision.images) == {"T0", "T1"}
 
 
+def test_take_rate_scorer_needs_no_context_features(log, tmp_path):
+    folder = train(log / "part-0.parquet", "take_rate").save(tmp_path / "tr")
+    from slate.serve import parse_request
+
+    scores = np.asarray(PolicyScorer.load(folder).score_page(parse_request(_request({}))))
+    assert scores.shape == (2, 3) and np.isfinite(scores[0]).all()
+
+
 @pytest.mark.parametrize("context,message", [
     ({}, "must hold the 3 context features"),
     ({"features": [1.0, 2.0]}, "must be 3 finite numbers per title"),

@@ -86,8 +86,8 @@ class TrainedModel:
         raw = ctx.get("features") if isinstance(ctx, Mapping) else None
         titles = request.titles
         d = self.n_log_features
-        if d == 0:
-            rows = np.zeros((len(titles), 0))
+        if d == 0 or self.policy.name in ("take_rate", "uniform"):  # features unused: zeros
+            rows = np.zeros((len(titles), d))
         elif raw is None:
             raise InvalidProblemError(
                 f"The request's 'context.features' must hold the {d} context features the model "

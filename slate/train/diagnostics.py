@@ -136,6 +136,11 @@ class TrainDiagnostics:
             f"images: {len(self.image_ids)}; impressions per image min {per['min']}, median "
             f"{per['median']:g}, max {per['max']}"
         )
+        shown = np.flatnonzero(self.impressions > 0)
+        if len(shown):
+            few = shown[np.argsort(self.impressions[shown], kind="stable")[:5]]
+            lines.append("  fewest impressions: " + ", ".join(
+                f"{self.image_ids[i]} ({int(self.impressions[i])}, {int(self.explored[i])} explored)" for i in few))
         for label, ids in (("never shown (prior only)", self.never_shown),
                            ("never explored", self.never_explored)):
             more = f" ... (+{len(ids) - _SHOW})" if len(ids) > _SHOW else ""
