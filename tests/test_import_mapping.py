@@ -143,3 +143,15 @@ def test_cli_import_mapped(files, capsys):
     assert main(["import", str(files / "log.csv"), "--map", str(files / "nope.toml"),
                  "--output", str(files / "cli.parquet")]) == 2
     assert "mapping file must exist" in capsys.readouterr().err
+
+
+def test_number_and_iso_timestamp_fast_paths_agree_with_the_row_by_row_parse():
+    from slate.logs.mapping import ConvertOptions, _numbers, _timestamps
+
+    good = pa.array(["2024-03-01T20:00:00Z", "2024-03-01T20:00:00.25+01:00", None])
+    mixed = pa.array(["2024-03-01T20:00:00Z", "2024-03-01T20:00:00.25+01:00", "never"])
+    fast, slow = _timestamps(good, ConvertOptions()), _timestamps(mixed, ConvertOptions())
+    assert fast[:2].tolist() == slow[:2].tolist() and np.isnan(fast[2]) and np.isnan(slow[2])
+    assert fast[1] - fast[0] == -3600e6 + 0.25e6
+    np.testing.assert_array_equal(_numbers(pa.array(["1.5", "", "2"])), [1.5, np.nan, 2.0])
+    np.testing.assert_array_equal(_numbers(pa.array(["1.5", "x", "2"])), [1.5, np.nan, 2.0])
