@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slate.cli import main
 from slate.logs import read_impressions
@@ -186,3 +188,22 @@ def test_an_imported_log_trains_and_replays(tmp_path):
     uniform = json.loads((tmp_path / "u.json").read_text())["estimates"]["snips"]
     # in-sample (seeded): the pipeline holds together and the context-matched poster wins
     assert trained["value"] > uniform["value"] + 2 * trained["se"]
+
+
+GOOD = {"cb1": (cb("e1", -1.0, 0, 0.8), 1), "cb2": (cb("e2", 0.0, 2, 0.1), 1), "ccb": (CCB, 2), "slates": (SLATES, 2)}
+
+
+@settings(max_examples=20, deadline=None)
+@given(picks=st.lists(st.sampled_from(sorted(GOOD) + sorted(BAD)), min_size=1, max_size=12))
+def test_any_mix_of_lines_is_counted_exactly(tmp_path_factory, picks):
+    folder = tmp_path_factory.mktemp("mix")
+    lines = []
+    for i, name in enumerate(picks):  # distinct event ids: every page stays unique
+        text = GOOD[name][0] if name in GOOD else BAD[name]
+        lines.append(text.replace('"EventId": "', f'"EventId": "{i}-'))
+    (folder / "mix.dsjson").write_text("\n".join(lines) + "\n")
+    report = import_dsjson(folder / "mix.dsjson", folder / "mix.parquet")
+    assert report.n_read == len(picks)
+    assert dict(report.rejected) == {r: picks.count(r) for r in BAD if r in picks}
+    assert report.n_written == sum(GOOD[p][1] for p in picks if p in GOOD)
+    assert not report.reader_rejected
