@@ -113,3 +113,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_without_features_in_a_featured_log_is_an_error(tmp_path, capsys):
+    log = write_log(tmp_path / "log", n_files=1, n_pages=20)
+    table = make_table(20, seed=5, page_offset=1000).drop_columns(["features"])
+    write_impressions(log / "part-9.parquet", table)
+    assert main(["train", str(log), "--policy", "linucb", "--output", str(tmp_path / "m")]) == 2
+    assert "part-9.parquet' has no inline features" in capsys.readouterr().err
+    assert main(["train", str(log), "--policy", "take_rate", "--output", str(tmp_path / "m")]) == 0

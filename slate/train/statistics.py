@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slate.logs.log import ImpressionLog, RejectionReport
+from slate.logs.parquet import InvalidLogError
 from slate.train._kernels import fold_rows
 
 __all__ = ["COUNT_COLUMNS", "FileFold", "Layout", "LogStatistics"]
@@ -168,15 +169,17 @@ class LogStatistics:
              weight: NDArray[np.float64], explored: NDArray[np.bool_]) -> None:
         """Add rows in the order given (see :func:`slate.train._kernels.fold_rows`)."""
         lay = self.layout
+        summed = lay.kind in ("ridge", "hybrid")  # the kinds with feature statistics
         if lay.kind == "rows":
             self.rows.append((x, slots, reward, weight))
+        if not summed:  # counts only: no feature columns reach the kernel
             x = np.zeros((len(slots), 0), np.float32)
-        elif not lay.uses_features:
-            x = np.zeros((len(slots), 0), np.float32)
+        if summed and x.shape[1] != lay.n_log_features:
+            raise ValueError(f"expected {lay.n_log_features} features per row; got {x.shape[1]}")
         fold_rows(slots, np.ascontiguousarray(x, dtype=np.float32), reward, weight, explored,
                   lay.bias,
-                  np.asarray(lay.arm_columns if lay.uses_features else (), np.int64),
-                  np.asarray(lay.shared_columns if lay.uses_features else (), np.int64),
+                  np.asarray(lay.arm_columns if summed else (), np.int64),
+                  np.asarray(lay.shared_columns if summed else (), np.int64),
                   self.counts, self.events, self.A, self.b, self.B, self.Z, self.c, self.totals)
 
     # ------------------------------------------------------------------ merging
@@ -241,6 +244,11 @@ class FileFold:
         self.seen[log.source_row] = True
         self.seen[log.rejections.rows] = True
         st.reports.append(log.rejections)
+        if log.n_rows and lay.uses_features and lay.n_log_features and log.features is None:
+            raise InvalidLogError(
+                f"The log file '{log.rejections.source}' has no inline features; the policy is "
+                f"trained on the {lay.n_log_features} features of the log's first file."
+            )
         if log.n_rows:
             slot_of_code = st.slots_of(log.image_ids)
             st.add_offers(log, slot_of_code)
