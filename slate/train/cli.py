@@ -4,7 +4,7 @@
 
     slate train LOG --policy NAME --output DIR [--engine memory|stream|dask] [--workers N]
                     [--address ADDR] [--ips-weighted] [--param KEY=VALUE ...] [--no-bias]
-                    [--chunk-rows N]
+                    [--chunk-rows N] [--catalog FILE] [--feature-store FILE]
 
 prints the fit diagnostics (rows read, used and rejected by reason, impressions per image,
 images never shown or never explored, effective sample size) and writes ``DIR`` (see
@@ -75,6 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["chunk_rows"] = args.chunk_rows
     if args.catalog is not None:
         options["catalog"] = read_catalog(args.catalog)
+    if args.feature_store is not None:
+        options["feature_store"] = args.feature_store
     try:
         result = train(args.log, args.policy, params=parse_params(args.param), engine=args.engine,
                        ips=args.ips_weighted, bias=not args.no_bias, n_workers=args.workers,
@@ -123,6 +125,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="policy hyperparameter (JSON value), repeatable")
     p.add_argument("--no-bias", action="store_true", help="no constant feature in column 0")
     p.add_argument("--chunk-rows", type=int, default=None, help="stream/dask: rows per chunk")
+    p.add_argument("--feature-store", metavar="FILE", default=None,
+                   help="Parquet file of features by 'key', for a log without inline features "
+                   "(rows matched on features_ref; rows not found are left out and counted)")
     p.add_argument("--catalog", metavar="FILE", default=None,
                    help="image ids to give an arm even without data (text, one per line; or "
                    "Parquet with an image_id column): new images of a later log keep the prior")

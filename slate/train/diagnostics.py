@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class TrainDiagnostics:
         which quality plays; rows that offered it as a candidate.
     weight_sum, weight_sq_sum : float
         Sum of the row weights (rows when not IPS-weighted) and of their squares.
+    left_out : dict
+        Accepted rows the fit could not use, by reason (features not found in the store).
     """
 
     n_files: int
@@ -52,6 +54,7 @@ class TrainDiagnostics:
     weight_sum: float
     weight_sq_sum: float
     ips: bool
+    left_out: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_statistics(cls, stats: LogStatistics, *, n_files: int) -> TrainDiagnostics:
@@ -65,12 +68,12 @@ class TrainDiagnostics:
             impressions=stats.events.copy(), explored=stats.counts[:, 4].astype(np.int64),
             plays=stats.counts[:, 5].astype(np.int64), offered=stats.offered.astype(np.int64),
             weight_sum=float(stats.totals[0]), weight_sq_sum=float(stats.totals[2]),
-            ips=stats.layout.ips,
+            ips=stats.layout.ips, left_out={k: v for k, v in stats.left_out.items() if v},
         )
 
     @property
     def n_used(self) -> int:
-        """Rows the fit used (every accepted row)."""
+        """Rows the fit used (accepted rows, less those left out)."""
         return int(self.impressions.sum())
 
     @property
@@ -99,6 +102,7 @@ class TrainDiagnostics:
         return {
             "files": self.n_files, "rows_read": self.n_read, "rows_used": self.n_used,
             "rows_rejected": self.n_rejected, "rejected_by_reason": self.rejected_by_reason,
+            "rows_left_out_by_reason": self.left_out,
             "ignored_columns": list(self.ignored_columns), "images": len(self.image_ids),
             "images_never_shown": len(self.never_shown),
             "images_never_explored": len(self.never_explored),
@@ -130,6 +134,7 @@ class TrainDiagnostics:
             f"{self.n_rejected} rejected",
         ]
         lines += [f"  rejected {k:<26} {v}" for k, v in self.rejected_by_reason.items()]
+        lines += [f"  left out {k:<26} {v}" for k, v in self.left_out.items()]
         if self.ignored_columns:
             lines.append(f"  ignored columns: {', '.join(self.ignored_columns)}")
         lines.append(

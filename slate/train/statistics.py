@@ -14,6 +14,7 @@ bit-identical arrays.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.parquet import InvalidLogError
 from slate.train._kernels import fold_rows
+from slate.train.features import FeatureStore
 
 __all__ = ["COUNT_COLUMNS", "FileFold", "Layout", "LogStatistics"]
 
@@ -46,6 +48,8 @@ class Layout:
         Columns of the policy's features with per-image / shared statistics.
     ips : bool
         Weight each row by ``1 / propensity``.
+    feature_store : bool
+        The features come from a feature store through ``features_ref``.
     """
 
     kind: str
@@ -54,6 +58,7 @@ class Layout:
     arm_columns: tuple[int, ...] = ()
     shared_columns: tuple[int, ...] = ()
     ips: bool = False
+    feature_store: bool = False
 
     @property
     def n_features(self) -> int:
@@ -89,6 +94,9 @@ class LogStatistics:
     rows : list
         For the ``rows`` kind (no sufficient statistics): ``(x, slots, reward, weight)`` blocks.
     reports : list of RejectionReport
+    left_out : Counter
+        Accepted rows the fit could not use, by reason (``missing_features_ref``,
+        ``unknown_features_ref``).
     """
 
     layout: Layout
@@ -104,6 +112,7 @@ class LogStatistics:
     totals: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
     rows: list[tuple[NDArray[Any], ...]] = field(default_factory=list)
     reports: list[RejectionReport] = field(default_factory=list)
+    left_out: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._slot: dict[str, int] = {image: i for i, image in enumerate(self.image_ids)}
@@ -203,6 +212,7 @@ class LogStatistics:
             out.totals += p.totals
             out.rows += [(x, idx[s], r, w) for x, s, r, w in p.rows]
             out.reports += p.reports
+            out.left_out.update(p.left_out)
         return out
 
     def statistics(self) -> dict[str, Any]:
@@ -230,8 +240,9 @@ class FileFold:
     back until every earlier row of the file was seen (accepted or rejected).
     """
 
-    def __init__(self, stats: LogStatistics, n_rows: int) -> None:
+    def __init__(self, stats: LogStatistics, n_rows: int, store: FeatureStore | None = None) -> None:
         self.stats = stats
+        self.store = store
         self.seen = np.zeros(n_rows + 1, bool)
         self.seen[n_rows] = False  # sentinel: the frontier never runs past the file
         self.frontier = 0
@@ -244,21 +255,38 @@ class FileFold:
         self.seen[log.source_row] = True
         self.seen[log.rejections.rows] = True
         st.reports.append(log.rejections)
-        if log.n_rows and lay.uses_features and lay.n_log_features and log.features is None:
+        if log.n_rows and lay.feature_store:
+            self._pend(log, *self._from_store(log))
+        elif log.n_rows and lay.uses_features and lay.n_log_features and log.features is None:
             raise InvalidLogError(
                 f"The log file '{log.rejections.source}' has no inline features; the policy is "
                 f"trained on the {lay.n_log_features} features of the log's first file."
             )
-        if log.n_rows:
-            slot_of_code = st.slots_of(log.image_ids)
-            st.add_offers(log, slot_of_code)
+        elif log.n_rows:
             x = log.features if (lay.uses_features and log.features is not None) else np.zeros((log.n_rows, 0), np.float32)
-            w = 1.0 / log.propensity if lay.ips else np.ones(log.n_rows)
-            self.pending.append((log.source_row, slot_of_code[log.image], x,
-                                 log.reward.astype(np.float64), w, log.explored))
+            self._pend(log, x, None)
         rest = self.seen[self.frontier:]
         self.frontier += int(np.argmin(rest))  # first row not yet seen
         self._flush(self.frontier)
+
+    def _from_store(self, log: ImpressionLog) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Features looked up by ``features_ref``; rows without them are counted, not used."""
+        assert self.store is not None
+        x, present, found = self.store.lookup(log.features_ref, log.n_rows)
+        self.stats.left_out["missing_features_ref"] += int((~present).sum())
+        self.stats.left_out["unknown_features_ref"] += int((present & ~found).sum())
+        return x, found
+
+    def _pend(self, log: ImpressionLog, x: NDArray[np.float32], keep: NDArray[np.bool_] | None) -> None:
+        st = self.stats
+        slot_of_code = st.slots_of(log.image_ids)
+        st.add_offers(log, slot_of_code)
+        w = 1.0 / log.propensity if st.layout.ips else np.ones(log.n_rows)
+        cols: tuple[NDArray[Any], ...] = (log.source_row, slot_of_code[log.image], x,
+                                          log.reward.astype(np.float64), w, log.explored)
+        if keep is not None and not keep.all():
+            cols = tuple(c[keep] for c in cols)
+        self.pending.append(cols)
 
     def close(self) -> LogStatistics:
         """Fold what is left; returns the file's statistics."""

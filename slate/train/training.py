@@ -41,6 +41,7 @@ from slate.logs.parquet import InvalidLogError
 from slate.logs.schema import FEATURE_PREFIX
 from slate.logs.stream import DEFAULT_CHUNK_ROWS, list_log_files, scan_impressions
 from slate.train.diagnostics import TrainDiagnostics
+from slate.train.features import load_feature_store
 from slate.train.statistics import FileFold, Layout, LogStatistics
 
 __all__ = ["ENGINES", "TrainResult", "TrainSpec", "file_statistics", "train"]
@@ -57,11 +58,14 @@ class TrainSpec:
     whole_file: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     known_images: tuple[str, ...] | None = None
+    feature_store: str | None = None
 
     @property
     def columns(self) -> list[str]:
         """Columns read besides the required ones (the same for every engine, so that every
         engine checks, and accepts, the same rows)."""
+        if self.layout.feature_store:
+            return ["features_ref"]
         return ["features"] if self.layout.n_log_features else []
 
 
@@ -86,8 +90,9 @@ def file_statistics(path: str | os.PathLike[str], spec: TrainSpec) -> LogStatist
     (['T1-a', 'T1-b', 'T2-a', 'T2-b'], [1, 1, 1, 1])
     """
     n_rows = _open(path).metadata.num_rows
-    fold = FileFold(LogStatistics(spec.layout), n_rows)
-    d = spec.layout.n_log_features
+    store = load_feature_store(spec.feature_store) if spec.layout.feature_store and spec.feature_store else None
+    fold = FileFold(LogStatistics(spec.layout), n_rows, store)
+    d = 0 if spec.layout.feature_store else spec.layout.n_log_features
     chunk_rows = max(1, n_rows) if spec.whole_file else spec.chunk_rows
     for chunk in scan_impressions(path, known_images=spec.known_images, n_features=d or None,
                                   columns=spec.columns, chunk_rows=chunk_rows):
@@ -114,7 +119,7 @@ def log_feature_count(files: Sequence[Path]) -> int:
     return 0
 
 
-def _layout(policy: ScoringPolicy, n_log_features: int, bias: bool, ips: bool) -> Layout:
+def _layout(policy: ScoringPolicy, n_log_features: int, bias: bool, ips: bool, store: bool = False) -> Layout:
     kind = statistics_kind(policy)
     if kind in ("counts", "total"):
         return Layout(kind, n_log_features, bias=bias, ips=ips)
@@ -137,10 +142,10 @@ def _layout(policy: ScoringPolicy, n_log_features: int, bias: bool, ips: bool) -
         return tuple(cols)
 
     if kind == "hybrid":
-        return Layout(kind, n_log_features, bias=bias, ips=ips,
+        return Layout(kind, n_log_features, bias=bias, ips=ips, feature_store=store,
                       arm_columns=columns(getattr(policy, "arm_columns", None), "arm_columns"),
                       shared_columns=columns(getattr(policy, "shared_columns", None), "shared_columns"))
-    return Layout(kind, n_log_features, bias=bias, ips=ips, arm_columns=tuple(range(d)))
+    return Layout(kind, n_log_features, bias=bias, ips=ips, feature_store=store, arm_columns=tuple(range(d)))
 
 
 def _fold_files(files: Sequence[Path], spec: TrainSpec, engine: str, n_workers: int,
@@ -234,7 +239,9 @@ def train(
     options : mapping, optional
         ``chunk_rows`` (stream and dask), ``known_images`` (the reader rejects rows with other
         images) and ``catalog`` (image ids to give an arm even if the log never offered them:
-        they keep the prior, so that a later log with new images can be replayed).
+        they keep the prior, so that a later log with new images can be replayed) and
+        ``feature_store`` (a Parquet file of features by key, :mod:`slate.train.features`, for a
+        log without inline features: rows are matched on ``features_ref``).
 
     Returns
     -------
@@ -253,10 +260,11 @@ def train(
     if engine not in ENGINES:
         raise InvalidProblemError(f"The 'engine' parameter of train must be one of {list(ENGINES)}; got {engine!r} instead.")
     opts = dict(options or {})
-    unknown = sorted(set(opts) - {"chunk_rows", "known_images", "catalog"})
+    unknown = sorted(set(opts) - {"chunk_rows", "known_images", "catalog", "feature_store"})
     if unknown:
         raise InvalidProblemError(
-            f"Unknown train option(s) {unknown}; the options are chunk_rows, known_images and catalog."
+            f"Unknown train option(s) {unknown}; the options are chunk_rows, known_images, catalog "
+            "and feature_store."
         )
     model = make_policy(policy, **dict(params or {})) if isinstance(policy, str) else policy
     files = list_log_files(source)
@@ -266,11 +274,16 @@ def train(
             f"The policy '{model.name}' has no sufficient statistics to merge (Newton's method needs "
             "every row of an image at once); train it with engine 'memory'."
         )
-    layout = _layout(model, log_feature_count(files), bias, ips)
+    inline = log_feature_count(files)
+    store_path = str(opts["feature_store"]) if opts.get("feature_store") is not None else ""
+    use_store = bool(store_path) and inline == 0 and kind in ("ridge", "hybrid", "rows")
+    n_log_features = load_feature_store(store_path).n_features if use_store else inline
+    layout = _layout(model, n_log_features, bias, ips, use_store)
     known = opts.get("known_images")
     spec = TrainSpec(layout, whole_file=engine == "memory",
                      chunk_rows=int(opts.get("chunk_rows", DEFAULT_CHUNK_ROWS)),
-                     known_images=None if known is None else tuple(str(x) for x in known))
+                     known_images=None if known is None else tuple(str(x) for x in known),
+                     feature_store=str(Path(store_path).resolve()) if use_store else None)
     parts = _fold_files(files, spec, engine, n_workers, address)
     catalog = [str(x) for x in opts.get("catalog", ())]
     stats = LogStatistics.combine(parts, layout, catalog)
