@@ -8,11 +8,13 @@ See :func:`train` and the ``slate train`` command (:mod:`slate.train.cli`).
 """
 
 from slate.train.diagnostics import TrainDiagnostics
+from slate.train.features import FeatureStore, load_feature_store
 from slate.train.statistics import FileFold, Layout, LogStatistics
 from slate.train.training import ENGINES, TrainResult, TrainSpec, file_statistics, train
 
 __all__ = [
     "ENGINES",
+    "FeatureStore",
     "FileFold",
     "Layout",
     "LogStatistics",
@@ -20,5 +22,6 @@ __all__ = [
     "TrainResult",
     "TrainSpec",
     "file_statistics",
+    "load_feature_store",
     "train",
 ]
