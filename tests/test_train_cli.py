@@ -99,6 +99,7 @@ def test_catalog_and_params(tmp_path):
     (["train", "{log}", "--policy", "nope"], "Unknown policy 'nope'"),
     (["train", "{log}", "--policy", "linucb", "--param", "alpha"], "KEY=VALUE"),
     (["train", "{log}", "--policy", "linucb", "--param", "beta=1"], "Bad --param for policy 'linucb'"),
+    (["train", "{log}", "--policy", "hybrid_linucb", "--param", "arm_columns=\"ab\""], "Bad --param"),
     (["train", "{log}", "--policy", "linucb", "--param", "alpha=-1"], "'alpha' parameter of LinUCB"),
     (["train", "{log}", "--policy", "logistic_ts", "--engine", "stream"], "engine 'memory'"),
     (["train", "{log}", "--policy", "linucb", "--catalog", "{missing}"], "--catalog file must exist"),

@@ -122,6 +122,7 @@ def test_logistic_thompson_trains_in_memory_only(log_v1):
 @pytest.mark.parametrize("kwargs,message", [
     ({"policy": "linucb", "params": {"forgetting": 0.9}}, "'forgetting' parameter of LinUCB must be 1"),
     ({"policy": "hybrid_linucb", "params": {"shared_columns": [9]}}, "'shared_columns' parameter"),
+    ({"policy": "hybrid_linucb", "params": {"arm_columns": []}}, "'arm_columns' parameter"),
     ({"policy": "linucb", "engine": "spark"}, "'engine' parameter of train"),
     ({"policy": "linucb", "options": {"chunk": 3}}, "Unknown train option"),
     ({"policy": "linucb", "engine": "dask", "n_workers": 0}, "'n_workers' parameter"),

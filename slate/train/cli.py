@@ -21,7 +21,7 @@ import argparse
 import json
 from typing import Any
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, SlateError
 
 __all__ = ["add_train_parser", "cmd_train", "parse_params", "read_catalog"]
 
@@ -81,7 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(args.log, args.policy, params=parse_params(args.param), engine=args.engine,
                        ips=args.ips_weighted, bias=not args.no_bias, n_workers=args.workers,
                        address=args.address, options=options)
-    except TypeError as exc:  # a hyperparameter the policy does not take
+    except (TypeError, ValueError) as exc:  # a hyperparameter the policy does not take
+        if isinstance(exc, SlateError):
+            raise
         raise InvalidProblemError(f"Bad --param for policy '{args.policy}': {exc}") from None
     out = result.save(args.output)
     print(f"slate train: {result.policy.name} from {args.log} ({args.engine} engine)")

@@ -133,11 +133,14 @@ def _layout(policy: ScoringPolicy, n_log_features: int, bias: bool, ips: bool, s
     def columns(value: Any, what: str) -> tuple[int, ...]:
         if value is None:
             return tuple(range(d))
-        cols = [int(c) for c in value]
+        try:
+            cols = [int(c) for c in value]
+        except (TypeError, ValueError):
+            cols = []
         if not cols or len(set(cols)) != len(cols) or min(cols) < 0 or max(cols) >= d:
             raise InvalidProblemError(
                 f"The '{what}' parameter of {type(policy).__name__} must list distinct columns in "
-                f"0..{d - 1} (column 0 is the bias); got {cols} instead."
+                f"0..{d - 1}{' (column 0 is the bias)' if bias else ''}; got {value!r} instead."
             )
         return tuple(cols)
 
