@@ -36,6 +36,7 @@ PACKAGES = (
     "slate.logs",
     "slate.replay",
     "slate.serve",
+    "slate.train",
     "slate.stability",
     "slate.sim",
     "slate.tune",

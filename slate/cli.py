@@ -6,6 +6,10 @@
 ``slate solve PAGE.json [--solver NAME] [--time-limit-ms T]`` prints one JSON object with the
 assignment (title id -> image id), objective and its parts, status, bound, solver and wall time.
 A bad file gives a one-line message on stderr and exit status 2.
+
+``slate train LOG --policy NAME --output DIR`` fits a scoring policy from an impression log
+(:mod:`slate.train.cli`); ``slate import FILE --output LOG.parquet`` converts a Vowpal Wabbit
+DSJSON log or a mapped CSV/Parquet log (:mod:`slate.logs.cli`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     from slate.tune.cli import add_report_parser, add_sweep_parser
 
     add_replay_parser(sub)
+
+    from slate.train.cli import add_train_parser
+
+    add_train_parser(sub)
+
+    from slate.logs.cli import add_import_parser
+
+    add_import_parser(sub)
 
     add_sweep_parser(sub)
     add_report_parser(sub)

@@ -1250,7 +1250,9 @@ def validate_impressions(
 
     features_ref = None
     if "features_ref" in present and col("features_ref").null_count < n:
-        features_ref = np.asarray(col("features_ref").to_numpy(zero_copy_only=False), dtype=object)
+        # cast first: a dictionary array's to_numpy turns nulls into other rows' values
+        features_ref = np.asarray(col("features_ref").cast(pa.string()).to_numpy(zero_copy_only=False),
+                                  dtype=object)
 
     # ---- duplicates among the rows still alive (the first one in input order is kept)
     alive = first < 0

@@ -116,6 +116,18 @@ class PolicyScorer:
         scores = self.policy.score(self.features(request), propensities=False)
         return np.asarray(getattr(scores, self.use))
 
+    @classmethod
+    def load(cls, directory: Any, *, use: str = "mean") -> PolicyScorer:
+        """The scorer of a model folder written by ``slate train`` (see :mod:`slate.bandit.trained`).
+
+        The request's ``context["features"]`` carries the context features the model was trained
+        on (one list for every title, or a mapping title id -> list).
+        """
+        from slate.bandit.trained import load_trained_model
+
+        model = load_trained_model(directory)
+        return cls(model.policy, model.page_features, use=use)
+
 
 @runtime_checkable
 class DecisionSink(Protocol):
