@@ -162,7 +162,7 @@ def test_stream_and_dask_replay_read_around_a_damaged_row_group(world_log, tmp_p
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         on_dask = evaluate_dask(tmp_path / "log", policy, names, client=client, n_bootstrap=10, seed=1)
     for k in names:
         assert on_dask.estimates[k] == damaged.estimates[k], k
