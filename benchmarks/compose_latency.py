@@ -130,7 +130,7 @@ LOGGER = "background"  # --logger: the writer thread's priority, or the durable 
 def make_composer(world: World, folder: Path, *, solver: str, time_ms: float, sticky_days: float) -> tuple[
         Composer, SQLiteStore, DecisionLogger]:
     store = SQLiteStore(folder / "state.db")
-    durable = {"durable": True} if LOGGER == "durable" else {}
+    durable = {"durable": True, "fsync": LOGGER == "durable"} if LOGGER.startswith("durable") else {}
     logger = DecisionLogger(folder / "decisions", batch_pages=512, background=LOGGER != "foreground", **durable)
     rules = StabilityRules(churn=0.005, max_changes=max(2, world.n_titles // 4), dwell_sessions=3, dwell_days=7,
                            min_gain=0.005)
@@ -397,8 +397,9 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="gc.freeze() after the warm-up, as a server would after start-up")
-    parser.add_argument("--logger", choices=["background", "foreground", "durable"], default="background",
-                        help="decision logger: low-priority writer thread, normal one, or durable (journal)")
+    parser.add_argument("--logger", choices=["background", "foreground", "durable", "durable-nofsync"], default="background",
+                        help="decision logger: low-priority writer thread, normal one, durable (journal, fdatasync per "
+                             "page), or durable without fsync (survives a process crash, not power loss)")
     args = parser.parse_args()
     global LOGGER
     LOGGER = args.logger

@@ -13,7 +13,9 @@ The stages, each timed in :attr:`PageDecision.timings_ms`:
 6. ``solve``: :func:`slate.solvers.solve` within ``solver_time_ms``.
 7. ``explore``: randomize eligible titles with exact propensities.
 8. ``store_put``: the new state (one round trip).
-9. ``log``: hand the decision to the decision logger.
+9. ``log``: hand the decision to the decision logger. With a durable logger
+   (``DecisionLogger(durable=True)``) the page is logged *before* ``store_put``, so every
+   committed state has its page in the log; a page the log refuses is not committed.
 
 **Never fail.** If scoring fails or returns non-finite scores, or the solver raises or returns an
 invalid page, the page shows each title's previous image where the rules allow, else its
