@@ -142,7 +142,8 @@ def loggers_run(n_pages: int) -> None:
 
 # ------------------------------------------------------------------ kill -9 loops
 def kill_worker(folder: str, mode: str, run: int, n_members: int) -> None:
-    comp, _, _ = composer(Path(folder), durable=mode == "durable", batch_pages=64)
+    comp, _, logger = composer(Path(folder), durable=mode == "durable", batch_pages=64)
+    print(f"recovered {logger.recovered_pages_}", flush=True)
     i = 0
     while True:  # served until killed; page i of run r is (member i % M, time T0 + r * 1e5 + i)
         comp.compose(request(i % n_members, T0 + run * 100_000 + i, run * 100_000 + i))
@@ -150,7 +151,7 @@ def kill_worker(folder: str, mode: str, run: int, n_members: int) -> None:
         i += 1
 
 
-def kill_run(mode: str, n_kills: int, n_members: int, seed: int) -> dict[str, int]:
+def kill_run(mode: str, n_kills: int, n_members: int, seed: int) -> dict[str, float]:
     from slate.serve import DecisionLogger
     from slate.stability import SQLiteStore
 
@@ -159,13 +160,16 @@ def kill_run(mode: str, n_kills: int, n_members: int, seed: int) -> dict[str, in
         folder = Path(tmp)
         served: set[tuple[int, int]] = set()
         recovered = 0
+        serving = 0.0
         for run in range(n_kills):
             proc = subprocess.Popen([sys.executable, __file__, "--worker", "kill", tmp, mode, str(run),
                                      str(n_members)], stdout=subprocess.PIPE, text=True)
             assert proc.stdout is not None
-            proc.stdout.readline()  # serving
+            recovered += int(proc.stdout.readline().split()[1])  # started: crashed journals replayed
+            started = time.perf_counter()
             time.sleep(float(rng.uniform(0.5, 2.5)))
             os.kill(proc.pid, signal.SIGKILL)
+            serving += time.perf_counter() - started
             out = proc.communicate()[0].split()
             last = int(out[-1]) if out else 0
             served |= {(i % n_members, round((T0 + run * 100_000 + i) * 1e6)) for i in range(last + 1)}
@@ -181,18 +185,18 @@ def kill_run(mode: str, n_kills: int, n_members: int, seed: int) -> dict[str, in
                 if (member, round(state.updated_at * 1e6)) not in logged:
                     orphan_states += 1
         store.close()
-    return {"served": len(served), "on_disk": n_disk, "files": files, "recovered": recovered,
+    return {"served": len(served), "pages_per_s": len(served) / serving, "on_disk": n_disk, "files": files, "recovered": recovered,
             "lost": len(served - logged), "logged_not_acked": len(logged - served),
             "states_without_log": orphan_states}
 
 
 def kill_loops(n_kills: int, n_members: int, seed: int) -> None:
     print(f"\n## kill -9 loops: {n_kills} kills per mode, {n_members} members, SQLite state, batches of 64")
-    print(f"{'mode':<10}{'served':>8}{'on disk':>9}{'recovered':>11}{'lost':>6}{'logged, not acked':>19}"
+    print(f"{'mode':<10}{'served':>8}{'pages/s':>9}{'on disk':>9}{'recovered':>11}{'lost':>6}{'logged, not acked':>19}"
           f"{'states w/o page':>17}")
     for mode in ("default", "durable"):
         r = kill_run(mode, n_kills, n_members, seed)
-        print(f"{mode:<10}{r['served']:>8}{r['on_disk']:>9}{r['recovered']:>11}{r['lost']:>6}"
+        print(f"{mode:<10}{r['served']:>8}{r['pages_per_s']:>9.0f}{r['on_disk']:>9}{r['recovered']:>11}{r['lost']:>6}"
               f"{r['logged_not_acked']:>19}{r['states_without_log']:>17}")
     print("(served: pages compose() returned; lost: served pages missing from the log; logged, not "
           "acked: the page being served at the kill; states w/o page: (member, title) states whose "

@@ -1141,7 +1141,12 @@ def _read_around_damage(
         notes += parts[3]
         offset += file.metadata.num_rows
     if tables:
-        table = pa.concat_tables(tables, promote_options="default")
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise InvalidLogError(
+                f"The files of the log {path} must have compatible columns; got {_first_line(err)}."
+            ) from None
     else:
         table = schema.empty_table().select([c for c in wanted if c in schema.names])
     log, _ = validate_impressions(
