@@ -214,3 +214,21 @@ def test_a_torn_journal_record_is_ignored(tmp_path, decisions):
     assert json.loads(json.dumps(records[0][0]))["folder"] == ""
     again = DecisionLogger(tmp_path, durable=True, partition=None)
     assert again.recovered_pages_ == 2 and pages_on_disk(tmp_path)[0] == 2
+
+
+EXIT_WITHOUT_CLOSE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from test_serve_log import run_pages
+    from slate.serve import DecisionLogger
+    logger = DecisionLogger(sys.argv[1], batch_pages=2)
+    for d in run_pages(None, 5):
+        logger.append(d)
+    """
+)
+
+
+def test_batches_handed_to_the_writer_are_written_before_the_interpreter_exits(tmp_path):
+    subprocess.run([sys.executable, "-c", EXIT_WITHOUT_CLOSE, str(tmp_path), HERE], check=True, timeout=120)
+    assert pages_on_disk(tmp_path)[0] == 4  # two full batches; the fifth page needed close()

@@ -35,12 +35,14 @@ returns; a new logger replays the journals of crashed ones, so no acknowledged p
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import os
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -426,6 +428,7 @@ class DecisionLogger:
             self._stop = False
             self._thread = threading.Thread(target=self._run_writer, name="slate-decision-log", daemon=True)
             self._thread.start()
+            _LIVE.add(self)
         self._changed.notify_all()
 
     def _run_writer(self) -> None:
@@ -587,6 +590,17 @@ class DecisionLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_LIVE: weakref.WeakSet[DecisionLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_handed_over_batches() -> None:
+    """At interpreter exit, let writer threads finish the batches already handed to them (as a
+    synchronous write would have); the batch still being filled needs close()."""
+    for logger in list(_LIVE):
+        logger.wait()
 
 
 def pa_ipc_bytes(table: Any) -> bytes:
