@@ -8,7 +8,10 @@ from __future__ import annotations
 
 __all__ = [
     "InfeasibleProblemError",
+    "InputFileError",
     "InvalidProblemError",
+    "NoEstimateError",
+    "ResourceLimitError",
     "SlateError",
     "SolverError",
     "UnknownSolverError",
@@ -36,3 +39,20 @@ class UnknownSolverError(SlateError, KeyError):
 
 class SolverError(SlateError, RuntimeError):
     """A solver backend failed in a way that is not a status (a bug or a broken install)."""
+
+
+class InputFileError(InvalidProblemError):
+    """An input file that cannot be used as given: missing, not a regular file (a FIFO, a device,
+    a folder), larger than its size limit, not UTF-8, nested too deeply or damaged. The message
+    names the file and what is wrong."""
+
+
+class ResourceLimitError(SlateError, ValueError):
+    """A request that would exceed a size limit (grid points, titles, bootstrap replicates, array
+    sizes, file sizes) before anything is allocated. The message names the limit and how to raise
+    it (see :mod:`slate.limits`)."""
+
+
+class NoEstimateError(SlateError, ValueError):
+    """An off-policy estimate was asked for where no logged row matches the target: there is no
+    estimate (rather than a value of 0)."""
