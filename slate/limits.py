@@ -14,6 +14,7 @@ limit                       default         guards
 ``max_grid_points``         100,000         points of a sweep's grid
 ``max_titles``              2,000           titles of one page problem or page request
 ``max_page_cells``          100,000         titles x candidate images of one page
+``max_pair_cells``          1,000,000       interacting pairs x images² of one composed page
 ``max_bootstrap``           100,000         bootstrap replicates of one replay
 ``max_nesting``             100             nesting depth of a JSON/TOML/YAML document
 ==========================  ==============  ======================================================
@@ -63,6 +64,7 @@ LIMITS: dict[str, int] = {
     "max_grid_points": 100_000,
     "max_titles": 2_000,
     "max_page_cells": 100_000,
+    "max_pair_cells": 1_000_000,
     "max_bootstrap": 100_000,
     "max_nesting": 100,
 }

@@ -60,6 +60,12 @@ DEFAULT_ROW_GROUP_SIZE = 131_072
 """Rows per Parquet row group written by default (~128k, as the issue asks)."""
 
 PROPENSITY_TOLERANCE = 1e-6
+MIN_PROPENSITY = 1e-12
+"""Smallest accepted ``propensity``: below it the importance weight ``1 / propensity`` is beyond
+any estimate's precision (``5e-324`` overflows to inf); such rows are counted as
+``propensity_out_of_range``."""
+MAX_POSITION = 2**31 - 1
+"""Largest ``row``/``col`` (they are int32 in the log); larger values are ``bad_position``."""
 """Absolute tolerance for ``sum(propensities) == 1`` and ``propensities[shown] == propensity``."""
 
 _STRING_COLUMNS = ("title_id", "image_id", "previous_image_id", "features_ref")
@@ -1146,14 +1152,15 @@ def validate_impressions(
     if not v2:
         shown, found, malformed = candidate_checks(candidates, cand_lengths, image)
     flag(malformed, RejectionReason.MALFORMED_CANDIDATES)
-    flag((row < 0) | (colpos < 0), RejectionReason.BAD_POSITION)
+    flag((row < 0) | (colpos < 0) | (row > MAX_POSITION) | (colpos > MAX_POSITION),
+         RejectionReason.BAD_POSITION)
 
     # ---- propensity
     prop_null = _null_mask(col("propensity"))
     propensity = _numeric(col("propensity"), "propensity", np.float64, 0.0)
     flag(prop_null, RejectionReason.MISSING_PROPENSITY)
     with np.errstate(invalid="ignore"):
-        flag(~(np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)),
+        flag(~(np.isfinite(propensity) & (propensity >= MIN_PROPENSITY) & (propensity <= 1)),
              RejectionReason.PROPENSITY_OUT_OF_RANGE)
     flag(~found, RejectionReason.SHOWN_NOT_CANDIDATE)
 

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slate.errors import InvalidProblemError
+from slate.limits import check_limit
 from slate.stability.rules import StabilityRules
 
 __all__ = [
@@ -102,6 +103,9 @@ class PageRequest(BaseModel):
     @model_validator(mode="after")
     def _unique(self) -> PageRequest:
         n = len(self.titles)
+        check_limit("max_titles", n, "titles in one page request")
+        check_limit("max_page_cells", n * max(len(t.image_ids) for t in self.titles),
+                    "title x image cells in one page request")
         titles = {t.title_id for t in self.titles}
         image_lists = [t.image_ids for t in self.titles]
         if (
