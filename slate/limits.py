@@ -50,6 +50,7 @@ from slate.errors import InputFileError, ResourceLimitError
 __all__ = [
     "LIMITS",
     "check_limit",
+    "check_nesting",
     "check_npz",
     "limit",
     "load_json_file",

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from slate.errors import InvalidProblemError
 from slate.limits import check_limit
+from slate.page.problem import unit_vectors
 from slate.stability.rules import StabilityRules
 
 __all__ = [
@@ -273,8 +274,7 @@ class ImageCatalog:
                     f"The 'image_ids' parameter of ImageCatalog must be unique; got '{image}' twice."
                 )
             self.index[image] = i
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        unit = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        unit = unit_vectors(emb)  # scaled first: huge magnitudes do not overflow the norm
         # one extra zero row: the embedding of padding and of unknown images
         self.unit = np.vstack([unit, np.zeros((1, emb.shape[1]))]).astype(np.float32)
         self.unit.flags.writeable = False
