@@ -8,9 +8,11 @@ with a :class:`~slate.logs.RejectionReport` counting every rejected row by reaso
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -888,6 +890,36 @@ def _first_duplicates(
     return dup
 
 
+@contextlib.contextmanager
+def arrow_errors(source: PathLike) -> Iterator[None]:
+    """Turn what pyarrow raises on a damaged, truncated, empty or non-Parquet file into
+    :class:`InvalidLogError` naming the file (pyarrow's own message kept, on one line)."""
+    try:
+        yield
+    except InvalidLogError:
+        raise
+    except (pa.ArrowException, OSError, EOFError) as err:
+        detail = " ".join(str(err).split())[:300].rstrip(".") or type(err).__name__
+        raise InvalidLogError(f"The log '{source}' cannot be read as Parquet: {detail}.") from None
+
+
+def check_regular_files(path: Path) -> None:
+    """Refuse FIFOs, devices and sockets as a log (or inside a log folder) before pyarrow opens
+    them: reading one blocks forever or never ends (``/dev/zero``)."""
+    candidates = [path] if not path.is_dir() else [
+        p for p in path.rglob("*") if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    ]
+    for p in candidates:
+        try:
+            mode = p.stat().st_mode
+        except OSError as err:
+            raise InvalidLogError(f"The log file '{p}' cannot be read: {err.strerror or err}.") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InvalidLogError(
+                f"The log file '{p}' is not a regular file (a FIFO, device or socket); give Parquet files."
+            )
+
+
 def _schema_of(source: PathLike) -> pa.Schema:
     path = Path(source)
     if path.is_dir():
@@ -1008,20 +1040,22 @@ def read_impressions(
             f"The 'source' parameter of read_impressions must name an existing file or folder; "
             f"got '{path}' instead."
         )
-    schema = _schema_of(path)
-    version = _check_version(schema.metadata, str(path), strict_version)
-    wanted, ignored, dictionary_columns = _read_plan(schema)
-    table = pq.read_table(
-        path,
-        columns=wanted,
-        use_threads=use_threads,
-        read_dictionary=dictionary_columns,
-        partitioning="hive" if path.is_dir() else None,
-    )
-    return validate_impressions(
-        table, known_images=known_images, source=str(path), ignored_columns=ignored,
-        schema_tag=version, n_features=n_features,
-    )
+    check_regular_files(path)
+    with arrow_errors(path):
+        schema = _schema_of(path)
+        version = _check_version(schema.metadata, str(path), strict_version)
+        wanted, ignored, dictionary_columns = _read_plan(schema)
+        table = pq.read_table(
+            path,
+            columns=wanted,
+            use_threads=use_threads,
+            read_dictionary=dictionary_columns,
+            partitioning="hive" if path.is_dir() else None,
+        )
+        return validate_impressions(
+            table, known_images=known_images, source=str(path), ignored_columns=ignored,
+            schema_tag=version, n_features=n_features,
+        )
 
 
 _KNOWN_COLUMNS = frozenset(SCHEMA.names) | {"candidate_set"}
