@@ -17,6 +17,7 @@ limit                       default         guards
 ``max_pair_cells``          1,000,000       interacting pairs x images² of one composed page
 ``max_bootstrap``           100,000         bootstrap replicates of one replay
 ``max_nesting``             100             nesting depth of a JSON/TOML/YAML document
+``max_containers``          2,000,000       lists and tables in one JSON/TOML/YAML document
 ==========================  ==============  ======================================================
 
 Examples
@@ -68,6 +69,7 @@ LIMITS: dict[str, int] = {
     "max_pair_cells": 1_000_000,
     "max_bootstrap": 100_000,
     "max_nesting": 100,
+    "max_containers": 2_000_000,
 }
 """The defaults; the environment variable ``SLATE_<NAME>`` (upper case) overrides each."""
 
@@ -164,23 +166,28 @@ def read_text_file(path: str | os.PathLike[str], what: str) -> str:
 
 
 def check_nesting(value: Any, where: str) -> None:
-    """Refuse documents nested deeper than ``max_nesting`` (iteratively, without recursion)."""
+    """Refuse documents nested deeper than ``max_nesting`` or holding more than
+    ``max_containers`` lists and tables (YAML aliases can make a small file expand to billions
+    of nodes); iterative, without recursion."""
     cap = limit("max_nesting")
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    most = limit("max_containers")
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    seen = 0
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+        seen += 1
         if depth > cap:
             raise InputFileError(
                 f"The {where} is nested more than {cap} levels deep (limit max_nesting; raise it "
                 f"with SLATE_MAX_NESTING=N)."
             )
-        stack.extend((c, depth + 1) for c in children)
+        if seen > most:
+            raise ResourceLimitError(
+                f"The {where} holds more than {most:,} lists and tables (limit max_containers; "
+                f"raise it with SLATE_MAX_CONTAINERS=N)."
+            )
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def load_json_file(path: str | os.PathLike[str], what: str) -> Any:

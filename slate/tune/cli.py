@@ -39,6 +39,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         plots=not args.no_plots,
         log=lambda msg: print(msg, file=sys.stderr),
+        allow_remote_scheduler=args.allow_remote_scheduler,
     )
     s = results.summary
     t = s["timing"]
@@ -65,6 +66,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``slate report``; returns the exit status."""
+    from pydantic import ValidationError
+
     from slate.tune.config import Constraints
     from slate.tune.report import write_report
 
@@ -74,10 +77,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             constraints = Constraints(
                 max_churn=args.max_churn, min_diversity=args.min_diversity, min_take_fraction=args.min_take_fraction
             )
-        except ValueError as err:
+        except ValidationError as err:
             from slate.tune.config import InvalidExperimentError
 
-            raise InvalidExperimentError(f"Invalid constraint: {str(err).splitlines()[-1].strip()}") from None
+            first = err.errors()[0]
+            option = "--" + "-".join(str(x) for x in first.get("loc", ())).replace("_", "-")
+            raise InvalidExperimentError(
+                f"Invalid constraint {option}: {first['msg']}; got {first.get('input')!r}."
+            ) from None
     for path in write_report(args.results, args.output, constraints=constraints):
         print(path)
     return 0
@@ -104,6 +111,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="results folder (default: <experiment folder>/<name>-<config hash>); rerun to resume")
     p.add_argument("--scheduler", default=None,
                    help="'local' (dask processes), 'threads', 'sync' or a dask scheduler address (tcp://host:port)")
+    p.add_argument("--allow-remote-scheduler", action="store_true",
+                   help="use a scheduler address (tcp://...) named in the experiment file's [compute]")
     p.add_argument("--workers", type=int, default=None, help="workers of the local dask cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")

@@ -35,9 +35,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -52,7 +54,8 @@ from pydantic import (
     model_validator,
 )
 
-from slate.errors import SlateError
+from slate.errors import InputFileError, ResourceLimitError, SlateError
+from slate.limits import check_limit, check_nesting, read_text_file
 
 __all__ = [
     "Axis",
@@ -133,6 +136,8 @@ def _budget_values(values: list[Budget]) -> list[Budget]:
     for v in values:
         if isinstance(v, int) and v < 0:
             raise ValueError(f"a change budget must be an integer >= 0 or \"none\"; got {v}")
+        if isinstance(v, int) and v > 2**31 - 1:
+            raise ValueError(f"a change budget must be at most 2**31 - 1 (or \"none\"); got {v}")
     if not values:
         raise ValueError("at least one change budget is needed (\"none\" for no budget)")
     return values
@@ -176,6 +181,10 @@ class GridSearch(_SearchBase):
             axis = getattr(self, name)
             if isinstance(axis, Span) and axis.n is None:
                 raise ValueError(f"search.{name} is a range on a grid and needs n (the number of values)")
+        sizes: list[int] = [int(axis.n or 0) if isinstance(axis, Span) else len(axis)
+                            for axis in (self.diversity, self.churn, self.exploration)]
+        # checked before any point is built: 10,000^3 points would be 10^12 tuples
+        check_limit("max_grid_points", math.prod([*sizes, len(self.max_changes)]), "grid points")
         return self
 
 
@@ -187,6 +196,12 @@ class RandomSearch(_SearchBase):
 
     kind: Literal["random"] = "random"
     n_points: int = Field(ge=1, le=100_000)
+
+    @field_validator("n_points")
+    @classmethod
+    def _n_points(cls, value: int) -> int:
+        check_limit("max_grid_points", value, "random search points")
+        return value
     diversity: Axis = [0.0]
     churn: Axis = [0.0]
     max_changes: list[Budget] = ["none"]
@@ -363,6 +378,19 @@ class ComputeSpec(_Frozen):
         "hash, so experiments that differ only in estimator, exploration or constraints reuse them",
     )
 
+    @field_validator("solve_cache")
+    @classmethod
+    def _cache_inside(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = PurePath(value).parts
+        if not value.strip() or PurePath(value).is_absolute() or PureWindowsPath(value).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"compute.solve_cache must be a folder inside the experiment's folder (a relative "
+                f"path without '..'); got {value!r}"
+            )
+        return value
+
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, value: str) -> str:
@@ -398,6 +426,8 @@ def _kind(default: str | None) -> Any:
     return get
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
 _HASHED = ("data", "policy", "layout", "solver", "estimator", "search", "seed")
 
 
@@ -431,6 +461,16 @@ class Experiment(_Frozen):
     ] = GridSearch()
     constraints: Constraints = Constraints()
     compute: ComputeSpec = ComputeSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _PLAIN_NAME.fullmatch(value):
+            raise ValueError(
+                "name must be a plain name (letters, digits, '.', '_', '-'; 1-100 characters, not "
+                f"starting with '.' or '-'): it names the results folder; got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -629,15 +669,22 @@ def load_experiment(path: str | os.PathLike[str]) -> tuple[Experiment, Path]:
     True
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidExperimentError(f"The experiment file '{p}' does not exist.")
     suffix = p.suffix.lower()
-    if suffix == ".toml":
-        raw = _read_toml(p.read_text(), str(p))
-    elif suffix in (".yaml", ".yml"):
-        raw = _read_yaml(p.read_text(), str(p))
-    else:
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise InvalidExperimentError(
             f"An experiment file must be TOML (*.toml) or YAML (*.yaml, *.yml); got '{p.name}'."
         )
-    return experiment_from_dict(raw), p.resolve().parent
+    try:
+        text = read_text_file(p, "experiment file")
+        raw = _read_toml(text, str(p)) if suffix == ".toml" else _read_yaml(text, str(p))
+        check_nesting(raw, f"experiment file '{p}'")
+    except RecursionError:
+        raise InvalidExperimentError(f"The experiment file '{p}' is nested too deeply to be read.") from None
+    except (InputFileError, ResourceLimitError) as err:
+        raise InvalidExperimentError(str(err)) from None
+    try:
+        return experiment_from_dict(raw), p.resolve().parent
+    except InvalidExperimentError as err:
+        raise InvalidExperimentError(f"{p}: {err}") from None
