@@ -14,6 +14,7 @@ __all__ = [
     "ResourceLimitError",
     "SlateError",
     "SolverError",
+    "StoreOpenError",
     "UnknownSolverError",
 ]
 
@@ -56,3 +57,8 @@ class ResourceLimitError(SlateError, ValueError):
 class NoEstimateError(SlateError, ValueError):
     """An off-policy estimate was asked for where no logged row matches the target: there is no
     estimate (rather than a value of 0)."""
+
+
+class StoreOpenError(SlateError, OSError):
+    """A state store cannot be opened: its file is a folder, read-only, not a database of the
+    right kind, or its folder cannot be created. The message names the file."""
