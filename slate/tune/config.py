@@ -322,6 +322,18 @@ class SolverSpec(_Frozen):
         return value
 
 
+    @model_validator(mode="after")
+    def _options(self) -> SolverSpec:
+        from slate.errors import InvalidProblemError
+        from slate.solvers import get_solver
+
+        try:
+            get_solver(self.name, **self.options)
+        except InvalidProblemError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
 class EstimatorSpec(_Frozen):
     """The replay estimator (a :func:`slate.replay.available_estimators` name), its options (e.g.
     ``{neighbours = "grid", self_normalized = true}`` for ``neighbourhood``) and its interval."""
