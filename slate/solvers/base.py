@@ -60,7 +60,7 @@ def get_solver(name: str, **options: Any) -> Solver:
         ) from None
     try:
         return factory(**options)
-    except TypeError as err:  # an option the solver does not have (a typo): name it
+    except TypeError:  # an option the solver does not have (a typo): name it
         import inspect
 
         try:
