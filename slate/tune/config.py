@@ -240,10 +240,10 @@ class SimData(_Frozen):
     world: dict[str, Any] = Field(default_factory=dict, description="fields of slate.sim.WorldConfig")
     n_days: int = Field(default=7, ge=1, le=3650)
     train_days: int = Field(default=0, ge=0, le=3650)
-    schedule_seed: int = Field(default=0, ge=0)
+    schedule_seed: int = Field(default=0, ge=0, le=2**63 - 1)
     logging: Literal["uniform", "epsilon_greedy"] = "uniform"
     logging_epsilon: float = Field(default=0.2, ge=0, le=1)
-    logging_seed: int = Field(default=0, ge=0)
+    logging_seed: int = Field(default=0, ge=0, le=2**63 - 1)
     truth: Literal["all", "none"] = "all"
 
     @field_validator("world")
@@ -382,7 +382,7 @@ class ComputeSpec(_Frozen):
 
     scheduler: str = "local"
     n_workers: int = Field(default=2, ge=1, le=1024)
-    block_pages: int = Field(default=250, ge=1, description="pages per solve task (whole members)")
+    block_pages: int = Field(default=250, ge=1, le=10_000_000, description="pages per solve task (whole members)")
     progress: bool = True
     solve_cache: str | None = Field(
         default=None,
@@ -460,7 +460,7 @@ class Experiment(_Frozen):
     """
 
     name: str = "sweep"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     data: Annotated[
         Annotated[LogData, Tag("log")] | Annotated[SimData, Tag("sim")], Discriminator(_kind(None))
     ]

@@ -631,6 +631,10 @@ def run_sweep(
             "remote scheduler is used only when given on the command line (--scheduler ADDRESS) or "
             "enabled with --allow-remote-scheduler (allow_remote_scheduler=True)."
         )
+    if n_workers is not None and not 1 <= n_workers <= 1024:
+        raise InvalidExperimentError(
+            f"The 'n_workers' parameter (--workers) must be an integer in [1, 1024]; got {n_workers!r}."
+        )
     workers = n_workers or compute.n_workers
     show = compute.progress if progress is None else progress
     out = Path(output) if output is not None else Path(base_dir) / f"{experiment.name}-{experiment.config_hash()}"
