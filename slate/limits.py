@@ -231,9 +231,9 @@ def check_npz(path: str | os.PathLike[str], what: str) -> None:
     try:
         st = os.stat(p)
     except OSError as err:
-        raise InputFileError(f"Cannot read {what} '{p}': {err.strerror or err}.") from None
+        raise InputFileError(f"The {what} '{p}' could not be read as .npz ({err.strerror or err}).") from None
     if not stat.S_ISREG(st.st_mode):
-        raise InputFileError(f"The {what} '{p}' is not a regular file; give an .npz file.")
+        raise InputFileError(f"The {what} '{p}' could not be read as .npz (not a regular file).")
     cap = limit("max_array_bytes")
     try:
         with zipfile.ZipFile(p) as archive:
@@ -254,4 +254,4 @@ def check_npz(path: str | os.PathLike[str], what: str) -> None:
     except ResourceLimitError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-        raise InputFileError(f"The {what} '{p}' is not a readable .npz file ({err}).") from None
+        raise InputFileError(f"The {what} '{p}' could not be read as .npz ({err}).") from None

@@ -387,9 +387,7 @@ class LinearPolicy:
         try:
             check_npz(path, "linear-policy file")
         except InputFileError as exc:
-            raise InvalidReplayInputError(
-                f"The linear-policy file '{path}' could not be read as .npz ({exc})"
-            ) from None
+            raise InvalidReplayInputError(str(exc)) from None
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("image_ids", "weights") if k not in data.files]
