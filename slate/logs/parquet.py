@@ -627,7 +627,10 @@ def _null_mask(column: pa.ChunkedArray | pa.Array) -> NDArray[np.bool_]:
 
 
 def _numeric(column: pa.ChunkedArray, name: str, dtype: Any, fill: Any) -> NDArray[Any]:
+    if pa.types.is_null(column.type):  # every value null: counted by the null masks
+        return np.full(len(column), fill, dtype=dtype)
     if column.null_count:
+        fill = bool(fill) if pa.types.is_boolean(column.type) else fill
         column = pc.fill_null(column, pa.scalar(fill, column.type))
     try:
         values = column.to_numpy()
@@ -661,6 +664,14 @@ def _list_parts(column: pa.ChunkedArray, name: str) -> list[tuple[NDArray[np.int
             or pa.types.is_fixed_size_list(column.type) or pa.types.is_null(column.type)):
         raise InvalidLogError(
             f"The '{name}' column of a {SCHEMA_NAME} log must be a list; got {column.type} instead."
+        )
+    value_type = getattr(column.type, "value_type", None)
+    if value_type is not None and name == "candidate_ids" and not (
+        pa.types.is_string(value_type) or pa.types.is_large_string(value_type) or pa.types.is_null(value_type)
+        or (pa.types.is_dictionary(value_type) and pa.types.is_string(value_type.value_type))
+    ):
+        raise InvalidLogError(
+            f"The '{name}' column of a {SCHEMA_NAME} log must be a list of strings; got {column.type} instead."
         )
     parts = []
     for chunk in column.chunks:
@@ -854,7 +865,7 @@ def _feature_columns(
     for j, (name, column) in enumerate(zip(names, columns, strict=True)):
         if column.type != pa.float32():
             _check_type(column, name, ("float", "integer"))
-            column = column.cast(pa.float32())
+            column = column.cast(pa.float32(), safe=False)  # large integers round, they do not fail
         start = 0
         for chunk in column.chunks:  # one strided copy per chunk, straight into place
             stop = start + len(chunk)
@@ -893,13 +904,19 @@ def _first_duplicates(
 @contextlib.contextmanager
 def arrow_errors(source: PathLike) -> Iterator[None]:
     """Turn what pyarrow raises on a damaged, truncated, empty or non-Parquet file into
-    :class:`InvalidLogError` naming the file (pyarrow's own message kept, on one line)."""
+    :class:`InvalidLogError` naming the file (pyarrow's own message kept, on one line).
+
+    Damage that pyarrow does not detect itself surfaces as undecodable UTF-8 (names or string
+    values) or as a column the schema promised and the file lacks; both are reported the same way.
+    """
     try:
         yield
     except InvalidLogError:
         raise
-    except (pa.ArrowException, OSError, EOFError) as err:
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, KeyError) as err:
         detail = " ".join(str(err).split())[:300].rstrip(".") or type(err).__name__
+        if isinstance(err, (UnicodeDecodeError, KeyError)):
+            detail = f"damaged data ({type(err).__name__}: {detail})"
         raise InvalidLogError(f"The log '{source}' cannot be read as Parquet: {detail}.") from None
 
 
