@@ -128,7 +128,7 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(files: Files):
 
 def test_check_limit_counts_non_integers_too():
     with raised_limits(max_bootstrap=1):
-        with pytest.raises(ResourceLimitError, match="2.5 things exceed"):
+        with pytest.raises(ResourceLimitError, match=r"2\.5 things exceed"):
             check_limit("max_bootstrap", 2.5, "things")
 
 
