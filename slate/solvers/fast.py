@@ -342,7 +342,8 @@ def _iterate(
         if deadline is None:
             chunk = rounds - done
         else:  # size the chunk so that it ends well before the deadline
-            fit = _CHUNK_ROUNDS if per_round == 0.0 else int((deadline - now) / (2.0 * per_round))
+            # min() first: a huge limit over a tiny round time is inf, which int() refuses
+            fit = _CHUNK_ROUNDS if per_round == 0.0 else int(min((deadline - now) / (2.0 * per_round), _CHUNK_ROUNDS))
             chunk = max(1, min(_CHUNK_ROUNDS, fit, rounds - done)) if done else 1
         state.value, state.n_changes, n, stale = kernels.iterated_local_search(
             page.prob,

@@ -116,6 +116,10 @@ SOLVE_CASES = [
      r"pair\.json.*unknown title 'ZZ'"),
     ("solve-ok", lambda f: ["solve", str(f.page)], 0, r"^$"),
     ("solve-inf-fast", lambda f: ["solve", str(f.page), "--solver", "fast", "--time-limit-ms", "inf"], 0, r"^$"),
+    ("solve-1e308-fast", lambda f: ["solve", str(f.dense_page), "--solver", "fast", "--time-limit-ms", "1e308"], 0,
+     r"^$"),
+    ("solve-1e308-exact", lambda f: ["solve", str(f.page), "--solver", "exact", "--time-limit-ms", "1e308"], 0, r"^$"),
+    ("solve-1e-300-fast", lambda f: ["solve", str(f.page), "--solver", "fast", "--time-limit-ms", "1e-300"], 0, r"^$"),
 ]
 
 LOG_CASES = [
