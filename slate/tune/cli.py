@@ -26,10 +26,12 @@ def _fmt(value: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``slate sweep``; returns the exit status."""
-    from slate.tune.config import load_experiment
+    from slate.tune.config import check_paths_inside, load_experiment
     from slate.tune.sweep import run_sweep
 
     experiment, base = load_experiment(args.experiment)
+    if not args.allow_outside_paths:
+        check_paths_inside(experiment, base)
     results = run_sweep(
         experiment,
         args.output,
@@ -111,6 +113,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="results folder (default: <experiment folder>/<name>-<config hash>); rerun to resume")
     p.add_argument("--scheduler", default=None,
                    help="'local' (dask processes), 'threads', 'sync' or a dask scheduler address (tcp://host:port)")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let the experiment name data files outside its own folder")
     p.add_argument("--allow-remote-scheduler", action="store_true",
                    help="use a scheduler address (tcp://...) named in the experiment file's [compute]")
     p.add_argument("--workers", type=int, default=None, help="workers of the local dask cluster")

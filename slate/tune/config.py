@@ -73,6 +73,7 @@ __all__ = [
     "SolverSpec",
     "Span",
     "SweepPoint",
+    "check_paths_inside",
     "experiment_from_dict",
     "load_experiment",
 ]
@@ -658,6 +659,35 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
             f"The experiment file '{source}' must hold a mapping at its top; got {type(data).__name__}."
         )
     return data
+
+
+def check_paths_inside(experiment: Experiment, base: str | os.PathLike[str]) -> None:
+    """Refuse an experiment whose files (``data.path``, ``data.embeddings``,
+    ``policy.train_path``) lie outside its folder ``base`` (an absolute path, or ``..`` leading
+    out): an experiment file shared with others must not read arbitrary files. ``slate sweep``
+    calls it unless ``--allow-outside-paths``.
+
+    Examples
+    --------
+    >>> exp = experiment_from_dict({"data": {"kind": "log", "path": "/etc/passwd", "embeddings": "e.parquet"}})
+    >>> check_paths_inside(exp, ".")
+    Traceback (most recent call last):
+    ...
+    slate.tune.config.InvalidExperimentError: The experiment's data.path '/etc/passwd' is outside the experiment's folder; move the file there or pass --allow-outside-paths.
+    """
+    root = Path(base).resolve()
+    named: list[tuple[str, str | None]] = [("policy.train_path", experiment.policy.train_path)]
+    if isinstance(experiment.data, LogData):
+        named += [("data.path", experiment.data.path), ("data.embeddings", experiment.data.embeddings)]
+    for key, value in named:
+        if value is None:
+            continue
+        full = (root / value).resolve()
+        if full != root and root not in full.parents:
+            raise InvalidExperimentError(
+                f"The experiment's {key} '{value}' is outside the experiment's folder; move the file "
+                "there or pass --allow-outside-paths."
+            )
 
 
 def load_experiment(path: str | os.PathLike[str]) -> tuple[Experiment, Path]:

@@ -259,6 +259,12 @@ SWEEP_CASES = [
         + ["data: {kind: sim}", "policy: {kind: oracle}"])))], 2,
      r"e-bomb\.yaml' holds more than 2,000,000 lists and tables"),
     ("sweep-missing", lambda f: ["sweep", str(f.root / "none.toml")], 2, r"none\.toml' does not exist"),
+    ("sweep-data-outside", lambda f: ["sweep", str(f.write("e-out.toml", (
+        'name = "x"\n[data]\nkind = "log"\npath = "/etc/passwd"\nembeddings = "e.parquet"\n')))], 2,
+     r"data\.path '/etc/passwd' is outside the experiment's folder.*--allow-outside-paths"),
+    ("sweep-data-dotdot", lambda f: ["sweep", str(f.write("sub/e-up.toml", (
+        'name = "x"\n[data]\nkind = "log"\npath = "../log.parquet"\nembeddings = "e.parquet"\n')))], 2,
+     r"data\.path '\.\./log\.parquet' is outside"),
     ("sweep-workers-huge", lambda f: [*_toml_experiment(f, "e-w.toml", ""), "--workers", str(10**30)], 2,
      r"--workers\) must be an integer in \[1, 1024\]"),
     ("report-constraint", lambda f: ["report", str(f.root), "--max-churn", "5"], 2,
