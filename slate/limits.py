@@ -9,7 +9,7 @@ raised by setting the environment variable named in its message (and in :data:`L
 ==========================  ==============  ======================================================
 limit                       default         guards
 ==========================  ==============  ======================================================
-``max_file_bytes``          256 MiB         JSON/TOML/YAML files (page problems, configs)
+``max_file_bytes``          64 MiB          JSON/TOML/YAML files (page problems, configs)
 ``max_array_bytes``         2 GiB           one array declared in an ``.npz`` file
 ``max_grid_points``         100,000         points of a sweep's grid
 ``max_titles``              2,000           titles of one page problem or page request
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 LIMITS: dict[str, int] = {
-    "max_file_bytes": 256 * 2**20,
+    "max_file_bytes": 64 * 2**20,
     "max_array_bytes": 2 * 2**30,
     "max_grid_points": 100_000,
     "max_titles": 2_000,
@@ -151,11 +151,13 @@ def read_text_file(path: str | os.PathLike[str], what: str) -> str:
     """The UTF-8 text of a regular file, with one clear error for every way it can fail."""
     p = Path(path)
     require_regular_file(p, what)
+    cap = limit("max_file_bytes")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as fh:
+            data = fh.read(cap + 1)  # never more, even if the file grew since the check
     except OSError as err:
         raise InputFileError(f"Cannot read {what} '{p}': {err.strerror or err}.") from None
-    if len(data) > limit("max_file_bytes"):  # grew since the check
+    if len(data) > cap:
         check_limit("max_file_bytes", len(data), f"bytes in {what} '{p}'")
     try:
         return data.decode("utf-8")
