@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["add_report_parser", "add_sweep_parser", "cmd_report", "cmd_sweep"]
+__all__ = ["add_report_parser", "add_sweep_parser", "check_output_folder", "cmd_report", "cmd_sweep"]
 
 
 def _fmt(value: Any) -> str:
@@ -24,11 +24,32 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def check_output_folder(path: str | None, option: str) -> None:
+    """Refuse an output folder that cannot be made (a file in its place or on its path, no
+    permission) before the sweep's long work, not after it."""
+    import os
+    from pathlib import Path
+
+    from slate.tune.config import InvalidExperimentError
+
+    if path is None:
+        return
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise InvalidExperimentError(f"The {option} folder '{p}' cannot be made: '{q}' is a file.")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise InvalidExperimentError(f"The {option} folder '{p}' cannot be written: permission denied in '{q}'.")
+            return
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``slate sweep``; returns the exit status."""
     from slate.tune.config import check_paths_inside, load_experiment
     from slate.tune.sweep import run_sweep
 
+    check_output_folder(args.output, "--output")
     experiment, base = load_experiment(args.experiment)
     if not args.allow_outside_paths:
         check_paths_inside(experiment, base)
@@ -73,6 +94,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from slate.tune.config import Constraints
     from slate.tune.report import write_report
 
+    check_output_folder(args.output, "--output")
     constraints = None
     if args.max_churn is not None or args.min_diversity is not None or args.min_take_fraction is not None:
         try:
