@@ -578,6 +578,23 @@ def _solve_dir(experiment: Experiment, prep: Prepared, blocking: dict[str, Any],
     return folder
 
 
+def _where_to_run(compute: Any, scheduler: str | None, n_workers: int | None,
+                  allow_remote: bool) -> tuple[str, int]:
+    """The scheduler and worker count of a run; a remote address from the file needs consent."""
+    sched = scheduler or compute.scheduler
+    if scheduler is None and "://" in sched and not allow_remote:
+        raise InvalidExperimentError(
+            f"The experiment's compute.scheduler names a remote dask scheduler ({sched!r}); a "
+            "remote scheduler is used only when given on the command line (--scheduler ADDRESS) or "
+            "enabled with --allow-remote-scheduler (allow_remote_scheduler=True)."
+        )
+    if n_workers is not None and not 1 <= n_workers <= 1024:
+        raise InvalidExperimentError(
+            f"The 'n_workers' parameter (--workers) must be an integer in [1, 1024]; got {n_workers!r}."
+        )
+    return sched, int(n_workers or compute.n_workers)
+
+
 def run_sweep(
     experiment: Experiment,
     output: str | os.PathLike[str] | None = None,
@@ -624,18 +641,7 @@ def run_sweep(
     """
     say = log or (lambda _msg: None)
     compute = experiment.compute
-    sched = scheduler or compute.scheduler
-    if scheduler is None and "://" in sched and not allow_remote_scheduler:
-        raise InvalidExperimentError(
-            f"The experiment's compute.scheduler names a remote dask scheduler ({sched!r}); a "
-            "remote scheduler is used only when given on the command line (--scheduler ADDRESS) or "
-            "enabled with --allow-remote-scheduler (allow_remote_scheduler=True)."
-        )
-    if n_workers is not None and not 1 <= n_workers <= 1024:
-        raise InvalidExperimentError(
-            f"The 'n_workers' parameter (--workers) must be an integer in [1, 1024]; got {n_workers!r}."
-        )
-    workers = n_workers or compute.n_workers
+    sched, workers = _where_to_run(compute, scheduler, n_workers, allow_remote_scheduler)
     show = compute.progress if progress is None else progress
     out = Path(output) if output is not None else Path(base_dir) / f"{experiment.name}-{experiment.config_hash()}"
     t_start = time.perf_counter()
