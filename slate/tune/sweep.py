@@ -159,7 +159,7 @@ class SweepResults:
         folder = Path(self.summary.get("timing", {}).get("solve_folder", self.path / "work"))
         choice = np.full(prep.log.n_rows, -1, dtype=np.int64)
         for block in sorted(folder.glob("solve-*.npz")):
-            with np.load(block) as z:
+            with np.load(block, allow_pickle=False) as z:
                 choice[z["rows"]] = z["choices"][:, column]
         if (choice < 0).any():
             raise SweepError(f"The solves of '{self.path}' are incomplete or gone (looked in '{folder}').")
@@ -706,7 +706,7 @@ def run_sweep(
         choices = np.full((prep.log.n_rows, len(settings)), -1, dtype=np.int16)
         totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
         for b in range(len(blocks)):
-            with np.load(solve_dir / f"solve-{b:05d}.npz") as z:
+            with np.load(solve_dir / f"solve-{b:05d}.npz", allow_pickle=False) as z:
                 choices[z["rows"]] = z["choices"]
                 for key in totals:
                     totals[key] += z[key].item()
