@@ -206,3 +206,18 @@ def test_a_policy_that_matches_rows_still_gets_an_estimate(files: Files):
 def test_linear_policy_refuses_weights_that_are_not_finite(weights, bias):
     with pytest.raises(InvalidReplayInputError, match=r"must be finite float32"):
         LinearPolicy(["a", "b"], weights, bias=bias)
+
+
+def test_whole_page_estimator_without_a_matching_page_is_no_estimate(files: Files):
+    match = pq.read_table(files.decisions)
+    other = pq.read_table(files.mismatch)
+    log, _ = read_impressions(files.log)
+    first_of_page = np.r_[True, log.page_id[1:] != log.page_id[:-1]]  # rows of a page are contiguous here
+    image = np.where(first_of_page, match.column("image_id").to_numpy(zero_copy_only=False),
+                     other.column("image_id").to_numpy(zero_copy_only=False))
+    path = files.root / "one-title-matches.parquet"
+    pq.write_table(match.set_column(3, "image_id", pa.array(image.tolist(), pa.string())), path)
+    out = evaluate(log, DecisionTable.from_parquet(path), ["ips", "page"], n_bootstrap=0)
+    assert out.estimates["ips"].status == "ok" and out.estimates["ips"].n_matched == int(first_of_page.sum())
+    page = out.estimates["page"]
+    assert page.n_matched == 0 and page.status == "no_match" and math.isnan(page.value)
