@@ -11,6 +11,9 @@ __all__ = [
     "InvalidProblemError",
     "SlateError",
     "SolverError",
+    "StoreError",
+    "StoreReplacedError",
+    "StoreTimeoutError",
     "UnknownSolverError",
 ]
 
@@ -36,3 +39,15 @@ class UnknownSolverError(SlateError, KeyError):
 
 class SolverError(SlateError, RuntimeError):
     """A solver backend failed in a way that is not a status (a bug or a broken install)."""
+
+
+class StoreError(SlateError, RuntimeError):
+    """A state store cannot be opened, read or written; the message names the file or server."""
+
+
+class StoreTimeoutError(StoreError):
+    """A state store did not answer within its time budget (a slow or unreachable server, a held lock)."""
+
+
+class StoreReplacedError(StoreError):
+    """The state database was deleted or replaced by another file while the store was using it."""

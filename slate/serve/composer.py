@@ -15,6 +15,18 @@ The stages, each timed in :attr:`PageDecision.timings_ms`:
 8. ``store_put``: the new state (one round trip).
 9. ``log``: hand the decision to the decision logger.
 
+**No lost updates.** With a :class:`~slate.stability.VersionedStateStore` (the memory, SQLite and
+Redis stores) the state is read with the member's version and written only if that version is
+unchanged. If another page for the member (another thread, process or host) was saved in
+between, the page is re-planned once against the fresh state; should that conflict too, it shows
+the stored images and is not saved. Either way the fault ``store_conflict`` says so. A store with
+only ``get``/``put`` is written blindly.
+
+**Threads.** A :class:`Composer` may be shared by many threads (an ASGI server's thread pool):
+it keeps no per-request state on itself; the module caches (solvers, layout pairs) are locked;
+:class:`~slate.serve.ServeStats`, the stores and :class:`~slate.serve.DecisionLogger` are
+thread-safe (the SQLite store opens one connection per thread, the Redis store uses a pool).
+
 **Never fail.** If scoring fails or returns non-finite scores, or the solver raises or returns an
 invalid page, the page shows each title's previous image where the rules allow, else its
 best-scored image (else its first candidate), with no new exploration; the decision's
@@ -37,6 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from slate.errors import StoreReplacedError, StoreTimeoutError
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
 from slate.serve.decision import Fault, PageDecision, ServeStats
@@ -134,15 +147,19 @@ _SOLVERS: dict[tuple[str, str], Solver] = {}
 _PAIRS: OrderedDict[tuple[str, bytes, bytes], tuple[IntArray, FloatArray]] = OrderedDict()
 _PAIR_CACHE_SIZE = 512
 _PAIRS_LOCK = threading.Lock()
-_PAGE_COUNTER = iter(range(1, 2**62))
+_SOLVERS_LOCK = threading.Lock()
+_PAGE_COUNTER = iter(range(1, 2**62))  # next() on a range iterator is atomic under the GIL
 
 
 def _solver(name: str, options: Mapping[str, Any]) -> Solver:
     key = (name, repr(sorted(options.items())))
     solver = _SOLVERS.get(key)
     if solver is None:
-        solver = get_solver(name, **options)  # raises UnknownSolverError: a configuration error
-        _SOLVERS[key] = solver
+        with _SOLVERS_LOCK:
+            solver = _SOLVERS.get(key)
+            if solver is None:
+                solver = get_solver(name, **options)  # raises UnknownSolverError: a configuration error
+                _SOLVERS[key] = solver
     return solver
 
 
@@ -331,6 +348,22 @@ def _err(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _store_failed(faults: _Faults, fault: Fault, err: BaseException) -> None:
+    """Report a store error: a replaced file, a timeout (also ``store_late``) or a plain failure."""
+    if isinstance(err, StoreReplacedError):
+        fault = Fault.STORE_REPLACED
+    faults.add(fault, _err(err))
+    if isinstance(err, StoreTimeoutError):
+        faults.add(Fault.STORE_LATE, "timed out")
+
+
+_CONFLICT = (
+    "",
+    "another page for the member was saved after this page read its state: re-planned against the fresh state",
+    "another page for the member was saved first, twice: showed the stored images, state not saved",
+)
+
+
 def compose(
     request: PageRequest | Mapping[str, Any],
     policy: Policy,
@@ -449,7 +482,13 @@ class Composer:
         page = _Page.of(req)
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
-            decision = self._compose(req, page, solver, now, timings, started)
+            # a write conflict (another page for the member saved meanwhile) re-plans, at most twice
+            for attempt in range(3):
+                result = self._compose(req, page, solver, now, timings, started, attempt)
+                if result is not None:
+                    break
+            assert result is not None  # the last attempt does not write, so cannot conflict
+            decision = result
         except Exception as err:  # never fail: a bug in compose itself still serves a page
             decision = self._last_resort(req, page, now, err, timings, started)
         self.stats_.record(decision)
@@ -464,22 +503,33 @@ class Composer:
         now: float,
         timings: dict[str, float],
         started: float,
-    ) -> PageDecision:
+        attempt: int = 0,
+    ) -> PageDecision | None:
+        """The page; None when its conditional state write lost to another page (re-plan)."""
         cfg = self.config
         rules = cfg.stability
         faults = _Faults()
         clock = time.perf_counter
+        stored_only = attempt >= 2  # after two conflicts: the stored images, no write
+        if attempt:
+            faults.add(Fault.STORE_CONFLICT, _CONFLICT[min(attempt, 2)])
 
         # ---- state
         t0 = clock()
         states: Mapping[str, TitleState] = {}
         state_ok = self.store is not None
-        if self.store is not None:
+        store = self.store
+        versioned = store is not None and hasattr(store, "read") and hasattr(store, "write")
+        version = 0
+        if store is not None:
             try:
-                states = self.store.get(req.member_id, page.title_ids)
+                if versioned:
+                    states, version = store.read(req.member_id, page.title_ids)  # type: ignore[attr-defined]
+                else:
+                    states = store.get(req.member_id, page.title_ids)
             except Exception as err:
                 state_ok = False
-                faults.add(Fault.STORE_READ_FAILED, _err(err))
+                _store_failed(faults, Fault.STORE_READ_FAILED, err)
         t1 = clock()
         timings["store_get"] = (t1 - t0) * 1000.0
         if state_ok and timings["store_get"] > cfg.store_budget_ms:
@@ -550,7 +600,7 @@ class Composer:
             )
         budget = None if rules.max_changes is None else rules.max_changes - reserve
         t4 = t3
-        if scores is not None:
+        if scores is not None and not stored_only:
             sim, n_missing = _similarity(page, self.catalog, pairs, cfg.diversity)
             if n_missing:
                 faults.add(Fault.EMBEDDINGS_MISSING, f"{n_missing} images have no embedding")
@@ -624,7 +674,7 @@ class Composer:
 
         # ---- state write
         shown_ids = tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True))
-        if self.store is not None and state_ok:
+        if store is not None and state_ok and not stored_only:
             new = next_states(
                 plan,
                 rules,
@@ -637,9 +687,12 @@ class Composer:
                 explored=explored,
             )
             try:
-                self.store.put(req.member_id, new)
+                if not versioned:
+                    store.put(req.member_id, new)
+                elif not store.write(req.member_id, new, version):  # type: ignore[attr-defined]
+                    return None
             except Exception as err:
-                faults.add(Fault.STORE_WRITE_FAILED, _err(err))
+                _store_failed(faults, Fault.STORE_WRITE_FAILED, err)
         t7 = clock()
         timings["store_put"] = (t7 - t6) * 1000.0
         if timings["store_put"] > cfg.store_budget_ms and Fault.STORE_WRITE_FAILED not in faults.faults:
