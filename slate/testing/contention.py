@@ -143,9 +143,15 @@ def serve_pages(
     return records
 
 
-def _serve(args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    spec, worker, pages, n_members, kwargs = args
-    return serve_pages(spec, worker, pages, n_members, **kwargs)
+def _worker(barrier: Any, results: Any, spec: str, worker: int, pages: int, n_members: int,
+            kwargs: dict[str, Any]) -> None:
+    try:
+        from slate.serve import compose  # noqa: F401  (import before the start line)
+
+        barrier.wait(timeout=120)  # every process starts serving at once
+        results.put((worker, serve_pages(spec, worker, pages, n_members, **kwargs)))
+    except BaseException as err:  # reported by the parent
+        results.put((worker, err))
 
 
 def analyse(records: Sequence[tuple[Any, ...]], *, max_changes: int, blind: bool = False) -> dict[str, Any]:
@@ -210,14 +216,29 @@ def run_contention(
     """Serve ``pages`` pages in each of ``n_processes`` processes through ``spec``; :func:`analyse` them.
 
     ``spec`` is anything :func:`slate.stability.make_store` takes as a name (``"sqlite:///path"``,
-    ``"redis://127.0.0.1:6379/0"``). The result also has ``seconds`` and ``pages_per_s``.
+    ``"redis://127.0.0.1:6379/0"``). The processes start serving at once (a barrier); the result
+    also has ``seconds`` and ``pages_per_s`` (all processes together).
     """
     kwargs = {"max_changes": max_changes, "blind": blind, "seed": seed}
-    jobs = [(spec, w, pages, n_members, kwargs) for w in range(n_processes)]
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(n_processes) as pool:
-        results = pool.map(_serve, jobs)
-    seconds = time.perf_counter() - started
-    out = analyse([r for rs in results for r in rs], max_changes=max_changes, blind=blind)
+    ctx = multiprocessing.get_context("forkserver")  # no fork of this (maybe threaded) process
+    ctx.set_forkserver_preload(["numpy", "pydantic", "slate.serve", "slate.testing.contention"])
+    barrier = ctx.Barrier(n_processes + 1)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(barrier, results, spec, w, pages, n_members, kwargs))
+             for w in range(n_processes)]
+    for proc in procs:
+        proc.start()
+    try:
+        barrier.wait(timeout=120)
+        started = time.perf_counter()
+        got = [results.get(timeout=600) for _ in procs]
+        seconds = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+    failed = [r for _, r in got if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"a contention worker failed: {failed[0]!r}") from failed[0]
+    out = analyse([r for _, rs in got for r in rs], max_changes=max_changes, blind=blind)
     out.update(seconds=seconds, pages_per_s=out["pages"] / seconds, processes=n_processes)
     return out
