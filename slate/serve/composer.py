@@ -473,6 +473,14 @@ class Composer:
             )
         self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
 
+    def warm_up(
+        self, requests: Any = None, *, pages: int = 50, freeze_gc: bool = True
+    ) -> float:
+        """Warm the serving path up and freeze the heap (see :func:`slate.serve.warmup.warm_up`)."""
+        from slate.serve.warmup import warm_up
+
+        return warm_up(self, requests, pages=pages, freeze_gc=freeze_gc)
+
     def compose(self, request: PageRequest | Mapping[str, Any]) -> PageDecision:
         """Compose one page (see :func:`compose`)."""
         started = time.perf_counter()
