@@ -16,6 +16,10 @@ Usage::
 
     python benchmarks/service_load.py                      # 1, 2, 4 workers, 10 s per phase
     python benchmarks/service_load.py --workers 1,2 --duration 5
+    python benchmarks/service_load.py --workers 1,2 --repeat 3     # alternate 1,2,1,2,1,2; medians
+
+On a machine shared with other jobs, alternate the worker counts (``--repeat``) and compare the
+medians: the load of the other jobs changes from one phase to the next.
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40_000, help="at most this many pages per phase")
     parser.add_argument("--concurrency", type=int, default=4, help="closed-loop clients per worker")
     parser.add_argument("--solver", default="fast")
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the worker counts this many times")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     payloads = bodies(args.requests)
@@ -138,10 +143,11 @@ def main() -> None:
           f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; client in this process")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
           f"{'max ms':>8}{'errors':>7}{'load':>6}")
-    results: dict[str, Any] = {}
+    results: dict[str, list[Any]] = {}
+    counts = [int(w) for w in args.workers.split(",")] * args.repeat
     with redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
-        for i, workers in enumerate(int(w) for w in args.workers.split(",")):
-            proc, url = start_service(workers, f"{redis.url[:-1]}{i + 1}", f"{tmp}/logs-{workers}", args.solver)
+        for i, workers in enumerate(counts):
+            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver)
             try:
                 cpu0 = time.process_time()
                 cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
@@ -151,15 +157,18 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-            results[str(workers)] = {"capacity": cap, "at_80pct": load, "client_cpu_s": client_cpu}
+            results.setdefault(str(workers), []).append(
+                {"capacity": cap, "at_80pct": load, "client_cpu_s": client_cpu, "load_average": os.getloadavg()[0]})
             for phase, r in (("capacity", cap), ("80% load", load)):
                 print(f"{workers:>7}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
                       f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
                       f"{os.getloadavg()[0]:>6.1f}")
             print(f"        (client CPU {client_cpu:.1f} s over both phases)")
-    if "1" in results and "2" in results:
-        ratio = results["2"]["capacity"]["pages_per_s"] / results["1"]["capacity"]["pages_per_s"]
-        print(f"2 workers / 1 worker capacity: {ratio:.2f}x")
+    med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
+    p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
+    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 at 80% {p99[w]:.1f} ms" for w in med))
+    if "1" in med and "2" in med:
+        print(f"2 workers / 1 worker capacity (medians): {med['2'] / med['1']:.2f}x")
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

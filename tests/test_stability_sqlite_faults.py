@@ -79,7 +79,8 @@ def test_unopenable_paths_are_clean_errors_naming_the_file(tmp_path, make, messa
 def test_a_deleted_database_is_reported_once_per_connection_not_silently_emptied(tmp_path, caplog):
     path = tmp_path / "state.db"
     store = SQLiteStore(path)
-    config = ComposeConfig(solver="independent", store_budget_ms=10_000)  # creating the new file is slow
+    # generous budgets: creating the new file is slow, and the machine may be loaded
+    config = ComposeConfig(solver="independent", store_budget_ms=1e4, solver_grace_ms=1e4, scoring_budget_ms=1e4)
     composer = Composer(lambda r: [[0.1, 0.2]] * r.n_titles, store, config=config)
     req = {"member_id": 1, "session_id": 1,
            "titles": [{"title_id": "T", "image_ids": ["a", "b"], "row": 0, "col": 0}]}

@@ -473,9 +473,7 @@ class Composer:
             )
         self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
 
-    def warm_up(
-        self, requests: Any = None, *, pages: int = 50, freeze_gc: bool = True
-    ) -> float:
+    def warm_up(self, requests: Any = None, *, pages: int = 50, freeze_gc: bool = True) -> float:
         """Warm the serving path up and freeze the heap (see :func:`slate.serve.warmup.warm_up`)."""
         from slate.serve.warmup import warm_up
 
@@ -491,11 +489,13 @@ class Composer:
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
             # a write conflict (another page for the member saved meanwhile) re-plans, at most twice
+            result = None
             for attempt in range(3):
                 result = self._compose(req, page, solver, now, timings, started, attempt)
                 if result is not None:
                     break
-            assert result is not None  # the last attempt does not write, so cannot conflict
+            if result is None:  # pragma: no cover - the last attempt does not write, so cannot conflict
+                raise RuntimeError("a state write conflicted on the last attempt")
             decision = result
         except Exception as err:  # never fail: a bug in compose itself still serves a page
             decision = self._last_resort(req, page, now, err, timings, started)

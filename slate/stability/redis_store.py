@@ -25,17 +25,24 @@ _FORMAT = b"\x01"  # first byte of every packed record: the record format
 _PACK = struct.Struct("<dqqd?dqd?")  # shown_since .. draw_explored; the image id follows as UTF-8
 _HEAD = len(_FORMAT) + _PACK.size
 
+# (in chunks: Lua's unpack() takes a few thousand values at most)
 _READ = """
 local v = redis.call('GET', KEYS[2])
-if #ARGV == 0 then return {v or false, {}} end
-return {v or false, redis.call('HMGET', KEYS[1], unpack(ARGV))}
+local out = {}
+for i = 1, #ARGV, 4000 do
+  local part = redis.call('HMGET', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+  for k = 1, #part do out[#out + 1] = part[k] end
+end
+return {v or false, out}
 """
 # ARGV[1]: expected version (-1: blind write); ARGV[2]: time to live in ms (0: none); then field, value...
 _WRITE = """
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 local expected = tonumber(ARGV[1])
 if expected >= 0 and current ~= expected then return -1 end
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+for i = 3, #ARGV, 4000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+end
 current = current + 1
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then

@@ -113,6 +113,7 @@ def serve_pages(
     max_changes: int = 3,
     blind: bool = False,
     seed: int = 0,
+    store_options: Mapping[str, Any] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Serve ``pages`` pages to random members of ``range(n_members)`` through the store ``spec``.
 
@@ -123,7 +124,7 @@ def serve_pages(
     from slate.stability import StabilityRules, make_store
 
     rng = np.random.default_rng([seed, worker])
-    store = RecordingStore(make_store(spec), blind=blind)
+    store = RecordingStore(make_store(spec, **dict(store_options or {})), blind=blind)
     config = ComposeConfig(
         solver="independent", stability=StabilityRules(churn=0.0, max_changes=max_changes), diversity=0.0
     )
@@ -212,14 +213,15 @@ def run_contention(
     max_changes: int = 3,
     blind: bool = False,
     seed: int = 0,
+    store_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Serve ``pages`` pages in each of ``n_processes`` processes through ``spec``; :func:`analyse` them.
 
     ``spec`` is anything :func:`slate.stability.make_store` takes as a name (``"sqlite:///path"``,
-    ``"redis://127.0.0.1:6379/0"``). The processes start serving at once (a barrier); the result
+    ``"redis://127.0.0.1:6379/0"``), with ``store_options`` (e.g. ``timeout_ms``). The processes start serving at once (a barrier); the result
     also has ``seconds`` and ``pages_per_s`` (all processes together).
     """
-    kwargs = {"max_changes": max_changes, "blind": blind, "seed": seed}
+    kwargs = {"max_changes": max_changes, "blind": blind, "seed": seed, "store_options": dict(store_options or {})}
     ctx = multiprocessing.get_context("forkserver")  # no fork of this (maybe threaded) process
     ctx.set_forkserver_preload(["numpy", "pydantic", "slate.serve", "slate.testing.contention"])
     barrier = ctx.Barrier(n_processes + 1)
