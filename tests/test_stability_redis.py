@@ -140,3 +140,21 @@ def test_a_huge_page_is_read_and_written_in_one_call_each(store):
     assert store.write(5, {t: state(f"{t}-a") for t in titles}, 0)
     states, version = store.read(5, [*titles, "absent"])
     assert version == 1 and len(states) == 9001 and states["T9000"].image_id == "T9000-a"
+
+
+def test_a_redis_cluster_keeps_each_member_in_one_slot():
+    """On a real 3-node Redis Cluster: the contract holds and members spread over the nodes."""
+    from slate.testing.stores import check_store, redis_cluster
+
+    with redis_cluster(3) as urls:
+        check_store(lambda: RedisStore(urls[0], cluster=True, prefix=f"c{next(_PREFIXES)}:", timeout_ms=2000))
+        store = RedisStore(urls[1], cluster=True, prefix="spread:", timeout_ms=2000)
+        for member in range(60):
+            assert store.write(member, {"T": state(f"m{member}")}, 0)
+        assert [store.get(m, ["T"])["T"].image_id for m in range(60)] == [f"m{m}" for m in range(60)]
+        per_node = []
+        for url in urls:
+            with redis.Redis.from_url(url) as node:
+                per_node.append(len(list(node.scan_iter(match="spread:*"))))
+        assert sum(per_node) == 120 and min(per_node) > 0, per_node  # 2 keys per member, every node used
+        store.close()

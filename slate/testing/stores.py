@@ -35,7 +35,7 @@ from typing import Any
 from slate.stability.state import TitleState
 from slate.stability.store import StateStore, VersionedStateStore
 
-__all__ = ["STORE_CHECKS", "check_store", "free_port", "redis_server"]
+__all__ = ["STORE_CHECKS", "check_store", "free_port", "redis_cluster", "redis_server"]
 
 StoreFactory = Callable[[], Any]
 
@@ -224,11 +224,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_server(executable: str = "redis-server", *, timeout_s: float = 20.0) -> Iterator[Any]:
+def redis_server(executable: str = "redis-server", *, timeout_s: float = 20.0, cluster: bool = False) -> Iterator[Any]:
     """Start ``redis-server`` on a free 127.0.0.1 port, persistence off, in a temporary folder.
 
     Yields the :class:`subprocess.Popen` of the server, with ``.url`` (``redis://127.0.0.1:<port>/0``)
-    and ``.port`` set; the server is shut down (and its folder removed) on exit.
+    and ``.port`` set; the server is shut down (and its folder removed) on exit. ``cluster=True``
+    starts it as a cluster node (see :func:`redis_cluster`).
 
     Raises
     ------
@@ -245,6 +246,8 @@ def redis_server(executable: str = "redis-server", *, timeout_s: float = 20.0) -
         port = free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", folder, "--loglevel", "warning"]
+        if cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", os.path.join(folder, "nodes.conf")]
         proc: Any = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _wait_for(port, proc, timeout_s)
@@ -260,6 +263,35 @@ def redis_server(executable: str = "redis-server", *, timeout_s: float = 20.0) -
                     proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
+
+
+@contextlib.contextmanager
+def redis_cluster(n_nodes: int = 3, *, timeout_s: float = 30.0) -> Iterator[list[str]]:
+    """Start a Redis Cluster of ``n_nodes`` masters on loopback (persistence off); yield their URLs.
+
+    Uses ``redis-server --cluster-enabled yes`` and ``redis-cli --cluster create``; everything is
+    shut down on exit.
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli is not installed (Debian/Ubuntu: apt-get install -y redis-tools).")
+    with contextlib.ExitStack() as stack:
+        nodes = [stack.enter_context(redis_server(cluster=True, timeout_s=timeout_s)) for _ in range(n_nodes)]
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        out = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, text=True, timeout=timeout_s, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {(out.stdout + out.stderr).strip()[-500:]}")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # every node must see the cluster as ok
+            states = [subprocess.run([cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True,
+                                     timeout=5, check=False).stdout for n in nodes]
+            if all("cluster_state:ok" in s for s in states):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the Redis cluster did not reach cluster_state:ok")
+        yield [node.url for node in nodes]
 
 
 def _wait_for(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
