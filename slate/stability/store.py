@@ -1,4 +1,4 @@
-"""Where stability state lives between sessions: the :class:`StateStore` protocol and two stores.
+"""Where stability state lives between sessions: the :class:`StateStore` protocol and three stores.
 
 =============  ==============================================================================
 name           store
