@@ -101,22 +101,28 @@ async def closed_loop(url: str, payloads: list[bytes], clients: int, duration: f
 
 
 async def open_loop(url: str, payloads: list[bytes], rate: float, duration: float, clients: int) -> dict[str, Any]:
+    """Requests due at ``i / rate``; ``clients`` senders take the next due request in turn (a late
+    sender sends at once), and latency runs from the due time, so any queueing counts."""
     n = min(len(payloads), int(rate * duration))
     latencies: list[float] = []
     errors = 0
+    next_index = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
         started = time.perf_counter()
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            due = started + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            r = await http.post("/compose", content=payloads[i], headers={"content-type": "application/json"})
-            latencies.append(time.perf_counter() - due)  # from the scheduled time: queueing counts
-            errors += r.status_code != 200
+        async def sender() -> None:
+            nonlocal errors, next_index
+            while next_index < n:
+                i = next_index
+                next_index += 1
+                due = started + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                r = await http.post("/compose", content=payloads[i], headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - due)
+                errors += r.status_code != 200
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(sender() for _ in range(clients)))
         elapsed = time.perf_counter() - started
     return summary(latencies, elapsed, errors)
 
