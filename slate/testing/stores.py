@@ -243,26 +243,37 @@ def redis_server(executable: str = "redis-server", *, timeout_s: float = 20.0, c
             "the Redis store tests need a real server."
         )
     with tempfile.TemporaryDirectory(prefix="slate-redis-") as folder:
-        port = free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", folder, "--loglevel", "warning"]
-        if cluster:
-            args += ["--cluster-enabled", "yes", "--cluster-config-file", os.path.join(folder, "nodes.conf")]
-        proc: Any = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for attempt in range(5):  # a free port may be taken by someone else before the server binds it
+            port = free_port()
+            args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", folder, "--loglevel", "warning"]
+            if cluster:
+                args += ["--cluster-enabled", "yes", "--cluster-config-file", os.path.join(folder, "nodes.conf")]
+            proc: Any = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                _wait_for(port, proc, timeout_s)
+                break
+            except RuntimeError:
+                _stop(proc)
+                if attempt == 4:
+                    raise
         try:
-            _wait_for(port, proc, timeout_s)
             proc.url, proc.port = f"redis://127.0.0.1:{port}/0", port
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:  # pragma: no cover - a stopped (SIGSTOP) server
-                    proc.kill()
-                    proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+            _stop(proc)
+
+
+def _stop(proc: Any) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a stopped (SIGSTOP) server
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 @contextlib.contextmanager
