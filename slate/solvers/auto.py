@@ -6,7 +6,13 @@ The rules, in order:
    (exact dynamic programming, milliseconds).
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
-3. Otherwise ``fast`` runs within the limit.
+3. Otherwise ``fast`` runs within part of the limit (``fast_share``; all of it when
+   ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
+   on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
+   embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
+   ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
+   every route (``"chain-dp"``, ``"milp"`` for ``exact``), and ``info["duals"]`` holds the duals
+   to warm-start the next certification of the same member's page (``warm_start=``).
 4. If the chosen solver raises or returns an invalid page, the page-blind ``independent``
    assignment is returned instead (``info["fallback"]`` says why). ``auto`` never raises on a
    valid problem and never returns a page that breaks locks or the budget.
@@ -21,9 +27,12 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from slate.page.problem import PageProblem
 from slate.solvers import chain as chain_module
 from slate.solvers.base import register_solver
+from slate.solvers.certify import Certificate, certify
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
@@ -45,6 +54,12 @@ class AutoSolver:
         ~20 titles are not provable in minutes).
     seed : int
         Passed to ``fast``.
+    certify : bool, default True
+        Certify ``fast``'s page with the time left (see the module docstring).
+    fast_share : float, default 0.5
+        Share of the time limit ``fast`` may use when ``certify`` is on.
+    warm_start : Certificate or ndarray, optional
+        The previous session's certificate (or ``info["duals"]``) for the same member.
 
     Examples
     --------
@@ -58,6 +73,9 @@ class AutoSolver:
     exact_min_ms: float = 2000.0
     exact_max_titles: int = 80
     seed: int = 0
+    certify: bool = True
+    fast_share: float = 0.5
+    warm_start: Certificate | np.ndarray | None = None
 
     def route(self, problem: PageProblem, time_limit_ms: float | None) -> str:
         """The solver name ``auto`` would use for this page and limit."""
@@ -81,6 +99,8 @@ class AutoSolver:
                 result = ExactSolver(warm_start=lambda p: fast.solve(p).assignment).solve(
                     problem, time_limit_ms=time_limit_ms
                 )
+            elif self.certify:
+                result = self._fast_certified(problem, time_limit_ms, started, info)
             else:
                 result = fast.solve(problem, time_limit_ms=time_limit_ms)
             if result.status is Status.INFEASIBLE and problem.violations(result.assignment):
@@ -88,7 +108,29 @@ class AutoSolver:
         except Exception as err:  # never fail: a valid page with the reason
             info["fallback"] = f"{route} raised {type(err).__name__}: {err}"
             result = IndependentSolver().solve(problem)
+        if "certificate" not in info:
+            kind = {"chain": "chain-dp", "exact": "milp"}.get(route, "mplp")
+            if "fallback" in info or result.bound is None:
+                kind = "none"
+            info["certificate"] = {"method": kind, "bound": result.bound, "gap": result.gap}
         return _rename(result, started, info)
+
+    def _fast_certified(
+        self, problem: PageProblem, time_limit_ms: float | None, started: float, info: dict[str, Any]
+    ) -> SolveResult:
+        """``fast`` without its own bound, then :func:`certify` with the time left."""
+        fast_ms = None if time_limit_ms is None else self.fast_share * time_limit_ms
+        result = FastSolver(seed=self.seed, compute_bound=False).solve(problem, time_limit_ms=fast_ms)
+        left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
+        cert = certify(problem, result.assignment, time_limit_ms=None if left is None else max(0.0, left), warm_start=self.warm_start)
+        info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
+        info["duals"] = cert.duals
+        info["certify_ms"] = cert.info.get("certify_ms")
+        status = result.status
+        if cert.optimal and status is not Status.INFEASIBLE:
+            status = Status.OPTIMAL
+        bound = max(cert.bound, result.objective) if cert.optimal else cert.bound
+        return replace(result, bound=bound, status=status)
 
 
 def _rename(result: SolveResult, started: float, info: dict[str, Any]) -> SolveResult:
