@@ -24,7 +24,7 @@ building) is measured by ``benchmarks/page_solvers.py``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,7 @@ class AutoSolver:
                     problem, time_limit_ms=time_limit_ms
                 )
             elif self.certify:
-                result = self._fast_certified(problem, time_limit_ms, started, info)
+                result = self._fast_certified(fast, problem, time_limit_ms, started, info)
             else:
                 result = fast.solve(problem, time_limit_ms=time_limit_ms)
             if result.status is Status.INFEASIBLE and problem.violations(result.assignment):
@@ -116,11 +116,18 @@ class AutoSolver:
         return _rename(result, started, info)
 
     def _fast_certified(
-        self, problem: PageProblem, time_limit_ms: float | None, started: float, info: dict[str, Any]
+        self,
+        fast: Any,
+        problem: PageProblem,
+        time_limit_ms: float | None,
+        started: float,
+        info: dict[str, Any],
     ) -> SolveResult:
         """``fast`` without its own bound, then :func:`certify` with the time left."""
         fast_ms = None if time_limit_ms is None else self.fast_share * time_limit_ms
-        result = FastSolver(seed=self.seed, compute_bound=False).solve(problem, time_limit_ms=fast_ms)
+        if is_dataclass(fast) and not isinstance(fast, type):
+            fast = replace(fast, compute_bound=False)
+        result: SolveResult = fast.solve(problem, time_limit_ms=fast_ms)
         left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
         cert = certify(problem, result.assignment, time_limit_ms=None if left is None else max(0.0, left), warm_start=self.warm_start)
         info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
