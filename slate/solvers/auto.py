@@ -36,7 +36,7 @@ from slate.solvers.certify import Certificate, certify
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
-from slate.solvers.result import SolveResult, Status
+from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = ["AutoSolver"]
 
@@ -134,6 +134,11 @@ class AutoSolver:
         info["duals"] = cert.duals
         info["certify_ms"] = cert.info.get("certify_ms")
         status = result.status
+        if cert.assignment is not None and cert.objective > result.objective:  # completion found better
+            info["improved_by_certificate"] = cert.objective - result.objective
+            result = make_result(
+                problem, cert.assignment, status=status, solver=result.solver, started=started, info=result.info
+            )
         if cert.optimal and status is not Status.INFEASIBLE:
             status = Status.OPTIMAL
         bound = max(cert.bound, result.objective) if cert.optimal else cert.bound

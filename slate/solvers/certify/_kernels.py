@@ -162,14 +162,6 @@ def _completion_fields(theta, unary, cost, lam, adjacency, order, pos):
     return field
 
 
-@njit(cache=True, inline="always")
-def _row_max(field, i):
-    top = NEG_INF
-    for k in range(field.shape[1]):
-        top = max(top, field[i, k])
-    return top
-
-
 @njit(cache=True)
 def _edge_best(unary, cost, lam, adjacency, order, pos):
     """``best[e, q]``: the largest ``theta_p`` over the images of the earlier kept title of
@@ -195,13 +187,26 @@ def _edge_best(unary, cost, lam, adjacency, order, pos):
 
 
 @njit(cache=True, inline="always")
-def _place(d, k, sign, order, pos, unary, cost, lam, adjacency, edge_best, field, row_max):
+def _split_max(field, i, t, change, keep, chg):
+    """Best image of row ``i`` (title ``t``) without a change and with one."""
+    best_keep = NEG_INF
+    best_chg = NEG_INF
+    for k in range(field.shape[1]):
+        if change[t, k]:
+            best_chg = max(best_chg, field[i, k])
+        else:
+            best_keep = max(best_keep, field[i, k])
+    keep[i] = best_keep
+    chg[i] = best_chg
+
+
+@njit(cache=True, inline="always")
+def _place(d, k, sign, order, pos, unary, cost, lam, adjacency, edge_best, field, change, keep, chg):
     """Make the pairs from the title at depth ``d`` (image ``k``) to later kept titles exact
-    (``sign`` 1) or undo it (``sign`` -1); returns the change of the later titles' max sum."""
+    (``sign`` 1) or undo it (``sign`` -1), refreshing those titles' best values."""
     ptr, nbr, pid, side = adjacency
     n_images = field.shape[1]
     t = order[d]
-    delta = 0.0
     for e in range(ptr[t], ptr[t + 1]):
         o = nbr[e]
         j = pos[o]
@@ -212,10 +217,41 @@ def _place(d, k, sign, order, pos, unary, cost, lam, adjacency, edge_best, field
         for q in range(n_images):
             if unary[o, q] != NEG_INF:
                 field[j, q] += sign * (_theta_pair(cost, lam, p, s, k, q) - edge_best[e, q])
-        top = _row_max(field, j)
-        delta += top - row_max[j]
-        row_max[j] = top
-    return delta
+        _split_max(field, j, o, change, keep, chg)
+
+
+@njit(cache=True)
+def _rest_bound(d, keep, chg, outside_gains, n_left, gains):
+    """Upper bound of the titles after depth ``d`` and the outside titles together with at most
+    ``n_left`` more changes: every title's best unchanged value plus the ``n_left`` largest gains
+    of a change among them all (``outside_gains``: the outside titles', decreasing)."""
+    m = keep.shape[0]
+    total = 0.0
+    n_g = 0
+    for j in range(d + 1, m):
+        total += keep[j]
+        g = chg[j] - keep[j]
+        if g > 0.0:
+            gains[n_g] = g
+            n_g += 1
+    if n_left <= 0:
+        return total
+    order = _sort_desc(gains, n_g)
+    i = 0  # merge the two decreasing lists
+    o = 0
+    n_out = outside_gains.shape[0]
+    for _ in range(n_left):
+        a = gains[order[i]] if i < n_g else 0.0
+        b = outside_gains[o] if o < n_out else 0.0
+        if a <= 0.0 and b <= 0.0:
+            break
+        if a >= b:
+            total += a
+            i += 1
+        else:
+            total += b
+            o += 1
+    return total
 
 
 @njit(cache=True)
@@ -225,8 +261,9 @@ def complete(theta, unary, cost, lam, adjacency, change, order, curve, budget, t
     The bound is ``max over the kept titles' images of [their theta + pairs among them +
     crossing pairs maximised over the outside title] + curve[changes left]``, where ``curve`` is
     :func:`budget_curve` of the outside titles (index: changes left of ``budget``, capped at
-    its length). Depth-first branch and bound with forward checking: every later title's field
-    holds the exact pair values against the titles placed so far.
+    its length). Depth-first branch and bound with forward checking (every later title's field
+    holds the exact pair values against the titles placed so far) and a budget-aware bound of
+    the rest (the largest gains of a change among the later and the outside titles).
 
     Returns ``(status, nodes, assignment)``: status 0 when no page of the relaxation exceeds
     ``threshold`` (a proof), 1 when one does (its images of ``order`` are returned), 2 when
@@ -239,36 +276,47 @@ def complete(theta, unary, cost, lam, adjacency, change, order, curve, budget, t
         pos[order[i]] = i
     field = _completion_fields(theta, unary, cost, lam, adjacency, order, pos)
     edge_best = _edge_best(unary, cost, lam, adjacency, order, pos)
-    row_max = np.empty(m)
+    keep = np.empty(m)
+    chg = np.empty(m)
     for i in range(m):
-        row_max[i] = _row_max(field, i)
+        _split_max(field, i, order[i], change, keep, chg)
+    n_r = curve.shape[0]
+    outside_gains = np.empty(max(0, n_r - 1))
+    for r in range(n_r - 1):
+        outside_gains[r] = curve[r + 1] - curve[r]
+    gains = np.empty(m)
     labels = np.empty((m, n_images), np.int64)
     n_labels = np.empty(m, np.int64)
     for i in range(m):
         n_labels[i] = _order_labels(field, i, n_images, labels[i])
-    rest = np.zeros(m + 1)  # sum of row maxima of the titles at depth >= i, kept current
-    for i in range(m - 1, -1, -1):
-        rest[i] = rest[i + 1] + row_max[i]
-    later = rest[0]
     cursor = np.zeros(m, np.int64)
     placed = np.full(m, -1, np.int64)
     value = np.zeros(m + 1)
     used = np.zeros(m + 1, np.int64)
-    n_r = curve.shape[0]
     nodes = 0
     depth = 0
-    later -= row_max[0]
     while depth >= 0:
         if placed[depth] >= 0:  # undo the previous image of this depth
-            later += _place(
-                depth, placed[depth], -1.0, order, pos, unary, cost, lam, adjacency, edge_best, field, row_max
+            _place(
+                depth,
+                placed[depth],
+                -1.0,
+                order,
+                pos,
+                unary,
+                cost,
+                lam,
+                adjacency,
+                edge_best,
+                field,
+                change,
+                keep,
+                chg,
             )
             placed[depth] = -1
         if cursor[depth] >= n_labels[depth]:
             cursor[depth] = 0
             depth -= 1
-            if depth >= 0:
-                later += row_max[depth + 1] if depth + 1 < m else 0.0
             continue
         k = labels[depth, cursor[depth]]
         cursor[depth] += 1
@@ -280,19 +328,17 @@ def complete(theta, unary, cost, lam, adjacency, change, order, curve, budget, t
         if u > budget:
             continue
         v = value[depth] + field[depth, k]
-        idx = min(budget - u, n_r - 1)
-        if v + later + curve[idx] <= threshold:  # even the best rest cannot beat it
+        if v + _rest_bound(depth, keep, chg, outside_gains, budget - u, gains) + curve[0] <= threshold:
             continue
-        later += _place(depth, k, 1.0, order, pos, unary, cost, lam, adjacency, edge_best, field, row_max)
+        _place(depth, k, 1.0, order, pos, unary, cost, lam, adjacency, edge_best, field, change, keep, chg)
         placed[depth] = k
-        if v + later + curve[idx] <= threshold:
+        if v + _rest_bound(depth, keep, chg, outside_gains, budget - u, gains) + curve[0] <= threshold:
             continue
         if depth == m - 1:
             return 1, nodes, placed
         value[depth + 1] = v
         used[depth + 1] = u
         depth += 1
-        later -= row_max[depth]
     return 0, nodes, placed
 
 

@@ -45,6 +45,9 @@ class Certificate:
         the next certification of the same member's page (``warm_start=``).
     info : dict
         Sweeps, iterations, completion size and timings.
+    assignment : ndarray or None
+        The certified page when the certifier found a better page than the one it was given
+        (the exact completion searches as it proves); None means the given page.
     """
 
     bound: float
@@ -52,6 +55,7 @@ class Certificate:
     method: str
     duals: NDArray[np.float64] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    assignment: NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         # a bound evaluated in floating point may sit a rounding error below the page it

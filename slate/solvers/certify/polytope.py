@@ -41,6 +41,7 @@ _WINDOW = 16  # sweeps over which progress is judged
 _STALL = 0.05  # less progress than this share of the gap over a window: stop sweeping
 _SWEEP_SHARE = 0.6  # share of the remaining time the sweeps may take before completion
 _NODES_PER_MS = 4_000  # branch-and-bound nodes per millisecond of budget (measured on a loaded machine)
+_DEFAULT_MS = 50.0  # completion budget without a deadline
 
 
 def _warm_messages(problem: PageProblem, warm_start: Any, info: dict[str, Any]) -> NDArray[np.float64]:
@@ -105,27 +106,13 @@ def _slacks(
     return slack_t, top - at
 
 
-def _kept_titles(
-    slack_t: NDArray[np.float64], slack_p: NDArray[np.float64], pairs: NDArray[np.int64], allow: float
-) -> NDArray[np.bool_]:
-    """The fewest titles whose terms (and pairs touching them) carry all but ``allow`` of the slack."""
-    per_title = slack_t.copy()
-    np.add.at(per_title, pairs[:, 0], 0.5 * slack_p)
-    np.add.at(per_title, pairs[:, 1], 0.5 * slack_p)
-    order = np.argsort(-per_title, kind="stable")
-    left = per_title[order][::-1].cumsum()[::-1]  # slack of the titles from position i on
-    n_keep = int(np.searchsorted(-left, -allow, side="right"))
-    kept = np.zeros(len(slack_t), dtype=bool)
-    kept[order[: max(1, n_keep)]] = True
-    return kept
-
-
-def _bfs_order(problem: PageProblem, kept: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """Kept titles in breadth-first order over the layout (neighbours close in the search)."""
+def _bfs_order(problem: PageProblem, kept: NDArray[np.bool_], roots: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Kept titles in breadth-first order over the layout from ``roots`` in turn (neighbours
+    close in the search)."""
     ptr, nbr, *_ = _adjacency(problem.n_titles, _page(problem).pairs)
     seen = ~kept.copy()
     order: list[int] = []
-    for root in np.flatnonzero(kept):
+    for root in roots:
         if seen[root]:
             continue
         seen[root] = True
@@ -148,63 +135,48 @@ def _complete(
     deadline: float | None,
     clock: Callable[[], float],
     info: dict[str, Any],
-) -> float | None:
-    """A bound within the optimality tolerance of ``target`` proved by completion, or None."""
+) -> tuple[float | None, NDArray[np.int64], float]:
+    """Exact completion (module docstring). Returns ``(bound or None, page, its objective)``:
+    the page is ``a`` or a better one the search found on the way."""
     page = _page(problem)
     adjacency = _adjacency(problem.n_titles, page.pairs)[:4]
     theta = ck.reparametrised_unary(page.unary, page.pairs, lam)
-    top, _ = ck.pair_maxima(page.unary, page.cost, page.pairs, lam, a)
-    allow = 0.5 * OPTIMAL_RTOL * max(1.0, abs(target))
     slack_t, slack_p = _slacks(problem, theta, lam, a)
-    kept = _kept_titles(slack_t, slack_p, page.pairs, 0.5 * allow)
     budget = page.budget if page.budget < _NO_BUDGET else problem.n_titles
     n_r = min(budget, problem.n_titles) + 1
+    # every title, kept jointly, non-tight ones first: an exact search bounded by the dual
+    per_title = slack_t.copy()
+    np.add.at(per_title, page.pairs[:, 0], slack_p)
+    np.add.at(per_title, page.pairs[:, 1], slack_p)
+    kept = np.ones(problem.n_titles, dtype=bool)
+    order = _bfs_order(problem, kept, np.argsort(-per_title, kind="stable"))
+    curve = ck.budget_curve(theta, page.change, ~kept, n_r)
     rounds = 0
-    proved = False
+    best = a.copy()
     while True:
         rounds += 1
-        order = _bfs_order(problem, kept)
-        inside = kept[page.pairs[:, 0]] | kept[page.pairs[:, 1]]
-        rest_pairs = float(top[~inside].sum())
-        curve = ck.budget_curve(theta, page.change, ~kept, n_r)
-        left_ms = 5.0 if deadline is None else max(0.0, (deadline - clock()) * 1000.0)
+        allow = 0.5 * OPTIMAL_RTOL * max(1.0, abs(target))
+        left_ms = _DEFAULT_MS if deadline is None else max(0.0, (deadline - clock()) * 1000.0)
         max_nodes = int(max(1000, left_ms * _NODES_PER_MS))
         status, nodes, arg = ck.complete(
             theta, page.unary, page.cost, lam, adjacency, page.change,
-            order, curve, budget, target + allow - rest_pairs, max_nodes,
+            order, curve, budget, target + allow, max_nodes,
         )  # fmt: skip
-        info["completion_titles"] = len(order)
         info["completion_nodes"] = info.get("completion_nodes", 0) + int(nodes)
+        info["completion_rounds"] = rounds
         if status == 0:
-            proved = True
-            break
-        if status == 2 or len(order) >= problem.n_titles:
-            break
+            return target + allow, best, target
+        if status == 2:
+            return None, best, target
+        found = np.empty_like(best)
+        found[order] = arg
+        value = problem.evaluate(found).objective
+        if problem.violations(found) or value <= target:  # a quota the relaxation ignores
+            return None, best, target
+        best, target = found, value  # a better page: prove (or improve) it next
+        info["improved"] = info.get("improved", 0) + 1
         if deadline is not None and clock() >= deadline:
-            break
-        kept = _grow(problem, kept, order, arg, a)
-    info["completion_rounds"] = rounds
-    return target + allow if proved else None
-
-
-def _grow(
-    problem: PageProblem,
-    kept: NDArray[np.bool_],
-    order: NDArray[np.int64],
-    arg: NDArray[np.int64],
-    a: NDArray[np.int64],
-) -> NDArray[np.bool_]:
-    """Keep also the neighbours of the kept titles whose best image differs from the page's
-    (of every kept title when that adds nobody)."""
-    ptr, nbr, *_ = _adjacency(problem.n_titles, _page(problem).pairs)
-    sources = [order[arg != a[order]], order]
-    for titles in sources:
-        grown = kept.copy()
-        for t in titles:
-            grown[nbr[ptr[t] : ptr[t + 1]]] = True
-        if grown.sum() > kept.sum():
-            return grown
-    return kept
+            return None, best, target
 
 
 def polytope_certificate(
@@ -267,9 +239,16 @@ def polytope_certificate(
     method = "mplp"
     if completion and problem.n_pairs and not meets(bound, target):
         if deadline is None or clock() < deadline:
-            completed = _complete(problem, lam, a, target, deadline, clock, info)
+            completed, a, target = _complete(problem, lam, a, target, deadline, clock, info)
             if completed is not None and completed < bound:
                 bound = completed
                 method = "mplp+completion"
     info["ms"] = (clock() - t0) * 1000.0
-    return Certificate(bound=bound, objective=target, method=method, duals=lam, info=info)
+    return Certificate(
+        bound=bound,
+        objective=target,
+        method=method,
+        duals=lam,
+        info=info,
+        assignment=a if info.get("improved") else None,
+    )

@@ -101,6 +101,7 @@ def certify(
     duals = warm_start.duals if isinstance(warm_start, Certificate) else warm_start
     objective = problem.evaluate(a).objective
     found = [Certificate(budgeted_unary_optimum(problem)[1], objective, "page-blind")]
+    # (a certificate may carry a better page it found; the bound holds for every page)
     if is_dense(problem) and problem.embeddings is not None:
         cert = embedding_certificate(problem, a, deadline=deadline, warm_start=duals, clock=clock)
         if cert is not None:
@@ -113,4 +114,4 @@ def certify(
     info: dict[str, Any] = dict(best.info)
     info["bounds"] = {c.method: c.bound for c in found}
     info["certify_ms"] = (clock() - t0) * 1000.0
-    return Certificate(best.bound, objective, best.method, best.duals, info)
+    return Certificate(best.bound, best.objective, best.method, best.duals, info, best.assignment)
