@@ -110,7 +110,7 @@ def certify(
             found.append(cert)
     elif problem.n_pairs:
         scan_ms = _SCAN_NS * 1e-6 * problem.n_pairs * problem.n_images**2
-        if time_limit_ms is None or scan_ms < 0.25 * float(time_limit_ms):
+        if time_limit_ms is None or scan_ms < 0.4 * float(time_limit_ms):
             found.append(polytope_certificate(problem, a, deadline=deadline, warm_start=duals, clock=clock))
     best = min(found, key=lambda c: c.bound)
     info: dict[str, Any] = dict(best.info)
