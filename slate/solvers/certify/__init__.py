@@ -12,7 +12,7 @@ function                   what it proves
 from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate, meets
 from slate.solvers.certify.embedding import embedding_bound, embedding_certificate, layout_factor
 from slate.solvers.certify.polytope import polytope_certificate
-from slate.solvers.certify.select import certify, is_dense
+from slate.solvers.certify.select import certify, is_dense, warm_up
 
 __all__ = [
     "OPTIMAL_RTOL",
@@ -24,4 +24,5 @@ __all__ = [
     "layout_factor",
     "meets",
     "polytope_certificate",
+    "warm_up",
 ]

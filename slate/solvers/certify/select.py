@@ -16,7 +16,7 @@ from slate.solvers.certify.certificate import Certificate
 from slate.solvers.certify.embedding import embedding_certificate
 from slate.solvers.certify.polytope import polytope_certificate
 
-__all__ = ["certify", "is_dense"]
+__all__ = ["certify", "is_dense", "warm_up"]
 
 _SCAN_NS = 2.0  # nanoseconds per pair-cost entry of one sweep (measured, see fast._scan_ms)
 _RESERVE = 0.85  # share of the budget the methods may use before their last evaluation
@@ -117,3 +117,26 @@ def certify(
     info["bounds"] = {c.method: c.bound for c in found}
     info["certify_ms"] = (clock() - t0) * 1000.0
     return Certificate(best.bound, best.objective, best.method, best.duals, info, best.assignment)
+
+
+def warm_up() -> float:
+    """Compile (or load from the on-disk cache) the certification kernels; returns the seconds.
+
+    Call it at start-up beside :func:`slate.solvers.fast.warm_up`: the first certification in a
+    fresh environment otherwise pays the one-off compile.
+
+    Examples
+    --------
+    >>> warm_up() >= 0
+    True
+    """
+    from slate.page.random import random_problem
+    from slate.solvers.fast import FastSolver
+
+    t0 = time.perf_counter()
+    for layout in ("local", "dense"):
+        problem = random_problem(12, 4, layout, seed=0)  # type: ignore[arg-type]
+        page = FastSolver(max_rounds=4, compute_bound=False).solve(problem).assignment
+        certify(problem, page)
+        polytope_certificate(problem, page)
+    return time.perf_counter() - t0
