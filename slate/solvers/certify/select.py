@@ -135,7 +135,7 @@ def warm_up() -> float:
 
     t0 = time.perf_counter()
     for layout in ("local", "dense"):
-        problem = random_problem(12, 4, layout, seed=0)  # type: ignore[arg-type]
+        problem = random_problem(12, 4, layout, seed=0)
         page = FastSolver(max_rounds=4, compute_bound=False).solve(problem).assignment
         certify(problem, page)
         polytope_certificate(problem, page)
