@@ -254,3 +254,28 @@ def test_local_shared_instances_are_proven_at_their_certified_optimum(path) -> N
     cert = certify(problem, _page(problem))  # no limit: deterministic
     assert cert.optimal
     assert cert.objective == pytest.approx(optimum, rel=1e-6, abs=1e-9)
+
+
+def test_auto_with_quotas_and_a_limit_keeps_the_bound_valid() -> None:
+    problem = random_problem(20, 5, "local", seed=3, quotas={"style0": 2})
+    result = AutoSolver().solve(problem, time_limit_ms=50)
+    assert problem.is_feasible(result.assignment) and result.info["route"] == "fast"
+    assert result.bound >= slate.solve(problem, solver="exact").objective - TOL
+
+
+def test_auto_does_not_certify_a_page_that_breaks_its_quotas(monkeypatch) -> None:
+    import time
+
+    import slate.solvers.auto as auto_module
+    from slate.solvers import make_result
+
+    class _Stuck:  # a fast solver whose quota repair failed
+        def solve(self, problem, time_limit_ms=None):
+            return make_result(problem, np.zeros(problem.n_titles, dtype=np.int64), status="infeasible",
+                               solver="fast", started=time.perf_counter())
+
+    monkeypatch.setattr(auto_module, "FastSolver", lambda seed=0: _Stuck())
+    problem = random_problem(20, 5, "local", seed=1, locked_share=0.0)
+    result = AutoSolver().solve(problem, time_limit_ms=5)
+    assert "fallback" not in result.info
+    assert result.status is Status.INFEASIBLE and result.info["certificate"]["method"] == "none"

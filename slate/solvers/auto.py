@@ -128,6 +128,9 @@ class AutoSolver:
         if is_dataclass(fast) and not isinstance(fast, type):
             fast = replace(fast, compute_bound=False)
         result: SolveResult = fast.solve(problem, time_limit_ms=fast_ms)
+        if result.status is Status.INFEASIBLE:  # the quota repair failed: no page to certify
+            info["certificate"] = {"method": "none", "bound": result.bound, "gap": result.gap}
+            return result
         left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
         cert = certify(problem, result.assignment, time_limit_ms=None if left is None else max(0.0, left), warm_start=self.warm_start)
         info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
