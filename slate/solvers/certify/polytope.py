@@ -40,8 +40,8 @@ _CHUNK = 4  # sweeps between two looks at the clock and the gap
 _WINDOW = 16  # sweeps over which progress is judged
 _STALL = 0.05  # less progress than this share of the gap over a window: stop sweeping
 _SWEEP_SHARE = 0.6  # share of the remaining time the sweeps may take before completion
-_NODES_PER_MS = 4_000  # branch-and-bound nodes per millisecond of budget (measured on a loaded machine)
-_DEFAULT_MS = 50.0  # completion budget without a deadline
+_FIRST_NODES = 2_000  # nodes of the first search; doubled (from scratch) while time remains
+_MAX_NODES = 1_000_000  # the largest search without a deadline (well under a second)
 
 
 def _warm_messages(problem: PageProblem, warm_start: Any, info: dict[str, Any]) -> NDArray[np.float64]:
@@ -153,11 +153,11 @@ def _complete(
     curve = ck.budget_curve(theta, page.change, ~kept, n_r)
     rounds = 0
     best = a.copy()
+    max_nodes = _FIRST_NODES
     while True:
         rounds += 1
         allow = 0.5 * OPTIMAL_RTOL * max(1.0, abs(target))
-        left_ms = _DEFAULT_MS if deadline is None else max(0.0, (deadline - clock()) * 1000.0)
-        max_nodes = int(max(1000, left_ms * _NODES_PER_MS))
+        started = clock()
         status, nodes, arg = ck.complete(
             theta, page.unary, page.cost, lam, adjacency, page.change,
             order, curve, budget, target + allow, max_nodes,
@@ -166,8 +166,13 @@ def _complete(
         info["completion_rounds"] = rounds
         if status == 0:
             return target + allow, best, target
-        if status == 2:
-            return None, best, target
+        if status == 2:  # out of nodes: search again with twice as many if that fits the time
+            now = clock()
+            fits = max_nodes < _MAX_NODES if deadline is None else now + 2.0 * (now - started) < deadline
+            if not fits:
+                return None, best, target
+            max_nodes *= 2
+            continue
         found = np.empty_like(best)
         found[order] = arg
         value = problem.evaluate(found).objective
