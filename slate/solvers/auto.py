@@ -6,8 +6,8 @@ The rules, in order:
    (exact dynamic programming, milliseconds).
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
-3. Otherwise ``fast`` runs within part of the limit (``fast_share``; all of it when
-   ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
+3. Otherwise ``fast`` runs within part of the limit (``fast_share``, 90% on dense pages; all of
+   it when ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
    on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
    embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
    ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
@@ -32,8 +32,7 @@ import numpy as np
 from slate.page.problem import PageProblem
 from slate.solvers import chain as chain_module
 from slate.solvers.base import register_solver
-from slate.solvers.bounds import budgeted_unary_optimum
-from slate.solvers.certify import Certificate, certify, is_dense, meets
+from slate.solvers.certify import Certificate, certify, is_dense
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
@@ -41,7 +40,7 @@ from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = ["AutoSolver"]
 
-_DENSE_CERTIFY_SHARE = 0.8  # of the limit, for the embedding certificate on dense pages
+_DENSE_FAST_SHARE = 0.9  # of the limit, for fast on dense pages (it needs most of a small one)
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,11 @@ class AutoSolver:
         info: dict[str, Any],
     ) -> SolveResult:
         """``fast`` without its own bound, then :func:`certify` with the time left."""
-        if is_dense(problem) and problem.embeddings is not None:
-            start = budgeted_unary_optimum(problem)[0]
-            if not problem.violations(start):
-                return self._dense_certified(fast, problem, start, time_limit_ms, started, info)
-        fast_ms = None if time_limit_ms is None else self.fast_share * time_limit_ms
+        # on dense pages fast needs most of a small budget to finish its first descent; the
+        # embedding certificate then starts from fast's page and adds the page its multipliers
+        # point at (the better page is returned)
+        share = _DENSE_FAST_SHARE if is_dense(problem) else self.fast_share
+        fast_ms = None if time_limit_ms is None else share * time_limit_ms
         if is_dataclass(fast) and not isinstance(fast, type):
             fast = replace(fast, compute_bound=False)
         result: SolveResult = fast.solve(problem, time_limit_ms=fast_ms)
@@ -144,7 +143,7 @@ class AutoSolver:
         info["duals"] = cert.duals
         info["certify_ms"] = cert.info.get("certify_ms")
         status = result.status
-        if cert.assignment is not None and cert.objective > result.objective:  # completion found better
+        if cert.assignment is not None and cert.objective > result.objective:  # the certifier found better
             info["improved_by_certificate"] = cert.objective - result.objective
             result = make_result(
                 problem, cert.assignment, status=status, solver=result.solver, started=started, info=result.info
@@ -153,39 +152,6 @@ class AutoSolver:
             status = Status.OPTIMAL
         bound = max(cert.bound, result.objective) if cert.optimal else cert.bound
         return replace(result, bound=bound, status=status)
-
-
-    def _dense_certified(
-        self,
-        fast: Any,
-        problem: PageProblem,
-        start: np.ndarray,
-        time_limit_ms: float | None,
-        started: float,
-        info: dict[str, Any],
-    ) -> SolveResult:
-        """Dense pages: the embedding certificate first (from the page-blind page; it returns the
-        page its multipliers point at, improved by local search), then ``fast`` with the time
-        left; the better page is returned with the certificate's bound (valid for every page)."""
-        cert_ms = None if time_limit_ms is None else _DENSE_CERTIFY_SHARE * time_limit_ms
-        cert = certify(problem, start, time_limit_ms=cert_ms, warm_start=self.warm_start)
-        info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
-        info["duals"] = cert.duals
-        info["certify_ms"] = cert.info.get("certify_ms")
-        page = start if cert.assignment is None else cert.assignment
-        left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
-        status = Status.FEASIBLE
-        result = make_result(problem, page, status=status, solver="embedding", started=started)
-        if left is None or left > 0:
-            if is_dataclass(fast) and not isinstance(fast, type):
-                fast = replace(fast, compute_bound=False)
-            found: SolveResult = fast.solve(problem, time_limit_ms=left)
-            if found.status is not Status.INFEASIBLE and found.objective > result.objective:
-                result = found
-        info["page_from"] = result.solver
-        if meets(cert.bound, result.objective) and result.status is not Status.INFEASIBLE:
-            return replace(result, bound=max(cert.bound, result.objective), status=Status.OPTIMAL)
-        return replace(result, bound=max(cert.bound, result.objective))
 
 
 def _rename(result: SolveResult, started: float, info: dict[str, Any]) -> SolveResult:
