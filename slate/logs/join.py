@@ -86,6 +86,7 @@ __all__ = ["UNMATCHED_REASONS", "JoinReport", "join_outcomes", "parse_window"]
 UNMATCHED_REASONS: tuple[str, ...] = ("bad_event", "unknown_page", "no_impression", "outside_window")
 """Why an event was not attributed, in the order checked."""
 
+_PROBE_ROWS = 8_000_000  # impression rows probed against the events' keys at once
 _KEYS = ("member_id", "title_id", "timestamp", "page_id")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -347,13 +348,30 @@ def _match_bucket(
     ev_title = events.title[selected]
     ev_key = _key(ev_member, ev_title)
     by_page = events.page[selected] >= 0
-    value_set = pa.array(np.unique(ev_key[~by_page]))
+    value_set = pa.array(ev_key[~by_page])  # repeated keys are fine: index_in gives the first
     page_set = pa.array(np.unique(_key(events.page[selected][by_page], ev_title[by_page])))
     g_parts: list[NDArray[np.int64]] = []
     t_parts: list[NDArray[np.int64]] = []
     r_parts: list[NDArray[np.int64]] = []
     p_rows: list[NDArray[np.int64]] = []
     p_keys: list[NDArray[np.uint64]] = []
+    pending: list[tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.int64]]] = []
+    n_pending = 0
+
+    def flush() -> None:
+        """Probe the pending rows' keys in one hash lookup (one build of the events' key set)."""
+        nonlocal n_pending
+        if not pending:
+            return
+        keys = np.concatenate([k for k, _, _ in pending])
+        g = _ints(pc.index_in(pa.array(keys), value_set=value_set))
+        hit = g >= 0
+        g_parts.append(g[hit])
+        t_parts.append(np.concatenate([t for _, t, _ in pending])[hit])
+        r_parts.append(np.concatenate([r for _, _, r in pending])[hit])
+        pending.clear()
+        n_pending = 0
+
     for source, offset in zip(sources, offsets, strict=True):
         start = int(offset)
         for batch in _key_batches(source):
@@ -377,14 +395,14 @@ def _match_bucket(
             if partitions > 1:
                 live &= _bucket(member, partitions) == bucket
             idx = np.flatnonzero(live)
-            if len(idx):
-                key = _key(member[idx], code[idx])
-                g = _ints(pc.index_in(pa.array(key), value_set=value_set)) if len(value_set) else np.full(len(idx), -1)
-                hit = g >= 0
-                g_parts.append(g[hit])
-                t_parts.append(_ints(_micros(batch.column("timestamp").take(pa.array(idx[hit])))))
-                r_parts.append(idx[hit] + start)
+            if len(idx) and len(value_set):
+                pending.append((_key(member[idx], code[idx]),
+                                _ints(_micros(batch.column("timestamp").take(pa.array(idx)))), idx + start))
+                n_pending += len(idx)
+                if n_pending >= _PROBE_ROWS:
+                    flush()
             start += n
+    flush()
     reasons = np.full(len(selected), -1, dtype=np.int8)
     rows = np.full(len(selected), -1, dtype=np.int64)
     # ---- events naming their page: exact (page, title)
@@ -519,6 +537,14 @@ def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(fld, values)
 
 
+def _stat_columns(schema: pa.Schema) -> list[str]:
+    """Columns whose min/max statistics are kept (numbers and times: ``page_id`` orders a stream;
+    the statistics of string and list columns cost more to write than the rest of the file)."""
+    return [f.name for f in schema
+            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_timestamp(f.type)
+            or pa.types.is_boolean(f.type)]
+
+
 def _write_file(
     source: str, target: str, start: int, outcome: _Outcome, compression: str
 ) -> tuple[str, int]:
@@ -542,7 +568,8 @@ def _write_file(
             rewarded += int(pc.sum(group.column("reward")).as_py() or 0)
             group = group.replace_schema_metadata(metadata)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, group.schema, compression=compression)
+                writer = pq.ParquetWriter(tmp, group.schema, compression=compression,
+                                          write_statistics=_stat_columns(group.schema))
             writer.write_table(group, row_group_size=max(group.num_rows, 1))
         if writer is None:  # an empty file: keep its schema
             empty = pf.schema_arrow.empty_table()
