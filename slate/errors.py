@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "InfeasibleProblemError",
     "InvalidProblemError",
+    "ScorerOutputError",
     "SlateError",
     "SolverError",
     "UnknownSolverError",
@@ -36,3 +37,8 @@ class UnknownSolverError(SlateError, KeyError):
 
 class SolverError(SlateError, RuntimeError):
     """A solver backend failed in a way that is not a status (a bug or a broken install)."""
+
+
+class ScorerOutputError(SlateError, ValueError):
+    """A scorer returned output of the wrong shape (raised in strict mode; see
+    :func:`slate.serve.compose`)."""

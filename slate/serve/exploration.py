@@ -156,8 +156,10 @@ class Exploration(Protocol):
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
-        """Randomize the eligible titles of a page around the optimiser's choice ``exploit``."""
+        """Randomize the eligible titles of a page around the optimiser's choice ``exploit``;
+        ``n_held_explored`` explored titles of the page hold earlier draws (they use up the cap)."""
         ...
 
 
@@ -189,6 +191,7 @@ class NoExploration:
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
         return _no_draw(np.asarray(exploit, dtype=np.int64), candidates.shape[1])
 
@@ -202,8 +205,10 @@ class StickyEpsilon:
     epsilon : float, default 0.05
         Probability that an eligible title's coin comes up.
     max_explored : int or None, default 2
-        Exploration budget: at most this many explored titles per page (and never more than the
-        page's change budget). None: no limit of its own.
+        Exploration budget: at most this many explored titles per page, counting the titles
+        that show an explored held (sticky) draw of an earlier page, so a page never shows more
+        than ``max_explored`` explored titles (and a new draw never more than the page's change
+        budget). None: no limit of its own.
     sticky_sessions : int or None, default None
         A draw is held for this many sessions ...
     sticky_days : float or None, default 3.0
@@ -261,6 +266,23 @@ class StickyEpsilon:
             return self.max_explored
         return max_changes if self.max_explored is None else min(self.max_explored, max_changes)
 
+    def draw_cap(self, max_changes: int | None, n_held_explored: int = 0) -> int | None:
+        """At most this many titles may be explored by a new draw on a page where
+        ``n_held_explored`` titles already show an explored held draw (the per-page cap counts
+        them), with change budget ``max_changes``.
+
+        Examples
+        --------
+        >>> StickyEpsilon(0.1, max_explored=4).draw_cap(None, n_held_explored=3)
+        1
+        >>> StickyEpsilon(0.1, max_explored=4).draw_cap(None, n_held_explored=6)
+        0
+        """
+        m = self.page_budget(max_changes)
+        if m is None or self.max_explored is None:
+            return m
+        return max(0, min(m, self.max_explored - int(n_held_explored)))
+
     def reserve(self, n_eligible_with_previous: int, max_changes: int | None) -> int:
         if max_changes is None or self.epsilon == 0.0:
             return 0
@@ -275,6 +297,7 @@ class StickyEpsilon:
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
         exploit = np.asarray(exploit, dtype=np.int64)
         out = _no_draw(exploit, candidates.shape[1])
@@ -282,7 +305,7 @@ class StickyEpsilon:
         n_eligible = len(titles)
         if n_eligible == 0 or self.epsilon == 0.0:
             return out
-        m = self.page_budget(max_changes)
+        m = self.draw_cap(max_changes, n_held_explored)
         q = explore_probability(n_eligible, float(self.epsilon), m)
         rng = np.random.default_rng([self.seed, *(int(k) & _U64 for k in key)])
         flips = titles[rng.random(n_eligible) < self.epsilon]
