@@ -10,6 +10,7 @@ __all__ = [
     "InfeasibleProblemError",
     "InvalidProblemError",
     "ScorerOutputError",
+    "ScorerResolutionError",
     "SlateError",
     "SolverError",
     "UnknownSolverError",
@@ -42,3 +43,7 @@ class SolverError(SlateError, RuntimeError):
 class ScorerOutputError(SlateError, ValueError):
     """A scorer returned output of the wrong shape (raised in strict mode; see
     :func:`slate.serve.compose`)."""
+
+
+class ScorerResolutionError(SlateError, ValueError):
+    """A scorer named in a config (``"module:function"`` or a score table) cannot be loaded."""
