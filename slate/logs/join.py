@@ -86,7 +86,8 @@ __all__ = ["UNMATCHED_REASONS", "JoinReport", "join_outcomes", "parse_window"]
 UNMATCHED_REASONS: tuple[str, ...] = ("bad_event", "unknown_page", "no_impression", "outside_window")
 """Why an event was not attributed, in the order checked."""
 
-_PROBE_ROWS = 8_000_000  # impression rows probed against the events' keys at once
+_ROWS_PER_BUCKET = 8_000_000  # "auto" partitions: about 1 GB of match arrays per bucket at most
+_PROBE_ROWS = 4_000_000  # impression rows probed against the events' keys at once
 _KEYS = ("member_id", "title_id", "timestamp", "page_id")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -624,7 +625,8 @@ def join_outcomes(
         is at least this.
     partitions : int or "auto", default "auto"
         Member-hash buckets matched one at a time (memory ~ 1/partitions); "auto" picks one
-        bucket per 32 million impression rows or events.
+        bucket per 8 million impression rows (or 2 million events), so the match stays near
+        1 GB whatever the log's size; each bucket reads the key columns once more.
     engine : {"local", "dask"}, default "local"
         "dask": match the buckets and write the files as dask tasks.
     scheduler : optional
@@ -665,7 +667,7 @@ def join_outcomes(
         offsets = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64).tolist() if sizes else []
         n_rows = int(sum(sizes))
     if partitions == "auto":
-        partitions = max(1, math.ceil(max(n_rows, len(events.member)) / 32_000_000))
+        partitions = max(1, math.ceil(max(n_rows, 4 * len(events.member)) / _ROWS_PER_BUCKET))
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
         raise InvalidLogError(f"The 'partitions' of join_outcomes must be 'auto' or an integer >= 1; got {partitions!r}.")
     matches = _match(sources, offsets, events, window_us, partitions, engine, scheduler, files)

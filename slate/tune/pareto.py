@@ -115,12 +115,23 @@ class Recommendation:
     reason: str
 
 
-def recommend(columns: Mapping[str, ArrayLike], constraints: Constraints | None = None) -> Recommendation:
+def recommend(
+    columns: Mapping[str, ArrayLike],
+    constraints: Constraints | None = None,
+    *,
+    baseline: float | None = None,
+) -> Recommendation:
     """The point with the best estimated take fraction among those meeting the constraints.
 
     Ties go to the more diverse, then the less churny point, then the first one. Constraints
     apply to point estimates: ``max_churn`` and ``min_diversity`` to the (exact) churn and
     diversity of the decisions, ``min_take_fraction`` to the estimate.
+
+    **Honest by default.** When ``columns`` has ``weights_exploded``, a point whose importance
+    weights exploded is not recommended; when it has ``take_fraction_low`` and a ``baseline``
+    (the logging policy's take fraction) is given, a point whose interval does not lie above the
+    baseline is not recommended: "no point beats what you run now" is then the answer. Set
+    ``Constraints(allow_unproven=True)`` to recommend the best point anyway.
 
     Examples
     --------
@@ -147,6 +158,30 @@ def recommend(columns: Mapping[str, ArrayLike], constraints: Constraints | None 
     n_ok = int(ok.sum())
     if n_ok == 0:
         return Recommendation(None, 0, f"no point meets {where}")
+    if not cons.allow_unproven:
+        proven = ok.copy()
+        dropped = []
+        if "weights_exploded" in columns:
+            exploded = np.asarray(columns["weights_exploded"], dtype=bool)
+            if (ok & exploded).any():
+                dropped.append(f"{int((ok & exploded).sum())} with exploded weights")
+            proven &= ~exploded
+        if baseline is not None and "take_fraction_low" in columns:
+            low = np.asarray(columns["take_fraction_low"], dtype=np.float64)
+            unproven = proven & ~(low > baseline)
+            if unproven.any():
+                dropped.append(f"{int(unproven.sum())} whose interval does not lie above the logging "
+                               f"policy's {baseline:.4g}")
+            proven &= low > baseline
+        if not proven.any():
+            return Recommendation(
+                None, n_ok,
+                f"no point beats what you run now: of the {n_ok} points meeting {where}, "
+                f"{'; '.join(dropped)} (allow_unproven to recommend one anyway)")
+        ok = proven
+        n_ok = int(ok.sum())
+        if dropped:
+            where += f", beating the logging policy with trustworthy weights ({'; '.join(dropped)} left out)"
     idx = np.flatnonzero(ok)
     order = np.lexsort((idx, c[idx], -d[idx], -t[idx]))
     best = int(idx[order[0]])
