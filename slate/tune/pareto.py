@@ -6,9 +6,12 @@ point are all on the front).
 
 Only the take fraction is estimated with an interval (diversity and churn are exact properties
 of the decisions on the logged pages). A point off the front is marked **near the front** when
-no point beats it with confidence: no point that is at least as diverse and at most as churny has
-its whole take-fraction interval above this point's interval. Those points cannot be told apart
-from the front by the data.
+it is close to the front and no point beats it with confidence: every point that is at least as
+diverse and at most as churny is better in estimated take fraction by at most this point's
+standard error (taken from its interval, as if normal at 95%), and none has its whole
+take-fraction interval above this point's interval. With wide intervals, "no point beats it with
+confidence" alone holds for nearly every point; the standard-error margin keeps the mark for the
+points that are off the front by noise only.
 """
 
 from __future__ import annotations
@@ -89,12 +92,17 @@ def near_front_mask(
     t, lo, hi, d, c = _columns(take, low, high, diversity, churn)
     on_front = pareto_mask(t, d, c) if front is None else np.asarray(front, dtype=bool)
     beaten = np.zeros(len(t), dtype=bool)
+    far = np.zeros(len(t), dtype=bool)
+    se = (hi - lo) / (2.0 * 1.959964)
     for start in range(0, len(t), _CHUNK):
         p = slice(start, start + _CHUNK)
-        # beats[q, p]: q at least as diverse, at most as churny, interval wholly above p's
-        beats = (d[:, None] >= d[None, p]) & (c[:, None] <= c[None, p]) & (lo[:, None] > hi[None, p])
-        beaten[p] = beats.any(axis=0)
-    return ~on_front & ~beaten
+        # covers[q, p]: q at least as diverse and at most as churny as p
+        covers = (d[:, None] >= d[None, p]) & (c[:, None] <= c[None, p])
+        # beats[q, p]: and q's interval wholly above p's
+        beaten[p] = (covers & (lo[:, None] > hi[None, p])).any(axis=0)
+        # far: some covering point is better by more than p's standard error
+        far[p] = (covers & (t[:, None] - t[None, p] > se[None, p])).any(axis=0)
+    return ~on_front & ~beaten & ~far
 
 
 @dataclass(frozen=True)
