@@ -87,6 +87,7 @@ UNMATCHED_REASONS: tuple[str, ...] = ("bad_event", "unknown_page", "no_impressio
 """Why an event was not attributed, in the order checked."""
 
 _ROWS_PER_BUCKET = 8_000_000  # "auto" partitions: about 1 GB of match arrays per bucket at most
+_THREADS = True  # pyarrow decodes a row group on its threads (measured: same CPU time as one thread)
 _PROBE_ROWS = 4_000_000  # impression rows probed against the events' keys at once
 _KEYS = ("member_id", "title_id", "timestamp", "page_id")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -324,7 +325,7 @@ def _key_batches(source: pq.ParquetFile | pa.Table) -> Iterator[pa.RecordBatch |
         raise InvalidLogError(f"The decision log must have the column(s) {missing}; got {names}.")
     columns = [c for c in _KEYS if c in names]
     for i in range(source.num_row_groups):
-        yield source.read_row_group(i, columns=columns)
+        yield source.read_row_group(i, columns=columns, use_threads=_THREADS)
 
 
 @dataclass
@@ -564,7 +565,7 @@ def _write_file(
     metadata[b"slate.join"] = b"slate.logs.join_outcomes"
     try:
         for i in range(pf.num_row_groups):
-            group = _with_outcome(pf.read_row_group(i), start, outcome)
+            group = _with_outcome(pf.read_row_group(i, use_threads=_THREADS), start, outcome)
             start += group.num_rows
             rewarded += int(pc.sum(group.column("reward")).as_py() or 0)
             group = group.replace_schema_metadata(metadata)
