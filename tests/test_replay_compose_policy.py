@@ -163,3 +163,16 @@ def test_compose_config_errors_name_the_field(tmp_path, capsys):
     assert code == 2
     assert "at 'diversity'" in capsys.readouterr().err
     assert StabilityRules  # imported for the config shape above
+
+
+def test_named_scorer_resolves_in_a_fresh_worker_process(tmp_path):
+    """A dask worker process has neither the config folder on sys.path nor the function: the
+    name travels and resolves there, from the folder first."""
+    import dask
+
+    (tmp_path / "team_scorer_worker.py").write_text("import os\ndef score(r):\n    return os.getpid()\n")
+    scorer = NamedScorer("team_scorer_worker:score", tmp_path)
+    pid = dask.compute(dask.delayed(scorer)(None), scheduler="processes", num_workers=1)[0]
+    import os
+
+    assert isinstance(pid, int) and pid != os.getpid()

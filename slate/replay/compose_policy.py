@@ -87,9 +87,12 @@ class ComposePolicy:
         if not wanted:
             return locked, context
         table = pq.read_table(source, columns=wanted, partitioning="hive" if source.is_dir() else None)
-        if table.num_rows != log.rejections.n_read:
-            return locked, context
-        rows = log.source_row
+        rows = log.source_row  # rows of the file or folder read (a streamed chunk: of its file)
+        if len(rows) and int(rows.max()) >= table.num_rows:
+            raise InvalidReplayInputError(
+                f"The log's rows do not line up with the decision columns read from {source}; "
+                "replay the log as read from that path."
+            )
         if "locked" in wanted:
             flags = table.column("locked").to_numpy(zero_copy_only=False)
             locked = np.asarray([bool(x) for x in flags[rows]], dtype=bool)
