@@ -69,6 +69,12 @@ def test_recommended_compose_is_a_compose_config():
     config = ComposeConfig.model_validate_json(text)
     assert (config.diversity, config.stability.churn, config.stability.max_changes) == (0.07, 0.01, 3)
     assert (config.solver, config.solver_time_ms) == ("exact", 8)
+    kept = experiment_from_dict({**_experiment(scorer="t:s"),
+                                 "compose": {"layout": "chain", "stability": {"dwell_sessions": 3, "churn": 9.0}}})
+    config = ComposeConfig.model_validate(recommended_compose(SimpleNamespace(experiment=kept), row))  # type: ignore[arg-type]
+    assert (config.layout, config.stability.dwell_sessions, config.stability.churn) == ("chain", 3, 0.01)
+    with pytest.raises(InvalidExperimentError, match="compose"):
+        experiment_from_dict({**_experiment(scorer="t:s"), "compose": {"diversity": -1}})
     relative = experiment_from_dict({**_experiment(scorer="t:s"), "search": {"weights": "relative"}})
     with pytest.raises(SweepError, match="relative"):
         recommended_compose(SimpleNamespace(experiment=relative), row)  # type: ignore[arg-type]

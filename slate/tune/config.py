@@ -452,6 +452,20 @@ class Experiment(_Frozen):
     ] = GridSearch()
     constraints: Constraints = Constraints()
     compute: ComputeSpec = ComputeSpec()
+    compose: dict[str, Any] | None = Field(
+        default=None,
+        description="the ComposeConfig served today: the fields a sweep does not vary (dwell, "
+        "min_gain, layout, budgets, solver time) of recommended-compose.json; not hashed",
+    )
+
+    @field_validator("compose")
+    @classmethod
+    def _compose_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from slate.serve import ComposeConfig
+
+            ComposeConfig.model_validate(value)  # a ValidationError names the field
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:

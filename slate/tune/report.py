@@ -124,8 +124,9 @@ def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str,
     are the config's fields (``diversity``, ``stability.churn``, ``stability.max_changes``, the
     solver). Raises :class:`SweepError` for a sweep of relative weights (they do not deploy).
 
-    The exploration rate of the point is not a ComposeConfig field: deploy it as
-    ``StickyEpsilon(epsilon=...)``.
+    The fields the sweep does not vary (dwell, ``min_gain``, layout, time budgets) come from the
+    experiment's ``[compose]`` table (the config served today), as given. The exploration rate
+    of the point is not a ComposeConfig field: deploy it as ``StickyEpsilon(epsilon=...)``.
     """
     from slate.serve import ComposeConfig
     from slate.stability import StabilityRules
@@ -137,15 +138,18 @@ def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str,
             "The sweep's weights are relative (scaled page by page): they are not ComposeConfig "
             "weights. Run the sweep with [search] weights = \"absolute\" to deploy its recommendation."
         )
+    base = ComposeConfig.model_validate(exp.compose or {})
     solver: dict[str, Any] = {"solver": exp.solver.name, "solver_options": dict(exp.solver.options)}
     if exp.solver.time_limit_ms is not None:
         solver["solver_time_ms"] = exp.solver.time_limit_ms
-    config = ComposeConfig(
-        diversity=float(row["w_diversity"]),
-        stability=StabilityRules(churn=float(row["w_churn"]), max_changes=row["max_changes"]),
+    stability = base.stability.model_dump()
+    stability.update(churn=float(row["w_churn"]), max_changes=row["max_changes"])
+    config = base.model_copy(update={
+        "diversity": float(row["w_diversity"]),
+        "stability": StabilityRules.model_validate(stability),
         **solver,
-    )
-    return config.model_dump(mode="json")
+    })
+    return ComposeConfig.model_validate(config.model_dump()).model_dump(mode="json")
 
 
 def _recommended_lines(sec: dict[str, Any]) -> list[str]:
