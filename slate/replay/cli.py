@@ -24,7 +24,7 @@ A policy ``CONFIG`` is a JSON or TOML file (keys at the top level, or under ``[p
     name = "candidate v2"      # shown in the report
 
 A ``kind = "compose"`` policy replays :func:`slate.serve.compose` with other weights
-(:class:`slate.replay.compose_policy.ComposePolicy`)::
+(:class:`slate.serve.offline.ComposePolicy`)::
 
     kind = "compose"
     scorer = "team_scorer:score"   # "module:function" (config folder, cwd, then packages) or a
@@ -105,7 +105,7 @@ class PolicyConfig(BaseModel):
         return self
 
     def _compose_policy(self, base: Path, resolve: Any) -> Any:
-        from slate.replay.compose_policy import ComposePolicy
+        from slate.serve.offline import ComposePolicy
 
         assert self.scorer is not None
         scorer, config, catalog = compose_parts(self.scorer, self.embeddings, self.compose, base,
