@@ -387,8 +387,8 @@ def _prepare_log(experiment: Experiment, data: LogData, base: Path) -> Prepared:
 def scorer_rows(spec: str, log: ImpressionLog, base: Path) -> FloatArray:
     """Scores ``(n, k_max)`` of every candidate of every row from the team's scorer
     (``"module:function"`` or a score table), each page rebuilt as a compose request."""
-    from slate.serve.offline import ComposePolicy, _request
     from slate.serve import parse_request
+    from slate.serve.offline import ComposePolicy, _request
     from slate.serve.scorer import load_scorer
 
     scorer = load_scorer(spec, base)
