@@ -118,7 +118,8 @@ def test_join_files_folders_and_dask_agree(tmp_path):
     for engine, partitions in (("local", 1), ("local", 4), ("dask", 3)):
         out = tmp_path / f"joined-{engine}-{partitions}"
         none, report = join_outcomes(folder, tmp_path / "events.parquet", out, quality_threshold=15.0,
-                                     engine=engine, partitions=partitions, scheduler="sync")
+                                     engine=engine, partitions=partitions,
+                                     scheduler="processes" if engine == "dask" else None)
         assert none is None and report.to_dict()["unmatched_by_reason"] == ref.unmatched
         assert sorted(p.split("/")[-2] for p in report.outputs) == ["date=2024-05-01", "date=2024-05-02"]
         log, rejected = read_impressions(out)
