@@ -280,6 +280,9 @@ def _nulls(column: Any) -> NDArray[np.bool_]:
 
 
 def _ints(column: Any) -> NDArray[np.int64]:
+    """int64 values, -1 for null (no copy for an int64 column without nulls)."""
+    if column.null_count == 0 and (pa.types.is_integer(column.type) or pa.types.is_timestamp(column.type)):
+        return np.asarray(column.to_numpy(), dtype=np.int64)
     return np.asarray(pc.fill_null(pc.cast(column, pa.int64()), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -293,6 +296,15 @@ def _key(member: NDArray[np.int64], code: NDArray[np.int64]) -> NDArray[np.uint6
     """A 64-bit key per (member, title code); collisions are checked after the match."""
     with np.errstate(over="ignore"):
         return member.view(np.uint64) * _MIX + code.astype(np.uint64)
+
+
+_BITMAP_SLOTS = 1 << 25  # 32 MB of flags: few false positives for millions of event keys
+
+
+def _slot(key: NDArray[np.uint64]) -> NDArray[np.int64]:
+    """A slot of the key's Bloom filter (the key's top bits after one more multiply)."""
+    with np.errstate(over="ignore"):
+        return ((key * np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(64 - 25)).astype(np.int64)
 
 
 def _bucket(member: NDArray[np.int64], partitions: int) -> NDArray[np.int64]:
@@ -359,6 +371,8 @@ def _match_bucket(
     p_keys: list[NDArray[np.uint64]] = []
     pending: list[tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.int64]]] = []
     n_pending = 0
+    bitmap = np.zeros(_BITMAP_SLOTS, dtype=bool)  # a one-hash Bloom filter of the events' keys
+    bitmap[_slot(ev_key[~by_page])] = True
 
     def flush() -> None:
         """Probe the pending rows' keys in one hash lookup (one build of the events' key set)."""
@@ -366,11 +380,12 @@ def _match_bucket(
         if not pending:
             return
         keys = np.concatenate([k for k, _, _ in pending])
-        g = _ints(pc.index_in(pa.array(keys), value_set=value_set))
+        maybe = np.flatnonzero(bitmap[_slot(keys)])  # most rows have no event: skip the hash probe
+        g = _ints(pc.index_in(pa.array(keys[maybe]), value_set=value_set))
         hit = g >= 0
         g_parts.append(g[hit])
-        t_parts.append(np.concatenate([t for _, t, _ in pending])[hit])
-        r_parts.append(np.concatenate([r for _, _, r in pending])[hit])
+        t_parts.append(np.concatenate([t for _, t, _ in pending])[maybe[hit]])
+        r_parts.append(np.concatenate([r for _, _, r in pending])[maybe[hit]])
         pending.clear()
         n_pending = 0
 
@@ -431,8 +446,7 @@ def _match_bucket(
         n_imp = len(imp_g)
         g_all = np.concatenate([imp_g, ev_g])
         t_all = np.concatenate([imp_t, ev_t])
-        kind = np.concatenate([np.zeros(n_imp, np.int8), np.ones(len(free), np.int8)])
-        order = np.lexsort((kind, t_all, g_all))  # impressions first at equal times
+        order = _merge_order(g_all, t_all, n_imp)
         is_imp = order < n_imp
         last = np.where(is_imp, np.arange(len(order)), -1)
         np.maximum.accumulate(last, out=last)
@@ -449,6 +463,30 @@ def _match_bucket(
         reasons[target[~same]] = UNMATCHED_REASONS.index("no_impression")
         reasons[target[same & ~inside]] = UNMATCHED_REASONS.index("outside_window")
     return selected, rows, reasons
+
+
+def _merge_order(g: NDArray[np.int64], t: NDArray[np.int64], n_imp: int) -> NDArray[np.int64]:
+    """Order of the impressions (the first ``n_imp``) and events by (group, time), impressions
+    first at equal times, ties in input order: one stable sort of a packed 64-bit key when the
+    groups and the time span fit, else a three-key lexsort.
+
+    Examples
+    --------
+    >>> _merge_order(np.array([1, 0, 1, 0]), np.array([5, 9, 5, 8]), 2).tolist()
+    [3, 1, 0, 2]
+    """
+    kind = np.zeros(len(g), dtype=np.int64)
+    kind[n_imp:] = 1
+    if len(g) == 0:
+        return np.zeros(0, dtype=np.int64)
+    t0 = int(t.min())
+    span = int(t.max()) - t0
+    n_groups = int(g.max()) + 1
+    bits_t = (2 * span + 1).bit_length()
+    if bits_t + max(n_groups - 1, 1).bit_length() <= 63:
+        packed = (g << bits_t) | (((t - t0) << 1) | kind)
+        return np.argsort(packed, kind="stable")
+    return np.lexsort((kind, t, g))
 
 
 def _match(
