@@ -118,3 +118,26 @@ def test_replay_of_an_unjoined_decision_log_says_every_row_was_rejected(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "All 60 rows were rejected (missing_reward: 60)" in err and "slate join" in err
+
+
+def test_joint_explore_probability_matches_the_draws():
+    """Seeded Monte Carlo: 40,000 draws of 8 eligible titles, epsilon 0.5, cap 3; the frequency of
+    titles 0 and 1 both explored is within 4 standard errors of the exact joint probability."""
+    from slate.serve.exploration import exactly_explored_probability, joint_explore_probability
+
+    explore = StickyEpsilon(0.5, max_explored=3, seed=11)
+    n_draws = 40_000
+    both = only_first = 0
+    cands = np.ones((8, 3), dtype=bool)
+    for i in range(n_draws):
+        d = explore.draw(np.zeros(8, np.int64), cands, np.ones(8, bool), max_changes=None, key=(i, 0))
+        both += bool(d.explored[0] and d.explored[1])
+        only_first += bool(d.explored[0] and not d.explored[1])
+    for count, p in ((both, joint_explore_probability(8, 2, 0.5, 3)),
+                     (only_first, exactly_explored_probability(8, 2, 1, 0.5, 3))):
+        se = (p * (1 - p) / n_draws) ** 0.5
+        assert abs(count / n_draws - p) < 4 * se
+    from slate.serve import explore_probability
+
+    q = explore_probability(8, 0.5, 3)
+    assert abs(joint_explore_probability(8, 2, 0.5, 3) - q * q) > 0.01  # the cap couples titles

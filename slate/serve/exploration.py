@@ -56,7 +56,9 @@ __all__ = [
     "ExplorationDraw",
     "NoExploration",
     "StickyEpsilon",
+    "exactly_explored_probability",
     "explore_probability",
+    "joint_explore_probability",
 ]
 
 _U64 = (1 << 64) - 1
@@ -91,6 +93,68 @@ def explore_probability(n_eligible: int, epsilon: float, max_explored: int | Non
     b = np.arange(n_eligible)
     keep = np.minimum(1.0, max_explored / (b + 1.0))
     return float(epsilon * np.dot(binom.pmf(b, n_eligible - 1, epsilon), keep))
+
+
+def joint_explore_probability(n_eligible: int, k: int, epsilon: float, cap: int | None) -> float:
+    """Probability that ``k`` given eligible titles of a page are *all* explored.
+
+    Given ``b + k`` coins up (``b`` among the other ``n - k`` titles), the kept set is a uniform
+    subset of size ``min(cap, b + k)``, which holds all ``k`` with probability
+    ``C(b, cap - k) / C(b + k, cap)``. Under a cap this differs from ``q ** k`` (the product of
+    the per-title probabilities): the joint propensities of neighbours are not independent.
+
+    Examples
+    --------
+    >>> round(joint_explore_probability(8, 2, 0.5, None), 6)   # no cap: independent, 0.5 ** 2
+    0.25
+    >>> q = explore_probability(8, 0.5, 3)
+    >>> round(joint_explore_probability(8, 2, 0.5, 3) / q ** 2, 3)   # the cap couples them
+    0.771
+    >>> joint_explore_probability(8, 2, 0.5, 1)
+    0.0
+    """
+    from math import comb
+
+    n, k = int(n_eligible), int(k)
+    if k < 0 or k > n:
+        raise InvalidProblemError(f"The 'k' of joint_explore_probability must be in [0, {n}]; got {k}.")
+    if k == 0:
+        return 1.0
+    eps = float(epsilon)
+    if cap is None or cap >= n:
+        return eps**k
+    if cap < k:
+        return 0.0
+    total = 0.0
+    for b in range(n - k + 1):
+        keep = 1.0 if b + k <= cap else comb(b, cap - k) / comb(b + k, cap)
+        total += comb(n - k, b) * eps**b * (1 - eps) ** (n - k - b) * keep
+    return eps**k * total
+
+
+def exactly_explored_probability(n_eligible: int, s: int, e: int, epsilon: float, cap: int | None) -> float:
+    """Probability that, of ``s`` given eligible titles, ``e`` given ones are explored and the other
+    ``s - e`` are not (inclusion-exclusion over :func:`joint_explore_probability`). With the
+    page's logged ``explore_eligible``, ``explore_rate`` and ``explore_cap`` this gives the exact
+    joint propensity of any set of titles' choices: a title explored shows each of its ``A``
+    candidates with probability ``1 / A``, a title not explored shows the optimiser's choice.
+
+    Examples
+    --------
+    >>> round(exactly_explored_probability(5, 1, 1, 0.2, None), 6)
+    0.2
+    >>> round(sum(exactly_explored_probability(6, 3, e, 0.4, 2) * __import__("math").comb(3, e)
+    ...           for e in range(4)), 9)
+    1.0
+    """
+    from math import comb
+
+    if not 0 <= e <= s <= n_eligible:
+        raise InvalidProblemError(
+            f"exactly_explored_probability needs 0 <= e <= s <= n_eligible; got e={e}, s={s}, n={n_eligible}."
+        )
+    return float(sum((-1) ** j * comb(s - e, j) * joint_explore_probability(n_eligible, e + j, epsilon, cap)
+                     for j in range(s - e + 1)))
 
 
 @dataclass(frozen=True, eq=False)
