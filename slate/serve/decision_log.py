@@ -5,7 +5,9 @@ the schema replay reads: who, which page, where the title was, the candidates, t
 its propensity, whether it was explored, the previous image. (The optional ``propensities``
 column is not written: under sticky exploration most rows show a held draw whose full
 distribution is not kept, and the reader rejects a null distribution.) ``reward`` is null until the outcome is known, unless the caller passes it (a simulator
-knows it at once); join outcomes on ``(page_id, title_id)``.
+knows it at once); attach the plays with :func:`slate.logs.join_outcomes` (``slate join``).
+Each row also carries :data:`slate.logs.schema.DECISION_COLUMNS` (locks, the exploration draw,
+the compose config, the request context), which rebuild and replay the page.
 
 **Batches and rotation.** Decisions are buffered in memory; every ``batch_pages`` pages (or when
 the oldest buffered page is ``flush_seconds`` old, checked at each append, or on
