@@ -36,6 +36,7 @@ def run_pages(logger, n_pages, *, members=5, every=timedelta(hours=1), n_titles=
 def test_batches_become_files_that_read_back_exactly(tmp_path):
     logger = DecisionLogger(tmp_path, batch_pages=4)
     decisions = run_pages(logger, 10)
+    logger.wait()  # full batches are written by the writer thread
     assert len(logger.files_) == 2 and len(logger) == 2  # two full batches written, two pages buffered
     logger.close()
     assert len(logger.files_) == 3 and logger.pages_written_ == 10 and logger.rows_written_ == 60
@@ -90,6 +91,7 @@ def test_old_batches_are_flushed_on_the_next_append(tmp_path):
     assert logger.files_ == []
     time.sleep(0.08)
     run_pages(logger, 1)
+    logger.wait()
     assert len(logger.files_) == 1 and len(logger) == 0
 
 
@@ -118,20 +120,23 @@ def test_a_failed_write_keeps_the_batch_and_leaves_no_final_file(tmp_path, monke
 
     monkeypatch.setattr(parquet, "write_impressions", half_then_crash)
     decisions = run_pages(None, 5)
-    logger.append(decisions[0])
-    logger.append(decisions[1])
-    with pytest.raises(OSError, match="disk full"):
-        logger.append(decisions[2])  # the batch is full: the write fails
+    for d in decisions[:3]:
+        logger.append(d)  # the batch is full: handed to the writer, whose write fails
+    logger.wait()
     assert logger.failed_flushes_ == 1 and len(logger) == 3 and logger.files_ == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # the torn temporary was removed
+    with pytest.raises(OSError, match="disk full"):
+        logger.append(decisions[3])  # the failure is raised by the next call; the page is kept
+    logger.wait()
     with pytest.raises(OSError):
         logger.flush()
-    assert list(tmp_path.rglob("*.parquet")) == []  # only hidden temporaries
-    assert all(p.name.startswith(".") for p in tmp_path.rglob("*") if p.is_file())
-    with pytest.raises(OSError):
-        logger.append(decisions[3])
-    with pytest.raises(OSError):
+    assert list(tmp_path.rglob("*.parquet")) == []
+    with pytest.raises(OSError):  # a failing logger reports the fault on every page until a write succeeds
         logger.append(decisions[4])  # 5 buffered > max 4: the oldest is dropped and counted
+    logger.wait()
     assert logger.dropped_pages_ == 1 and len(logger) == 4
+    with pytest.raises(OSError, match="disk full"):
+        logger.flush()
     monkeypatch.setattr(parquet, "write_impressions", real)
     logger.close()
     assert logger.pages_written_ == 4
@@ -141,8 +146,10 @@ def test_a_failed_write_keeps_the_batch_and_leaves_no_final_file(tmp_path, monke
 
 def test_compose_reports_a_logger_that_fails(tmp_path, monkeypatch):
     logger = DecisionLogger(tmp_path, batch_pages=1)
-    monkeypatch.setattr(decision_log_module.DecisionLogger, "_write",
-                        lambda self, *a: (_ for _ in ()).throw(OSError("read-only file system")))
+    monkeypatch.setattr(decision_log_module.DecisionLogger, "_publish",
+                        lambda self, *a, **k: (_ for _ in ()).throw(OSError("read-only file system")))
+    run_pages(logger, 1)
+    logger.wait()  # the writer thread's failure is reported by the pages that follow
     decisions = run_pages(logger, 2)
     assert all(d.status == "degraded" and d.faults[-1].value == "log_failed" for d in decisions)
 
@@ -221,7 +228,7 @@ def test_background_writer_writes_every_page_and_reports_failures(tmp_path, monk
     monkeypatch.setattr(parquet, "write_impressions", lambda *a, **k: (_ for _ in ()).throw(OSError("EIO")))
     failing.append(decisions[0])
     failing.append(decisions[1])  # starts a background write that fails
-    failing._thread.join()  # type: ignore[union-attr]
+    failing.wait()
     with pytest.raises(OSError, match="EIO"):
         failing.append(decisions[2])
     assert failing.failed_flushes_ == 1 and len(failing) == 3  # nothing lost

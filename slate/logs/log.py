@@ -45,6 +45,11 @@ class RejectionReport:
         Columns of the input that are not part of the schema (read past, not used).
     source : str
         Where the rows came from (a path, or ``"<table>"``).
+    damaged : tuple of str
+        Parts of the log that could not be read, one line each naming the file and row group
+        (a page checksum mismatch, an undecodable page) or the file (an unreadable footer). The
+        rows of a damaged row group are counted as ``corrupt_row_group``; a file whose footer
+        is unreadable has no known row count and is listed here only.
 
     Examples
     --------
@@ -61,6 +66,7 @@ class RejectionReport:
     reasons: NDArray[np.int8]
     ignored_columns: tuple[str, ...] = ()
     source: str = "<table>"
+    damaged: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", _readonly(np.asarray(self.rows, dtype=np.int64)))
@@ -96,6 +102,7 @@ class RejectionReport:
             "n_rejected": self.n_rejected,
             "rejected_by_reason": {k: v for k, v in self.counts.items() if v},
             "ignored_columns": list(self.ignored_columns),
+            "damaged": list(self.damaged),
         }
 
     def __str__(self) -> str:
@@ -104,6 +111,7 @@ class RejectionReport:
         lines += [f"  {k:<26} {v}" for k, v in self.counts.items() if v]
         if self.ignored_columns:
             lines.append(f"  ignored columns: {', '.join(self.ignored_columns)}")
+        lines += [f"  damaged: {d}" for d in self.damaged]
         return "\n".join(lines)
 
 

@@ -273,6 +273,9 @@ class ImpressionWriter:
         times faster; batches may be given in either layout (version-1 batches are converted).
     n_features : int, optional
         Version 2: number of feature columns (default: from the first batch).
+    page_checksums : bool, default True
+        Store a CRC-32 checksum with every data page, which the readers verify: a damaged page
+        is reported (its row group counted as ``corrupt_row_group``) instead of read wrong.
 
     Examples
     --------
@@ -301,6 +304,7 @@ class ImpressionWriter:
         metadata: Mapping[str, str] | None = None,
         version: int = SCHEMA_VERSION,
         n_features: int | None = None,
+        page_checksums: bool = True,
     ) -> None:
         if not isinstance(row_group_size, (int, np.integer)) or row_group_size < 1:
             raise InvalidLogError(
@@ -343,6 +347,7 @@ class ImpressionWriter:
         self.row_group_size = int(row_group_size)
         self.compression = compression
         self.n_features = None if n_features is None else int(n_features)
+        self.page_checksums = bool(page_checksums)
         self._writer: pq.ParquetWriter | None = None
         self.schema: pa.Schema | None = None
         if self.version == 1 or "features" not in names or self.n_features is not None:
@@ -366,7 +371,8 @@ class ImpressionWriter:
             dictionary = [c for c in schema.names if not _is_feature_column(c)]
         self.schema = schema
         self._writer = pq.ParquetWriter(
-            self.path, schema, compression=self.compression, use_dictionary=dictionary
+            self.path, schema, compression=self.compression, use_dictionary=dictionary,
+            write_page_checksum=self.page_checksums,
         )
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
@@ -423,6 +429,7 @@ def write_impressions(
     metadata: Mapping[str, str] | None = None,
     version: int = SCHEMA_VERSION,
     n_features: int | None = None,
+    page_checksums: bool = True,
 ) -> Path:
     """Write impression rows (a table, a batch, or an iterable of them) to a Parquet file.
 
@@ -452,7 +459,7 @@ def write_impressions(
         columns = data.schema.names
     with ImpressionWriter(
         path, columns, row_group_size=row_group_size, compression=compression, metadata=metadata,
-        version=version, n_features=n_features,
+        version=version, n_features=n_features, page_checksums=page_checksums,
     ) as writer:
         if isinstance(data, (pa.Table, pa.RecordBatch)):
             writer.write(data)
@@ -887,8 +894,23 @@ def _schema_of(source: PathLike) -> pa.Schema:
     if path.is_dir():
         import pyarrow.dataset as ds
 
-        return ds.dataset(path, format="parquet", partitioning="hive").schema
-    return pq.read_schema(path)
+        try:
+            return ds.dataset(path, format="parquet", partitioning="hive").schema
+        except (OSError, pa.ArrowException):  # a damaged file: the first readable one's schema
+            for f in _log_files(path):
+                try:
+                    return pq.read_schema(f)
+                except (OSError, pa.ArrowException):
+                    continue
+            raise InvalidLogError(
+                f"The log folder '{path}' must hold at least one readable Parquet file; got none."
+            ) from None
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise InvalidLogError(
+            f"The log file '{path}' cannot be read as Parquet ({_first_line(err)})."
+        ) from None
 
 
 def _check_version(metadata: Mapping[bytes, bytes] | None, source: str, strict: bool) -> str:
@@ -1005,17 +1027,136 @@ def read_impressions(
     schema = _schema_of(path)
     version = _check_version(schema.metadata, str(path), strict_version)
     wanted, ignored, dictionary_columns = _read_plan(schema)
-    table = pq.read_table(
-        path,
-        columns=wanted,
-        use_threads=use_threads,
-        read_dictionary=dictionary_columns,
-        partitioning="hive" if path.is_dir() else None,
-    )
+    try:
+        table = pq.read_table(
+            path,
+            columns=wanted,
+            use_threads=use_threads,
+            read_dictionary=dictionary_columns,
+            partitioning="hive" if path.is_dir() else None,
+            page_checksum_verification=True,
+        )
+    except (OSError, pa.ArrowException):  # a damaged page or file: read around it
+        return _read_around_damage(
+            path, schema, wanted, dictionary_columns, known_images=known_images, ignored=ignored,
+            schema_tag=version, n_features=n_features, use_threads=use_threads,
+        )
     return validate_impressions(
         table, known_images=known_images, source=str(path), ignored_columns=ignored,
         schema_tag=version, n_features=n_features,
     )
+
+
+def _log_files(path: Path) -> list[Path]:
+    """The files of a log folder as pyarrow's dataset discovery sees them (hidden and ``_``
+    names skipped), sorted; a file stands for itself."""
+    if not path.is_dir():
+        return [path]
+    return sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    )
+
+
+def read_row_groups(
+    file: pq.ParquetFile, groups: Iterable[int], columns: Sequence[str], first_row: int,
+    use_threads: bool = False, source: str = "",
+) -> tuple[list[pa.Table], list[NDArray[np.int64]], list[NDArray[np.int64]], list[str]]:
+    """Read row groups one by one, setting aside those that cannot be read.
+
+    Returns the tables read, the row numbers of each (``first_row`` + offset in the file), the
+    row numbers of the damaged groups, and one line per damaged group naming the file and group.
+    """
+    meta = file.metadata
+    starts = np.r_[0, np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])]
+    names = set(file.schema_arrow.names)
+    present = [c for c in columns if c in names]
+    tables: list[pa.Table] = []
+    rows: list[NDArray[np.int64]] = []
+    bad: list[NDArray[np.int64]] = []
+    notes: list[str] = []
+    for g in groups:
+        span = np.arange(first_row + starts[g], first_row + starts[g + 1], dtype=np.int64)
+        try:
+            table = file.read_row_group(g, columns=present, use_threads=use_threads)
+            if table.num_rows != len(span):
+                raise OSError(f"{table.num_rows} rows read, {len(span)} expected")
+        except (OSError, pa.ArrowException) as err:
+            bad.append(span)
+            notes.append(f"{source}: row group {g} ({len(span)} rows): {_first_line(err)}")
+            continue
+        tables.append(table)
+        rows.append(span)
+    return tables, rows, bad, notes
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def with_damage(
+    log: ImpressionLog, rows: NDArray[np.int64], damaged_rows: NDArray[np.int64],
+    notes: Sequence[str],
+) -> ImpressionLog:
+    """A log validated from some rows, renumbered (``rows[i]`` is the input row number of its
+    row ``i``), with the rows of damaged row groups counted as ``corrupt_row_group``."""
+    import dataclasses
+
+    report = log.rejections
+    code = np.int8(_REASON_CODE[RejectionReason.CORRUPT_ROW_GROUP])
+    all_rows = np.r_[rows[report.rows], damaged_rows].astype(np.int64)
+    reasons = np.r_[report.reasons, np.full(len(damaged_rows), code, np.int8)].astype(np.int8)
+    order = np.argsort(all_rows, kind="stable")
+    report = dataclasses.replace(
+        report, n_read=report.n_read + len(damaged_rows), rows=all_rows[order],
+        reasons=reasons[order], damaged=(*report.damaged, *notes),
+    )
+    return dataclasses.replace(log, source_row=rows[log.source_row], rejections=report, _cache={})
+
+
+def _read_around_damage(
+    path: Path, schema: pa.Schema, wanted: list[str], dictionary: list[str], *,
+    known_images: Iterable[str] | None, ignored: tuple[str, ...], schema_tag: str,
+    n_features: int | None, use_threads: bool,
+) -> tuple[ImpressionLog, RejectionReport]:
+    """Read a log file by file and row group by row group, setting aside what cannot be read
+    (reported with its file and row group), and validate the rest."""
+    tables: list[pa.Table] = []
+    rows: list[NDArray[np.int64]] = []
+    bad: list[NDArray[np.int64]] = []
+    notes: list[str] = []
+    offset = 0
+    for f in _log_files(path):
+        try:
+            file = pq.ParquetFile(f, read_dictionary=dictionary, page_checksum_verification=True)
+        except (OSError, pa.ArrowException) as err:
+            notes.append(f"{f}: unreadable file: {_first_line(err)}")
+            continue
+        parts = read_row_groups(file, range(file.metadata.num_row_groups), wanted, offset,
+                                use_threads, str(f))
+        tables += parts[0]
+        rows += parts[1]
+        bad += parts[2]
+        notes += parts[3]
+        offset += file.metadata.num_rows
+    if tables:
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise InvalidLogError(
+                f"The files of the log {path} must have compatible columns; got {_first_line(err)}."
+            ) from None
+    else:
+        table = schema.empty_table().select([c for c in wanted if c in schema.names])
+    log, _ = validate_impressions(
+        table, known_images=known_images, source=str(path), ignored_columns=ignored,
+        schema_tag=schema_tag, n_features=n_features,
+    )
+    row_map = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    damaged = np.concatenate(bad) if bad else np.zeros(0, np.int64)
+    log = with_damage(log, row_map, damaged, notes)
+    return log, log.rejections
 
 
 _KNOWN_COLUMNS = frozenset(SCHEMA.names) | {"candidate_set"}

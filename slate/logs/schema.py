@@ -234,6 +234,9 @@ class RejectionReason(str, Enum):
     """A second row for the same ``(page_id, title_id)``; the first row in file order is kept."""
     DUPLICATE_POSITION = "duplicate_position"
     """A second title at the same ``(page_id, row, col)``; the first row in file order is kept."""
+    CORRUPT_ROW_GROUP = "corrupt_row_group"
+    """The row's Parquet row group could not be read: a page checksum did not match, or the
+    page could not be decoded (the file and row group are listed in the report's ``damaged``)."""
 
     def __str__(self) -> str:
         return self.value

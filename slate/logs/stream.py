@@ -32,8 +32,11 @@ from slate.logs.parquet import (
     InvalidLogError,
     PathLike,
     _check_version,
+    _first_line,
     _read_plan,
+    read_row_groups,
     validate_impressions,
+    with_damage,
 )
 
 __all__ = [
@@ -210,7 +213,11 @@ def _scan_file(
     strict_version: bool,
     use_threads: bool,
 ) -> Iterator[ImpressionLog]:
-    probe = pq.ParquetFile(path)
+    try:
+        probe = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as err:  # a damaged footer: reported, the rest still reads
+        yield _unreadable(path, err)
+        return
     schema = probe.schema_arrow
     tag = _check_version(schema.metadata, str(path), strict_version)
     required = {"member_id", "session_id", "page_id", "timestamp", "title_id", "row", "col",
@@ -218,19 +225,24 @@ def _scan_file(
     wanted, ignored, dictionary = _read_plan(
         schema, None if columns is None else required | set(columns)
     )
-    file = pq.ParquetFile(path, read_dictionary=dictionary)
+    file = pq.ParquetFile(path, read_dictionary=dictionary, page_checksum_verification=True)
     units = page_ordered_units(file.metadata, chunk_rows)
-    starts = np.r_[0, np.cumsum([file.metadata.row_group(i).num_rows
-                                 for i in range(file.metadata.num_row_groups)])]
     if units is None:  # not ordered by page: the whole file is one chunk
         units = [(list(range(file.metadata.num_row_groups)), False)]
     carry: pa.Table | None = None
     carry_rows = np.zeros(0, np.int64)
     for groups, carry_on in units:
-        # one group at a time: pyarrow cannot read dictionary-encoded lists of several groups
-        parts = [file.read_row_group(g, columns=wanted, use_threads=use_threads) for g in groups]
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        rows = np.concatenate([np.arange(starts[g], starts[g + 1], dtype=np.int64) for g in groups])
+        # one group at a time: pyarrow cannot read dictionary-encoded lists of several groups;
+        # a group that cannot be read (checksum mismatch, undecodable page) is set aside
+        parts, spans, bad, notes = read_row_groups(file, groups, wanted, 0, use_threads, str(path))
+        if parts:
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            rows = np.concatenate(spans)
+        else:
+            table = (carry.slice(0, 0) if carry is not None
+                     else file.schema_arrow.empty_table().select(wanted))
+            rows = np.zeros(0, np.int64)
+        damaged = np.concatenate(bad) if bad else np.zeros(0, np.int64)
         if carry is not None:
             table = pa.concat_tables([carry, table])
             rows = np.r_[carry_rows, rows]
@@ -246,7 +258,7 @@ def _scan_file(
             else:
                 carry, carry_rows = table.filter(mask), rows[mask]
                 table, rows = table.filter(~mask), rows[~mask]
-        if table.num_rows == 0:
+        if table.num_rows == 0 and not len(damaged):
             continue
         log, _ = validate_impressions(
             table, known_images=known_images, source=str(path), ignored_columns=ignored,
@@ -254,7 +266,16 @@ def _scan_file(
         )
         if n_features is None and log.features is not None:
             n_features = log.n_features  # later chunks of a version-1 file use the same length
-        yield _renumber(log, rows)
+        yield with_damage(log, rows, damaged, notes) if len(damaged) else _renumber(log, rows)
+
+
+def _unreadable(path: Path, err: BaseException) -> ImpressionLog:
+    """An empty chunk whose report names a file that cannot be opened (no row count known)."""
+    from slate.logs.schema import SCHEMA
+
+    log, _ = validate_impressions(SCHEMA.empty_table(), source=str(path))
+    note = f"{path}: unreadable file: {_first_line(err)}"
+    return with_damage(log, np.zeros(0, np.int64), np.zeros(0, np.int64), [note])
 
 
 def merge_reports(reports: Iterable[RejectionReport], source: str = "<log>") -> RejectionReport:
@@ -273,4 +294,5 @@ def merge_reports(reports: Iterable[RejectionReport], source: str = "<log>") -> 
         reasons=np.concatenate([p.reasons for p in parts]),
         ignored_columns=tuple(ignored),
         source=source,
+        damaged=tuple(d for p in parts for d in p.damaged),
     )

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from slate.logs.log import ImpressionLog, RejectionReport
-from slate.logs.parquet import InvalidLogError, PathLike
+from slate.logs.parquet import InvalidLogError, PathLike, read_row_groups
 from slate.logs.schema import RejectionReason
 from slate.logs.stream import DEFAULT_CHUNK_ROWS, list_log_files, scan_impressions
 from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
@@ -167,6 +168,7 @@ class Partials:
     logged_diversity: DiversitySums | None = None
     titles: dict[str, TitleSums] = field(default_factory=dict)
     title_vocabulary: frozenset[str] = frozenset()
+    damaged: tuple[str, ...] = ()  # row groups or files that could not be read (see RejectionReport)
 
     def merge(self, other: Partials) -> Partials:
         """Sums and counts of both (the order of merging does not matter)."""
@@ -193,7 +195,8 @@ class Partials:
                         self.n_undecided + other.n_undecided, rejected, ignored,
                         add(self.diversity, other.diversity),
                         add(self.logged_diversity, other.logged_diversity), titles,
-                        self.title_vocabulary | other.title_vocabulary)
+                        self.title_vocabulary | other.title_vocabulary,
+                        tuple(sorted(self.damaged + other.damaged)))
 
 
 def _empty_sums(spec: ReplaySpec) -> dict[str, EstimatorSums]:
@@ -226,7 +229,7 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
     if report.n_rejected:
         rejected[file_index] = (np.asarray(report.rows, np.int64), np.asarray(report.reasons, np.int8))
     out = Partials(_empty_sums(spec), report.n_read, log.n_rows, 0, rejected,
-                   tuple(report.ignored_columns))
+                   tuple(report.ignored_columns), damaged=tuple(report.damaged))
     if spec.per_title:
         out.title_vocabulary = frozenset(log.title_ids)
     if log.n_rows == 0:
@@ -304,12 +307,24 @@ def _take_rate_partials(file_index: int, path: PathLike, spec: ReplaySpec) -> Ta
     return counts
 
 
+def _num_rows(path: Path) -> int:
+    """Rows of a log file from its footer (0 for a file whose footer is unreadable: it is
+    reported as damaged by the scan)."""
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (OSError, pa.ArrowException):
+        return 0
+
+
 def _min_propensity(files: Sequence[Path]) -> float:
     """Smallest propensity in (0, 1] of the log: from the Parquet statistics when every row
     group has them and they lie in (0, 1], else from a pass over the ``propensity`` column."""
     lowest = math.inf
     for path in files:
-        meta = pq.ParquetFile(path).metadata
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, pa.ArrowException):  # reported as damaged by the scan
+            continue
         names = meta.schema.to_arrow_schema().names
         if "propensity" not in names:
             raise InvalidLogError(f"The log file {path} must have a 'propensity' column.")
@@ -324,7 +339,14 @@ def _min_propensity(files: Sequence[Path]) -> float:
                 break
             lowest = min(lowest, float(st.min))
         if not stats_ok:
-            p = pq.read_table(path, columns=["propensity"]).column(0)
+            try:
+                p = pq.read_table(path, columns=["propensity"], page_checksum_verification=True).column(0)
+            except (OSError, pa.ArrowException):  # a damaged page: the groups that read
+                file = pq.ParquetFile(path, page_checksum_verification=True)
+                parts = read_row_groups(file, range(meta.num_row_groups), ["propensity"], 0)[0]
+                if not parts:
+                    continue
+                p = pa.concat_tables(parts).column(0)
             good = pc.filter(p, pc.and_(pc.greater(p, 0.0), pc.less_equal(p, 1.0)))
             if len(good):
                 lowest = min(lowest, float(pc.min(good).as_py()))
@@ -395,14 +417,14 @@ def _needs_take_rate(spec: ReplaySpec) -> bool:
 def _report(
     total: Partials, files: Sequence[Path], spec: ReplaySpec, level: float, source: str
 ) -> ReplayReport:
-    offsets = np.r_[0, np.cumsum([pq.ParquetFile(f).metadata.num_rows for f in files])]
+    offsets = np.r_[0, np.cumsum([_num_rows(f) for f in files])]
     rows = [total.rejected[f][0] + offsets[f] for f in sorted(total.rejected)]
     reasons = [total.rejected[f][1] for f in sorted(total.rejected)]
     rejections = RejectionReport(
         n_read=total.n_read, n_accepted=total.n_accepted,
         rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
         reasons=np.concatenate(reasons) if reasons else np.zeros(0, np.int8),
-        ignored_columns=total.ignored_columns, source=source,
+        ignored_columns=total.ignored_columns, source=source, damaged=total.damaged,
     )
     estimates = {k: s.estimate(level=level, seed=spec.seed) for k, s in total.sums.items()}
     first = next(iter(total.sums.values()))

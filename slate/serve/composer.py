@@ -13,7 +13,9 @@ The stages, each timed in :attr:`PageDecision.timings_ms`:
 6. ``solve``: :func:`slate.solvers.solve` within ``solver_time_ms``.
 7. ``explore``: randomize eligible titles with exact propensities.
 8. ``store_put``: the new state (one round trip).
-9. ``log``: hand the decision to the decision logger.
+9. ``log``: hand the decision to the decision logger. With a durable logger
+   (``DecisionLogger(durable=True)``) the page is logged *before* ``store_put``, so every
+   committed state has its page in the log; a page the log refuses is not committed.
 
 **Never fail.** If scoring fails or returns non-finite scores, or the solver raises or returns an
 invalid page, the page shows each title's previous image where the rules allow, else its
@@ -634,8 +636,11 @@ class Composer:
         t6 = clock()
         timings["explore"] = (t6 - t5) * 1000.0
 
-        # ---- state write
+        # ---- state write (a durable logger: after the page is in the log, see _log_then_commit)
         shown_ids = tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True))
+        log_first = bool(getattr(self.logger, "durable", False))
+        new_state = None
+        timings["store_put"] = 0.0
         if self.store is not None and state_ok:
             new = next_states(
                 plan,
@@ -648,14 +653,9 @@ class Composer:
                 propensity=propensity,
                 explored=explored,
             )
-            try:
-                self.store.put(req.member_id, new)
-            except Exception as err:
-                faults.add(Fault.STORE_WRITE_FAILED, _err(err))
-        t7 = clock()
-        timings["store_put"] = (t7 - t6) * 1000.0
-        if timings["store_put"] > cfg.store_budget_ms and Fault.STORE_WRITE_FAILED not in faults.faults:
-            faults.add(Fault.STORE_LATE, f"write took {timings['store_put']:.1f} ms")
+            new_state = new
+            if not log_first:
+                self._put_state(req.member_id, new, faults, timings, t6)
 
         objective = None
         if scores is not None and sim is not None:
@@ -686,7 +686,39 @@ class Composer:
             rows=page.rows,
             cols=page.cols,
         )
+        if log_first and new_state is not None:
+            return self._log_then_commit(decision, new_state, timings, started)
         return self._log(decision, timings, started)
+
+    def _put_state(
+        self, member_id: int, new: Any, faults: _Faults, timings: dict[str, float], t: float | None = None
+    ) -> None:
+        """``store_put``: commit the member's new state (a failure or overrun is a fault)."""
+        assert self.store is not None
+        t = time.perf_counter() if t is None else t
+        try:
+            self.store.put(member_id, new)
+        except Exception as err:
+            faults.add(Fault.STORE_WRITE_FAILED, _err(err))
+        timings["store_put"] = (time.perf_counter() - t) * 1000.0
+        if timings["store_put"] > self.config.store_budget_ms and Fault.STORE_WRITE_FAILED not in faults.faults:
+            faults.add(Fault.STORE_LATE, f"write took {timings['store_put']:.1f} ms")
+
+    def _log_then_commit(
+        self, decision: PageDecision, new: Any, timings: dict[str, float], started: float
+    ) -> PageDecision:
+        """Durable order: the page is in the (durable) log before its state is committed, so
+        every committed state is in the log. A page the log refused is not committed either."""
+        decision = self._log(decision, timings, started)
+        if Fault.LOG_FAILED in decision.faults:
+            return decision
+        faults = _Faults()
+        self._put_state(decision.member_id, new, faults, timings)
+        timings["total"] = (time.perf_counter() - started) * 1000.0
+        if not faults.faults:
+            return decision
+        return replace(decision, faults=(*decision.faults, *faults.faults),
+                       fault_details=(*decision.fault_details, *faults.details))
 
     def _log(self, decision: PageDecision, timings: dict[str, float], started: float) -> PageDecision:
         t = time.perf_counter()

@@ -9,29 +9,41 @@ knows it at once); join outcomes on ``(page_id, title_id)``.
 
 **Batches and rotation.** Decisions are buffered in memory; every ``batch_pages`` pages (or when
 the oldest buffered page is ``flush_seconds`` old, checked at each append, or on
-:meth:`DecisionLogger.flush`/:meth:`~DecisionLogger.close`) the batch is written as one
-immutable Parquet file under a partition folder per day (or hour) of the decisions' time,
-``<dir>/date=2024-05-01/decisions-20240501T200000-<pid>-000001.parquet``.
+:meth:`DecisionLogger.flush`/:meth:`~DecisionLogger.close`) the batch is handed to the logger's
+writer thread, which writes it as one immutable Parquet file under a partition folder per day
+(or hour) of the decisions' time,
+``<dir>/date=2024-05-01/decisions-20240501T200000-<pid>-000001-<random token>.parquet``.
 
 **Cost on the request path.** :meth:`DecisionLogger.append` encodes the page's rows at once
-(its strings laid out as Arrow buffers, a few tens of microseconds for 40 titles), so writing a
-batch is a join of buffers and a Parquet write, with no per-row Python work; a buffered page
-keeps a handful of arrays rather than its :class:`PageDecision`.
+(its strings laid out as Arrow buffers, a few tens of microseconds for 40 titles) and never
+writes a file: a full batch is handed to the writer thread (a join of buffers and a Parquet
+write, with no per-row Python work); a buffered page keeps a handful of arrays rather than its
+:class:`PageDecision`.
 
-**Crash safety.** A batch is written to a hidden temporary name in the same folder, flushed to
-disk (``fsync``), then renamed to its final name (an atomic rename), so a file with a final
-name is always complete. A crash loses at most the batch in memory and never touches an earlier
-file; a leftover temporary file starts with ``.`` and is skipped by Parquet readers.
+**Files, concurrency and crash safety** (see docs/reliability.md). File names carry a random
+token, so loggers in several threads or processes (even two containers that are both PID 1)
+can share a folder. A batch is written to a unique hidden temporary name in the same folder,
+flushed to disk (``fsync``), then linked to its final name with ``os.link``, which never
+replaces an existing file; the temporary name is removed. A file with a final name is always
+complete, and ``pages_written_`` counts only pages in published files. A crash loses at most the
+pages not yet published (the batch being filled and the ones queued for the writer) and never
+touches an earlier file; a leftover temporary file starts with ``.`` (skipped by readers) and is
+deleted by the next logger once it is ``orphan_seconds`` old. With ``durable=True`` each page is
+also appended to a write-ahead journal and flushed to disk before :meth:`~DecisionLogger.append`
+returns; a new logger replays the journals of crashed ones, so no acknowledged page is lost.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
 import os
 import threading
 import time
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from itertools import chain
@@ -42,6 +54,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import InvalidProblemError
+from slate.serve import _logfiles
 from slate.serve.decision import PageDecision
 from slate.stability.store import _lower_thread_priority
 
@@ -246,7 +259,7 @@ class DecisionLogger:
     ----------
     directory : str or path-like
         Root folder of the log (created if missing); read it back with
-        :func:`slate.logs.read_impressions`.
+        :func:`slate.logs.read_impressions`. Several loggers (threads or processes) may share it.
     batch_pages : int, default 512
         Pages per file.
     flush_seconds : float, default 60
@@ -256,23 +269,34 @@ class DecisionLogger:
     prefix : str, default "decisions"
     compression : str, default "snappy"
     fsync : bool, default True
-        Flush each file to disk before renaming it into place.
+        Flush each file (and the folder entry naming it) to disk before counting it written.
     max_buffer_pages : int, default 100000
         If writing keeps failing, the oldest buffered pages beyond this are dropped (and
         counted in ``dropped_pages_``).
     background : bool, default False
-        Write full batches on a writer thread, so a page that fills a batch does not wait for
-        the write; a failed background write is raised by the next :meth:`append` or
-        :meth:`flush`. A crash then loses at most the batch being written and the one being
-        filled. The writer holds the GIL only briefly (a page's rows are encoded by
-        :meth:`append`; the Parquet write and the fsync release the GIL) and lowers its own CPU
-        priority (Linux, ``nice`` +10), so on a busy core it does not delay request threads.
+        Run the writer thread at a lower CPU priority (Linux, ``nice`` +10), so on a busy core
+        it does not delay request threads. Either way a full batch is handed to the writer
+        thread: :meth:`append` never writes a Parquet file on the caller's thread.
+    durable : bool, default False
+        Write-ahead journal: :meth:`append` writes the page's rows to a journal segment and
+        flushes it to disk (``fdatasync``) before returning, so an acknowledged page survives a
+        crash (``kill -9``, power loss with ``fsync``). A segment is deleted once its batch is
+        published; a new logger on the folder replays the segments of crashed loggers into
+        Parquet files (``recovered_pages_``). Costs one small synchronous write per page.
+    orphan_seconds : float, default 3600
+        At start-up, hidden temporary files of this prefix older than this (left by a crashed
+        writer) are deleted and listed in ``orphans_removed_``.
 
     Attributes
     ----------
     files_ : list of pathlib.Path
         Files written, in order.
-    pages_written_, rows_written_, dropped_pages_, failed_flushes_ : int
+    pages_written_, rows_written_ : int
+        Pages and rows in files published (durably on disk when ``fsync``).
+    dropped_pages_, failed_flushes_ : int
+    recovered_pages_ : int
+        Pages replayed at start-up from the journals of crashed loggers.
+    orphans_removed_ : list of pathlib.Path
 
     Examples
     --------
@@ -305,6 +329,8 @@ class DecisionLogger:
         fsync: bool = True,
         max_buffer_pages: int = 100_000,
         background: bool = False,
+        durable: bool = False,
+        orphan_seconds: float = 3600.0,
     ) -> None:
         def fail(name: str, must: str, got: object) -> InvalidProblemError:
             return InvalidProblemError(
@@ -321,6 +347,8 @@ class DecisionLogger:
             raise fail("prefix", "a file-name prefix not starting with '.'", prefix)
         if isinstance(max_buffer_pages, bool) or not isinstance(max_buffer_pages, int) or max_buffer_pages < batch_pages:
             raise fail("max_buffer_pages", f"an integer >= batch_pages ({batch_pages})", max_buffer_pages)
+        if not isinstance(orphan_seconds, (int, float)) or not orphan_seconds >= 0:
+            raise fail("orphan_seconds", "a number >= 0", orphan_seconds)
         import pyarrow  # noqa: F401  (fail now, not at the first flush, when pyarrow is missing)
 
         self.directory = Path(directory)
@@ -333,83 +361,128 @@ class DecisionLogger:
         self.fsync = fsync
         self.max_buffer_pages = max_buffer_pages
         self.background = bool(background)
+        self.durable = bool(durable)
         self._buffer: list[_Entry] = []
+        self._queue: deque[tuple[list[_Entry], list[_logfiles.Journal]]] = deque()
+        self._writing: list[_Entry] = []
         self._partitions: dict[int, str] = {}
-        self._inflight: list[_Entry] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._stop = False
         self._error: BaseException | None = None
+        self._failing: BaseException | None = None  # the last write failed; cleared by a success
         self._oldest = 0.0
         self._seq = 0
+        self._journal: _logfiles.Journal | None = None
+        self._retained: list[_logfiles.Journal] = []  # segments of pages kept after a failed write
         self.files_: list[Path] = []
         self.pages_written_ = 0
         self.rows_written_ = 0
         self.dropped_pages_ = 0
         self.failed_flushes_ = 0
+        self.recovered_pages_ = 0
+        self.orphans_removed_ = _logfiles.remove_orphans(self.directory, prefix, float(orphan_seconds))
+        self._recover()
 
     def __len__(self) -> int:
-        """Pages buffered, not yet written (including a batch being written in the background)."""
+        """Pages buffered, not yet written (including batches handed to the writer)."""
         with self._lock:
-            return len(self._buffer) + len(self._inflight)
+            return len(self._buffer) + sum(len(b) for b, _ in self._queue) + len(self._writing)
 
     def append(
         self, decision: PageDecision, rewards: ArrayLike | None = None, engagement: ArrayLike | None = None
     ) -> None:
-        """Buffer one decision (with its rewards if already known); write the batch when full.
+        """Buffer one decision (with its rewards if already known); hand the batch to the
+        writer thread when full. A durable logger has the page on disk when this returns.
 
         Raises the error of a failed write (the decision itself is kept in the buffer).
         """
         entry = (self._partition_of(decision.timestamp), _page_rows(decision, rewards, engagement))
         with self._lock:
+            if self.durable:
+                self._journal_locked(entry)
             if not self._buffer:
                 self._oldest = time.monotonic()
             self._buffer.append(entry)
-            due = len(self._buffer) >= self.batch_pages or time.monotonic() - self._oldest >= self.flush_seconds
+            if len(self._buffer) >= self.batch_pages or time.monotonic() - self._oldest >= self.flush_seconds:
+                self._seal_locked()
             error, self._error = self._error, None
+            if error is None:
+                error = self._failing  # every page reports the fault until a write succeeds
         if error is not None:
             raise error
-        if not due:
-            return
-        if not self.background:
-            self.flush()
-            return
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return  # the writer is busy; this batch goes next
-            batch, self._buffer = self._buffer, []
-            self._inflight = batch
-            self._thread = threading.Thread(target=self._write_in_background, args=(batch,), daemon=True)
-            self._thread.start()
 
-    def _write_in_background(self, batch: list[_Entry]) -> None:
-        _lower_thread_priority()
-        try:
-            self._write_batch(batch)
-        except BaseException as err:  # reported at the next append or flush
+    def _journal_locked(self, entry: _Entry) -> None:
+        if self._journal is None:
+            self._journal = _logfiles.Journal(self.directory, self.prefix, fsync=self.fsync)
+        page = entry[1]
+        sink = pa_ipc_bytes(_rows_table([page]))
+        self._journal.append({"folder": entry[0], "faults": list(page.faults), "timestamp": page.timestamp}, sink)
+
+    def _seal_locked(self) -> None:
+        """Hand the buffer (and its journal segment) to the writer thread."""
+        if not self._buffer:
+            return
+        journals = self._retained + ([self._journal] if self._journal is not None else [])
+        self._queue.append((self._buffer, journals))
+        self._buffer, self._journal, self._retained = [], None, []
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run_writer, name="slate-decision-log", daemon=True)
+            self._thread.start()
+            _LIVE.add(self)
+        self._changed.notify_all()
+
+    def _run_writer(self) -> None:
+        if self.background:
+            _lower_thread_priority()
+        while True:
             with self._lock:
-                self._error = err
-        finally:
-            with self._lock:
-                self._inflight = []
+                while not self._queue and not self._stop:
+                    self._changed.wait()
+                if not self._queue:
+                    return
+                batch, journals = self._queue.popleft()
+                self._writing = batch
+            try:
+                self._write_batch(batch, journals[0].token if journals else None)
+                for journal in journals:
+                    journal.discard()
+                with self._lock:
+                    self._failing = None
+            except BaseException as err:  # reported at the next append or flush
+                with self._lock:
+                    self._retained = journals + self._retained  # still locked: the pages are buffered
+                    self._error = self._failing = err
+            finally:
+                with self._lock:
+                    self._writing = []
+                    self._changed.notify_all()
+
+    def wait(self) -> None:
+        """Wait until the writer thread has written every batch handed to it (not the buffer)."""
+        with self._lock:
+            while self._queue or self._writing:
+                self._changed.wait()
 
     def flush(self) -> list[Path]:
         """Write everything buffered now (one file per partition); return the files written.
 
         On failure the decisions stay buffered (up to ``max_buffer_pages``) and the error is raised.
         """
-        thread = self._thread
-        if thread is not None:
-            thread.join()
-            self._thread = None
         with self._lock:
-            batch, self._buffer = self._buffer, []
+            before = len(self.files_)
+            self._seal_locked()
+            while self._queue or self._writing:
+                self._changed.wait()
             error, self._error = self._error, None
-        written = self._write_batch(batch) if batch else []
+            written = self.files_[before:]
         if error is not None:
             raise error
         return written
 
-    def _write_batch(self, batch: list[_Entry]) -> list[Path]:
+    def _write_batch(self, batch: list[_Entry], token: str | None = None) -> list[Path]:
         groups: dict[str, list[_Entry]] = {}
         for entry in batch:
             groups.setdefault(entry[0], []).append(entry)
@@ -418,7 +491,10 @@ class DecisionLogger:
         try:
             while pending:
                 folder, entries = pending[0]
-                written.append(self._write(folder, [e[1] for e in entries]))
+                pages = [e[1] for e in entries]
+                faults = Counter(f for page in pages for f in page.faults)
+                written.append(self._publish(folder, _rows_table(pages), len(pages), faults,
+                                             pages[0].timestamp, token))
                 pending.pop(0)
         except BaseException:
             with self._lock:
@@ -451,56 +527,99 @@ class DecisionLogger:
             return f"date={when:%Y-%m-%d}"
         return f"date={when:%Y-%m-%d}/hour={when:%H}"
 
-    def _write(self, folder: str, pages: list[_PageRows]) -> Path:
+    def _publish(
+        self, folder: str, table: Any, n_pages: int, faults: Counter[str], first_ts: float,
+        token: str | None = None, count: bool = True,
+    ) -> Path:
+        """Publish one file of pages (unique name, never replacing a file) and count it."""
         from slate.logs.parquet import write_impressions
 
-        table = _rows_table(pages)
-        target_dir = self.directory / folder if folder else self.directory
-        target_dir.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        first = datetime.fromtimestamp(pages[0].timestamp, tz=timezone.utc)
-        name = f"{self.prefix}-{first:%Y%m%dT%H%M%S}-{os.getpid()}-{self._seq:06d}.parquet"
-        final = target_dir / name
-        temporary = target_dir / f".{name}.tmp"
-        faults = Counter(f for page in pages for f in page.faults)
-        write_impressions(
-            temporary,
-            table,
-            compression=self.compression,
-            metadata={
-                "slate.writer": "slate.serve.DecisionLogger",
-                "slate.pages": str(len(pages)),
-                "slate.faults": json.dumps(dict(faults), sort_keys=True),
-            },
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        first = datetime.fromtimestamp(first_ts, tz=timezone.utc)
+        stem = f"{self.prefix}-{first:%Y%m%dT%H%M%S}-{os.getpid()}-{seq:06d}"
+        metadata = {
+            "slate.writer": "slate.serve.DecisionLogger",
+            "slate.pages": str(n_pages),
+            "slate.faults": json.dumps(dict(faults), sort_keys=True),
+        }
+        final = _logfiles.publish(
+            self.directory / folder if folder else self.directory,
+            lambda path: write_impressions(path, table, compression=self.compression, metadata=metadata),
+            lambda: f"{stem}-{token or _logfiles.new_token()}.parquet",
+            hidden_prefix=self.prefix,
+            fsync=self.fsync,
         )
-        if self.fsync:
-            fd = os.open(temporary, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(temporary, final)
-        if self.fsync:
-            try:
-                dir_fd = os.open(target_dir, os.O_RDONLY)
-            except OSError:  # pragma: no cover - platforms without directory fds
-                dir_fd = -1
-            if dir_fd >= 0:
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        self.files_.append(final)
-        self.pages_written_ += len(pages)
-        self.rows_written_ += table.num_rows
+        if count:
+            with self._lock:
+                self.files_.append(final)
+                self.pages_written_ += n_pages
+                self.rows_written_ += table.num_rows
         return final
 
+    def _recover(self) -> None:
+        """Publish the pages of crashed loggers' journal segments, then delete the segments."""
+        for path in _logfiles.orphan_journals(self.directory, self.prefix):
+            records, _torn = _logfiles.read_journal(path)
+            token = path.name.rsplit(".", 1)[0].rsplit("-", 1)[-1]
+            groups: dict[str, list[tuple[dict[str, Any], bytes]]] = {}
+            for header, payload in records:
+                groups.setdefault(str(header.get("folder", "")), []).append((header, payload))
+            for folder, items in groups.items():
+                target = self.directory / folder if folder else self.directory
+                if next(target.glob(f"{self.prefix}-*-{token}.parquet"), None) is not None:
+                    continue  # published before the crash, not yet deleted
+                faults = Counter(f for header, _ in items for f in header.get("faults", ()))
+                first_ts = float(items[0][0].get("timestamp", 0.0))
+                table = _ipc_tables([payload for _, payload in items])
+                self._publish(folder, table, len(items), faults, first_ts, token, count=False)
+                self.recovered_pages_ += len(items)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
     def close(self) -> None:
-        """Write what is buffered."""
-        self.flush()
+        """Write what is buffered and stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._stop = True
+                self._changed.notify_all()
+                thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
 
     def __enter__(self) -> DecisionLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_LIVE: weakref.WeakSet[DecisionLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_handed_over_batches() -> None:
+    """At interpreter exit, let writer threads finish the batches already handed to them (as a
+    synchronous write would have); the batch still being filled needs close()."""
+    for logger in list(_LIVE):
+        logger.wait()
+
+
+def pa_ipc_bytes(table: Any) -> bytes:
+    """A table as Arrow IPC stream bytes (the journal's record payload; no pickle)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def _ipc_tables(payloads: Sequence[bytes]) -> Any:
+    import pyarrow as pa
+
+    tables = [pa.ipc.open_stream(pa.py_buffer(p)).read_all() for p in payloads]
+    return pa.concat_tables(tables)

@@ -180,7 +180,7 @@ def write_embeddings(
     if styles is not None:
         columns["style"] = pa.array([str(s) for s in styles], pa.string())
     p = Path(path)
-    pq.write_table(pa.table(columns), p)
+    pq.write_table(pa.table(columns), p, write_page_checksum=True)
     return p
 
 

@@ -189,7 +189,7 @@ def load_results(path: str | os.PathLike[str]) -> SweepResults:
     manifest = json.loads(manifest_path.read_text())
     summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
     return SweepResults(
-        path=p, table=pq.read_table(table_path), experiment=experiment_from_dict(manifest["experiment"]),
+        path=p, table=pq.read_table(table_path, page_checksum_verification=True), experiment=experiment_from_dict(manifest["experiment"]),
         summary=summary,
     )
 
@@ -743,7 +743,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
 
 
 def _write_table(out: Path, table: pa.Table, manifest: dict[str, Any]) -> None:
-    _atomic_write(out / "results.parquet", lambda p: pq.write_table(table, p))
+    _atomic_write(out / "results.parquet", lambda p: pq.write_table(table, p, write_page_checksum=True))
     _atomic_write(out / "results.csv", lambda p: pacsv.write_csv(table, p))
 
 
