@@ -18,8 +18,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from slate.errors import SlateError
+from slate.errors import NoEstimateError, SlateError
 
 __all__ = ["main"]
 
@@ -34,7 +35,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
         warm_up()  # load the compiled kernels first, so wall_ms measures the solve alone
     result = solve(problem, solver=args.solver, time_limit_ms=args.time_limit_ms)
-    print(json.dumps(result.to_json_dict()))
+    print(json.dumps(result.to_json_dict(), allow_nan=False))
     return 0
 
 
@@ -90,17 +91,92 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """One line for an error that escaped the library's own checks (the exception types that
+    input files can raise), naming the file when the error knows it."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError):
+        names = [str(n) for n in (err.filename, err.filename2) if n]
+        reason = err.strerror or text
+        return f"cannot use '{names[0]}': {reason}" if names else f"input/output error: {reason}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"an input file is not UTF-8 text ({err.reason} at byte {err.start})"
+    if isinstance(err, RecursionError):
+        return "an input file is nested too deeply to be read"
+    if isinstance(err, MemoryError):
+        return "out of memory; the input is too large (see the limits in slate.limits)"
+    if isinstance(err, OverflowError):
+        return f"a number in the input is out of range ({text})"
+    if type(err).__name__ == "ValidationError":  # pydantic: its first error, without the URL
+        errors: list[Any] = getattr(err, "errors", list)()
+        if errors:
+            first = errors[0]
+            where = ".".join(str(x) for x in first.get("loc", ())) or "input"
+            return f"invalid value at '{where}': {first.get('msg')} (got {first.get('input')!r})"
+        return text.splitlines()[0]
+    return f"{type(err).__name__}: {text}"
+
+
+# the exception types that damaged or hostile input files raise from the libraries slate uses;
+# anything else is a bug and keeps its traceback
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, UnicodeDecodeError, RecursionError, MemoryError, OverflowError, EOFError,
+)
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    extra: list[type[BaseException]] = []
+    try:
+        import pyarrow as pa
+
+        extra += [pa.ArrowInvalid, pa.ArrowException]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import pydantic
+
+        extra.append(pydantic.ValidationError)
+    except ImportError:  # pragma: no cover
+        pass
+    import json as _json
+    import zipfile
+
+    extra += [_json.JSONDecodeError, zipfile.BadZipFile]
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    extra.append(tomllib.TOMLDecodeError)
+    return _INPUT_ERRORS + tuple(extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``slate`` console script; returns the exit status."""
+    """Entry point of the ``slate`` console script; returns the exit status.
+
+    0: done; 2: bad input (one line on stderr naming the file and what is wrong, no traceback);
+    3: the command ran but has no answer (e.g. a replay in which no logged row matches the
+    target policy).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except SlateError as err:
-        print(f"slate {args.command}: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # e.g. `slate solve page.json | head`
         return 0
+    except NoEstimateError as err:
+        print(f"slate {args.command}: {err}", file=sys.stderr)
+        return 3
+    except SlateError as err:
+        print(f"slate {args.command}: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slate {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not isinstance(err, _input_errors()):
+            raise
+        print(f"slate {args.command}: {_one_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

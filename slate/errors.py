@@ -9,10 +9,14 @@ from __future__ import annotations
 __all__ = [
     "ImageDecodeError",
     "InfeasibleProblemError",
+    "InputFileError",
     "InvalidEmbedInputError",
     "InvalidProblemError",
+    "NoEstimateError",
+    "ResourceLimitError",
     "SlateError",
     "SolverError",
+    "StoreOpenError",
     "UnknownSolverError",
 ]
 
@@ -52,3 +56,24 @@ class ImageDecodeError(SlateError, ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+class InputFileError(InvalidProblemError):
+    """An input file that cannot be used as given: missing, not a regular file (a FIFO, a device,
+    a folder), larger than its size limit, not UTF-8, nested too deeply or damaged. The message
+    names the file and what is wrong."""
+
+
+class ResourceLimitError(SlateError, ValueError):
+    """A request that would exceed a size limit (grid points, titles, bootstrap replicates, array
+    sizes, file sizes) before anything is allocated. The message names the limit and how to raise
+    it (see :mod:`slate.limits`)."""
+
+
+class NoEstimateError(SlateError, ValueError):
+    """An off-policy estimate was asked for where no logged row matches the target: there is no
+    estimate (rather than a value of 0)."""
+
+
+class StoreOpenError(SlateError, OSError):
+    """A state store cannot be opened: its file is a folder, read-only, not a database of the
+    right kind, or its folder cannot be created. The message names the file."""

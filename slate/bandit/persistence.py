@@ -14,13 +14,15 @@ saved one would have.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slate.bandit.base import ScoringPolicy, make_policy
-from slate.errors import InvalidProblemError
+from slate.errors import InputFileError, InvalidProblemError
+from slate.limits import check_npz
 
 __all__ = ["FORMAT", "load_policy", "save_policy"]
 
@@ -70,15 +72,19 @@ def load_policy(path: str | Path) -> ScoringPolicy:
     """
     p = Path(path)
     try:
+        check_npz(p, "file")  # declared array sizes, before anything is loaded
+    except InputFileError as exc:
+        raise InvalidProblemError(f"Cannot read a slate policy from '{p}': {exc}") from None
+    try:
         with np.load(p, allow_pickle=False) as data:
             if "__metadata__" not in data.files:
                 raise InvalidProblemError(f"The file '{p}' is not a slate policy file (no __metadata__ entry).")
             metadata = json.loads(bytes(data["__metadata__"]).decode("utf-8"))
             arrays = {name: data[f"state.{name}"] for name in metadata.get("arrays", [])}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, InvalidProblemError):
             raise
-        raise InvalidProblemError(f"Cannot read a slate policy from '{p}': {exc}") from exc
+        raise InvalidProblemError(f"Cannot read a slate policy from '{p}': {exc}") from None
     fmt = metadata.get("format")
     if fmt != FORMAT:
         raise InvalidProblemError(f"The 'format' field of '{p}' must be '{FORMAT}'; got {fmt!r} instead.")

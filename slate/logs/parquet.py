@@ -8,9 +8,11 @@ with a :class:`~slate.logs.RejectionReport` counting every rejected row by reaso
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,12 @@ DEFAULT_ROW_GROUP_SIZE = 131_072
 """Rows per Parquet row group written by default (~128k, as the issue asks)."""
 
 PROPENSITY_TOLERANCE = 1e-6
+MIN_PROPENSITY = 1e-12
+"""Smallest accepted ``propensity``: below it the importance weight ``1 / propensity`` is beyond
+any estimate's precision (``5e-324`` overflows to inf); such rows are counted as
+``propensity_out_of_range``."""
+MAX_POSITION = 2**31 - 1
+"""Largest ``row``/``col`` (they are int32 in the log); larger values are ``bad_position``."""
 """Absolute tolerance for ``sum(propensities) == 1`` and ``propensities[shown] == propensity``."""
 
 _STRING_COLUMNS = ("title_id", "image_id", "previous_image_id", "features_ref")
@@ -626,7 +634,10 @@ def _null_mask(column: pa.ChunkedArray | pa.Array) -> NDArray[np.bool_]:
 
 
 def _numeric(column: pa.ChunkedArray, name: str, dtype: Any, fill: Any) -> NDArray[Any]:
+    if pa.types.is_null(column.type):  # every value null: counted by the null masks
+        return np.full(len(column), fill, dtype=dtype)
     if column.null_count:
+        fill = bool(fill) if pa.types.is_boolean(column.type) else fill
         column = pc.fill_null(column, pa.scalar(fill, column.type))
     try:
         values = column.to_numpy()
@@ -660,6 +671,14 @@ def _list_parts(column: pa.ChunkedArray, name: str) -> list[tuple[NDArray[np.int
             or pa.types.is_fixed_size_list(column.type) or pa.types.is_null(column.type)):
         raise InvalidLogError(
             f"The '{name}' column of a {SCHEMA_NAME} log must be a list; got {column.type} instead."
+        )
+    value_type = getattr(column.type, "value_type", None)
+    if value_type is not None and name == "candidate_ids" and not (
+        pa.types.is_string(value_type) or pa.types.is_large_string(value_type) or pa.types.is_null(value_type)
+        or (pa.types.is_dictionary(value_type) and pa.types.is_string(value_type.value_type))
+    ):
+        raise InvalidLogError(
+            f"The '{name}' column of a {SCHEMA_NAME} log must be a list of strings; got {column.type} instead."
         )
     parts = []
     for chunk in column.chunks:
@@ -853,7 +872,7 @@ def _feature_columns(
     for j, (name, column) in enumerate(zip(names, columns, strict=True)):
         if column.type != pa.float32():
             _check_type(column, name, ("float", "integer"))
-            column = column.cast(pa.float32())
+            column = column.cast(pa.float32(), safe=False)  # large integers round, they do not fail
         start = 0
         for chunk in column.chunks:  # one strided copy per chunk, straight into place
             stop = start + len(chunk)
@@ -889,6 +908,42 @@ def _first_duplicates(
     return dup
 
 
+@contextlib.contextmanager
+def arrow_errors(source: PathLike) -> Iterator[None]:
+    """Turn what pyarrow raises on a damaged, truncated, empty or non-Parquet file into
+    :class:`InvalidLogError` naming the file (pyarrow's own message kept, on one line).
+
+    Damage that pyarrow does not detect itself surfaces as undecodable UTF-8 (names or string
+    values) or as a column the schema promised and the file lacks; both are reported the same way.
+    """
+    try:
+        yield
+    except InvalidLogError:
+        raise
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, KeyError) as err:
+        detail = " ".join(str(err).split())[:300].rstrip(".") or type(err).__name__
+        if isinstance(err, (UnicodeDecodeError, KeyError)):
+            detail = f"damaged data ({type(err).__name__}: {detail})"
+        raise InvalidLogError(f"The log '{source}' cannot be read as Parquet: {detail}.") from None
+
+
+def check_regular_files(path: Path) -> None:
+    """Refuse FIFOs, devices and sockets as a log (or inside a log folder) before pyarrow opens
+    them: reading one blocks forever or never ends (``/dev/zero``)."""
+    candidates = [path] if not path.is_dir() else [
+        p for p in path.rglob("*") if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    ]
+    for p in candidates:
+        try:
+            mode = p.stat().st_mode
+        except OSError as err:
+            raise InvalidLogError(f"The log file '{p}' cannot be read: {err.strerror or err}.") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InvalidLogError(
+                f"The log file '{p}' is not a regular file (a FIFO, device or socket); give Parquet files."
+            )
+
+
 def _schema_of(source: PathLike) -> pa.Schema:
     path = Path(source)
     if path.is_dir():
@@ -905,12 +960,7 @@ def _schema_of(source: PathLike) -> pa.Schema:
             raise InvalidLogError(
                 f"The log folder '{path}' must hold at least one readable Parquet file; got none."
             ) from None
-    try:
-        return pq.read_schema(path)
-    except (OSError, pa.ArrowException) as err:
-        raise InvalidLogError(
-            f"The log file '{path}' cannot be read as Parquet ({_first_line(err)})."
-        ) from None
+    return pq.read_schema(path)  # the caller's arrow_errors() names the file
 
 
 def _check_version(metadata: Mapping[bytes, bytes] | None, source: str, strict: bool) -> str:
@@ -1024,9 +1074,11 @@ def read_impressions(
             f"The 'source' parameter of read_impressions must name an existing file or folder; "
             f"got '{path}' instead."
         )
-    schema = _schema_of(path)
-    version = _check_version(schema.metadata, str(path), strict_version)
-    wanted, ignored, dictionary_columns = _read_plan(schema)
+    check_regular_files(path)
+    with arrow_errors(path):
+        schema = _schema_of(path)
+        version = _check_version(schema.metadata, str(path), strict_version)
+        wanted, ignored, dictionary_columns = _read_plan(schema)
     try:
         table = pq.read_table(
             path,
@@ -1287,14 +1339,15 @@ def validate_impressions(
     if not v2:
         shown, found, malformed = candidate_checks(candidates, cand_lengths, image)
     flag(malformed, RejectionReason.MALFORMED_CANDIDATES)
-    flag((row < 0) | (colpos < 0), RejectionReason.BAD_POSITION)
+    flag((row < 0) | (colpos < 0) | (row > MAX_POSITION) | (colpos > MAX_POSITION),
+         RejectionReason.BAD_POSITION)
 
     # ---- propensity
     prop_null = _null_mask(col("propensity"))
     propensity = _numeric(col("propensity"), "propensity", np.float64, 0.0)
     flag(prop_null, RejectionReason.MISSING_PROPENSITY)
     with np.errstate(invalid="ignore"):
-        flag(~(np.isfinite(propensity) & (propensity > 0) & (propensity <= 1)),
+        flag(~(np.isfinite(propensity) & (propensity >= MIN_PROPENSITY) & (propensity <= 1)),
              RejectionReason.PROPENSITY_OUT_OF_RANGE)
     flag(~found, RejectionReason.SHOWN_NOT_CANDIDATE)
 

@@ -34,6 +34,8 @@ from slate.logs.parquet import (
     _check_version,
     _first_line,
     _read_plan,
+    arrow_errors,
+    check_regular_files,
     read_row_groups,
     validate_impressions,
     with_damage,
@@ -69,6 +71,8 @@ def list_log_files(source: PathLike | Iterable[PathLike]) -> list[Path]:
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.exists():
+            check_regular_files(path)
         if path.is_dir():
             files = sorted(
                 p for p in path.rglob("*.parquet")
@@ -86,6 +90,9 @@ def list_log_files(source: PathLike | Iterable[PathLike]) -> list[Path]:
         return [path]
     files = [Path(p) for p in source]
     missing = [str(p) for p in files if not p.is_file()]
+    for p in files:
+        if p.exists():
+            check_regular_files(p)
     if missing:
         raise InvalidLogError(f"The log files must exist; got missing file(s) {missing}.")
     return sorted(files)
@@ -200,8 +207,9 @@ def scan_impressions(
     catalog = None if known_images is None else [str(x) for x in known_images]
     wanted_columns = None if columns is None else list(columns)
     for path in list_log_files(source):
-        yield from _scan_file(path, catalog, n_features, wanted_columns, int(chunk_rows),
-                              strict_version, use_threads)
+        with arrow_errors(path):
+            yield from _scan_file(path, catalog, n_features, wanted_columns, int(chunk_rows),
+                                  strict_version, use_threads)
 
 
 def _scan_file(

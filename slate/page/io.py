@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, ResourceLimitError
+from slate.limits import check_limit, load_json_file
+from slate.page.layout import GridLayout
 from slate.page.problem import PageProblem
 
 __all__ = ["FORMAT", "problem_from_dict", "problem_to_dict", "read_optimum", "read_problem", "write_problem"]
@@ -42,10 +44,13 @@ class _Image(_Frozen):
     tags: list[str] = Field(default_factory=list)
 
 
+_MAX_POSITION = 2**31 - 1  # grid positions are stored as int32 in the logs
+
+
 class _Title(_Frozen):
     id: str
-    row: int | None = None
-    col: int | None = None
+    row: int | None = Field(default=None, ge=0, le=_MAX_POSITION)
+    col: int | None = Field(default=None, ge=0, le=_MAX_POSITION)
     previous: str | None = None
     locked: bool = False
     images: list[_Image]
@@ -63,8 +68,8 @@ class _Weights(_Frozen):
 
 
 class _Layout(_Frozen):
-    rows: int
-    cols: int
+    rows: int = Field(ge=1, le=_MAX_POSITION)
+    cols: int = Field(ge=1, le=_MAX_POSITION)
 
 
 class _File(BaseModel):
@@ -73,9 +78,9 @@ class _File(BaseModel):
     name: str = ""
     layout: _Layout | None = None
     weights: _Weights = _Weights()
-    max_changes: int | None = None
+    max_changes: int | None = Field(default=None, ge=0, le=2**62)
     titles: list[_Title]
-    pairs: list[_Pair] = Field(default_factory=list)
+    pairs: list[_Pair] | None = None
     quotas: dict[str, int] = Field(default_factory=dict)
     optimum: dict[str, Any] | None = None
 
@@ -113,6 +118,8 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
 
     n_titles = len(doc.titles)
     n_images = max(len(t.images) for t in doc.titles)
+    check_limit("max_titles", n_titles, "titles in one page problem")
+    check_limit("max_page_cells", n_titles * n_images, "title x image cells in one page problem")
     dims = {len(i.embedding) for t in doc.titles for i in t.images if i.embedding is not None}
     has_emb = [i.embedding is not None for t in doc.titles for i in t.images]
     if any(has_emb) and not all(has_emb):
@@ -158,19 +165,32 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
             rows[ti], cols[ti] = int(title.row or 0), int(title.col or 0)
     title_ids = [t.id for t in doc.titles]
     index = {tid: i for i, tid in enumerate(title_ids)}
+    # no 'pairs' key: the pairs follow from the layout (GridLayout weights); a 'pairs' list
+    # (even an empty one) is the page's interaction graph as given
+    derive = doc.pairs is None and doc.layout is not None
+    given = doc.pairs or []
     pairs = []
-    for pi, pair in enumerate(doc.pairs):
+    for pi, pair in enumerate(given):
         for side in (pair.a, pair.b):
             if side not in index:
                 raise InvalidProblemError(
                     f"The page-problem field 'pairs[{pi}]' names an unknown title '{side}'."
                 )
         pairs.append((index[pair.a], index[pair.b]))
+    if have_pos and doc.layout is not None:
+        outside = [t.id for t in doc.titles if (t.row or 0) >= doc.layout.rows or (t.col or 0) >= doc.layout.cols]
+        if outside:
+            raise InvalidProblemError(
+                f"The page-problem field 'titles' places title '{outside[0]}' outside the layout "
+                f"({doc.layout.rows} rows x {doc.layout.cols} cols)."
+            )
+    layout = GridLayout(rows=doc.layout.rows, cols=doc.layout.cols) if derive and doc.layout else None
     return PageProblem.from_arrays(
         scores,
         emb,
-        pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
-        pair_weights=np.asarray([p.weight for p in doc.pairs], dtype=np.float64),
+        layout=layout,
+        pairs=None if layout is not None else np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+        pair_weights=None if layout is not None else np.asarray([p.weight for p in given], dtype=np.float64),
         candidates=cand,
         previous=previous,
         locked=np.array([t.locked for t in doc.titles]),
@@ -234,22 +254,25 @@ def problem_to_dict(problem: PageProblem) -> dict[str, Any]:
 
 
 def _load_json(path: str | Path) -> Any:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise InvalidProblemError(f"Cannot read page-problem file '{p}': {err.strerror or err}.") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InvalidProblemError(
-            f"Page-problem file '{p}' is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}."
-        ) from None
+    return load_json_file(path, "page-problem file")
 
 
 def read_problem(path: str | Path) -> PageProblem:
-    """Read and validate a ``slate.page-problem/1`` JSON file."""
-    return problem_from_dict(_load_json(path))
+    """Read and validate a ``slate.page-problem/1`` JSON file.
+
+    Raises
+    ------
+    InvalidProblemError
+        Naming the file (missing, not a regular file, not UTF-8, not JSON, nested too deeply)
+        or the field that is wrong.
+    ResourceLimitError
+        The file or the page exceeds a limit of :mod:`slate.limits`.
+    """
+    data = _load_json(path)
+    try:
+        return problem_from_dict(data)
+    except (InvalidProblemError, ResourceLimitError) as err:
+        raise type(err)(f"{path}: {err}") from None
 
 
 def read_optimum(path: str | Path) -> dict[str, Any] | None:

@@ -27,9 +27,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import InfeasibleProblemError, InvalidProblemError
+from slate.limits import check_limit
 from slate.page.layout import GridLayout, Layout, grid_positions
 
-__all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs"]
+__all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs", "unit_vectors"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -47,6 +48,42 @@ def _readonly_view(array: NDArray[Any]) -> NDArray[Any]:
     view = np.ascontiguousarray(array).view()
     view.flags.writeable = False
     return view
+
+
+def _check_totals_finite(
+    scores: FloatArray, pair_weights: FloatArray, diversity: float, churn: float, n_titles: int
+) -> None:
+    """Each value may be finite while a page's objective overflows (scores near 1e308 add up to
+    inf); refuse such pages so no objective, bound or JSON output is ever infinite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        totals = {
+            "scores": float(np.abs(scores).max(axis=1).sum()) * 2.0,
+            "weights.diversity": diversity * float(np.sum(pair_weights)) * 2.0,
+            "weights.churn": churn * n_titles * 2.0,
+        }
+    for name, total in totals.items():
+        if not np.isfinite(total):
+            raise _fail(name, "be small enough that the page's objective is finite", "values that overflow")
+
+
+def unit_vectors(x: FloatArray) -> FloatArray:
+    """``x`` scaled to unit length along its last axis (zero vectors stay zero).
+
+    Each vector is first divided by its largest absolute entry, so the norm neither overflows
+    (entries near 1e155 and beyond) nor underflows (entries near 1e-160): the direction, and so
+    the cosine similarity, is that of the vector whatever its magnitude.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> unit_vectors(np.array([[3e200, 4e200], [0.0, 0.0], [3e-170, -4e-170]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0], [0.6, -0.8]]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.max(np.abs(x), axis=-1, keepdims=True) if x.shape[-1] else np.zeros((*x.shape[:-1], 1))
+    scaled = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    norms = np.linalg.norm(scaled, axis=-1, keepdims=True)
+    return np.divide(scaled, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates: BoolArray) -> FloatArray:
@@ -71,9 +108,7 @@ def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates:
     >>> np.round(sim[0], 3).tolist()
     [[0.707, 0.0], [0.707, 0.0]]
     """
-    norms = np.linalg.norm(embeddings, axis=2, keepdims=True)
-    unit = np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0)
-    unit = unit * candidates[:, :, None]
+    unit = unit_vectors(embeddings) * candidates[:, :, None]
     if len(pairs) == 0:
         k = embeddings.shape[1]
         return np.zeros((0, k, k))
@@ -247,6 +282,8 @@ class PageProblem:
                 "scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw_scores.shape}"
             )
         n_titles, n_images = raw_scores.shape
+        check_limit("max_titles", n_titles, "titles in one page")
+        check_limit("max_page_cells", n_titles * n_images, "title x image cells in one page")
 
         if candidates is None:
             cand = np.ones((n_titles, n_images), dtype=bool)
@@ -414,6 +451,7 @@ class PageProblem:
                 raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
 
         # quotas
+        _check_totals_finite(score_arr, w, float(diversity), float(churn), n_titles)
         tag_names, tags, tag_max = _build_quotas(image_tags, tag_quotas, cand, n_titles, n_images)
 
         problem = cls(

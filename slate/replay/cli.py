@@ -23,7 +23,8 @@ A policy ``CONFIG`` is a JSON or TOML file (keys at the top level, or under ``[p
     missing = "skip"           # table: rows without a decision are an "error" or "skip"ped
     name = "candidate v2"      # shown in the report
 
-Relative paths are relative to the config file. ``--table D.parquet`` is short for a config
+Relative paths are relative to the config file and must stay inside its folder (absolute paths
+and ``..`` out of it are refused unless ``--allow-outside-paths``). ``--table D.parquet`` is short for a config
 ``{"kind": "table", "table": "D.parquet"}``; with neither, the uniform policy is evaluated.
 ``--engine memory`` (default) reads the log into memory (:func:`slate.replay.evaluate`);
 ``stream`` streams it in chunks of whole pages, ``dask`` runs one task per file on a dask
@@ -56,9 +57,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from slate.errors import NoEstimateError
+from slate.limits import check_limit, check_nesting, read_text_file
 from slate.replay.policy import DecisionTable, InvalidReplayInputError, LinearPolicy, UniformPolicy
 
-__all__ = ["PolicyConfig", "add_replay_parser", "cmd_replay", "load_policy_config"]
+__all__ = ["PolicyConfig", "add_replay_parser", "check_output_path", "cmd_replay", "load_policy_config"]
 
 
 class PolicyConfig(BaseModel):
@@ -85,11 +88,22 @@ class PolicyConfig(BaseModel):
             raise ValueError("'stickiness' applies to a 'linear' policy only")
         return self
 
-    def build(self, base: Path) -> Any:
-        """The target policy, files resolved relative to ``base``."""
+    def build(self, base: Path, *, allow_outside: bool = False) -> Any:
+        """The target policy, files resolved relative to ``base``.
+
+        A file outside ``base`` (an absolute path, or ``..`` leading out of it) is refused
+        unless ``allow_outside`` (``slate replay --allow-outside-paths``): a config file
+        shared with others must not read arbitrary files.
+        """
         def resolve(p: str) -> Path:
             path = Path(p)
-            return path if path.is_absolute() else base / path
+            full = path if path.is_absolute() else base / path
+            if not allow_outside and not _inside(full, base):
+                raise InvalidReplayInputError(
+                    f"The policy config names the file '{p}', which is outside the config's folder "
+                    f"'{base}'; move it there or pass --allow-outside-paths."
+                )
+            return full
 
         policy: Any
         if self.kind == "linear":
@@ -114,7 +128,16 @@ class PolicyConfig(BaseModel):
         return policy
 
 
-def load_policy_config(path: str | os.PathLike[str]) -> Any:
+def _inside(path: Path, base: Path) -> bool:
+    """Whether ``path`` (symbolic links resolved) lies inside the folder ``base``."""
+    try:
+        path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def load_policy_config(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Any:
     """Read a policy config file (JSON or TOML) and build its policy.
 
     Examples
@@ -134,7 +157,7 @@ def load_policy_config(path: str | os.PathLike[str]) -> Any:
         raise InvalidReplayInputError(
             f"The policy config must be an existing JSON or TOML file; got '{path}' instead."
         )
-    text = p.read_text()
+    text = read_text_file(p, "policy config")
     try:
         if p.suffix.lower() == ".toml":
             try:
@@ -149,10 +172,12 @@ def load_policy_config(path: str | os.PathLike[str]) -> Any:
             raise InvalidReplayInputError(
                 f"The policy config must be a .json or .toml file; got '{p.name}'."
             )
-    except (json.JSONDecodeError, ValueError) as exc:
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, InvalidReplayInputError):
             raise
-        raise InvalidReplayInputError(f"The policy config '{p}' could not be parsed ({exc}).") from None
+        why = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+        raise InvalidReplayInputError(f"The policy config '{p}' could not be parsed ({why}).") from None
+    check_nesting(raw, f"policy config '{p}'")
     if isinstance(raw, dict) and set(raw) == {"policy"} and isinstance(raw["policy"], dict):
         raw = raw["policy"]
     if not isinstance(raw, dict):
@@ -168,7 +193,7 @@ def load_policy_config(path: str | os.PathLike[str]) -> Any:
             f"The policy config '{p}' is invalid at '{where}': {first['msg']} (got "
             f"{first.get('input')!r})."
         ) from None
-    return config.build(p.parent)
+    return config.build(p.parent, allow_outside=allow_outside)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -178,11 +203,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if args.policy and args.table:
         raise InvalidReplayInputError("Give --policy or --table, not both.")
+    check_output_path(args.output, "--output")  # before the long work, not after it
+    check_limit("max_bootstrap", args.bootstrap, "bootstrap replicates (--bootstrap)")
     if args.policy:
-        policy = load_policy_config(args.policy)
-    elif args.table:
+        policy = load_policy_config(args.policy, allow_outside=getattr(args, "allow_outside_paths", False))
+    elif args.table:  # a path given on the command line is the user's explicit choice
         policy = PolicyConfig(kind="table", table=str(Path(args.table).resolve()),
-                              missing=args.missing).build(Path.cwd())
+                              missing=args.missing).build(Path.cwd(), allow_outside=True)
     else:
         policy = UniformPolicy()
     estimators = [e.strip() for group in (args.estimator or ["snips"]) for e in group.split(",")
@@ -216,12 +243,45 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                level=args.level, n_workers=args.workers, address=args.address,
                                per_title=args.per_title, **diversity, **clustering)
     print(report)
-    if report.rejections.n_rejected:
+    if report.rejections.n_rejected or report.rejections.damaged:
         print(report.rejections)
     output = Path(args.output)
     report.to_json(output)
     print(f"wrote {output}")
+    missing = {k: e.reason for k, e in report.estimates.items() if e.status != "ok"}
+    if missing:
+        names = ", ".join(missing)
+        raise NoEstimateError(
+            f"no estimate for {names}: {next(iter(missing.values()))} (the JSON in {output} "
+            "has null values and status 'no_match')."
+        )
     return 0
+
+
+def check_output_path(path: str | os.PathLike[str], option: str) -> None:
+    """Refuse an output file that cannot be written (missing folder, a folder, no permission)
+    before any work is done.
+
+    Examples
+    --------
+    >>> check_output_path("/nonexistent-folder/out.json", "--output")
+    Traceback (most recent call last):
+    ...
+    slate.replay.policy.InvalidReplayInputError: The --output file '/nonexistent-folder/out.json' cannot be written: its folder '/nonexistent-folder' does not exist.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    problem = ""
+    if p.is_dir():
+        problem = "it is a folder"
+    elif not parent.is_dir():
+        problem = f"its folder '{parent}' does not exist"
+    elif p.exists() and not os.access(p, os.W_OK):
+        problem = "permission denied"
+    elif not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        problem = f"permission denied in '{parent}'"
+    if problem:
+        raise InvalidReplayInputError(f"The {option} file '{p}' cannot be written: {problem}.")
 
 
 def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -247,6 +307,8 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--policy", help="a policy config (JSON or TOML; see 'slate.replay.cli')")
     who.add_argument("--table", help="a decision table (Parquet: member_id, session_id, title_id, image_id)")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let the policy config name files outside its own folder")
     p.add_argument("--missing", choices=["error", "skip"], default="error",
                    help="with --table: rows without a decision are an error or left out")
     p.add_argument("--estimator", "-e", action="append", metavar="NAME",

@@ -606,10 +606,10 @@ def evaluate_dask(
         if address is not None:
             own_client = client = Client(address)
         else:
-            if not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
+            if not isinstance(n_workers, (int, np.integer)) or not 1 <= n_workers <= 1024:
                 raise InvalidReplayInputError(
-                    f"The 'n_workers' parameter of evaluate_dask must be an integer >= 1; got "
-                    f"{n_workers!r} instead."
+                    f"The 'n_workers' parameter of evaluate_dask must be an integer in [1, 1024] "
+                    f"(worker processes of a local cluster); got {n_workers!r} instead."
                 )
             with dask.config.set({"distributed.worker.profile.enabled": False}):
                 own_cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1,

@@ -27,7 +27,7 @@ Assumptions, per estimator:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
@@ -37,6 +37,7 @@ from scipy import sparse
 from scipy import stats as sps
 
 from slate.errors import SlateError
+from slate.limits import check_limit
 from slate.logs.log import ImpressionLog
 from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
@@ -67,6 +68,7 @@ __all__ = [
     "WholePageMatch",
     "available_estimators",
     "get_estimator",
+    "no_match_checked",
     "register_estimator",
 ]
 
@@ -408,6 +410,12 @@ class Estimate:
     page_value : float
         Expected quality plays per page (``value`` times the mean number of titles per page).
     page_interval : (float, float)
+    status : {"ok", "no_match"}
+        ``"no_match"``: no logged row matches the target (or no row is left), so there is no
+        estimate: ``value``, ``se``, the intervals and ``page_value`` are NaN (null in JSON)
+        rather than a value of 0 (IPS) or the model's value (DR), and ``reason`` says why.
+    reason : str
+        Empty when ``status`` is ``"ok"``.
     """
 
     estimator: str
@@ -427,6 +435,8 @@ class Estimate:
     weights_exploded: bool
     page_value: float
     page_interval: tuple[float, float]
+    status: str = "ok"
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -483,11 +493,36 @@ class Estimator(Protocol):
         ...
 
 
+def no_match_checked(estimate: Estimate, weighted: bool) -> Estimate:
+    """``estimate`` unchanged, or marked ``status="no_match"`` with NaN values when no row is
+    left or, for a weighted estimator, no logged row matches the target (then IPS would say 0
+    with an interval [0, 0], and DR the model's value, neither backed by a single matched row).
+
+    Examples
+    --------
+    >>> e = Estimate("ips", 0.0, 0.0, (0.0, 0.0), 0.95, 0, 0, "normal", 0.0, 10, 5, 0, 0.0, 0.0,
+    ...              True, 0.0, (0.0, 0.0))
+    >>> checked = no_match_checked(e, weighted=True)
+    >>> checked.status, checked.value != checked.value
+    ('no_match', True)
+    """
+    if estimate.n_rows > 0 and (estimate.n_matched > 0 or not weighted):
+        return estimate
+    nan = float("nan")
+    reason = (
+        "no rows left to estimate from" if estimate.n_rows == 0
+        else f"no logged row of {estimate.n_rows} matches the target policy's choice"
+    )
+    return replace(estimate, value=nan, se=nan, interval=(nan, nan), page_value=nan,
+                   page_interval=(nan, nan), status="no_match", reason=reason)
+
+
 def _check_options(n_bootstrap: int, level: float) -> None:
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         raise InvalidReplayInputError(
             f"The 'n_bootstrap' parameter must be an integer >= 0; got {n_bootstrap!r} instead."
         )
+    check_limit("max_bootstrap", int(n_bootstrap), "bootstrap replicates")
     if not 0.0 < float(level) < 1.0:
         raise InvalidReplayInputError(
             f"The 'level' parameter must be in (0, 1); got {level!r} instead."
@@ -541,7 +576,7 @@ class BaseEstimator:
                 method += ", model fixed"
         diag = weight_diagnostics(c.weights, data.n_rows)
         per_page = data.n_rows / max(data.n_clusters, 1)
-        return Estimate(
+        return no_match_checked(Estimate(
             estimator=self.name,
             value=value,
             se=se,
@@ -559,7 +594,7 @@ class BaseEstimator:
             weights_exploded=diag.exploded,
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
-        )
+        ), weighted=c.weights is not None)
 
     def per_title(
         self, data: ReplayData, *, seed: int | None = 0, level: float = 0.95

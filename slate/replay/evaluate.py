@@ -126,7 +126,8 @@ class ReplayReport:
             lo, hi = e.interval
             lines.append(
                 f"{name:<14}{e.value:>9.4f}{e.se:>9.4f}{f'[{lo:.4f}, {hi:.4f}]':>22}"
-                f"{e.ess:>11.1f}{e.n_matched:>9}  {'weights!' if e.weights_exploded else ''}"
+                f"{e.ess:>11.1f}{e.n_matched:>9}  "
+                f"{'no estimate: ' + e.reason if e.status != 'ok' else 'weights!' if e.weights_exploded else ''}"
             )
         width = max([24, *(len(k) + 1 for k in self.metrics)])
         for k, v in self.metrics.items():

@@ -21,6 +21,7 @@ independently given the row probabilities, so a pair's expected similarity is
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,6 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate.logs.log import ImpressionLog
 from slate.page.layout import GridLayout
+from slate.page.problem import unit_vectors
 from slate.replay import _exact
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 
@@ -354,15 +356,14 @@ class ImageEmbeddings:
                 f"The 'image_embeddings' ({self.source}) must be finite; got NaN or infinite "
                 f"values for {int(bad.sum())} images, e.g. {_examples(np.asarray(ids)[bad])}."
             )
-        norms = np.linalg.norm(v, axis=1)
-        zero = norms == 0
+        zero = ~(np.abs(v) > 0).any(axis=1)
         if zero.any():
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' ({self.source}) must be non-zero vectors (cosine "
                 f"similarity is undefined otherwise); got zero vectors for {int(zero.sum())} "
                 f"images, e.g. {_examples(np.asarray(ids)[zero])}."
             )
-        v /= norms[:, None]
+        v = unit_vectors(v)  # scaled first: magnitudes near 1e155 do not overflow the norm
         v.flags.writeable = False
         object.__setattr__(self, "image_ids", ids)
         object.__setattr__(self, "vectors", v)
@@ -448,19 +449,30 @@ class ImageEmbeddings:
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' file must exist; got '{p}' instead.")
         if p.suffix.lower() == ".npz":
-            with np.load(p, allow_pickle=False) as data:
-                missing = [k for k in ("image_id", "embedding") if k not in data.files]
-                if missing:
-                    raise InvalidEmbeddingsError(
-                        f"The 'image_embeddings' file '{p}' must hold arrays 'image_id' and "
-                        f"'embedding'; got {sorted(data.files)}."
-                    )
-                return cls(tuple(str(x) for x in data["image_id"].tolist()), data["embedding"], str(p))
+            from slate.limits import check_npz
+
+            check_npz(p, "image-embeddings file")
+            try:
+                with np.load(p, allow_pickle=False) as data:
+                    missing = [k for k in ("image_id", "embedding") if k not in data.files]
+                    if missing:
+                        raise InvalidEmbeddingsError(
+                            f"The 'image_embeddings' file '{p}' must hold arrays 'image_id' and "
+                            f"'embedding'; got {sorted(data.files)}."
+                        )
+                    ids, emb = data["image_id"].tolist(), data["embedding"]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                if isinstance(err, InvalidEmbeddingsError):
+                    raise
+                raise InvalidEmbeddingsError(
+                    f"The 'image_embeddings' file '{p}' is not a readable .npz file ({err})."
+                ) from None
+            return cls(tuple(str(x) for x in ids), emb, str(p))
         import pyarrow.parquet as pq
 
         try:
             table = pq.read_table(p)
-        except (pa.ArrowInvalid, OSError) as err:
+        except (pa.ArrowException, OSError) as err:
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' file '{p}' must be Parquet or .npz; reading it failed "
                 f"({err})."

@@ -428,7 +428,7 @@ class EstimatorSums:
 
     def estimate(self, *, level: float, seed: int | None) -> Any:
         """The :class:`~slate.replay.Estimate` of these sums."""
-        from slate.replay.estimators import Estimate
+        from slate.replay.estimators import Estimate, no_match_checked
 
         t = self.totals()
         U, V = t["U"], t["V"]
@@ -463,14 +463,14 @@ class EstimatorSums:
             ess, share, exploded = float(self.n_rows), 0.0, False
             max_weight = 1.0 if self.n_rows else 0.0
         per_page = self.n_rows / max(P, 1)
-        return Estimate(
+        return no_match_checked(Estimate(
             estimator=self.estimator, value=value, se=se, interval=interval, level=float(level),
             n_bootstrap=n_boot, seed=seed, interval_method=method, ess=float(ess),
             n_rows=self.n_rows, n_pages=P, n_matched=self.n_matched, max_weight=float(max_weight),
             top1_weight_share=float(share), weights_exploded=bool(exploded),
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
-        )
+        ), weighted=self.has_weights)
 
 
 # ====================================================================== per title

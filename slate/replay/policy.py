@@ -10,6 +10,7 @@ system) are one-hot distributions and also carry their choice per row.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import SlateError
+from slate.errors import InputFileError, SlateError
+from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
 
 __all__ = [
@@ -283,6 +285,25 @@ def _linear_scores(
     return out
 
 
+def _finite_float32(values: Any, name: str) -> NDArray[np.float32]:
+    """``values`` as float32, refused unless every entry is a finite number within float32
+    (NaN weights would make every score NaN and the argmax always the first candidate)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidReplayInputError(
+            f"The '{name}' of LinearPolicy must be numbers; got {exc}."
+        ) from None
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise InvalidReplayInputError(
+            f"The '{name}' of LinearPolicy must be finite float32 numbers; got {int(bad.sum())} "
+            f"NaN or infinite (or beyond float32) entries."
+        )
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class LinearPolicy:
     """Score each candidate image linearly in the context features; show the best one.
@@ -319,19 +340,19 @@ class LinearPolicy:
     name: str = "linear"
 
     def __post_init__(self) -> None:
-        w = np.asarray(self.weights, dtype=np.float32)
+        w = _finite_float32(self.weights, "weights")
         ids = tuple(str(x) for x in self.image_ids)
         if w.ndim != 2 or w.shape[0] != len(ids):
             raise InvalidReplayInputError(
                 f"The 'weights' of LinearPolicy must have shape (n_images={len(ids)}, "
                 f"n_features); got {w.shape} instead."
             )
-        b = np.zeros(len(ids), np.float32) if self.bias is None else np.asarray(self.bias, np.float32)
+        b = np.zeros(len(ids), np.float32) if self.bias is None else _finite_float32(self.bias, "bias")
         if b.shape != (len(ids),):
             raise InvalidReplayInputError(
                 f"The 'bias' of LinearPolicy must have shape ({len(ids)},); got {b.shape} instead."
             )
-        if not 0.0 <= float(self.epsilon) <= 1.0:
+        if not isinstance(self.epsilon, (int, float, np.integer, np.floating)) or not 0.0 <= float(self.epsilon) <= 1.0:
             raise InvalidReplayInputError(
                 f"The 'epsilon' of LinearPolicy must be in [0, 1]; got {self.epsilon!r} instead."
             )
@@ -364,6 +385,10 @@ class LinearPolicy:
         (('a', 'b'), [[1.0], [2.0]], 0.1)
         """
         try:
+            check_npz(path, "linear-policy file")
+        except InputFileError as exc:
+            raise InvalidReplayInputError(str(exc)) from None
+        try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("image_ids", "weights") if k not in data.files]
                 if missing:
@@ -375,14 +400,17 @@ class LinearPolicy:
                 weights = np.asarray(data["weights"])
                 bias = np.asarray(data["bias"]) if "bias" in data.files else None
                 eps = float(data["epsilon"]) if "epsilon" in data.files else 0.0
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             if isinstance(exc, InvalidReplayInputError):
                 raise
             raise InvalidReplayInputError(
                 f"The linear-policy file '{path}' could not be read as .npz ({exc})."
             ) from None
-        return cls(ids, weights, bias=bias, epsilon=eps if epsilon is None else float(epsilon),
-                   name=name or os.path.basename(os.fspath(path)))
+        try:
+            return cls(ids, weights, bias=bias, epsilon=eps if epsilon is None else float(epsilon),
+                       name=name or os.path.basename(os.fspath(path)))
+        except InvalidReplayInputError as exc:
+            raise InvalidReplayInputError(f"The linear-policy file '{path}': {exc}") from None
 
     def _aligned(self, log: ImpressionLog) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Weights and bias re-indexed to the log's image vocabulary (unknown images: error).
@@ -518,13 +546,43 @@ class DecisionTable:
     def from_parquet(
         cls, path: str | os.PathLike[str], *, missing: str = "error", name: str | None = None
     ) -> DecisionTable:
-        """Read the four columns from a Parquet file."""
-        table = pq.read_table(path, columns=list(cls.COLUMNS))
-        table = table.cast(pa.schema([
-            ("member_id", pa.int64()), ("session_id", pa.int64()),
-            ("title_id", pa.string()), ("image_id", pa.string()),
-        ]))
-        return cls(table, missing=missing, name=name or os.fspath(path))
+        """Read the four columns from a Parquet file.
+
+        Raises
+        ------
+        InvalidReplayInputError
+            Naming the file: not a regular file, not Parquet (truncated, empty, CSV), a column
+            missing or of a type that does not convert (ids must be integers, titles and images
+            strings).
+        """
+        p = os.fspath(path)
+        if not os.path.isfile(p):
+            raise InvalidReplayInputError(
+                f"The decision table '{p}' must be an existing Parquet file; it is "
+                f"{'a folder' if os.path.isdir(p) else 'missing or not a regular file'}."
+            )
+        try:
+            schema = pq.read_schema(p)
+            absent = [c for c in cls.COLUMNS if c not in schema.names]
+            if absent:
+                raise InvalidReplayInputError(
+                    f"The decision table '{p}' must have the columns {list(cls.COLUMNS)}; it lacks "
+                    f"{absent} (it has {schema.names})."
+                )
+            table = pq.read_table(p, columns=list(cls.COLUMNS))
+            table = table.cast(pa.schema([
+                ("member_id", pa.int64()), ("session_id", pa.int64()),
+                ("title_id", pa.string()), ("image_id", pa.string()),
+            ]))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            if isinstance(exc, InvalidReplayInputError):
+                raise
+            detail = " ".join(str(exc).split())[:200]
+            raise InvalidReplayInputError(
+                f"The decision table '{p}' cannot be read as Parquet with integer member_id and "
+                f"session_id and string title_id and image_id columns ({detail})."
+            ) from None
+        return cls(table, missing=missing, name=name or p)
 
     def action_distribution(self, log: ImpressionLog) -> ActionDistribution:
         """Join the decisions to the log rows (a hash join in Arrow) and one-hot them."""

@@ -172,4 +172,7 @@ def weight_diagnostics(w: NDArray[np.float64] | None, n_rows: int) -> WeightDiag
     top = top_sum(a, k)
     share = top / abs_total if abs_total > 0 else 0.0
     exploded = ess < max(MIN_ESS, ESS_FRACTION * len(w)) or share > TOP_SHARE
+    # an infinite or NaN weight (a propensity that underflows its inverse) makes ess and share
+    # NaN, which compare False above: such weights have exploded by definition
+    exploded = exploded or not (np.isfinite(a).all() and np.isfinite(ess) and np.isfinite(share))
     return WeightDiagnostics(ess, float(a.max()), share, bool(exploded))

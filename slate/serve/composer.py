@@ -39,6 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from slate.errors import ResourceLimitError
+from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
 from slate.serve.decision import Fault, PageDecision, ServeStats
@@ -202,6 +204,18 @@ class _Page:
             cols=_ro(np.array(cols, dtype=np.int64)),
             locked=_ro(np.array(locked, dtype=bool)),
         )
+
+
+def _check_page_size(kind: str, page: _Page, n_images: int) -> None:
+    """Refuse a page whose similarity tables (pairs x images x images) would not fit the serving
+    budget, before anything of that size is allocated (a 500 x 50 grid page needs 6.9 million
+    cells and about a second; see ``max_pair_cells`` in :mod:`slate.limits`)."""
+    pairs, _ = _layout(kind, page.rows, page.cols)
+    try:
+        check_limit("max_pair_cells", len(pairs) * n_images * n_images,
+                    f"pair x image x image cells ({len(pairs)} interacting pairs, {n_images} images)")
+    except ResourceLimitError as err:
+        raise InvalidRequestError(f"The page is too large to compose: {err}") from None
 
 
 def _layout(kind: str, rows: IntArray, cols: IntArray) -> tuple[IntArray, FloatArray]:
@@ -461,6 +475,7 @@ class Composer:
         solver = _solver(self.config.solver, self.config.solver_options)
         now = req.timestamp.timestamp() if req.timestamp is not None else time.time()
         page = _Page.of(req)
+        _check_page_size(self.config.layout, page, req.n_images)
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
             decision = self._compose(req, page, solver, now, timings, started)

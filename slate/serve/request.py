@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slate.errors import InvalidProblemError
+from slate.limits import check_limit
+from slate.page.problem import unit_vectors
 from slate.stability.rules import StabilityRules
 
 __all__ = [
@@ -102,6 +104,9 @@ class PageRequest(BaseModel):
     @model_validator(mode="after")
     def _unique(self) -> PageRequest:
         n = len(self.titles)
+        check_limit("max_titles", n, "titles in one page request")
+        check_limit("max_page_cells", n * max(len(t.image_ids) for t in self.titles),
+                    "title x image cells in one page request")
         titles = {t.title_id for t in self.titles}
         image_lists = [t.image_ids for t in self.titles]
         if (
@@ -269,8 +274,7 @@ class ImageCatalog:
                     f"The 'image_ids' parameter of ImageCatalog must be unique; got '{image}' twice."
                 )
             self.index[image] = i
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        unit = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        unit = unit_vectors(emb)  # scaled first: huge magnitudes do not overflow the norm
         # one extra zero row: the embedding of padding and of unknown images
         self.unit = np.vstack([unit, np.zeros((1, emb.shape[1]))]).astype(np.float32)
         self.unit.flags.writeable = False

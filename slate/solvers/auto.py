@@ -27,7 +27,7 @@ from slate.solvers.base import register_solver
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
-from slate.solvers.result import SolveResult, Status
+from slate.solvers.result import SolveResult, Status, normalize_time_limit
 
 __all__ = ["AutoSolver"]
 
@@ -71,6 +71,7 @@ class AutoSolver:
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         started = time.perf_counter()
+        time_limit_ms = normalize_time_limit(time_limit_ms)
         route = self.route(problem, time_limit_ms)
         fast = FastSolver(seed=self.seed)
         info: dict[str, Any] = {"route": route}

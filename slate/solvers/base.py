@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from slate.errors import UnknownSolverError
+from slate.errors import InvalidProblemError, UnknownSolverError
 from slate.page.problem import PageProblem
 from slate.solvers.result import SolveResult
 
@@ -58,7 +58,22 @@ def get_solver(name: str, **options: Any) -> Solver:
         raise UnknownSolverError(
             f"Unknown solver '{name}'; available solvers are {', '.join(available_solvers())}."
         ) from None
-    return factory(**options)
+    try:
+        return factory(**options)
+    except TypeError:  # an option the solver does not have (a typo): name it
+        import inspect
+
+        try:
+            known = [p for p in inspect.signature(factory).parameters if p not in ("self", "name")]
+        except (TypeError, ValueError):  # pragma: no cover - a factory without a signature
+            known = []
+        unknown = [k for k in options if known and k not in known]
+        if not unknown:
+            raise
+        raise InvalidProblemError(
+            f"Unknown option '{unknown[0]}' for solver '{name}'; its options are "
+            f"{', '.join(known) or 'none'}."
+        ) from None
 
 
 def solve(

@@ -83,7 +83,7 @@ from slate.solvers.milp_model import (
     reduce_problem,
 )
 from slate.solvers.quotas import repair_quotas
-from slate.solvers.result import SolveResult, Status, make_result
+from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -325,6 +325,7 @@ class _Stats:
     backend_status: list[str] = field(default_factory=list)
     lp_integral: int = 0
     restricted: int = 0
+    errors: int = 0
 
     def note_model(self, model: MilpModel) -> None:
         self.largest_cols = max(self.largest_cols, model.n_cols)
@@ -527,7 +528,8 @@ class ExactSolver:
             assignment is the best repair found and ``info["violations"]`` says what it breaks).
         """
         started = time.perf_counter()
-        if time_limit_ms is not None and (not np.isfinite(time_limit_ms) or time_limit_ms <= 0):
+        time_limit_ms = normalize_time_limit(time_limit_ms)
+        if time_limit_ms is not None and time_limit_ms <= 0:
             raise InvalidProblemError(
                 f"The 'time_limit_ms' parameter must be a positive number or None; "
                 f"got {time_limit_ms!r} instead."
@@ -642,6 +644,10 @@ class ExactSolver:
                 status = Status.TIME_LIMIT if deadline is not None else Status.FEASIBLE
         if bound is None and status is not Status.INFEASIBLE:
             bound = trivial_upper_bound(problem)
+        if status is Status.TIME_LIMIT and deadline is None:  # no limit was set: never "time_limit"
+            status = Status.FEASIBLE
+        if stats.errors:
+            info["backend_errors"] = stats.errors
         info.update(
             build_ms=1000 * stats.build_s,
             lp_ms=1000 * stats.lp_s,
@@ -742,10 +748,12 @@ class ExactSolver:
         stats.n_lp += 1
         stats.lp_s += lp.seconds
         stats.backend_status.append(lp.backend_status)
+        stats.errors += lp.status == "error"
         if lp.status == "infeasible":
             return _Outcome(None, -math.inf, -math.inf, "infeasible")
         if lp.status != "optimal" or lp.z is None or lp.reduced_costs is None:
-            return self._give_up(rp, inc_a, inc_v, math.inf)
+            given_up = "time_limit" if lp.status == "time_limit" else "limit"
+            return self._give_up(rp, inc_a, inc_v, math.inf, given_up)
         upper = model.offset - lp.lower
         lp_a = model.decode(lp.z)
         lp_x = lp.z[: model.n_x]
@@ -839,6 +847,7 @@ class ExactSolver:
         stats.mip_s += run.seconds
         stats.nodes += run.nodes
         stats.backend_status.append(run.backend_status)
+        stats.errors += run.status == "error"
         if run.status == "infeasible":
             return _Outcome(None, -math.inf, -math.inf, "infeasible")
         bound = min(upper, model.offset - run.lower)
@@ -849,19 +858,18 @@ class ExactSolver:
                 if v > inc_v:
                     inc_a, inc_v = a, v
         if inc_a is None:
-            return _Outcome(
-                None, -math.inf, bound, run.status if run.status != "error" else "time_limit"
-            )
-        status = run.status if run.status in ("optimal", "time_limit", "limit") else "time_limit"
+            return _Outcome(None, -math.inf, bound, run.status if run.status != "error" else "limit")
+        # a backend error is not a time limit: the best page so far, without a proof ("limit")
+        status = run.status if run.status in ("optimal", "time_limit", "limit") else "limit"
         return _Outcome(rp.full_assignment(inc_a), inc_v, max(bound, inc_v), status)
 
     @staticmethod
     def _give_up(
-        rp: ReducedProblem, inc_a: IntArray | None, inc_v: float, upper: float
+        rp: ReducedProblem, inc_a: IntArray | None, inc_v: float, upper: float, status: str = "time_limit"
     ) -> _Outcome:
         if inc_a is None:
-            return _Outcome(None, -math.inf, upper, "time_limit")
-        return _Outcome(rp.full_assignment(inc_a), inc_v, max(upper, inc_v), "time_limit")
+            return _Outcome(None, -math.inf, upper, status)
+        return _Outcome(rp.full_assignment(inc_a), inc_v, max(upper, inc_v), status)
 
 
 def _subproblem(rp: ReducedProblem, titles: IntArray) -> ReducedProblem:

@@ -65,7 +65,7 @@ from slate.page.problem import PageProblem
 from slate.solvers import _fast_kernels as kernels
 from slate.solvers.base import register_solver
 from slate.solvers.bounds import budgeted_unary_optimum
-from slate.solvers.result import SolveResult, Status, make_result
+from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
 
 __all__ = ["FastSolver", "lagrangian_bound", "local_search", "warm_up"]
 
@@ -342,7 +342,8 @@ def _iterate(
         if deadline is None:
             chunk = rounds - done
         else:  # size the chunk so that it ends well before the deadline
-            fit = _CHUNK_ROUNDS if per_round == 0.0 else int((deadline - now) / (2.0 * per_round))
+            # min() first: a huge limit over a tiny round time is inf, which int() refuses
+            fit = _CHUNK_ROUNDS if per_round == 0.0 else int(min((deadline - now) / (2.0 * per_round), _CHUNK_ROUNDS))
             chunk = max(1, min(_CHUNK_ROUNDS, fit, rounds - done)) if done else 1
         state.value, state.n_changes, n, stale = kernels.iterated_local_search(
             page.prob,
@@ -521,11 +522,7 @@ class FastSolver:
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         started = time.perf_counter()
-        if time_limit_ms is not None and not time_limit_ms >= 0:
-            raise InvalidProblemError(
-                "The 'time_limit_ms' parameter must be None or a number >= 0; "
-                f"got {time_limit_ms!r} instead."
-            )
+        time_limit_ms = normalize_time_limit(time_limit_ms)
         deadline = None if time_limit_ms is None else started + time_limit_ms / 1000.0
         page = _page(problem)
         info: dict[str, Any] = {"seed": self.seed}

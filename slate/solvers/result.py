@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -11,9 +12,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from slate.errors import InvalidProblemError
 from slate.page.problem import PageProblem
 
-__all__ = ["SolveResult", "Status", "make_result"]
+__all__ = ["SolveResult", "Status", "make_result", "normalize_time_limit"]
 
 
 class Status(str, Enum):
@@ -84,17 +86,49 @@ class SolveResult:
         """The object ``slate solve`` prints."""
         return {
             "assignment": self.images,
-            "objective": self.objective,
-            "relevance": self.relevance,
-            "diversity_penalty": self.diversity_penalty,
-            "churn_penalty": self.churn_penalty,
+            "objective": _finite(self.objective),
+            "relevance": _finite(self.relevance),
+            "diversity_penalty": _finite(self.diversity_penalty),
+            "churn_penalty": _finite(self.churn_penalty),
             "n_changes": self.n_changes,
             "status": self.status.value,
-            "bound": self.bound,
-            "gap": self.gap,
+            "bound": _finite(self.bound),
+            "gap": _finite(self.gap),
             "solver": self.solver,
             "wall_ms": self.wall_ms,
+            "fallback": self.info.get("fallback"),
+            "note": self.info.get("note"),
         }
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no Infinity or NaN: a non-finite number is written as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def normalize_time_limit(time_limit_ms: Any) -> float | None:
+    """A solver's ``time_limit_ms`` checked once: None or ``inf`` mean no limit; NaN, negative
+    or non-numeric values are refused (they used to send ``auto`` to its page-blind fallback).
+
+    Examples
+    --------
+    >>> normalize_time_limit(float("inf")) is None, normalize_time_limit(5)
+    (True, 5.0)
+    >>> normalize_time_limit(float("nan"))
+    Traceback (most recent call last):
+    ...
+    slate.errors.InvalidProblemError: The 'time_limit_ms' parameter must be None or a number >= 0 (inf: no limit); got nan instead.
+    """
+    if time_limit_ms is None:
+        return None
+    ok = isinstance(time_limit_ms, (int, float, np.integer, np.floating)) and not isinstance(time_limit_ms, bool)
+    value = float(time_limit_ms) if ok else math.nan
+    if not value >= 0:
+        raise InvalidProblemError(
+            "The 'time_limit_ms' parameter must be None or a number >= 0 (inf: no limit); "
+            f"got {time_limit_ms!r} instead."
+        )
+    return None if math.isinf(value) else value
 
 
 def make_result(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, StoreOpenError
 from slate.stability.state import TitleState
 
 __all__ = [
@@ -181,6 +181,21 @@ def _row_to_state(row: tuple[Any, ...]) -> TitleState:
     )
 
 
+def _open_failure(path: str, err: BaseException) -> str:
+    """One line saying why the state database ``path`` cannot be opened."""
+    p = Path(path)
+    text = " ".join(str(err).split())
+    if p.is_dir():
+        why = "it is a folder"
+    elif "readonly" in text.replace(" ", "").lower() or (p.exists() and not os.access(p, os.W_OK)):
+        why = "it is read-only (the store writes every page's state)"
+    elif "not a database" in text or "malformed" in text:
+        why = "it is not an SQLite database (or it is damaged)"
+    else:
+        why = text or type(err).__name__
+    return f"Cannot open the state database '{path}': {why}."
+
+
 class SQLiteStore:
     """Stability state in one embedded SQLite file (WAL mode): the default store.
 
@@ -278,7 +293,10 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._get_sql: dict[int, str] = {}
-        self._connection()  # create the file and the table now, so errors surface here
+        try:
+            self._connection()  # create the file and the table now, so errors surface here
+        except (sqlite3.Error, OSError) as err:
+            raise StoreOpenError(_open_failure(self.path, err)) from None
 
     # ------------------------------------------------------------------ connections
     def _connection(self) -> sqlite3.Connection:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["add_report_parser", "add_sweep_parser", "cmd_report", "cmd_sweep"]
+__all__ = ["add_report_parser", "add_sweep_parser", "check_output_folder", "cmd_report", "cmd_sweep"]
 
 
 def _fmt(value: Any) -> str:
@@ -24,12 +24,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def check_output_folder(path: str | None, option: str) -> None:
+    """Refuse an output folder that cannot be made (a file in its place or on its path, no
+    permission) before the sweep's long work, not after it."""
+    import os
+    from pathlib import Path
+
+    from slate.tune.config import InvalidExperimentError
+
+    if path is None:
+        return
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise InvalidExperimentError(f"The {option} folder '{p}' cannot be made: '{q}' is a file.")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise InvalidExperimentError(f"The {option} folder '{p}' cannot be written: permission denied in '{q}'.")
+            return
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``slate sweep``; returns the exit status."""
-    from slate.tune.config import load_experiment
+    from slate.tune.config import check_paths_inside, load_experiment
     from slate.tune.sweep import run_sweep
 
+    check_output_folder(args.output, "--output")
     experiment, base = load_experiment(args.experiment)
+    if not args.allow_outside_paths:
+        check_paths_inside(experiment, base)
     results = run_sweep(
         experiment,
         args.output,
@@ -39,6 +62,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         plots=not args.no_plots,
         log=lambda msg: print(msg, file=sys.stderr),
+        allow_remote_scheduler=args.allow_remote_scheduler,
     )
     s = results.summary
     t = s["timing"]
@@ -65,19 +89,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``slate report``; returns the exit status."""
+    from pydantic import ValidationError
+
     from slate.tune.config import Constraints
     from slate.tune.report import write_report
 
+    check_output_folder(args.output, "--output")
     constraints = None
     if args.max_churn is not None or args.min_diversity is not None or args.min_take_fraction is not None:
         try:
             constraints = Constraints(
                 max_churn=args.max_churn, min_diversity=args.min_diversity, min_take_fraction=args.min_take_fraction
             )
-        except ValueError as err:
+        except ValidationError as err:
             from slate.tune.config import InvalidExperimentError
 
-            raise InvalidExperimentError(f"Invalid constraint: {str(err).splitlines()[-1].strip()}") from None
+            first = err.errors()[0]
+            option = "--" + "-".join(str(x) for x in first.get("loc", ())).replace("_", "-")
+            raise InvalidExperimentError(
+                f"Invalid constraint {option}: {first['msg']}; got {first.get('input')!r}."
+            ) from None
     for path in write_report(args.results, args.output, constraints=constraints):
         print(path)
     return 0
@@ -104,6 +135,10 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="results folder (default: <experiment folder>/<name>-<config hash>); rerun to resume")
     p.add_argument("--scheduler", default=None,
                    help="'local' (dask processes), 'threads', 'sync' or a dask scheduler address (tcp://host:port)")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let the experiment name data files outside its own folder")
+    p.add_argument("--allow-remote-scheduler", action="store_true",
+                   help="use a scheduler address (tcp://...) named in the experiment file's [compute]")
     p.add_argument("--workers", type=int, default=None, help="workers of the local dask cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")

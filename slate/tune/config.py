@@ -35,9 +35,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -52,7 +54,8 @@ from pydantic import (
     model_validator,
 )
 
-from slate.errors import SlateError
+from slate.errors import InputFileError, ResourceLimitError, SlateError
+from slate.limits import check_limit, check_nesting, read_text_file
 
 __all__ = [
     "Axis",
@@ -70,6 +73,7 @@ __all__ = [
     "SolverSpec",
     "Span",
     "SweepPoint",
+    "check_paths_inside",
     "experiment_from_dict",
     "load_experiment",
 ]
@@ -133,6 +137,8 @@ def _budget_values(values: list[Budget]) -> list[Budget]:
     for v in values:
         if isinstance(v, int) and v < 0:
             raise ValueError(f"a change budget must be an integer >= 0 or \"none\"; got {v}")
+        if isinstance(v, int) and v > 2**31 - 1:
+            raise ValueError(f"a change budget must be at most 2**31 - 1 (or \"none\"); got {v}")
     if not values:
         raise ValueError("at least one change budget is needed (\"none\" for no budget)")
     return values
@@ -176,6 +182,10 @@ class GridSearch(_SearchBase):
             axis = getattr(self, name)
             if isinstance(axis, Span) and axis.n is None:
                 raise ValueError(f"search.{name} is a range on a grid and needs n (the number of values)")
+        sizes: list[int] = [int(axis.n or 0) if isinstance(axis, Span) else len(axis)
+                            for axis in (self.diversity, self.churn, self.exploration)]
+        # checked before any point is built: 10,000^3 points would be 10^12 tuples
+        check_limit("max_grid_points", math.prod([*sizes, len(self.max_changes)]), "grid points")
         return self
 
 
@@ -187,6 +197,12 @@ class RandomSearch(_SearchBase):
 
     kind: Literal["random"] = "random"
     n_points: int = Field(ge=1, le=100_000)
+
+    @field_validator("n_points")
+    @classmethod
+    def _n_points(cls, value: int) -> int:
+        check_limit("max_grid_points", value, "random search points")
+        return value
     diversity: Axis = [0.0]
     churn: Axis = [0.0]
     max_changes: list[Budget] = ["none"]
@@ -225,10 +241,10 @@ class SimData(_Frozen):
     world: dict[str, Any] = Field(default_factory=dict, description="fields of slate.sim.WorldConfig")
     n_days: int = Field(default=7, ge=1, le=3650)
     train_days: int = Field(default=0, ge=0, le=3650)
-    schedule_seed: int = Field(default=0, ge=0)
+    schedule_seed: int = Field(default=0, ge=0, le=2**63 - 1)
     logging: Literal["uniform", "epsilon_greedy"] = "uniform"
     logging_epsilon: float = Field(default=0.2, ge=0, le=1)
-    logging_seed: int = Field(default=0, ge=0)
+    logging_seed: int = Field(default=0, ge=0, le=2**63 - 1)
     truth: Literal["all", "none"] = "all"
 
     @field_validator("world")
@@ -307,6 +323,18 @@ class SolverSpec(_Frozen):
         return value
 
 
+    @model_validator(mode="after")
+    def _options(self) -> SolverSpec:
+        from slate.errors import InvalidProblemError
+        from slate.solvers import get_solver
+
+        try:
+            get_solver(self.name, **self.options)
+        except InvalidProblemError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
 class EstimatorSpec(_Frozen):
     """The replay estimator (a :func:`slate.replay.available_estimators` name), its options (e.g.
     ``{neighbours = "grid", self_normalized = true}`` for ``neighbourhood``) and its interval."""
@@ -355,13 +383,26 @@ class ComputeSpec(_Frozen):
 
     scheduler: str = "local"
     n_workers: int = Field(default=2, ge=1, le=1024)
-    block_pages: int = Field(default=250, ge=1, description="pages per solve task (whole members)")
+    block_pages: int = Field(default=250, ge=1, le=10_000_000, description="pages per solve task (whole members)")
     progress: bool = True
     solve_cache: str | None = Field(
         default=None,
         description="folder (relative to the experiment file) where page solves are kept by content "
         "hash, so experiments that differ only in estimator, exploration or constraints reuse them",
     )
+
+    @field_validator("solve_cache")
+    @classmethod
+    def _cache_inside(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = PurePath(value).parts
+        if not value.strip() or PurePath(value).is_absolute() or PureWindowsPath(value).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"compute.solve_cache must be a folder inside the experiment's folder (a relative "
+                f"path without '..'); got {value!r}"
+            )
+        return value
 
     @field_validator("scheduler")
     @classmethod
@@ -398,6 +439,8 @@ def _kind(default: str | None) -> Any:
     return get
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
 _HASHED = ("data", "policy", "layout", "solver", "estimator", "search", "seed")
 
 
@@ -418,7 +461,7 @@ class Experiment(_Frozen):
     """
 
     name: str = "sweep"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     data: Annotated[
         Annotated[LogData, Tag("log")] | Annotated[SimData, Tag("sim")], Discriminator(_kind(None))
     ]
@@ -431,6 +474,16 @@ class Experiment(_Frozen):
     ] = GridSearch()
     constraints: Constraints = Constraints()
     compute: ComputeSpec = ComputeSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _PLAIN_NAME.fullmatch(value):
+            raise ValueError(
+                "name must be a plain name (letters, digits, '.', '_', '-'; 1-100 characters, not "
+                f"starting with '.' or '-'): it names the results folder; got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -608,6 +661,35 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def check_paths_inside(experiment: Experiment, base: str | os.PathLike[str]) -> None:
+    """Refuse an experiment whose files (``data.path``, ``data.embeddings``,
+    ``policy.train_path``) lie outside its folder ``base`` (an absolute path, or ``..`` leading
+    out): an experiment file shared with others must not read arbitrary files. ``slate sweep``
+    calls it unless ``--allow-outside-paths``.
+
+    Examples
+    --------
+    >>> exp = experiment_from_dict({"data": {"kind": "log", "path": "/etc/passwd", "embeddings": "e.parquet"}})
+    >>> check_paths_inside(exp, ".")
+    Traceback (most recent call last):
+    ...
+    slate.tune.config.InvalidExperimentError: The experiment's data.path '/etc/passwd' is outside the experiment's folder; move the file there or pass --allow-outside-paths.
+    """
+    root = Path(base).resolve()
+    named: list[tuple[str, str | None]] = [("policy.train_path", experiment.policy.train_path)]
+    if isinstance(experiment.data, LogData):
+        named += [("data.path", experiment.data.path), ("data.embeddings", experiment.data.embeddings)]
+    for key, value in named:
+        if value is None:
+            continue
+        full = (root / value).resolve()
+        if full != root and root not in full.parents:
+            raise InvalidExperimentError(
+                f"The experiment's {key} '{value}' is outside the experiment's folder; move the file "
+                "there or pass --allow-outside-paths."
+            )
+
+
 def load_experiment(path: str | os.PathLike[str]) -> tuple[Experiment, Path]:
     r"""Read and validate an experiment file (TOML, or YAML with the same fields); returns it and
     the folder relative paths start from.
@@ -629,15 +711,22 @@ def load_experiment(path: str | os.PathLike[str]) -> tuple[Experiment, Path]:
     True
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidExperimentError(f"The experiment file '{p}' does not exist.")
     suffix = p.suffix.lower()
-    if suffix == ".toml":
-        raw = _read_toml(p.read_text(), str(p))
-    elif suffix in (".yaml", ".yml"):
-        raw = _read_yaml(p.read_text(), str(p))
-    else:
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise InvalidExperimentError(
             f"An experiment file must be TOML (*.toml) or YAML (*.yaml, *.yml); got '{p.name}'."
         )
-    return experiment_from_dict(raw), p.resolve().parent
+    try:
+        text = read_text_file(p, "experiment file")
+        raw = _read_toml(text, str(p)) if suffix == ".toml" else _read_yaml(text, str(p))
+        check_nesting(raw, f"experiment file '{p}'")
+    except RecursionError:
+        raise InvalidExperimentError(f"The experiment file '{p}' is nested too deeply to be read.") from None
+    except (InputFileError, ResourceLimitError) as err:
+        raise InvalidExperimentError(str(err)) from None
+    try:
+        return experiment_from_dict(raw), p.resolve().parent
+    except InvalidExperimentError as err:
+        raise InvalidExperimentError(f"{p}: {err}") from None

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from slate.logs.log import ImpressionLog
 from slate.logs.parquet import read_impressions
 from slate.page.layout import GridLayout
+from slate.page.problem import unit_vectors
 from slate.tune.config import Experiment, InvalidExperimentError, LogData, SimData
 
 __all__ = [
@@ -196,8 +197,7 @@ def cluster_styles(vectors: FloatArray, n_styles: int = 6, seed: int = 0) -> tup
 
 
 def _unit(x: FloatArray) -> FloatArray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return unit_vectors(x)
 
 
 # ---------------------------------------------------------------------- layout pairs

@@ -151,7 +151,7 @@ def _style_colours(n: int) -> list[Any]:
 
 
 def _examples(results: SweepResults) -> dict[str, Any]:
-    with np.load(results.path / "examples.npz") as z:
+    with np.load(results.path / "examples.npz", allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 

@@ -44,10 +44,11 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from slate.errors import SlateError
+from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
 from slate.replay.metrics import churn_rate
 from slate.replay.policy import ActionDistribution
-from slate.tune.config import Constraints, Experiment, SweepPoint
+from slate.tune.config import Constraints, Experiment, InvalidExperimentError, SweepPoint
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
@@ -158,7 +159,7 @@ class SweepResults:
         folder = Path(self.summary.get("timing", {}).get("solve_folder", self.path / "work"))
         choice = np.full(prep.log.n_rows, -1, dtype=np.int64)
         for block in sorted(folder.glob("solve-*.npz")):
-            with np.load(block) as z:
+            with np.load(block, allow_pickle=False) as z:
                 choice[z["rows"]] = z["choices"][:, column]
         if (choice < 0).any():
             raise SweepError(f"The solves of '{self.path}' are incomplete or gone (looked in '{folder}').")
@@ -186,12 +187,18 @@ def load_results(path: str | os.PathLike[str]) -> SweepResults:
         raise SweepError(f"'{p}' is not a finished sweep (no results.parquet / manifest.json); run the sweep first.")
     from slate.tune.config import experiment_from_dict
 
-    manifest = json.loads(manifest_path.read_text())
-    summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
-    return SweepResults(
-        path=p, table=pq.read_table(table_path, page_checksum_verification=True), experiment=experiment_from_dict(manifest["experiment"]),
-        summary=summary,
-    )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        summary = json.loads((p / "summary.json").read_text(encoding="utf-8")) if (p / "summary.json").exists() else {}
+        table = pq.read_table(table_path, page_checksum_verification=True)
+        experiment = experiment_from_dict(manifest["experiment"])
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, pa.ArrowException) as err:
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise SweepError(
+            f"The results in '{p}' are damaged ({type(err).__name__}: {detail}); run 'slate sweep' "
+            "again to recompute them."
+        ) from None
+    return SweepResults(path=p, table=table, experiment=experiment, summary=summary)
 
 
 # ====================================================================== blocks
@@ -399,6 +406,49 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, leave=False)
 
 
+_BLOCK_KEYS = ("rows", "choices", "n_solves", "solve_seconds", "build_seconds", "n_flagged")
+
+
+def _set_aside(path: Path, why: str, say: Callable[[str], None]) -> None:
+    """Rename a damaged work file out of the way (kept for a post-mortem) so it is recomputed."""
+    target = path.with_name(f"{path.name}.damaged")
+    os.replace(path, target)
+    say(f"{path.name} is damaged ({why}); moved to {target.name}, recomputing it")
+
+
+def _usable_block(path: Path, n_settings: int, say: Callable[[str], None]) -> bool:
+    """Whether a finished ``solve-*.npz`` block reads back whole (a truncated or otherwise
+    damaged one is set aside and solved again instead of failing every resume)."""
+    if not path.exists():
+        return False
+    try:
+        check_npz(path, "solve block")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in _BLOCK_KEYS}
+        rows, choices = arrays["rows"], arrays["choices"]
+        if choices.ndim != 2 or choices.shape != (len(rows), n_settings) or rows.ndim != 1:
+            raise ValueError(f"arrays of shapes {rows.shape} and {choices.shape}")
+        for key in _BLOCK_KEYS[2:]:
+            arrays[key].item()
+    except Exception as err:  # any failure to read it back means: solve it again
+        _set_aside(path, " ".join(str(err).split())[:120] or type(err).__name__, say)
+        return False
+    return True
+
+
+def _usable_json(path: Path, say: Callable[[str], None]) -> bool:
+    """Whether a finished ``point-*.json``/``truth-*.json`` reads back as an object."""
+    if not path.exists():
+        return False
+    try:
+        ok = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError, RecursionError):
+        ok = False
+    if not ok:
+        _set_aside(path, "not a JSON object", say)
+    return ok
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -448,11 +498,33 @@ def _solver_config(experiment: Experiment, prep: Prepared) -> SolverConfig:
     )
 
 
-def _open_output(experiment: Experiment, out: Path, prep_info: dict[str, Any], blocking: dict[str, Any]) -> dict[str, Any]:
+def _read_manifest(manifest_path: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The manifest of a results folder, or None when there is none or it is damaged. A damaged
+    one cannot say whose results the work files are, so they are set aside with it and the
+    sweep starts afresh (recomputed, never mixed with another experiment's work)."""
+    if not manifest_path.exists():
+        return None
+    try:
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if isinstance(old, dict) and isinstance(old.get("config_hash"), str):
+            return old
+    except (OSError, ValueError, RecursionError):
+        pass
+    _set_aside(manifest_path, "not a sweep manifest", say)
+    work = manifest_path.parent / "work"
+    if work.is_dir():
+        aside = work.with_name(f"work.damaged-{int(time.time())}")
+        os.replace(work, aside)
+        say(f"set the work folder aside as {aside.name}; starting afresh")
+    return None
+
+
+def _open_output(experiment: Experiment, out: Path, prep_info: dict[str, Any], blocking: dict[str, Any],
+                 say: Callable[[str], None]) -> dict[str, Any]:
     manifest_path = out / "manifest.json"
     digest_keys = ("log_sha256", "train_sha256", "embeddings_sha256")
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+    old = _read_manifest(manifest_path, say)
+    if old is not None:
         if old.get("config_hash") != experiment.config_hash():
             raise SweepError(
                 f"The folder '{out}' holds results of experiment {old.get('config_hash')}; this experiment "
@@ -506,6 +578,23 @@ def _solve_dir(experiment: Experiment, prep: Prepared, blocking: dict[str, Any],
     return folder
 
 
+def _where_to_run(compute: Any, scheduler: str | None, n_workers: int | None,
+                  allow_remote: bool) -> tuple[str, int]:
+    """The scheduler and worker count of a run; a remote address from the file needs consent."""
+    sched = scheduler or compute.scheduler
+    if scheduler is None and "://" in sched and not allow_remote:
+        raise InvalidExperimentError(
+            f"The experiment's compute.scheduler names a remote dask scheduler ({sched!r}); a "
+            "remote scheduler is used only when given on the command line (--scheduler ADDRESS) or "
+            "enabled with --allow-remote-scheduler (allow_remote_scheduler=True)."
+        )
+    if n_workers is not None and not 1 <= n_workers <= 1024:
+        raise InvalidExperimentError(
+            f"The 'n_workers' parameter (--workers) must be an integer in [1, 1024]; got {n_workers!r}."
+        )
+    return sched, int(n_workers or compute.n_workers)
+
+
 def run_sweep(
     experiment: Experiment,
     output: str | os.PathLike[str] | None = None,
@@ -516,6 +605,7 @@ def run_sweep(
     progress: bool | None = None,
     plots: bool = True,
     log: Callable[[str], None] | None = None,
+    allow_remote_scheduler: bool = False,
 ) -> SweepResults:
     """Evaluate every point of ``experiment``; resume whatever an earlier run left unfinished.
 
@@ -532,6 +622,11 @@ def run_sweep(
         Also draw the plots (PNG and SVG) into ``<output>/plots``.
     log : callable, optional
         Receives one-line progress messages.
+    allow_remote_scheduler : bool, default False
+        Use a scheduler address (``tcp://...``) taken from ``experiment.compute``. Without it
+        such an address is refused: dask's protocol can carry pickled code, so a remote scheduler
+        is used only when named in ``scheduler`` (``slate sweep --scheduler``) or enabled here
+        (``--allow-remote-scheduler``), never taken silently from a shared experiment file.
 
     Returns
     -------
@@ -546,8 +641,7 @@ def run_sweep(
     """
     say = log or (lambda _msg: None)
     compute = experiment.compute
-    sched = scheduler or compute.scheduler
-    workers = n_workers or compute.n_workers
+    sched, workers = _where_to_run(compute, scheduler, n_workers, allow_remote_scheduler)
     show = compute.progress if progress is None else progress
     out = Path(output) if output is not None else Path(base_dir) / f"{experiment.name}-{experiment.config_hash()}"
     t_start = time.perf_counter()
@@ -564,7 +658,7 @@ def run_sweep(
             settings.append(pt.solve_key)
     blocks = plan_blocks(prep.log, compute.block_pages)
     blocking = {"block_pages": compute.block_pages, "n_blocks": len(blocks)}
-    manifest = _open_output(experiment, out, prep.info, blocking)
+    manifest = _open_output(experiment, out, prep.info, blocking, say)
     work = out / "work"
     solve_dir = _solve_dir(experiment, prep, blocking, work, Path(base_dir))
     config = _solver_config(experiment, prep)
@@ -578,7 +672,8 @@ def run_sweep(
 
     with _Executor(sched, workers) as ex:
         # ---------------------------------------------------------- 1. solve
-        todo = [b for b in range(len(blocks)) if not (solve_dir / f"solve-{b:05d}.npz").exists()]
+        todo = [b for b in range(len(blocks))
+                if not _usable_block(solve_dir / f"solve-{b:05d}.npz", len(settings), say)]
         bar = _progress(len(todo), "solve", show)
         tasks = [(b, (_make_block(prep, blocks[b]), settings, config)) for b in todo]
         for b, result in ex.run(_solve_block, tasks):
@@ -594,7 +689,7 @@ def run_sweep(
         want_truth = prep.sim is not None and getattr(experiment.data, "truth", "none") == "all"
         if want_truth:
             assert prep.sim is not None
-            missing = [p for p in points if not truth_path(p).exists()]
+            missing = [p for p in points if not _usable_json(truth_path(p), say)]
             shared = ex.share(prep.sim) if missing else None
             bar = _progress(len(missing), "truth", show)
             by_point = {p.point: p for p in points}
@@ -611,13 +706,13 @@ def run_sweep(
         choices = np.full((prep.log.n_rows, len(settings)), -1, dtype=np.int16)
         totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
         for b in range(len(blocks)):
-            with np.load(solve_dir / f"solve-{b:05d}.npz") as z:
+            with np.load(solve_dir / f"solve-{b:05d}.npz", allow_pickle=False) as z:
                 choices[z["rows"]] = z["choices"]
                 for key in totals:
                     totals[key] += z[key].item()
         if (choices < 0).any():  # pragma: no cover - every row belongs to one block
             raise SweepError("Some rows were not solved; remove the work folder and run again.")
-        missing_pts = [p for p in points if not (work / f"point-{p.point:05d}.json").exists()]
+        missing_pts = [p for p in points if not _usable_json(work / f"point-{p.point:05d}.json", say)]
         if missing_pts:
             need_explore = any(p.exploration > 0 for p in missing_pts)
             ctx = EvalContext(

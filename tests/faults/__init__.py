@@ -1,0 +1,1 @@
+"""The fault suite of issue 12: hostile and damaged input, table-driven (see docs/reliability-input.md)."""
