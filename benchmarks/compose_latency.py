@@ -16,6 +16,11 @@ heap of a few million objects that Python's full (generation-2) collections must
 server's long-lived objects would. ``--gc-freeze`` calls ``gc.freeze()`` after the warm-up, as a
 server would after start-up, so those collections skip the warm-up's objects.
 
+``--store sqlite,redis,memory`` runs the same pages through each store in turn (Redis: a
+``redis-server`` started on a free loopback port, persistence off, unless ``--redis-url``), for
+same-run comparisons; ``--gc-freeze`` then calls :meth:`Composer.warm_up`, which composes warm-up
+pages and freezes the heap.
+
 ``--faults N`` instead serves N requests with injected faults (solver errors, solver overruns,
 invalid solver pages, store read/write errors, NaN scores) and checks every response is a valid
 page with each injected fault visible in its status.
@@ -25,6 +30,7 @@ Usage::
     python benchmarks/compose_latency.py                   # both sizes
     python benchmarks/compose_latency.py --pages 5000 --sizes 40x10
     python benchmarks/compose_latency.py --faults 100000
+    python benchmarks/compose_latency.py --sizes 40x10 --pages 5000 --store sqlite,redis --gc-freeze
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -60,7 +67,8 @@ from slate.serve import (  # noqa: E402
 )
 from slate.solvers import get_solver, register_solver  # noqa: E402
 from slate.solvers.result import Status  # noqa: E402
-from slate.stability import SQLiteStore, StabilityRules  # noqa: E402
+from slate.stability import SQLiteStore, StabilityRules, make_store  # noqa: E402
+from slate.testing.stores import redis_server  # noqa: E402
 
 STAGES = ("validate", "store_get", "score", "plan", "problem", "solve", "explore", "store_put", "log")
 T0 = 1_714_600_000.0  # 2024-05-01
@@ -125,11 +133,20 @@ class LinearScorer:
 
 
 LOGGER = "background"  # --logger: the writer thread's priority, or the durable journal
+STORE_URLS: dict[str, str] = {}  # "redis" -> the URL of the server of this run
 
 
-def make_composer(world: World, folder: Path, *, solver: str, time_ms: float, sticky_days: float) -> tuple[
-        Composer, SQLiteStore, DecisionLogger]:
-    store = SQLiteStore(folder / "state.db")
+def open_store(kind: str, folder: Path) -> Any:
+    if kind == "sqlite":
+        return SQLiteStore(folder / "state.db")
+    if kind == "redis":
+        return make_store(STORE_URLS["redis"], prefix=f"bench-{folder.name}:", ttl_days=30)
+    return make_store(kind)
+
+
+def make_composer(world: World, folder: Path, *, solver: str, time_ms: float, sticky_days: float,
+                  store_kind: str = "sqlite") -> tuple[Composer, Any, DecisionLogger]:
+    store = open_store(store_kind, folder)
     durable = {"durable": True, "fsync": LOGGER == "durable"} if LOGGER.startswith("durable") else {}
     logger = DecisionLogger(folder / "decisions", batch_pages=512, background=LOGGER != "foreground", **durable)
     rules = StabilityRules(churn=0.005, max_changes=max(2, world.n_titles // 4), dwell_sessions=3, dwell_days=7,
@@ -171,12 +188,12 @@ class GcWatch:
 
 
 def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: str, time_ms: float,
-                sticky_days: float, seed: int, gc_freeze: bool = False) -> dict[str, Any]:
+                sticky_days: float, seed: int, gc_freeze: bool = False, store_kind: str = "sqlite") -> dict[str, Any]:
     n_titles, n_images = size
     world = World(n_titles, n_images, n_catalog=4 * n_titles * 10, n_members=n_members, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         composer, store, logger = make_composer(world, Path(tmp), solver=solver, time_ms=time_ms,
-                                                sticky_days=sticky_days)
+                                                sticky_days=sticky_days, store_kind=store_kind)
         order = world.rng.integers(0, n_members, size=n_pages + 300)
         clock = T0
         for member in order[:300].tolist():  # warm-up: JIT compilation, caches, first sessions
@@ -192,8 +209,7 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
         stage = {name: np.zeros(n_pages) for name in STAGES}
         returning = changed = 0
         if gc_freeze:
-            gc.collect()
-            gc.freeze()
+            composer.warm_up()  # warm-up pages (not saved, not logged), then gc.collect() + gc.freeze()
         watch = GcWatch()
         gc.callbacks.append(watch)
         started = time.perf_counter()
@@ -228,9 +244,12 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
         "p999_ms": float(np.percentile(latency, 99.9) * 1e3),
         "max_ms": float(latency.max() * 1e3),
         "log_max_ms": float(stage["log"].max()) if "log" in stage else 0.0,
+        "store": store_kind,
         "mean_ms": float(latency.mean() * 1e3),
         "cpu_p50_ms": float(np.percentile(cpu, 50) * 1e3),
         "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
+        "cpu_p999_ms": float(np.percentile(cpu, 99.9) * 1e3),
+        "cpu_max_ms": float(cpu.max() * 1e3),
         "pages_per_s": n_pages / wall,
         "pages_per_cpu_s": n_pages / process_cpu,
         "stage_share": {k: float(v.sum()) / total_stage for k, v in stage.items()},
@@ -238,6 +257,7 @@ def latency_run(size: tuple[int, int], n_pages: int, *, n_members: int, solver: 
         "stage_p50_ms": {k: float(np.percentile(v, 50)) for k, v in stage.items()},
         "stage_p99_ms": {k: float(np.percentile(v, 99)) for k, v in stage.items()},
         "stage_p999_ms": {k: float(np.percentile(v, 99.9)) for k, v in stage.items()},
+        "stage_max_ms": {k: float(v.max()) for k, v in stage.items()},
         "gc": watch.summary(),
         "gc_freeze": gc_freeze,
         "store_checkpoints": checkpoints,
@@ -395,6 +415,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    parser.add_argument("--store", default="sqlite",
+                        help="state store(s), comma-separated: sqlite, redis, memory (same pages for each)")
+    parser.add_argument("--redis-url", default=None,
+                        help="a Redis server to use (default: start redis-server on a free loopback port)")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="gc.freeze() after the warm-up, as a server would after start-up")
     parser.add_argument("--logger", choices=["background", "foreground", "durable", "durable-nofsync"], default="background",
@@ -407,6 +431,23 @@ def main() -> None:
     print(f"# compose() benchmark — {platform.processor() or platform.machine()}, {pinned}, "
           f"load average {os.getloadavg()[0]:.2f}")
     results: dict[str, Any] = {}
+    stores = [k.strip() for k in args.store.split(",") if k.strip()]
+    with contextlib.ExitStack() as stack:
+        if "redis" in stores:
+            if args.redis_url:
+                STORE_URLS["redis"] = args.redis_url
+            else:
+                server = stack.enter_context(redis_server())
+                with contextlib.suppress(AttributeError, OSError):  # the server is not pinned with us
+                    os.sched_setaffinity(server.pid, range(os.cpu_count() or 1))
+                STORE_URLS["redis"] = server.url
+        run(args, stores, results)
+    print(f"\n# load average at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def run(args: argparse.Namespace, stores: list[str], results: dict[str, Any]) -> None:
     if args.faults:
         r = fault_run(args.faults, n_members=args.members, time_ms=args.time_ms or 1.0, seed=args.seed)
         results["faults"] = r
@@ -418,41 +459,41 @@ def main() -> None:
             print(f"{name:<22}{r['injected'].get(name, 0):>10}{r['reported'].get(name, 0):>10}"
                   f"{r['stats_faults'].get(name, 0):>10}")
         print(f"statuses: {r['statuses']}")
-    else:
-        for spec in args.sizes.split(","):
+        return
+    for spec in args.sizes.split(","):
+        for store_kind in stores:
             n, k = (int(x) for x in spec.lower().split("x"))
             pages = args.pages or (20_000 if n <= 40 else 5_000)
             time_ms = args.time_ms or (1.0 if n <= 40 else 8.0)
             r = latency_run((n, k), pages, n_members=args.members, solver=args.solver, time_ms=time_ms,
-                            sticky_days=args.sticky_days, seed=args.seed, gc_freeze=args.gc_freeze)
-            results[r["size"]] = r
-            print(f"\n## {r['size']}: {pages} pages, solver {args.solver} ({time_ms:g} ms budget), SQLite store, "
+                            sticky_days=args.sticky_days, seed=args.seed, gc_freeze=args.gc_freeze,
+                            store_kind=store_kind)
+            results[f"{r['size']}-{store_kind}" if len(stores) > 1 else r["size"]] = r
+            print(f"\n## {r['size']}: {pages} pages, solver {args.solver} ({time_ms:g} ms budget), {store_kind} store, "
                   f"sticky epsilon 0.05 (<= 2 titles), Parquet logging"
                   f"{', gc.freeze() after warm-up' if args.gc_freeze else ''}")
-            print(f"{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'mean ms':>9}{'cpu p50':>9}{'cpu p99':>9}"
+            print(f"{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'max ms':>8}{'mean ms':>9}{'cpu p50':>9}{'cpu p99':>9}"
                   f"{'pages/s':>9}{'pages/cpu-s':>13}")
-            print(f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['mean_ms']:>9.2f}"
+            print(f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.2f}{r['mean_ms']:>9.2f}"
                   f"{r['cpu_p50_ms']:>9.2f}{r['cpu_p99_ms']:>9.2f}{r['pages_per_s']:>9.0f}"
                   f"{r['pages_per_cpu_s']:>13.0f}")
+            print(f"request-thread CPU p99.9 {r['cpu_p999_ms']:.2f} ms, max {r['cpu_max_ms']:.2f} ms")
             print("(latency: wall clock of one compose(); cpu: that call's thread CPU time, which other load on "
                   "the machine does not inflate; pages/cpu-s: pages per second of process CPU, logging thread "
                   "included)")
             print(f"max {r['max_ms']:.2f} ms; log stage: p99.9 {r['stage_p999_ms'].get('log', 0.0):.3f} ms, "
                   f"max {r['log_max_ms']:.2f} ms ({LOGGER} logger)")
-            print(f"{'stage':<10}{'mean ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'share':>8}")
+            print(f"{'stage':<10}{'mean ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'max ms':>8}{'share':>8}")
             for name in STAGES:
                 print(f"{name:<10}{r['stage_mean_ms'][name]:>9.3f}{r['stage_p50_ms'][name]:>8.3f}"
                       f"{r['stage_p99_ms'][name]:>8.3f}{r['stage_p999_ms'][name]:>10.3f}"
-                      f"{r['stage_share'][name]:>8.1%}")
+                      f"{r['stage_max_ms'][name]:>8.1f}{r['stage_share'][name]:>8.1%}")
             print("gc during the timed pages: " + "; ".join(
                 f"{g} {v['n']} x {v['mean_ms']:.2f} ms (max {v['max_ms']:.1f})" for g, v in r["gc"].items())
                 + f"; store checkpoints {r['store_checkpoints']}")
             print(f"explored titles/page {r['explored_per_page']:.2f}; changed images per returning title "
                   f"{r['changed_per_returning_title']:.3f}; statuses {r['statuses']}; "
                   f"solver {r['solver_statuses']}; faults {r['faults']}; {r['log_files']} log files")
-    print(f"\n# load average at the end {os.getloadavg()[0]:.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ __all__ = [
     "ResourceLimitError",
     "SlateError",
     "SolverError",
+    "StoreError",
     "StoreOpenError",
+    "StoreReplacedError",
+    "StoreTimeoutError",
     "UnknownSolverError",
 ]
 
@@ -57,6 +60,7 @@ class ImageDecodeError(SlateError, ValueError):
         super().__init__(message)
         self.reason = reason
 
+
 class InputFileError(InvalidProblemError):
     """An input file that cannot be used as given: missing, not a regular file (a FIFO, a device,
     a folder), larger than its size limit, not UTF-8, nested too deeply or damaged. The message
@@ -74,6 +78,18 @@ class NoEstimateError(SlateError, ValueError):
     estimate (rather than a value of 0)."""
 
 
-class StoreOpenError(SlateError, OSError):
+class StoreError(SlateError, RuntimeError):
+    """A state store cannot be opened, read or written; the message names the file or server."""
+
+
+class StoreTimeoutError(StoreError):
+    """A state store did not answer within its time budget (a slow or unreachable server, a held lock)."""
+
+
+class StoreReplacedError(StoreError):
+    """The state database was deleted or replaced by another file while the store was using it."""
+
+
+class StoreOpenError(StoreError, OSError):
     """A state store cannot be opened: its file is a folder, read-only, not a database of the
     right kind, or its folder cannot be created. The message names the file."""

@@ -125,3 +125,33 @@ def test_kill_9_in_durable_mode_loses_no_served_page_and_state_agrees_with_the_l
     stamps = {(m, ts.timestamp()) for m, ts in logged}
     assert all((m, s.updated_at) in stamps for m, s in states)  # every committed state: its page logged
     store.close()
+
+
+class LosingStore(InMemoryStore):
+    """A versioned store whose conditional write loses the race once (another page was saved)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost = 0
+
+    def write(self, member_id, states, version):
+        if self.lost == 0:
+            self.lost += 1
+            return False
+        return super().write(member_id, states, version)
+
+
+def test_a_logged_page_whose_write_loses_the_race_is_served_as_logged_and_says_so(tmp_path):
+    logger = DecisionLogger(tmp_path, durable=True)
+    store = LosingStore()
+    composer = Composer(TableScorer(), store, config=cfg(solver="independent"), logger=logger)
+    first = composer.compose(make_request(n_titles=4, session=0, when=T0))
+    assert store.lost == 1
+    assert Fault.STORE_CONFLICT in first.faults and first.status == "degraded"
+    assert "already in the durable log" in " ".join(first.fault_details)
+    second = composer.compose(make_request(n_titles=4, session=1, when=T0 + timedelta(hours=1)))
+    assert Fault.STORE_CONFLICT not in second.faults
+    logger.close()
+    logged = pq.read_table(tmp_path).column("page_id").to_pylist()
+    assert sorted(logged) == sorted([first.page_id] * 4 + [second.page_id] * 4)  # one copy of each page
+    assert store.read(first.member_id, first.title_ids)[1] == 1  # only the second page was committed

@@ -60,7 +60,7 @@ def same(a: TitleState, b: TitleState) -> bool:
 
 def test_stores_follow_the_protocol(store):
     assert isinstance(store, StateStore)
-    assert available_stores() == ["memory", "sqlite"]
+    assert available_stores() == ["memory", "redis", "sqlite"]
 
 
 def test_round_trip_keeps_every_field(store):
@@ -154,7 +154,7 @@ def test_make_store_by_name(tmp_path):
     assert isinstance(sqlite, SQLiteStore)
     sqlite.close()
     with pytest.raises(InvalidProblemError, match="'name' parameter of make_store must be one of"):
-        make_store("redis")
+        make_store("nope")
 
 
 def test_sqlite_concurrent_readers_see_whole_pages(tmp_path):

@@ -17,6 +17,18 @@ The stages, each timed in :attr:`PageDecision.timings_ms`:
    (``DecisionLogger(durable=True)``) the page is logged *before* ``store_put``, so every
    committed state has its page in the log; a page the log refuses is not committed.
 
+**No lost updates.** With a :class:`~slate.stability.VersionedStateStore` (the memory, SQLite and
+Redis stores) the state is read with the member's version and written only if that version is
+unchanged. If another page for the member (another thread, process or host) was saved in
+between, the page is re-planned once against the fresh state; should that conflict too, it shows
+the stored images and is not saved. Either way the fault ``store_conflict`` says so. A store with
+only ``get``/``put`` is written blindly.
+
+**Threads.** A :class:`Composer` may be shared by many threads (an ASGI server's thread pool):
+it keeps no per-request state on itself; the module caches (solvers, layout pairs) are locked;
+:class:`~slate.serve.ServeStats`, the stores and :class:`~slate.serve.DecisionLogger` are
+thread-safe (the SQLite store opens one connection per thread, the Redis store uses a pool).
+
 **Never fail.** If scoring fails or returns non-finite scores, or the solver raises or returns an
 invalid page, the page shows each title's previous image where the rules allow, else its
 best-scored image (else its first candidate), with no new exploration; the decision's
@@ -39,7 +51,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import ResourceLimitError
+from slate.errors import ResourceLimitError, StoreReplacedError, StoreTimeoutError
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
@@ -150,15 +162,19 @@ _SOLVERS: dict[tuple[str, str], Solver] = {}
 _PAIRS: OrderedDict[tuple[str, bytes, bytes], tuple[IntArray, FloatArray]] = OrderedDict()
 _PAIR_CACHE_SIZE = 512
 _PAIRS_LOCK = threading.Lock()
-_PAGE_COUNTER = iter(range(1, 2**62))
+_SOLVERS_LOCK = threading.Lock()
+_PAGE_COUNTER = iter(range(1, 2**62))  # next() on a range iterator is atomic under the GIL
 
 
 def _solver(name: str, options: Mapping[str, Any]) -> Solver:
     key = (name, repr(sorted(options.items())))
     solver = _SOLVERS.get(key)
     if solver is None:
-        solver = get_solver(name, **options)  # raises UnknownSolverError: a configuration error
-        _SOLVERS[key] = solver
+        with _SOLVERS_LOCK:
+            solver = _SOLVERS.get(key)
+            if solver is None:
+                solver = get_solver(name, **options)  # raises UnknownSolverError: a configuration error
+                _SOLVERS[key] = solver
     return solver
 
 
@@ -359,6 +375,26 @@ def _err(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _store_failed(faults: _Faults, fault: Fault, err: BaseException) -> None:
+    """Report a store error: a replaced file, a timeout (also ``store_late``) or a plain failure."""
+    if isinstance(err, StoreReplacedError):
+        fault = Fault.STORE_REPLACED
+    faults.add(fault, _err(err))
+    if isinstance(err, StoreTimeoutError):
+        faults.add(Fault.STORE_LATE, "timed out")
+
+
+_CONFLICT = (
+    "",
+    "another page for the member was saved after this page read its state: re-planned against the fresh state",
+    "another page for the member was saved first, twice: showed the stored images, state not saved",
+)
+_CONFLICT_LOGGED = (
+    "another page for the member was saved after this page read its state; this page was already in "
+    "the durable log, so it was served as logged and its state not saved"
+)
+
+
 def compose(
     request: PageRequest | Mapping[str, Any],
     policy: Policy,
@@ -468,6 +504,12 @@ class Composer:
             )
         self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
 
+    def warm_up(self, requests: Any = None, *, pages: int = 50, freeze_gc: bool = True) -> float:
+        """Warm the serving path up and freeze the heap (see :func:`slate.serve.warmup.warm_up`)."""
+        from slate.serve.warmup import warm_up
+
+        return warm_up(self, requests, pages=pages, freeze_gc=freeze_gc)
+
     def compose(self, request: PageRequest | Mapping[str, Any]) -> PageDecision:
         """Compose one page (see :func:`compose`)."""
         started = time.perf_counter()
@@ -478,7 +520,15 @@ class Composer:
         _check_page_size(self.config.layout, page, req.n_images)
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
-            decision = self._compose(req, page, solver, now, timings, started)
+            # a write conflict (another page for the member saved meanwhile) re-plans, at most twice
+            result = None
+            for attempt in range(3):
+                result = self._compose(req, page, solver, now, timings, started, attempt)
+                if result is not None:
+                    break
+            if result is None:  # pragma: no cover - the last attempt does not write, so cannot conflict
+                raise RuntimeError("a state write conflicted on the last attempt")
+            decision = result
         except Exception as err:  # never fail: a bug in compose itself still serves a page
             decision = self._last_resort(req, page, now, err, timings, started)
         self.stats_.record(decision)
@@ -493,22 +543,33 @@ class Composer:
         now: float,
         timings: dict[str, float],
         started: float,
-    ) -> PageDecision:
+        attempt: int = 0,
+    ) -> PageDecision | None:
+        """The page; None when its conditional state write lost to another page (re-plan)."""
         cfg = self.config
         rules = cfg.stability
         faults = _Faults()
         clock = time.perf_counter
+        stored_only = attempt >= 2  # after two conflicts: the stored images, no write
+        if attempt:
+            faults.add(Fault.STORE_CONFLICT, _CONFLICT[min(attempt, 2)])
 
         # ---- state
         t0 = clock()
         states: Mapping[str, TitleState] = {}
         state_ok = self.store is not None
-        if self.store is not None:
+        store = self.store
+        versioned = store is not None and hasattr(store, "read") and hasattr(store, "write")
+        version = 0
+        if store is not None:
             try:
-                states = self.store.get(req.member_id, page.title_ids)
+                if versioned:
+                    states, version = store.read(req.member_id, page.title_ids)  # type: ignore[attr-defined]
+                else:
+                    states = store.get(req.member_id, page.title_ids)
             except Exception as err:
                 state_ok = False
-                faults.add(Fault.STORE_READ_FAILED, _err(err))
+                _store_failed(faults, Fault.STORE_READ_FAILED, err)
         t1 = clock()
         timings["store_get"] = (t1 - t0) * 1000.0
         if state_ok and timings["store_get"] > cfg.store_budget_ms:
@@ -579,7 +640,7 @@ class Composer:
             )
         budget = None if rules.max_changes is None else rules.max_changes - reserve
         t4 = t3
-        if scores is not None:
+        if scores is not None and not stored_only:
             sim, n_missing = _similarity(page, self.catalog, pairs, cfg.diversity)
             if n_missing:
                 faults.add(Fault.EMBEDDINGS_MISSING, f"{n_missing} images have no embedding")
@@ -655,8 +716,9 @@ class Composer:
         shown_ids = tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True))
         log_first = bool(getattr(self.logger, "durable", False))
         new_state = None
+        write_version = version if versioned else None
         timings["store_put"] = 0.0
-        if self.store is not None and state_ok:
+        if store is not None and state_ok and not stored_only:
             new = next_states(
                 plan,
                 rules,
@@ -669,8 +731,8 @@ class Composer:
                 explored=explored,
             )
             new_state = new
-            if not log_first:
-                self._put_state(req.member_id, new, faults, timings, t6)
+            if not log_first and not self._put_state(req.member_id, new, write_version, faults, timings, t6):
+                return None  # another page for the member was saved meanwhile: re-plan
 
         objective = None
         if scores is not None and sim is not None:
@@ -702,33 +764,49 @@ class Composer:
             cols=page.cols,
         )
         if log_first and new_state is not None:
-            return self._log_then_commit(decision, new_state, timings, started)
+            return self._log_then_commit(decision, new_state, write_version, timings, started)
         return self._log(decision, timings, started)
 
     def _put_state(
-        self, member_id: int, new: Any, faults: _Faults, timings: dict[str, float], t: float | None = None
-    ) -> None:
-        """``store_put``: commit the member's new state (a failure or overrun is a fault)."""
-        assert self.store is not None
+        self, member_id: int, new: Any, version: int | None, faults: _Faults, timings: dict[str, float],
+        t: float | None = None,
+    ) -> bool:
+        """``store_put``: commit the member's new state (a failure or overrun is a fault).
+
+        With a version (a :class:`~slate.stability.VersionedStateStore`) the write happens only if
+        no other page for the member was saved since the read; False says it lost that race.
+        """
+        store = self.store
+        assert store is not None
         t = time.perf_counter() if t is None else t
         try:
-            self.store.put(member_id, new)
+            if version is None:
+                store.put(member_id, new)
+            elif not store.write(member_id, new, version):  # type: ignore[attr-defined]
+                return False
         except Exception as err:
-            faults.add(Fault.STORE_WRITE_FAILED, _err(err))
+            _store_failed(faults, Fault.STORE_WRITE_FAILED, err)
         timings["store_put"] = (time.perf_counter() - t) * 1000.0
         if timings["store_put"] > self.config.store_budget_ms and Fault.STORE_WRITE_FAILED not in faults.faults:
             faults.add(Fault.STORE_LATE, f"write took {timings['store_put']:.1f} ms")
+        return True
 
     def _log_then_commit(
-        self, decision: PageDecision, new: Any, timings: dict[str, float], started: float
+        self, decision: PageDecision, new: Any, version: int | None, timings: dict[str, float], started: float
     ) -> PageDecision:
         """Durable order: the page is in the (durable) log before its state is committed, so
-        every committed state is in the log. A page the log refused is not committed either."""
+        every committed state is in the log. A page the log refused is not committed either.
+
+        A page already logged cannot be re-planned: if its conditional write loses to another
+        page for the member, the page is served as logged, its state is not saved, and the fault
+        ``store_conflict`` says so.
+        """
         decision = self._log(decision, timings, started)
         if Fault.LOG_FAILED in decision.faults:
             return decision
         faults = _Faults()
-        self._put_state(decision.member_id, new, faults, timings)
+        if not self._put_state(decision.member_id, new, version, faults, timings):
+            faults.add(Fault.STORE_CONFLICT, _CONFLICT_LOGGED)
         timings["total"] = (time.perf_counter() - started) * 1000.0
         if not faults.faults:
             return decision

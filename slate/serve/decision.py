@@ -29,7 +29,13 @@ class Fault(str, Enum):
     STORE_WRITE_FAILED = "store_write_failed"
     """The state store could not be written: the next page will not know about this one."""
     STORE_LATE = "store_late"
-    """A store read or write took longer than ``store_budget_ms`` (its result was used)."""
+    """A store read or write took longer than ``store_budget_ms`` (its result was used), or timed out."""
+    STORE_CONFLICT = "store_conflict"
+    """Another page for the member was saved between this page's read and write: the page was
+    re-planned against the fresh state (or, after a second conflict, showed the stored images
+    and was not saved). No update is lost."""
+    STORE_REPLACED = "store_replaced"
+    """The state database was deleted or replaced while in use: the page was built without state."""
     SCORING_LATE = "scoring_late"
     """Scoring took longer than ``scoring_budget_ms`` (its scores were used)."""
     SOLVER_FAILED = "solver_failed"

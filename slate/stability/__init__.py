@@ -2,9 +2,10 @@
 
 >>> from slate.stability import available_stores
 >>> available_stores()
-['memory', 'sqlite']
+['memory', 'redis', 'sqlite']
 """
 
+from slate.stability.redis_store import RedisStore
 from slate.stability.rules import (
     Reason,
     StabilityPlan,
@@ -18,6 +19,7 @@ from slate.stability.store import (
     InMemoryStore,
     SQLiteStore,
     StateStore,
+    VersionedStateStore,
     available_stores,
     make_store,
     register_store,
@@ -27,12 +29,14 @@ __all__ = [
     "NO_DRAW",
     "InMemoryStore",
     "Reason",
+    "RedisStore",
     "SQLiteStore",
     "StabilityPlan",
     "StabilityRules",
     "StateStore",
     "StickyPeriod",
     "TitleState",
+    "VersionedStateStore",
     "available_stores",
     "make_store",
     "next_states",

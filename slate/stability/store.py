@@ -1,4 +1,4 @@
-"""Where stability state lives between sessions: the :class:`StateStore` protocol and two stores.
+"""Where stability state lives between sessions: the :class:`StateStore` protocol and three stores.
 
 =============  ==============================================================================
 name           store
@@ -6,30 +6,51 @@ name           store
 ``sqlite``     :class:`SQLiteStore`, the default: one embedded file (SQLite in WAL mode), safe
                under concurrent readers and one writer, durable across a process crash
 ``memory``     :class:`InMemoryStore`: a dict, for tests, simulations and single-process serving
+``redis``      :class:`~slate.stability.RedisStore`: one Redis server (or cluster) shared by every
+               serving process on every host (``make_store("redis://host:6379/0")``)
 =============  ==============================================================================
 
 A page reads the state of all its titles in one call (:meth:`StateStore.get`) and writes it back
 in one call (:meth:`StateStore.put`): one round trip each way per page.
+
+**Versions (compare-and-set).** The three stores are also :class:`VersionedStateStore`: every
+member has a version, a counter that each committed write increments. :meth:`~VersionedStateStore.read`
+returns the member's records *and* version; :meth:`~VersionedStateStore.write` commits only if the
+version is still the one read, and otherwise writes nothing and returns False. Two processes
+serving the same member at once cannot overwrite each other's page unseen (a *lost update*):
+the second write fails, and :class:`slate.serve.Composer` re-plans the page against the fresh
+state (fault ``store_conflict``). ``put`` is a blind write (it increments the version too, so a
+concurrent conditional write notices it).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import random
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from slate.errors import InvalidProblemError, StoreOpenError
+from slate.errors import (
+    InvalidProblemError,
+    StoreError,
+    StoreOpenError,
+    StoreReplacedError,
+    StoreTimeoutError,
+)
 from slate.stability.state import TitleState
 
 __all__ = [
     "InMemoryStore",
     "SQLiteStore",
     "StateStore",
+    "VersionedStateStore",
     "available_stores",
     "make_store",
     "register_store",
@@ -76,6 +97,27 @@ class StateStore(Protocol):
         ...
 
 
+@runtime_checkable
+class VersionedStateStore(StateStore, Protocol):
+    """A :class:`StateStore` with a per-member version, for conditional writes (compare-and-set).
+
+    A member never written has version 0; every committed write (``write`` or ``put``) adds one.
+    :func:`slate.testing.stores.check_store` checks a store against this contract.
+    """
+
+    def read(self, member_id: int, title_ids: Sequence[str]) -> tuple[dict[str, TitleState], int]:
+        """The records of ``member_id`` for ``title_ids`` and the member's version, read atomically."""
+        ...
+
+    def write(self, member_id: int, states: Mapping[str, TitleState], version: int) -> bool:
+        """Write ``states`` atomically if the member's version is still ``version``.
+
+        Returns True when committed (the version is then ``version + 1``), False when another
+        write came first (nothing is written).
+        """
+        ...
+
+
 class InMemoryStore:
     """A dictionary store (thread-safe; lost when the process ends).
 
@@ -88,13 +130,37 @@ class InMemoryStore:
     ['T1']
     >>> store.purge(before=10.0), store.get(1, ["T1"])
     (1, {})
+    >>> states, version = store.read(1, ["T1"])
+    >>> store.write(1, {"T1": TitleState("T1-b", 0.0, 1, 2, 20.0, True)}, version)
+    True
+    >>> store.write(1, {"T1": TitleState("T1-c", 0.0, 1, 2, 20.0, True)}, version)  # stale version
+    False
     """
 
     name = "memory"
 
     def __init__(self) -> None:
         self._data: dict[int, dict[str, TitleState]] = {}
-        self._lock = threading.Lock()
+        self._versions: dict[int, tuple[int, float]] = {}  # member -> (version, latest updated_at)
+        self._lock = threading.RLock()
+        self.conflicts_ = 0
+
+    # read and write go through get and put (under the same re-entrant lock), so a subclass that
+    # overrides get or put (e.g. to inject faults in a test) is used by compose too
+    def read(self, member_id: int, title_ids: Sequence[str]) -> tuple[dict[str, TitleState], int]:
+        with self._lock:
+            return self.get(member_id, title_ids), self._versions.get(member_id, (0, 0.0))[0]
+
+    def write(self, member_id: int, states: Mapping[str, TitleState], version: int) -> bool:
+        with self._lock:
+            if self._versions.get(member_id, (0, 0.0))[0] != version:
+                self.conflicts_ += 1
+                return False
+            self.put(member_id, states)
+            if not states:  # put() skips an empty write; a conditional one still moves the version
+                current, latest = self._versions.get(member_id, (0, -math.inf))
+                self._versions[member_id] = (current + 1, latest)
+            return True
 
     def get(self, member_id: int, title_ids: Sequence[str]) -> dict[str, TitleState]:
         with self._lock:
@@ -104,12 +170,19 @@ class InMemoryStore:
             return {t: member[t] for t in title_ids if t in member}
 
     def put(self, member_id: int, states: Mapping[str, TitleState]) -> None:
+        if not states:
+            return
         with self._lock:
+            current, latest = self._versions.get(member_id, (0, -math.inf))
             self._data.setdefault(member_id, {}).update(states)
+            latest = max(latest, max(s.updated_at for s in states.values()))
+            self._versions[member_id] = (current + 1, latest)
 
     def purge(self, before: float) -> int:
         removed = 0
         with self._lock:
+            for member_id in [m for m, (_, latest) in self._versions.items() if latest < before]:
+                del self._versions[member_id]  # every record of the member is older than ``before`` too
             for member_id in list(self._data):
                 member = self._data[member_id]
                 old = [t for t, s in member.items() if s.updated_at < before]
@@ -128,7 +201,7 @@ class InMemoryStore:
         """Nothing to release."""
 
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: member_version (compare-and-set); a version-1 file is upgraded on open
 _COLUMNS = (
     "image_id",
     "shown_since",
@@ -141,7 +214,7 @@ _COLUMNS = (
     "draw_propensity",
     "draw_explored",
 )
-_CREATE = f"""
+_CREATE_STATE = """
 CREATE TABLE IF NOT EXISTS title_state (
     member_id INTEGER NOT NULL,
     title_id TEXT NOT NULL,
@@ -156,13 +229,47 @@ CREATE TABLE IF NOT EXISTS title_state (
     draw_propensity REAL NOT NULL,
     draw_explored INTEGER NOT NULL,
     PRIMARY KEY (member_id, title_id)
-) WITHOUT ROWID;
-PRAGMA user_version = {_SCHEMA_VERSION};
+) WITHOUT ROWID
+"""
+_CREATE_VERSION = """
+CREATE TABLE IF NOT EXISTS member_version (
+    member_id INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+)
 """
 _PUT = (
     f"INSERT OR REPLACE INTO title_state (member_id, title_id, {', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})"
 )
+_VERSION = "SELECT version FROM member_version WHERE member_id = ?"
+# the conditional bump: one row changed when the member is still at the version read
+_BUMP = "UPDATE member_version SET version = version + 1, updated_at = max(updated_at, ?) WHERE member_id = ? AND version = ?"
+_FIRST = "INSERT INTO member_version (member_id, version, updated_at) VALUES (?, 1, ?) ON CONFLICT DO NOTHING"
+_BLIND = (
+    "INSERT INTO member_version (member_id, version, updated_at) VALUES (?, 1, ?) ON CONFLICT(member_id) "
+    "DO UPDATE SET version = version + 1, updated_at = max(updated_at, excluded.updated_at)"
+)
+_OPEN_TIMEOUT_S = 30.0  # opening waits this long for other processes creating or upgrading the file
+
+_log = logging.getLogger("slate.stability")
+
+
+def _busy(err: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock (worth a retry)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (5, 6)
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _row_to_state(row: tuple[Any, ...]) -> TitleState:
@@ -201,9 +308,19 @@ class SQLiteStore:
 
     Each thread (and each process) gets its own connection. In WAL mode readers never block
     and are never blocked by the writer; one writer at a time commits (others wait up to
-    ``timeout_ms``, then the write fails and :func:`~slate.serve.compose` reports it). A page's
-    records are written in one transaction, so a reader sees all of a page's update or none of
-    it. Committed pages survive a crash of the process (``synchronous=NORMAL`` in WAL mode;
+    ``timeout_ms``, retrying SQLite's "database is locked" meanwhile, then the write fails with
+    :class:`~slate.errors.StoreTimeoutError` and :func:`~slate.serve.compose` reports it). A page's
+    records and the member's version are read in one statement and written in one transaction,
+    so a reader sees all of a page's update or none of it, and a conditional write
+    (:meth:`write`) commits only if no other write for the member came after its read. Many
+    processes may create or open the same new file at once (opening waits for the others).
+
+    **A deleted or replaced file is reported.** Each connection remembers the device and inode
+    of the file it opened; every call checks them (one ``stat``). When the file was deleted or
+    replaced, the call raises :class:`~slate.errors.StoreReplacedError` (compose reports
+    ``store_replaced``), logs a warning, counts it in ``replaced_``, and the next call opens the
+    file now at ``path`` (a new, empty one if it was deleted). A file that cannot be opened (a
+    directory, a read-only file, not a database) raises :class:`~slate.errors.StoreError` naming it. Committed pages survive a crash of the process (``synchronous=NORMAL`` in WAL mode;
     ``durable=True`` also survives an OS crash or power loss, at the cost of an fsync per page).
 
     **Checkpoints off the request path.** In WAL mode, commits append to the ``-wal`` file and a
@@ -220,8 +337,8 @@ class SQLiteStore:
     ----------
     path : str or path-like
         The database file (created if missing); ``":memory:"`` for a private in-memory database.
-    timeout_ms : float, default 50
-        How long a write waits for another writer's lock before failing.
+    timeout_ms : float, default 200
+        How long a read or write waits for another connection's lock before failing.
     durable : bool, default False
         ``synchronous=FULL`` instead of ``NORMAL``.
     checkpoint : {"background", "inline"}, default "background"
@@ -236,6 +353,12 @@ class SQLiteStore:
         Background (or fallback) checkpoints run.
     checkpoint_errors_ : int
         Checkpoints that failed (e.g. the database was locked); the next one retries.
+    conflicts_ : int
+        Conditional writes refused because the member's version had moved on.
+    lock_retries_ : int
+        Statements retried after SQLite reported the database locked or busy.
+    replaced_ : int
+        Times the file was found deleted or replaced.
 
     Examples
     --------
@@ -247,6 +370,9 @@ class SQLiteStore:
     2
     >>> store.journal_mode
     'wal'
+    >>> states, version = store.read(42, ["T1"])
+    >>> version, store.write(42, states, version), store.write(42, states, version)
+    (1, True, False)
     >>> store.close()
     """
 
@@ -256,7 +382,7 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
-        timeout_ms: float = 50.0,
+        timeout_ms: float = 200.0,
         durable: bool = False,
         checkpoint: Literal["background", "inline"] = "background",
         checkpoint_every: int = 100,
@@ -279,6 +405,9 @@ class SQLiteStore:
         self.checkpoint_every = checkpoint_every
         self.checkpoints_ = 0
         self.checkpoint_errors_ = 0
+        self.conflicts_ = 0
+        self.lock_retries_ = 0
+        self.replaced_ = 0
         self._background = checkpoint == "background" and str(path) != ":memory:"
         self._commits = 0  # commits by this process since it opened the store
         self._checkpointed = 0  # value of _commits when the last checkpoint started
@@ -293,16 +422,63 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._get_sql: dict[int, str] = {}
-        try:
-            self._connection()  # create the file and the table now, so errors surface here
-        except (sqlite3.Error, OSError) as err:
-            raise StoreOpenError(_open_failure(self.path, err)) from None
+        self._connection()  # create the file and the table now, so errors surface here
 
     # ------------------------------------------------------------------ connections
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
+        """This thread's connection, after checking the file is still the one it opened."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            if self.path == ":memory:":
+                return conn
+            now = _file_id(self.path)
+            if now == local.file_id:
+                return conn
+            self._drop(conn)
+            with self._lock:
+                self.replaced_ += 1
+            what = "deleted" if now is None else "replaced by another file"
+            _log.warning("slate: the state database %s was %s while in use", self.path, what)
+            raise StoreReplacedError(
+                f"The state database {self.path} was {what} while in use; the state written "
+                f"before is not in the file now at that path (the next call opens it)."
+            )
+        return self._open()
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = None
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:  # pragma: no cover - closing is best effort
+            pass
+
+    def _open(self) -> sqlite3.Connection:
+        """Open this thread's connection, waiting (with retries) for processes creating the file."""
+        deadline = time.monotonic() + max(_OPEN_TIMEOUT_S, self.timeout_ms / 1000.0)
+        delay = 0.002
+        while True:
+            try:
+                conn = self._try_open()
+                break
+            except sqlite3.Error as err:
+                if not (_busy(err) and time.monotonic() < deadline):
+                    raise StoreOpenError(_open_failure(self.path, err)) from None
+            except OSError as err:
+                raise StoreOpenError(_open_failure(self.path, err)) from None
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(2 * delay, 0.1)
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        self._local.file_id = _file_id(self.path) if self.path != ":memory:" else None
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _try_open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -311,28 +487,71 @@ class SQLiteStore:
             isolation_level=None,  # transactions are explicit
             check_same_thread=False,  # used by its own thread only; close() may run elsewhere
         )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_ms)}")
-        if self.path != ":memory:":
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"SQLiteStore could not switch {self.path} to WAL mode")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-        if self._background:
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            conn.executescript(_CREATE)
-        elif version != _SCHEMA_VERSION:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_ms)}")
+            if self.path != ":memory:":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise sqlite3.OperationalError("cannot switch to WAL mode (attempt to write a readonly database?)")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            if self._background:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
+            self._ensure_schema(conn)
+        except BaseException:
             conn.close()
+            raise
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        """Create (or upgrade version 1 to) the current schema, in one write transaction."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version in (0, 1):
+                conn.execute(_CREATE_STATE)
+                conn.execute(_CREATE_VERSION)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if version not in (0, 1, _SCHEMA_VERSION):
             raise InvalidProblemError(
                 f"The state database {self.path} has schema version {version}; this slate reads "
                 f"version {_SCHEMA_VERSION}."
             )
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        with self._lock:
-            self._connections.append(conn)
-        return conn
+
+    def _retrying(self, what: str, run: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``run(conn)``, retried while SQLite reports the database locked, up to ``timeout_ms``."""
+        deadline = 0.0
+        delay = 0.0005
+        while True:
+            conn = self._connection()
+            try:
+                return run(conn)
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:  # pragma: no cover - the connection is broken
+                        pass
+                if not _busy(err):
+                    raise StoreError(f"The state database {self.path}: {what} failed: {err}.") from err
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.timeout_ms / 1000.0
+                if now >= deadline:
+                    raise StoreTimeoutError(
+                        f"The state database {self.path} stayed locked for more than "
+                        f"{self.timeout_ms:g} ms ({what})."
+                    ) from err
+                with self._lock:
+                    self.lock_retries_ += 1
+                time.sleep(min(delay, deadline - now) * random.uniform(0.5, 1.0))
+                delay = min(2 * delay, 0.01)
 
     @property
     def journal_mode(self) -> str:
@@ -340,24 +559,49 @@ class SQLiteStore:
         return str(self._connection().execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
     # ------------------------------------------------------------------ protocol
-    def get(self, member_id: int, title_ids: Sequence[str]) -> dict[str, TitleState]:
-        n = len(title_ids)
-        if n == 0:
-            return {}
+    def _select(self, n: int) -> str:
         sql = self._get_sql.get(n)
         if sql is None:
+            blanks = ", ".join(["NULL"] * (len(_COLUMNS) - 1))
             sql = (
+                f"SELECT NULL, version, {blanks} FROM member_version WHERE member_id = ? UNION ALL "
                 f"SELECT title_id, {', '.join(_COLUMNS)} FROM title_state "
                 f"WHERE member_id = ? AND title_id IN ({', '.join('?' * n)})"
             )
             self._get_sql[n] = sql
-        rows = self._connection().execute(sql, (member_id, *title_ids)).fetchall()
-        return {row[0]: _row_to_state(row) for row in rows}
+        return sql
+
+    def read(self, member_id: int, title_ids: Sequence[str]) -> tuple[dict[str, TitleState], int]:
+        # one statement: the version and the records come from one snapshot of the database
+        sql = self._select(len(title_ids))
+        args = (member_id, member_id, *title_ids)
+        rows = self._retrying("read", lambda conn: conn.execute(sql, args).fetchall())
+        version = 0
+        states = {}
+        for row in rows:
+            if row[0] is None:
+                version = int(row[1])
+            else:
+                states[row[0]] = _row_to_state(row)
+        return states, version
+
+    def get(self, member_id: int, title_ids: Sequence[str]) -> dict[str, TitleState]:
+        if len(title_ids) == 0:
+            return {}
+        return self.read(member_id, title_ids)[0]
+
+    def write(self, member_id: int, states: Mapping[str, TitleState], version: int) -> bool:
+        ok = bool(self._write(member_id, states, int(version)))
+        if not ok:
+            with self._lock:
+                self.conflicts_ += 1
+        return ok
 
     def put(self, member_id: int, states: Mapping[str, TitleState]) -> None:
-        if not states:
-            return
-        conn = self._connection()
+        if states:
+            self._write(member_id, states, None)
+
+    def _write(self, member_id: int, states: Mapping[str, TitleState], version: int | None) -> bool:
         rows = [
             (
                 member_id,
@@ -375,15 +619,28 @@ class SQLiteStore:
             )
             for title, s in states.items()
         ]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_PUT, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        if self._background:
-            self._committed(conn)
+        latest = max((s.updated_at for s in states.values()), default=0.0)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            if version is None:
+                conn.execute(_BLIND, (member_id, latest))
+                ok = True
+            elif version == 0:
+                ok = conn.execute(_FIRST, (member_id, latest)).rowcount == 1
+            else:
+                ok = conn.execute(_BUMP, (latest, member_id, version)).rowcount == 1
+            if ok:
+                conn.executemany(_PUT, rows)
+                conn.execute("COMMIT")
+            else:
+                conn.execute("ROLLBACK")
+            return ok
+
+        ok = bool(self._retrying("write", run))
+        if ok and self._background:
+            self._committed(self._connection())
+        return ok
 
     # ------------------------------------------------------------------ checkpoints
     def _committed(self, conn: sqlite3.Connection) -> None:
@@ -440,15 +697,15 @@ class SQLiteStore:
                 self.checkpoints_ += 1
 
     def purge(self, before: float) -> int:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute("DELETE FROM title_state WHERE updated_at < ?", (float(before),))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return int(cursor.rowcount)
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            removed = conn.execute("DELETE FROM title_state WHERE updated_at < ?", (float(before),)).rowcount
+            # a version row is as recent as the member's latest record: its records are all gone
+            conn.execute("DELETE FROM member_version WHERE updated_at < ?", (float(before),))
+            conn.execute("COMMIT")
+            return int(removed)
+
+        return int(self._retrying("purge", run))
 
     def __len__(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM title_state").fetchone()[0])
@@ -491,27 +748,55 @@ def available_stores() -> list[str]:
     Examples
     --------
     >>> available_stores()
-    ['memory', 'sqlite']
+    ['memory', 'redis', 'sqlite']
     """
     return sorted(_REGISTRY)
 
 
 def make_store(name: str = "sqlite", **options: Any) -> StateStore:
-    """Build the store registered as ``name`` (``"sqlite"`` needs ``path=...``).
+    """Build the store registered as ``name``, or the one a URL names.
+
+    ``"sqlite"`` needs ``path=...``; ``"redis"`` takes ``url=...``. A URL works too:
+    ``"redis://host:6379/0"`` (also ``rediss://`` and ``unix://``) for a
+    :class:`~slate.stability.RedisStore`, ``"sqlite:///state.db"`` (relative) or ``"sqlite:////abs/state.db"`` for an
+    :class:`SQLiteStore`; ``options`` go to the store.
 
     Examples
     --------
     >>> make_store("memory").get(1, ["T1"])
     {}
+    >>> import os, tempfile
+    >>> store = make_store("sqlite:///" + os.path.join(tempfile.mkdtemp(), "state.db"))
+    >>> type(store).__name__
+    'SQLiteStore'
+    >>> store.close()
     """
+    scheme, sep, rest = name.partition("://")
+    if sep:
+        if scheme in ("redis", "rediss", "unix"):
+            return _REGISTRY["redis"](url=name, **options)
+        if scheme == "sqlite" and rest:
+            return _REGISTRY["sqlite"](path=rest[1:] if rest.startswith("/") and rest != "/" else rest, **options)
+        raise InvalidProblemError(
+            f"The store URL {name!r} has an unknown scheme {scheme!r}; use redis://, rediss://, unix:// "
+            f"or sqlite:///path."
+        )
     try:
         factory = _REGISTRY[name]
     except KeyError:
         raise InvalidProblemError(
-            f"The 'name' parameter of make_store must be one of {available_stores()}; got {name!r} instead."
+            f"The 'name' parameter of make_store must be one of {available_stores()} or a store URL; "
+            f"got {name!r} instead."
         ) from None
     return factory(**options)
 
 
+def _redis_store(**options: Any) -> StateStore:
+    from slate.stability.redis_store import RedisStore  # redis-py is an optional dependency
+
+    return RedisStore(**options)
+
+
 register_store("memory", InMemoryStore)
 register_store("sqlite", SQLiteStore)
+register_store("redis", _redis_store)

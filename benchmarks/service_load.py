@@ -1,0 +1,185 @@
+"""Load test of the reference service (slate.serve.asgi): pages/s and latency for 1, 2 and 4 workers.
+
+For each worker count, starts ``python -m slate.serve.asgi --workers N`` on a free 127.0.0.1 port,
+sharing one Redis (a ``redis-server`` started on a free loopback port, persistence off) and
+writing per-process decision logs, waits for ``/health``, then, with httpx from this process:
+
+1. **capacity**: a closed loop of ``--concurrency`` clients per worker posting 40 x 10 pages for
+   ``--duration`` seconds (at most ``--requests`` pages): pages/s and latency percentiles;
+2. **80% load**: an open loop at 80% of that capacity (requests sent on a fixed schedule, latency
+   measured from the scheduled send time, so queueing counts) for the same duration: p50/p99/p99.9.
+
+Everything runs on this machine: the client's CPU competes with the workers' (reported). Bounded:
+127.0.0.1 only, a fixed duration and request count per phase.
+
+Usage::
+
+    python benchmarks/service_load.py                      # 1, 2, 4 workers, 10 s per phase
+    python benchmarks/service_load.py --workers 1,2 --duration 5
+    python benchmarks/service_load.py --workers 1,2 --repeat 3     # alternate 1,2,1,2,1,2; medians
+
+On a machine shared with other jobs, alternate the worker counts (``--repeat``) and compare the
+medians: the load of the other jobs changes from one phase to the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from slate.testing.stores import free_port, redis_server
+
+
+def bodies(n: int, *, n_members: int = 2000, n_titles: int = 40, n_images: int = 10, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        member = int(rng.integers(n_members))
+        first = int(rng.integers(0, 400))
+        titles = [{"title_id": f"T{first + t}", "image_ids": [f"T{first + t}-{k}" for k in range(n_images)],
+                   "row": t // 8, "col": t % 8} for t in range(n_titles)]
+        out.append(json.dumps({"member_id": member, "session_id": i, "titles": titles}).encode())
+    return out
+
+
+def start_service(workers: int, store: str, log_dir: str, solver: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slate.serve.asgi", "--workers", str(workers), "--port", str(port),
+         "--store", store, "--log-dir", log_dir, "--solver", solver],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    healthy = 0
+    while time.monotonic() < deadline and healthy < 8 * workers:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            healthy = healthy + 1 if httpx.get(f"{url}/health", timeout=2).status_code == 200 else 0
+        except httpx.HTTPError:
+            healthy = 0
+            time.sleep(0.2)
+    if healthy < 8 * workers:
+        raise RuntimeError("the service did not become healthy within 120 s")
+    time.sleep(1.0)  # the last workers finish their warm-up
+    return proc, url
+
+
+async def closed_loop(url: str, payloads: list[bytes], clients: int, duration: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    stop_at = time.perf_counter() + duration
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal next_index, errors
+        while time.perf_counter() < stop_at and next_index < len(payloads):
+            body = payloads[next_index]
+            next_index += 1
+            t = time.perf_counter()
+            r = await http.post("/compose", content=body, headers={"content-type": "application/json"})
+            latencies.append(time.perf_counter() - t)
+            errors += r.status_code != 200
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return summary(latencies, elapsed, errors)
+
+
+async def open_loop(url: str, payloads: list[bytes], rate: float, duration: float, clients: int) -> dict[str, Any]:
+    """Requests due at ``i / rate``; ``clients`` senders take the next due request in turn (a late
+    sender sends at once), and latency runs from the due time, so any queueing counts."""
+    n = min(len(payloads), int(rate * duration))
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        started = time.perf_counter()
+
+        async def sender() -> None:
+            nonlocal errors, next_index
+            while next_index < n:
+                i = next_index
+                next_index += 1
+                due = started + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                r = await http.post("/compose", content=payloads[i], headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - due)
+                errors += r.status_code != 200
+
+        await asyncio.gather(*(sender() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return summary(latencies, elapsed, errors)
+
+
+def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, Any]:
+    a = np.array(latencies) * 1e3
+    return {"pages": len(a), "errors": errors, "pages_per_s": len(a) / elapsed,
+            "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "p999_ms": float(np.percentile(a, 99.9)), "max_ms": float(a.max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--requests", type=int, default=40_000, help="at most this many pages per phase")
+    parser.add_argument("--concurrency", type=int, default=4, help="closed-loop clients per worker")
+    parser.add_argument("--solver", default="fast")
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the worker counts this many times")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    payloads = bodies(args.requests)
+    print(f"# service load — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 40x10 pages, "
+          f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; client in this process")
+    print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
+          f"{'max ms':>8}{'errors':>7}{'load':>6}")
+    results: dict[str, list[Any]] = {}
+    counts = [int(w) for w in args.workers.split(",")] * args.repeat
+    with redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
+        for i, workers in enumerate(counts):
+            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver)
+            try:
+                cpu0 = time.process_time()
+                cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
+                rate = 0.8 * cap["pages_per_s"]
+                load = asyncio.run(open_loop(url, payloads, rate, args.duration, 8 * workers))
+                client_cpu = time.process_time() - cpu0
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+            results.setdefault(str(workers), []).append(
+                {"capacity": cap, "at_80pct": load, "client_cpu_s": client_cpu, "load_average": os.getloadavg()[0]})
+            for phase, r in (("capacity", cap), ("80% load", load)):
+                print(f"{workers:>7}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
+                      f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
+                      f"{os.getloadavg()[0]:>6.1f}")
+            print(f"        (client CPU {client_cpu:.1f} s over both phases)")
+    med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
+    p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
+    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 at 80% {p99[w]:.1f} ms" for w in med))
+    if "1" in med and "2" in med:
+        print(f"2 workers / 1 worker capacity (medians): {med['2'] / med['1']:.2f}x")
+    print(f"# load average at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

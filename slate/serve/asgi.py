@@ -1,0 +1,193 @@
+"""A reference service: ``compose()`` behind a small ASGI app (Starlette), served by uvicorn.
+
+``POST /compose`` takes a page request (the JSON of :class:`~slate.serve.PageRequest`) and returns
+the decision (:meth:`PageDecision.to_dict <slate.serve.PageDecision.to_dict>`); a malformed
+request gets a 400 with the one-line reason. ``GET /health`` answers 200 once the process is
+warmed up (503 before), with its counters; ``POST /warmup`` warms it up again (and freezes the
+heap). Run N worker processes sharing one Redis::
+
+    python -m slate.serve.asgi --workers 2 --store redis://127.0.0.1:6379/0 --log-dir logs/
+
+Each process builds its own :class:`~slate.serve.Composer` at start-up (the factory runs in the
+worker, after uvicorn forks or spawns it), warms it up, and writes its own decision log: files
+named ``decisions-<host>-<pid>-<random>-...`` in ``--log-dir``, so no two processes share a name.
+The composer runs on the event loop's thread (compose is CPU-bound: one process per core, not
+threads, gives the throughput); ``threaded=True`` runs it in Starlette's thread pool instead,
+which the :class:`~slate.serve.Composer` supports too.
+
+Your policy goes in through ``make_composer`` (see :func:`create_app`); the built-in
+:func:`demo_composer` scores with a seeded random generator, for trying the service and for
+``benchmarks/service_load.py``. starlette and uvicorn come with the ``service`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from slate.serve.composer import Composer
+from slate.serve.request import ComposeConfig, InvalidRequestError
+
+__all__ = ["app_from_env", "create_app", "demo_composer", "main"]
+
+
+def demo_composer(store: str = "memory", log_dir: str | None = None, solver: str = "fast") -> Composer:
+    """A composer for the reference service: seeded random scores, the given store and log folder.
+
+    ``store`` is anything :func:`slate.stability.make_store` takes (``"memory"``, a Redis URL,
+    ``"sqlite:///state.db"``). With ``log_dir``, decisions go to a :class:`~slate.serve.DecisionLogger`
+    there, under a file prefix unique to this process.
+    """
+    from slate.serve.decision_log import DecisionLogger
+    from slate.stability import StabilityRules, make_store
+
+    def scores(request: Any) -> Any:
+        rng = np.random.default_rng([request.member_id & 0xFFFFFFFF, request.session_id & 0xFFFFFFFF])
+        return rng.uniform(0.01, 0.2, size=(request.n_titles, request.n_images))
+
+    logger = None
+    if log_dir:
+        prefix = f"decisions-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        logger = DecisionLogger(log_dir, prefix=prefix.replace("/", "_"), background=True)
+    rules = StabilityRules(churn=0.005, max_changes=10, dwell_sessions=3, min_gain=0.005)
+    options = {"compute_bound": False} if solver == "fast" else {}
+    config = ComposeConfig(solver=solver, solver_options=options, solver_time_ms=1.0, stability=rules)
+    return Composer(scores, make_store(store), config=config, logger=logger)
+
+
+def create_app(
+    make_composer: Callable[[], Composer], *, warm_up: bool = True, threaded: bool = False
+) -> Any:
+    """The Starlette app: ``/compose``, ``/health``, ``/warmup``.
+
+    Parameters
+    ----------
+    make_composer : callable
+        Builds this process's composer (called once, at start-up, in the serving process).
+    warm_up : bool, default True
+        Warm the composer up (and :func:`gc.freeze`) at start-up; ``/health`` says 503 until then.
+    threaded : bool, default False
+        Compose in Starlette's thread pool instead of on the event loop.
+
+    Examples
+    --------
+    >>> app = create_app(lambda: demo_composer(solver="independent"), warm_up=False)
+    >>> sorted(route.path for route in app.routes)
+    ['/compose', '/health', '/warmup']
+
+    Serve it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
+    """
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    state: dict[str, Any] = {"composer": None, "warm": False, "warm_s": None}
+
+    def do_warm_up() -> float:
+        seconds = float(state["composer"].warm_up())
+        state.update(warm=True, warm_s=seconds)
+        return seconds
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        state["composer"] = make_composer()
+        if warm_up:
+            do_warm_up()
+        else:
+            state["warm"] = True
+        try:
+            yield
+        finally:
+            composer = state["composer"]
+            if composer.logger is not None and hasattr(composer.logger, "close"):
+                composer.logger.close()
+            if composer.store is not None:
+                composer.store.close()
+
+    async def compose(request: Request) -> Response:
+        body = await request.body()
+        composer = state["composer"]
+        try:
+            if threaded:
+                decision = await run_in_threadpool(composer.compose, _parse(body))
+            else:
+                decision = composer.compose(_parse(body))
+        except InvalidRequestError as err:
+            return JSONResponse({"error": str(err).splitlines()[0]}, status_code=400)
+        return JSONResponse(decision.to_dict())
+
+    async def health(request: Request) -> Response:
+        composer = state["composer"]
+        body = {"status": "ok" if state["warm"] else "warming", "pid": os.getpid(), "warm_up_s": state["warm_s"],
+                "stats": composer.stats_.snapshot() if composer is not None else None}
+        return JSONResponse(body, status_code=200 if state["warm"] else 503)
+
+    async def warmup(request: Request) -> Response:
+        seconds = await run_in_threadpool(do_warm_up)
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "seconds": seconds})
+
+    routes = [
+        Route("/compose", compose, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/warmup", warmup, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _parse(body: bytes) -> Any:
+    import json
+
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as err:
+        raise InvalidRequestError(f"The request body is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"The request body must be a JSON object; got {type(data).__name__}.")
+    return data
+
+
+def app_from_env() -> Any:
+    """The app for uvicorn's ``--factory``, configured by ``SLATE_STORE``, ``SLATE_LOG_DIR``, ``SLATE_SOLVER``."""
+    store = os.environ.get("SLATE_STORE", "memory")
+    log_dir = os.environ.get("SLATE_LOG_DIR") or None
+    solver = os.environ.get("SLATE_SOLVER", "fast")
+    threaded = os.environ.get("SLATE_THREADED", "") == "1"
+    return create_app(lambda: demo_composer(store, log_dir, solver), threaded=threaded)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m slate.serve.asgi``: serve :func:`app_from_env` with uvicorn on 127.0.0.1."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="slate's reference compose() service (uvicorn + Starlette)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--store", default="memory", help="a store name or URL (redis://host:6379/0)")
+    parser.add_argument("--log-dir", default="", help="decision logs (one file prefix per process)")
+    parser.add_argument("--solver", default="fast")
+    parser.add_argument("--threaded", action="store_true", help="compose in the thread pool")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    os.environ.update(SLATE_STORE=args.store, SLATE_LOG_DIR=args.log_dir, SLATE_SOLVER=args.solver,
+                      SLATE_THREADED="1" if args.threaded else "")
+    started = time.time()
+    uvicorn.run("slate.serve.asgi:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning", access_log=False)
+    print(f"served for {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The reference service (slate.serve.asgi) served by a real uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from slate.serve.asgi import create_app, demo_composer
+from slate.testing.stores import free_port
+
+
+@pytest.fixture
+def service(redis_server, tmp_path):
+    app = create_app(lambda: demo_composer(redis_server.url, str(tmp_path / "log"), solver="independent"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", tmp_path / "log"
+    server.should_exit = True
+    thread.join(timeout=30)
+    gc.unfreeze()  # the warm-up froze this test process's heap
+
+
+def page(member: int, session: int) -> dict:
+    return {"member_id": member, "session_id": session,
+            "titles": [{"title_id": f"T{t}", "image_ids": [f"T{t}-{k}" for k in range(4)], "row": 0, "col": t}
+                       for t in range(6)]}
+
+
+def test_the_service_composes_pages_with_state_and_logs_them(service):
+    url, _ = service
+    with httpx.Client(base_url=url, timeout=10) as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.json()["warm_up_s"] is not None  # warmed up at start-up
+        first = client.post("/compose", json=page(7, 1)).json()
+        second = client.post("/compose", json=page(7, 2)).json()
+        for d in (first, second):  # a loaded machine may make a stage late; nothing else may go wrong
+            assert [f for f in d["faults"] if not f.endswith("_late")] == [], d["faults"]
+        assert [t["title_id"] for t in second["titles"]] == [f"T{t}" for t in range(6)]
+        assert all(t["rule"] != "new" for t in second["titles"])  # the state of page 1 came back from Redis
+        bad = client.post("/compose", json={"member_id": 7})
+        assert bad.status_code == 400 and "'session_id' field" in bad.json()["error"]
+        assert client.post("/compose", content=b"{not json").status_code == 400
+        warm = client.post("/warmup")
+        assert warm.status_code == 200 and warm.json()["seconds"] >= 0
+        assert client.get("/health").json()["stats"]["pages"] == 2
+
+
+def test_the_log_is_flushed_at_shutdown(redis_server, tmp_path):
+    import pyarrow.parquet as pq
+
+    app = create_app(lambda: demo_composer(redis_server.url, str(tmp_path), solver="independent"), warm_up=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for s in range(5):
+            assert client.post("/compose", json=page(8, s)).status_code == 200
+    server.should_exit = True
+    thread.join(timeout=30)
+    files = sorted(tmp_path.rglob("*.parquet"))
+    assert files and all("decisions-" in f.name for f in files)
+    assert sum(pq.read_table(f).num_rows for f in files) == 5 * 6
