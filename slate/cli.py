@@ -3,6 +3,9 @@
 ``slate demo [--output DIR] [--seed N]`` runs the main job end to end on a simulated world
 (see :func:`slate.sim.demo.run_demo`) and prints the replay table beside the true values.
 
+``slate join DECISIONS OUTCOMES --output LOG`` attaches play events to a decision log
+(:func:`slate.logs.join.join_outcomes`).
+
 ``slate solve PAGE.json [--solver NAME] [--time-limit-ms T]`` prints one JSON object with the
 assignment (title id -> image id), objective and its parts, status, bound, solver and wall time.
 A bad file gives a one-line message on stderr and exit status 2.
@@ -47,6 +50,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_join(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from slate.logs.join import join_outcomes
+
+    _, report = join_outcomes(
+        args.decisions, args.outcomes, args.output, window=args.window,
+        quality_threshold=args.quality_threshold, engine=args.engine,
+        partitions=args.partitions if args.partitions else "auto",
+    )
+    print(report)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _add_join_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "join", help="attach outcome events (plays) to a decision log: a replayable log",
+        description="Attribute each outcome event to the latest impression of its title for its "
+        "member within a window (or to its page when the event names one); shown and not played "
+        "rows get reward 0; unmatched events are counted by reason (see slate.logs.join).",
+    )
+    p.add_argument("decisions", help="the decision log (Parquet file or folder)")
+    p.add_argument("outcomes", help="outcome events (Parquet: member_id, title_id, timestamp, "
+                   "reward or engagement, optional page_id)")
+    p.add_argument("--output", "-o", required=True, help="the joined log (a file, or a folder for a folder)")
+    p.add_argument("--window", default="24h", help="longest impression-to-event time (default 24h)")
+    p.add_argument("--quality-threshold", type=float, default=None,
+                   help="with engagement and no reward: engagement at least this is a quality play")
+    p.add_argument("--engine", choices=["local", "dask"], default="local")
+    p.add_argument("--partitions", type=int, default=0,
+                   help="member-hash buckets matched one at a time (default: auto)")
+    p.add_argument("--report", default=None, help="also write the join counts as JSON")
+    p.set_defaults(func=_cmd_join)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``slate`` command."""
     from slate.solvers import available_solvers
@@ -73,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     from slate.tune.cli import add_report_parser, add_sweep_parser
 
     add_replay_parser(sub)
+    _add_join_parser(sub)
 
     from slate.train.cli import add_train_parser
 

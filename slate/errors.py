@@ -14,6 +14,8 @@ __all__ = [
     "InvalidProblemError",
     "NoEstimateError",
     "ResourceLimitError",
+    "ScorerOutputError",
+    "ScorerResolutionError",
     "SlateError",
     "SolverError",
     "StoreError",
@@ -93,3 +95,12 @@ class StoreReplacedError(StoreError):
 class StoreOpenError(StoreError, OSError):
     """A state store cannot be opened: its file is a folder, read-only, not a database of the
     right kind, or its folder cannot be created. The message names the file."""
+
+
+class ScorerOutputError(SlateError, ValueError):
+    """A scorer returned output of the wrong shape (raised in strict mode; see
+    :func:`slate.serve.compose`)."""
+
+
+class ScorerResolutionError(SlateError, ValueError):
+    """A scorer named in a config (``"module:function"`` or a score table) cannot be loaded."""

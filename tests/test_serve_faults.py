@@ -166,7 +166,7 @@ def test_bad_scores_fall_back_to_best_finite_scores(bad):
     else:
         scores[2, :] = np.inf
     request = make_request(n_titles=3, n_images=4)
-    composer = Composer(lambda r: scores, InMemoryStore(), config=cfg(solver="independent"))
+    composer = Composer(lambda r: scores, InMemoryStore(), config=cfg(solver="independent"), strict=False)
     d = composer.compose(request)
     assert d.status == "fallback"
     if bad == "shape":

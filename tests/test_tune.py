@@ -190,10 +190,24 @@ def test_near_front_matches_the_definition(points):
     lo, hi = t - half, t + half
     front = np.array(brute_front(t, d, c))
     near = near_front_mask(t, lo, hi, d, c)
+    se = (hi - lo) / (2 * 1.959964)
     for i in range(len(t)):
-        beaten = any(d[j] >= d[i] and c[j] <= c[i] and lo[j] > hi[i] for j in range(len(t)))
-        assert near[i] == (not front[i] and not beaten)
+        covers = [j for j in range(len(t)) if d[j] >= d[i] and c[j] <= c[i]]
+        beaten = any(lo[j] > hi[i] for j in covers)
+        far = any(t[j] - t[i] > se[i] for j in covers)  # off the front by more than noise
+        assert near[i] == (not front[i] and not beaten and not far)
     assert not (near & front).any()
+
+
+def test_near_front_marks_are_selective():
+    """Wide intervals used to mark nearly every point off the front as near it."""
+    t = np.array([0.12, 0.11, 0.10, 0.09, 0.119])
+    d = np.array([0.5, 0.4, 0.3, 0.2, 0.5])
+    c = np.zeros(5)
+    near = near_front_mask(t, t - 0.005, t + 0.005, d, c)
+    # point 1's interval touches point 0's (so "not beaten with confidence"), but it is 0.01
+    # (about 4 standard errors) below it: not near; point 4 is 0.001 below: near
+    assert near.tolist() == [False, False, False, False, True]
 
 
 def test_pareto_mask_rejects_nan_and_ragged_input():

@@ -262,7 +262,7 @@ def test_report_is_self_contained(sim_run, tmp_path):
     assert (tmp_path / "report" / "plots" / "front.png").stat().st_size > 5000
     n_front = int(sim_run.column("pareto").sum())
     front_section = text.split("## Pareto front")[1].split("###")[0]
-    assert front_section.count("\n| ") == n_front + 1  # header and one line per front point
+    assert front_section.count("\n| ") == n_front + 2  # header, one line per front point, the logging policy
 
 
 def test_load_results_refuses_an_unfinished_folder(tmp_path):

@@ -5,6 +5,7 @@
 1
 """
 
+from slate.logs.join import JoinReport, join_outcomes
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.obp import (
     bernoulli_ts_distribution,
@@ -48,12 +49,14 @@ __all__ = [
     "ImpressionLog",
     "ImpressionWriter",
     "InvalidLogError",
+    "JoinReport",
     "RejectionReason",
     "RejectionReport",
     "bernoulli_ts_distribution",
     "from_obp",
     "impressions_schema",
     "impressions_table",
+    "join_outcomes",
     "list_log_files",
     "merge_reports",
     "open_bandit_feedback",

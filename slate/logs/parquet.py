@@ -34,6 +34,7 @@ from slate.logs._kernels import (
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.schema import (
     CANDIDATE_SEPARATOR,
+    DECISION_COLUMNS,
     FEATURE_PREFIX,
     LABEL_SET,
     REQUIRED_COLUMNS,
@@ -44,6 +45,7 @@ from slate.logs.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSIONS,
     RejectionReason,
+    decision_field,
     impressions_schema,
 )
 
@@ -90,8 +92,8 @@ def _is_feature_column(name: str) -> bool:
 def _layout_names(version: int) -> tuple[str, ...]:
     """Column names of a version, ``"features"`` standing for the v2 feature columns."""
     if version == 1:
-        return tuple(SCHEMA.names)
-    return tuple("candidate_set" if c == "candidate_ids" else c for c in SCHEMA.names)
+        return (*SCHEMA.names, *DECISION_COLUMNS)
+    return (*("candidate_set" if c == "candidate_ids" else c for c in SCHEMA.names), *DECISION_COLUMNS)
 
 
 def _conform(
@@ -338,13 +340,14 @@ class ImpressionWriter:
                 "candidate_ids" if c == "candidate_set" else "features" if _is_feature_column(c)
                 else c for c in columns
             ] if self.version == 2 else list(columns)
-            bad = [c for c in v1 if c not in SCHEMA.names]
+            bad = [c for c in v1 if c not in SCHEMA.names and c not in DECISION_COLUMNS]
             if bad:
                 raise InvalidLogError(
                     f"The 'columns' parameter of ImpressionWriter must name columns of "
                     f"{SCHEMA_NAME}/{self.version}; got unknown column(s) {bad} instead."
                 )
             names = [c for c in SCHEMA.names if c in set(v1) | set(REQUIRED_COLUMNS)]
+            names += [c for c in DECISION_COLUMNS if c in set(v1)]
         self._names = names
         meta = dict(SCHEMA.metadata or {})
         for key, value in (metadata or {}).items():
@@ -365,7 +368,8 @@ class ImpressionWriter:
         self.n_rows = 0
 
     def _open(self, n_features: int) -> None:
-        names = self._names
+        extra = [decision_field(c) for c in self._names if c in DECISION_COLUMNS]
+        names = [c for c in self._names if c not in DECISION_COLUMNS]
         if self.version == 1:
             schema = pa.schema([SCHEMA.field(c) for c in names], metadata=self._meta)
             dictionary = [c for c in _STRING_COLUMNS if c in names] + ["candidate_ids.list.element"]
@@ -377,6 +381,9 @@ class ImpressionWriter:
             # dictionary pages decode faster than plain ones for every column but the features
             # (their values are mostly distinct): measured 2-4x on ids, times and rewards
             dictionary = [c for c in schema.names if not _is_feature_column(c)]
+        for f in extra:
+            schema = schema.append(f)
+        dictionary += [f.name for f in extra]
         self.schema = schema
         self._writer = pq.ParquetWriter(
             self.path, schema, compression=self.compression, use_dictionary=dictionary,
@@ -1220,7 +1227,7 @@ def _read_plan(
     """Columns to read (schema columns, or those of ``columns`` present), columns ignored, and
     the string columns to read as dictionaries."""
     known = [c for c in schema.names if c in _KNOWN_COLUMNS or _is_feature_column(c)]
-    ignored = tuple(c for c in schema.names if c not in known)
+    ignored = tuple(c for c in schema.names if c not in known and c not in DECISION_COLUMNS)
     if columns is not None:
         keep = set(columns)
         if "features" in keep:
@@ -1267,6 +1274,7 @@ def validate_impressions(
     ignored = tuple(ignored_columns) + tuple(
         c for c in names
         if c not in _KNOWN_COLUMNS and not _is_feature_column(c) and c not in ignored_columns
+        and c not in DECISION_COLUMNS
     )
     n = table.num_rows
     col = table.column

@@ -64,6 +64,7 @@ import pyarrow as pa
 
 __all__ = [
     "CANDIDATE_SEPARATOR",
+    "DECISION_COLUMNS",
     "LABEL_SET",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
@@ -74,6 +75,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_VERSIONS",
     "RejectionReason",
+    "decision_field",
     "feature_columns",
     "impressions_schema",
 ]
@@ -118,6 +120,40 @@ _FIELDS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("features", pa.list_(pa.float32()), False, "context features, inline"),
     ("features_ref", pa.string(), False, "key of the features in an external store"),
 )
+
+_DECISION_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("locked", pa.bool_(), "the request locked the title"),
+    ("explore_eligible", pa.bool_(), "the title took part in the page's exploration draw"),
+    ("explore_held", pa.bool_(), "the title shows a held (sticky) draw of an earlier page"),
+    ("explore_rate", pa.float64(), "per-title exploration coin probability (null: none)"),
+    ("explore_cap", pa.int32(), "most titles a new draw could explore (null: no cap)"),
+    ("explore_probability", pa.float64(), "probability that an eligible title was explored"),
+    ("compose_config", pa.dictionary(pa.int32(), pa.string()), "the ComposeConfig, as JSON"),
+    ("context", pa.dictionary(pa.int32(), pa.string()), "the request's context, as JSON"),
+)
+
+DECISION_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _DECISION_FIELDS)
+"""Columns a :class:`slate.serve.DecisionLogger` adds to rebuild and replay a page exactly:
+``locked``, ``explore_eligible``, ``explore_held`` (per title); ``explore_rate``,
+``explore_cap``, ``explore_probability``, ``compose_config``, ``context`` (per page, repeated on
+its rows). Writers accept them in either version; readers skip them (neither read nor reported
+as ignored). With the eligible titles, the rate and the cap of a page, the joint probability
+of any set of its titles being explored is exact (:mod:`slate.serve.exploration`)."""
+
+
+def decision_field(name: str) -> pa.Field:
+    """The Arrow field of a :data:`DECISION_COLUMNS` column.
+
+    Examples
+    --------
+    >>> decision_field("explore_cap").type
+    DataType(int32)
+    """
+    for n, typ, doc in _DECISION_FIELDS:
+        if n == name:
+            return pa.field(n, typ, nullable=True, metadata={b"doc": doc.encode()})
+    raise KeyError(f"'{name}' is not a decision column; they are {DECISION_COLUMNS}")
+
 
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(name for name, _, req, _ in _FIELDS if req)
 """Columns every file must have (values may still be null in bad rows: those are rejected)."""

@@ -15,13 +15,27 @@ rejection count as JSON (``--output``, default ``replay.json``).
 
 A policy ``CONFIG`` is a JSON or TOML file (keys at the top level, or under ``[policy]``)::
 
-    kind = "linear"            # "linear" (default), "table" or "uniform"
+    kind = "linear"            # "linear" (default), "table", "uniform" or "compose"
     weights = "weights.npz"    # linear: image_ids, weights (n_images, n_features), bias, epsilon
     epsilon = 0.05             # linear: optional, overrides the file's
     stickiness = 0.5           # optional: keep the image the member saw last time (StickyPolicy)
     table = "decisions.parquet"  # table: member_id, session_id, title_id, image_id
     missing = "skip"           # table: rows without a decision are an "error" or "skip"ped
     name = "candidate v2"      # shown in the report
+
+A ``kind = "compose"`` policy replays :func:`slate.serve.compose` with other weights
+(:class:`slate.serve.offline.ComposePolicy`)::
+
+    kind = "compose"
+    scorer = "team_scorer:score"   # "module:function" (config folder, cwd, then packages) or a
+                                   # Parquet score table (member_id, title_id, image_id, score)
+    embeddings = "embeddings.parquet"  # image_id, embedding (needed when diversity > 0)
+    [compose]                      # the fields of slate.serve.ComposeConfig
+    diversity = 0.1
+    solver = "fast"
+    stability = { churn = 0.02, dwell_sessions = 3 }
+
+A ``"module:function"`` scorer is imported and run: load configs only from people you trust.
 
 Relative paths are relative to the config file and must stay inside its folder (absolute paths
 and ``..`` out of it are refused unless ``--allow-outside-paths``). ``--table D.parquet`` is short for a config
@@ -69,7 +83,7 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["linear", "table", "uniform"] = "linear"
+    kind: Literal["linear", "table", "uniform", "compose"] = "linear"
     weights: str | None = None
     epsilon: float | None = Field(default=None, ge=0.0, le=1.0)
     stickiness: float | None = None
@@ -77,6 +91,9 @@ class PolicyConfig(BaseModel):
     table: str | None = None
     missing: Literal["error", "skip"] = "error"
     name: str | None = None
+    scorer: str | None = None
+    embeddings: str | None = None
+    compose: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _needs_its_file(self) -> PolicyConfig:
@@ -86,7 +103,23 @@ class PolicyConfig(BaseModel):
             raise ValueError("a 'table' policy needs 'table' (a Parquet decision table)")
         if self.stickiness is not None and self.kind != "linear":
             raise ValueError("'stickiness' applies to a 'linear' policy only")
+        if self.kind == "compose" and not self.scorer:
+            raise ValueError("a 'compose' policy needs 'scorer' ('module:function' or a Parquet score table)")
+        if self.kind != "compose" and (self.scorer or self.embeddings or self.compose is not None):
+            raise ValueError("'scorer', 'embeddings' and [compose] apply to a 'compose' policy only")
         return self
+
+    def _compose_policy(self, base: Path, resolve: Any) -> Any:
+        from slate.serve.offline import ComposePolicy
+
+        assert self.scorer is not None
+        if self.embeddings:
+            resolve(self.embeddings)  # refuses a file outside the config's folder
+        if self.scorer.endswith(".parquet") or ":" not in self.scorer:
+            resolve(self.scorer)
+        scorer, config, catalog = compose_parts(self.scorer, self.embeddings, self.compose, base,
+                                                "the policy config")
+        return ComposePolicy(scorer, config, catalog, name=self.name or f"compose {self.scorer}")
 
     def build(self, base: Path, *, allow_outside: bool = False) -> Any:
         """The target policy, files resolved relative to ``base``.
@@ -118,6 +151,8 @@ class PolicyConfig(BaseModel):
                     f"'{path}' instead."
                 )
             policy = DecisionTable.from_parquet(path, missing=self.missing, name=self.name)
+        elif self.kind == "compose":
+            policy = self._compose_policy(base, resolve)
         else:
             policy = UniformPolicy(name=self.name or "uniform")
         if self.stickiness is not None:
@@ -135,6 +170,32 @@ def _inside(path: Path, base: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def compose_parts(
+    scorer: str, embeddings: str | None, compose: dict[str, Any] | None, base: Path, where: str
+) -> tuple[Any, Any, Any]:
+    """The scorer, :class:`~slate.serve.ComposeConfig` and :class:`~slate.serve.ImageCatalog` of
+    a config's ``scorer``, ``embeddings`` and ``[compose]`` table (paths relative to ``base``)."""
+    from slate.serve import ComposeConfig, ImageCatalog
+    from slate.serve.scorer import load_scorer
+
+    try:
+        config = ComposeConfig.model_validate(compose or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first.get("loc", ()))
+        raise InvalidReplayInputError(
+            f"The [compose] table of {where} is invalid at '{field}': {first['msg']} (got {first.get('input')!r})."
+        ) from None
+    catalog = None
+    if embeddings:
+        from slate.replay.metrics import ImageEmbeddings
+
+        path = Path(embeddings)
+        emb = ImageEmbeddings.load(path if path.is_absolute() else base / path)
+        catalog = ImageCatalog(list(emb.image_ids), emb.vectors)
+    return load_scorer(scorer, base), config, catalog
 
 
 def load_policy_config(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Any:

@@ -417,6 +417,8 @@ def _needs_take_rate(spec: ReplaySpec) -> bool:
 def _report(
     total: Partials, files: Sequence[Path], spec: ReplaySpec, level: float, source: str
 ) -> ReplayReport:
+    from slate.replay.evaluate import nothing_left
+
     offsets = np.r_[0, np.cumsum([_num_rows(f) for f in files])]
     rows = [total.rejected[f][0] + offsets[f] for f in sorted(total.rejected)]
     reasons = [total.rejected[f][1] for f in sorted(total.rejected)]
@@ -426,6 +428,9 @@ def _report(
         reasons=np.concatenate(reasons) if reasons else np.zeros(0, np.int8),
         ignored_columns=total.ignored_columns, source=source, damaged=total.damaged,
     )
+    empty = nothing_left(rejections)
+    if empty is not None:
+        raise empty
     estimates = {k: s.estimate(level=level, seed=spec.seed) for k, s in total.sums.items()}
     first = next(iter(total.sums.values()))
     policy = spec.policy

@@ -159,6 +159,29 @@ def _per_title_lines(name: str, pt: PerTitleEstimates, model_fixed: bool = False
     return lines
 
 
+def nothing_left(report: RejectionReport) -> InvalidReplayInputError | None:
+    """The error to raise when every row of a log was rejected (None when some row is left).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.logs import RejectionReport
+    >>> r = RejectionReport(n_read=3, n_accepted=0, rows=np.arange(3), reasons=np.full(3, 8, np.int8))
+    >>> print(nothing_left(r))
+    All 3 rows were rejected (missing_reward: 3): nothing is left to replay. Rewards are null in a decision log until outcomes are attached: run 'slate join DECISIONS OUTCOMES --output LOG'.
+    """
+    if report.n_accepted or not report.n_read:
+        return None
+    reasons = ", ".join(f"{k}: {v}" for k, v in report.counts.items() if v)
+    hint = ""
+    if report.counts.get("missing_reward") == report.n_read:
+        hint = (" Rewards are null in a decision log until outcomes are attached: run "
+                "'slate join DECISIONS OUTCOMES --output LOG'.")
+    return InvalidReplayInputError(
+        f"All {report.n_read} rows were rejected ({reasons}): nothing is left to replay.{hint}"
+    )
+
+
 def _as_log(
     log: ImpressionLog | pa.Table | str | os.PathLike[str], known_images: Iterable[str] | None
 ) -> ImpressionLog:
@@ -284,6 +307,9 @@ def evaluate(
     (0.5, 4)
     """
     the_log = _as_log(log, known_images)
+    empty = nothing_left(the_log.rejections)
+    if empty is not None:
+        raise empty
     target = as_action_distribution(policy, the_log)
     names = [estimator] if isinstance(estimator, (str, Estimator)) else list(estimator)
     if not names:

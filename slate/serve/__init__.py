@@ -6,7 +6,7 @@ StickyPeriod(sessions=None, days=3.0)
 """
 
 from slate.serve.composer import Composer, DecisionSink, PageScorer, PolicyScorer, compose
-from slate.serve.decision import Fault, PageDecision, ServeStats
+from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.decision_log import DecisionLogger, decisions_table
 from slate.serve.exploration import (
     Exploration,
@@ -23,6 +23,7 @@ from slate.serve.request import (
     TitleRequest,
     parse_request,
 )
+from slate.serve.scorer import NamedScorer, ScoreTable, load_scorer, resolve_scorer
 
 __all__ = [
     "ComposeConfig",
@@ -31,19 +32,24 @@ __all__ = [
     "DecisionSink",
     "Exploration",
     "ExplorationDraw",
+    "ExplorationParams",
     "Fault",
     "ImageCatalog",
     "InvalidRequestError",
+    "NamedScorer",
     "NoExploration",
     "PageDecision",
     "PageRequest",
     "PageScorer",
     "PolicyScorer",
+    "ScoreTable",
     "ServeStats",
     "StickyEpsilon",
     "TitleRequest",
     "compose",
     "decisions_table",
     "explore_probability",
+    "load_scorer",
     "parse_request",
+    "resolve_scorer",
 ]

@@ -39,7 +39,8 @@ reported (``solver_late``, ``scoring_late``, ``store_late``) but its valid resul
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -51,11 +52,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import ResourceLimitError, StoreReplacedError, StoreTimeoutError
+from slate.errors import ResourceLimitError, ScorerOutputError, StoreReplacedError, StoreTimeoutError
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
-from slate.serve.decision import Fault, PageDecision, ServeStats
+from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.exploration import Exploration, NoExploration
 from slate.serve.request import (
     ComposeConfig,
@@ -163,7 +164,6 @@ _PAIRS: OrderedDict[tuple[str, bytes, bytes], tuple[IntArray, FloatArray]] = Ord
 _PAIR_CACHE_SIZE = 512
 _PAIRS_LOCK = threading.Lock()
 _SOLVERS_LOCK = threading.Lock()
-_PAGE_COUNTER = iter(range(1, 2**62))  # next() on a range iterator is atomic under the GIL
 
 
 def _solver(name: str, options: Mapping[str, Any]) -> Solver:
@@ -348,13 +348,26 @@ def _fallback_assignment(page: _Page, previous: IntArray, scores: FloatArray | N
     return np.where(previous >= 0, previous, best).astype(np.int64)
 
 
+_ID_EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
+_ID_LOCK = threading.Lock()
+_ID_PROCESS = int.from_bytes(os.urandom(2), "little") & 0x3FF  # 10 bits per process
+_last_page_id = 0
+
+
 def _page_id(request: PageRequest, now: float) -> int:
+    """A time-ordered id (like a ULID in an int64): milliseconds since 2020 in the top 41 bits,
+    then 10 random bits of this process and a 12-bit counter. Ids increase strictly within a
+    process (a page composed for an earlier time than the last one gets the last id + 1), so a
+    decision log, written in composing order, is ordered by ``page_id`` and streams in chunks."""
+    global _last_page_id
     if request.page_id is not None:
         return request.page_id
-    digest = hashlib.blake2b(
-        f"{request.member_id}:{request.session_id}:{now!r}:{next(_PAGE_COUNTER)}".encode(), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "little") >> 1  # non-negative int64
+    ms = max(int(now * 1000.0) - _ID_EPOCH_MS, 0)
+    base = (ms << 22) | (_ID_PROCESS << 12)
+    with _ID_LOCK:
+        page_id = max(base, _last_page_id + 1)
+        _last_page_id = page_id
+    return page_id
 
 
 class _Faults:
@@ -405,6 +418,7 @@ def compose(
     catalog: ImageCatalog | None = None,
     logger: DecisionSink | None = None,
     stats: ServeStats | None = None,
+    strict: bool | None = None,
 ) -> PageDecision:
     """Compose a member's page: one image per title, its propensity, and the decision record.
 
@@ -425,6 +439,12 @@ def compose(
         Receives the decision (e.g. :class:`~slate.serve.DecisionLogger`).
     stats : ServeStats, optional
         Counters updated with the decision.
+    strict : bool, optional
+        Raise :class:`~slate.errors.ScorerOutputError` when the scorer returns scores of the
+        wrong shape (a bug in the scorer, to be found in tests and development), instead of
+        serving a fallback page with a counted ``scoring_failed`` fault (production). Default:
+        the environment variable ``SLATE_STRICT`` (``1``, ``true``, ``yes`` or ``on``: strict),
+        else not strict.
 
     Returns
     -------
@@ -436,6 +456,11 @@ def compose(
         The request is malformed (the only error raised for a request).
     UnknownSolverError
         ``config.solver`` names no registered solver (a configuration error).
+    InvalidProblemError
+        ``config.diversity`` was set above 0 but no ``catalog`` was given (a configuration error:
+        the page would have no diversity term). The default diversity applies only with a catalog.
+    ScorerOutputError
+        In strict mode, the scorer returned scores of the wrong shape.
 
     Examples
     --------
@@ -452,7 +477,8 @@ def compose(
     ({'T1': 'T1-b', 'T2': 'T2-a'}, 'ok', [1.0, 1.0])
     """
     return Composer(
-        policy, store, exploration, config=config, catalog=catalog, logger=logger, stats=stats
+        policy, store, exploration, config=config, catalog=catalog, logger=logger, stats=stats,
+        strict=strict,
     ).compose(request)
 
 
@@ -465,6 +491,8 @@ class Composer:
         As for :func:`compose`.
     stats : ServeStats, optional
         Counters (a new :class:`ServeStats` by default, in ``stats_``).
+    strict : bool, optional
+        As for :func:`compose` (default: the ``SLATE_STRICT`` environment variable).
 
     Examples
     --------
@@ -488,6 +516,7 @@ class Composer:
         catalog: ImageCatalog | None = None,
         logger: DecisionSink | None = None,
         stats: ServeStats | None = None,
+        strict: bool | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -503,6 +532,15 @@ class Composer:
                 f"callable; got {type(policy).__name__} instead."
             )
         self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
+        self.strict = strict_default() if strict is None else bool(strict)
+        if catalog is None and self.config.diversity > 0 and "diversity" in self.config.model_fields_set:
+            from slate.errors import InvalidProblemError
+
+            raise InvalidProblemError(
+                f"ComposeConfig.diversity = {self.config.diversity:g} needs image embeddings: give "
+                "compose a 'catalog' (slate.serve.ImageCatalog), or set diversity = 0."
+            )
+        self._config_json = self.config.model_dump_json()
 
     def warm_up(self, requests: Any = None, *, pages: int = 50, freeze_gc: bool = True) -> float:
         """Warm the serving path up and freeze the heap (see :func:`slate.serve.warmup.warm_up`)."""
@@ -529,6 +567,8 @@ class Composer:
             if result is None:  # pragma: no cover - the last attempt does not write, so cannot conflict
                 raise RuntimeError("a state write conflicted on the last attempt")
             decision = result
+        except ScorerOutputError:  # strict mode: a scorer of the wrong shape is a bug to surface
+            raise
         except Exception as err:  # never fail: a bug in compose itself still serves a page
             decision = self._last_resort(req, page, now, err, timings, started)
         self.stats_.record(decision)
@@ -581,7 +621,14 @@ class Composer:
         try:
             raw = np.asarray(self._score(req), dtype=np.float64)
             if raw.shape != page.candidates.shape:
-                raise ValueError(f"scores of shape {raw.shape}, expected {page.candidates.shape}")
+                message = f"scores of shape {raw.shape}, expected {page.candidates.shape}"
+                if self.strict:
+                    raise ScorerOutputError(
+                        f"The scorer must return one score per (title, candidate image), an array of "
+                        f"shape (n_titles, n_images) = {page.candidates.shape}; got {raw.shape} for "
+                        f"member {req.member_id} (strict mode)."
+                    )
+                raise ValueError(message)
             bad = page.candidates & ~np.isfinite(raw)
             if bad.any():
                 t, k = map(int, np.argwhere(bad)[0])
@@ -593,6 +640,8 @@ class Composer:
                 fallback_scores = raw
             else:
                 scores = raw
+        except ScorerOutputError:
+            raise
         except Exception as err:
             faults.add(Fault.SCORING_FAILED, _err(err))
         t2 = clock()
@@ -688,6 +737,8 @@ class Composer:
         if exploit is None:
             healthy = False
             exploit = _fallback_assignment(page, plan.previous, scores if scores is not None else fallback_scores)
+        n_held_explored = int((plan.draw_held & plan.draw_explored).sum())
+        params: ExplorationParams | None = None
         if healthy and explore_on:
             draw = self.exploration.draw(
                 exploit,
@@ -695,6 +746,15 @@ class Composer:
                 eligible,
                 max_changes=rules.max_changes,
                 key=(req.member_id, req.session_id),
+                n_held_explored=n_held_explored,
+            )
+            cap_of = getattr(self.exploration, "draw_cap", None)
+            params = ExplorationParams(
+                rate=float(getattr(self.exploration, "epsilon", float("nan"))),
+                cap=cap_of(rules.max_changes, n_held_explored) if cap_of is not None else None,
+                probability=float(draw.probability),
+                n_eligible=int(draw.drawn.sum()),
+                n_held_explored=n_held_explored,
             )
         else:
             draw = NoExploration().draw(exploit, page.candidates, eligible, max_changes=None, key=())
@@ -762,6 +822,12 @@ class Composer:
             propensities=propensities,
             rows=page.rows,
             cols=page.cols,
+            locked=page.locked,
+            explore_eligible=draw.drawn,
+            explore_held=plan.draw_held,
+            exploration=params,
+            config_json=self._config_json,
+            context_json=_context_json(req),
         )
         if log_first and new_state is not None:
             return self._log_then_commit(decision, new_state, write_version, timings, started)
@@ -880,8 +946,33 @@ class Composer:
             propensities=one_hot,
             rows=page.rows,
             cols=page.cols,
+            locked=page.locked,
+            config_json=self._config_json,
+            context_json=_context_json(req),
         )
         return self._log(decision, timings, started)
+
+
+def strict_default() -> bool:
+    """Whether compose is strict when not told: the ``SLATE_STRICT`` environment variable.
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.get("SLATE_STRICT")
+    >>> os.environ["SLATE_STRICT"] = "1"; strict_default()
+    True
+    >>> os.environ["SLATE_STRICT"] = "0"; strict_default()
+    False
+    >>> _ = os.environ.pop("SLATE_STRICT") if saved is None else os.environ.update(SLATE_STRICT=saved)
+    """
+    return os.environ.get("SLATE_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _context_json(req: PageRequest) -> str:
+    if not req.context:
+        return ""
+    return json.dumps(req.context, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _invalid(a: NDArray[Any], plan: StabilityPlan, budget: int | None) -> str:

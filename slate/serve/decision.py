@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from slate.page.problem import ObjectiveParts
 from slate.stability.rules import Reason
 
-__all__ = ["Fault", "PageDecision", "ServeStats"]
+__all__ = ["ExplorationParams", "Fault", "PageDecision", "ServeStats"]
 
 
 class Fault(str, Enum):
@@ -58,6 +58,31 @@ _FALLBACK = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class ExplorationParams:
+    """A page's exploration draw: what makes its joint propensities exact.
+
+    Attributes
+    ----------
+    rate : float
+        Per-title coin probability (``StickyEpsilon.epsilon``).
+    cap : int or None
+        At most this many titles explored on the page, held draws included (None: no cap).
+    probability : float
+        ``q``: the marginal probability that an eligible title was explored on this page.
+    n_eligible : int
+        Titles in the draw.
+    n_held_explored : int
+        Held draws that were explored (they use up the cap).
+    """
+
+    rate: float
+    cap: int | None
+    probability: float
+    n_eligible: int
+    n_held_explored: int = 0
+
+
 @dataclass(frozen=True, eq=False)
 class PageDecision:
     """One composed page: an image per title, with its propensity, and how the page was made.
@@ -99,6 +124,20 @@ class PageDecision:
         Distribution the image was drawn from, per title; NaN rows where a held draw's full
         distribution is not kept.
     rows, cols : ndarray (n_titles,), int
+    locked : ndarray (n_titles,), bool, read-only
+        The request locked the title (``TitleRequest.locked``).
+    explore_eligible : ndarray (n_titles,), bool, read-only
+        The title took part in this page's exploration draw (not held, two or more images).
+    explore_held : ndarray (n_titles,), bool, read-only
+        The title shows a held (sticky) draw of an earlier page, with that draw's propensity.
+    exploration : ExplorationParams or None
+        The page's exploration parameters (rate, cap, probability; None: no exploration).
+        With ``explore_eligible`` and ``explore_held`` they give the joint probability of any
+        set of titles' choices exactly (see :mod:`slate.serve.exploration`).
+    config_json : str
+        The :class:`~slate.serve.ComposeConfig` the page was composed with, as JSON.
+    context_json : str
+        The request's ``context`` as JSON (``""`` when empty): what rebuilds the page offline.
     """
 
     member_id: int
@@ -122,10 +161,21 @@ class PageDecision:
     propensities: NDArray[np.float64]
     rows: NDArray[np.int64]
     cols: NDArray[np.int64]
+    locked: NDArray[np.bool_] | None = None
+    explore_eligible: NDArray[np.bool_] | None = None
+    explore_held: NDArray[np.bool_] | None = None
+    exploration: ExplorationParams | None = None
+    config_json: str = ""
+    context_json: str = ""
     status: str = field(init=False)
 
     def __post_init__(self) -> None:
-        for name in ("propensity", "explored", "changed", "reason", "propensities", "rows", "cols"):
+        n = len(self.title_ids)
+        for name in ("locked", "explore_eligible", "explore_held"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(n, dtype=bool))
+        for name in ("propensity", "explored", "changed", "reason", "propensities", "rows", "cols",
+                     "locked", "explore_eligible", "explore_held"):
             getattr(self, name).flags.writeable = False
         if not self.faults:
             status = "ok"

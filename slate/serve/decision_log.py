@@ -5,7 +5,9 @@ the schema replay reads: who, which page, where the title was, the candidates, t
 its propensity, whether it was explored, the previous image. (The optional ``propensities``
 column is not written: under sticky exploration most rows show a held draw whose full
 distribution is not kept, and the reader rejects a null distribution.) ``reward`` is null until the outcome is known, unless the caller passes it (a simulator
-knows it at once); join outcomes on ``(page_id, title_id)``.
+knows it at once); attach the plays with :func:`slate.logs.join_outcomes` (``slate join``).
+Each row also carries :data:`slate.logs.schema.DECISION_COLUMNS` (locks, the exploration draw,
+the compose config, the request context), which rebuild and replay the page.
 
 **Batches and rotation.** Decisions are buffered in memory; every ``batch_pages`` pages (or when
 the oldest buffered page is ``flush_seconds`` old, checked at each append, or on
@@ -103,6 +105,12 @@ class _PageRows(NamedTuple):
     previous_image_id: _Strings
     candidate_ids: _Strings
     n_candidates: NDArray[np.int64]
+    locked: NDArray[np.bool_]
+    explore_eligible: NDArray[np.bool_]
+    explore_held: NDArray[np.bool_]
+    exploration: tuple[float, int, float] | None  # rate, cap (-1: none), probability
+    config_json: str
+    context_json: str
 
 
 _Entry = tuple[str, _PageRows]  # (partition folder, rows)
@@ -142,7 +150,56 @@ def _page_rows(decision: PageDecision, rewards: ArrayLike | None, engagement: Ar
         previous_image_id=_strings(decision.previous_image_ids),
         candidate_ids=_strings(list(chain.from_iterable(candidates))),
         n_candidates=np.fromiter(map(len, candidates), np.int64, len(candidates)),
+        **_replay_fields(decision),
     )
+
+
+def _replay_fields(decision: PageDecision) -> dict[str, Any]:
+    """What rebuilds and replays the page: locks, the exploration draw, the config, the context."""
+    n = decision.n_titles
+    params = decision.exploration
+    return {
+        "locked": np.zeros(n, bool) if decision.locked is None else decision.locked,
+        "explore_eligible": np.zeros(n, bool) if decision.explore_eligible is None else decision.explore_eligible,
+        "explore_held": np.zeros(n, bool) if decision.explore_held is None else decision.explore_held,
+        "exploration": None if params is None else (
+            params.rate, -1 if params.cap is None else params.cap, params.probability),
+        "config_json": decision.config_json,
+        "context_json": decision.context_json,
+    }
+
+
+def _replay_columns(pages: Sequence[_PageRows], table: Any) -> Any:
+    """Append the columns of :data:`slate.logs.schema.DECISION_COLUMNS` to a batch's table."""
+    import pyarrow as pa
+
+    n_titles = np.fromiter((p.n_titles for p in pages), dtype=np.int64, count=len(pages))
+    page_of_row = pa.array(np.repeat(np.arange(len(pages)), n_titles))
+
+    def flags(name: str) -> Any:
+        if not pages:
+            return pa.array([], pa.bool_())
+        return pa.array(np.concatenate([getattr(p, name) for p in pages]).astype(bool))
+
+    params = [p.exploration for p in pages]
+    rate = pa.array([None if x is None else x[0] for x in params], pa.float64())
+    cap = pa.array([None if x is None or x[1] < 0 else x[1] for x in params], pa.int32())
+    prob = pa.array([None if x is None else x[2] for x in params], pa.float64())
+    config = pa.array([p.config_json or None for p in pages], pa.string())
+    context = pa.array([p.context_json or None for p in pages], pa.string())
+    columns = {
+        "locked": flags("locked"),
+        "explore_eligible": flags("explore_eligible"),
+        "explore_held": flags("explore_held"),
+        "explore_rate": rate.take(page_of_row),
+        "explore_cap": cap.take(page_of_row),
+        "explore_probability": prob.take(page_of_row),
+        "compose_config": config.dictionary_encode().take(page_of_row),
+        "context": context.dictionary_encode().take(page_of_row),
+    }
+    for name, values in columns.items():
+        table = table.append_column(name, values)
+    return table
 
 
 def _string_column(parts: Sequence[_Strings]) -> Any:
@@ -214,7 +271,7 @@ def _rows_table(pages: Sequence[_PageRows]) -> Any:
         if values is not None:
             i = table.schema.get_field_index(name)
             table = table.set_column(i, table.schema.field(name), values)
-    return table
+    return _replay_columns(pages, table)
 
 
 def decisions_table(

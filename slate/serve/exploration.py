@@ -56,7 +56,9 @@ __all__ = [
     "ExplorationDraw",
     "NoExploration",
     "StickyEpsilon",
+    "exactly_explored_probability",
     "explore_probability",
+    "joint_explore_probability",
 ]
 
 _U64 = (1 << 64) - 1
@@ -91,6 +93,68 @@ def explore_probability(n_eligible: int, epsilon: float, max_explored: int | Non
     b = np.arange(n_eligible)
     keep = np.minimum(1.0, max_explored / (b + 1.0))
     return float(epsilon * np.dot(binom.pmf(b, n_eligible - 1, epsilon), keep))
+
+
+def joint_explore_probability(n_eligible: int, k: int, epsilon: float, cap: int | None) -> float:
+    """Probability that ``k`` given eligible titles of a page are *all* explored.
+
+    Given ``b + k`` coins up (``b`` among the other ``n - k`` titles), the kept set is a uniform
+    subset of size ``min(cap, b + k)``, which holds all ``k`` with probability
+    ``C(b, cap - k) / C(b + k, cap)``. Under a cap this differs from ``q ** k`` (the product of
+    the per-title probabilities): the joint propensities of neighbours are not independent.
+
+    Examples
+    --------
+    >>> round(joint_explore_probability(8, 2, 0.5, None), 6)   # no cap: independent, 0.5 ** 2
+    0.25
+    >>> q = explore_probability(8, 0.5, 3)
+    >>> round(joint_explore_probability(8, 2, 0.5, 3) / q ** 2, 3)   # the cap couples them
+    0.771
+    >>> joint_explore_probability(8, 2, 0.5, 1)
+    0.0
+    """
+    from math import comb
+
+    n, k = int(n_eligible), int(k)
+    if k < 0 or k > n:
+        raise InvalidProblemError(f"The 'k' of joint_explore_probability must be in [0, {n}]; got {k}.")
+    if k == 0:
+        return 1.0
+    eps = float(epsilon)
+    if cap is None or cap >= n:
+        return eps**k
+    if cap < k:
+        return 0.0
+    total = 0.0
+    for b in range(n - k + 1):
+        keep = 1.0 if b + k <= cap else comb(b, cap - k) / comb(b + k, cap)
+        total += comb(n - k, b) * eps**b * (1 - eps) ** (n - k - b) * keep
+    return eps**k * total
+
+
+def exactly_explored_probability(n_eligible: int, s: int, e: int, epsilon: float, cap: int | None) -> float:
+    """Probability that, of ``s`` given eligible titles, ``e`` given ones are explored and the other
+    ``s - e`` are not (inclusion-exclusion over :func:`joint_explore_probability`). With the
+    page's logged ``explore_eligible``, ``explore_rate`` and ``explore_cap`` this gives the exact
+    joint propensity of any set of titles' choices: a title explored shows each of its ``A``
+    candidates with probability ``1 / A``, a title not explored shows the optimiser's choice.
+
+    Examples
+    --------
+    >>> round(exactly_explored_probability(5, 1, 1, 0.2, None), 6)
+    0.2
+    >>> round(sum(exactly_explored_probability(6, 3, e, 0.4, 2) * __import__("math").comb(3, e)
+    ...           for e in range(4)), 9)
+    1.0
+    """
+    from math import comb
+
+    if not 0 <= e <= s <= n_eligible:
+        raise InvalidProblemError(
+            f"exactly_explored_probability needs 0 <= e <= s <= n_eligible; got e={e}, s={s}, n={n_eligible}."
+        )
+    return float(sum((-1) ** j * comb(s - e, j) * joint_explore_probability(n_eligible, e + j, epsilon, cap)
+                     for j in range(s - e + 1)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,8 +220,10 @@ class Exploration(Protocol):
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
-        """Randomize the eligible titles of a page around the optimiser's choice ``exploit``."""
+        """Randomize the eligible titles of a page around the optimiser's choice ``exploit``;
+        ``n_held_explored`` explored titles of the page hold earlier draws (they use up the cap)."""
         ...
 
 
@@ -189,6 +255,7 @@ class NoExploration:
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
         return _no_draw(np.asarray(exploit, dtype=np.int64), candidates.shape[1])
 
@@ -202,8 +269,10 @@ class StickyEpsilon:
     epsilon : float, default 0.05
         Probability that an eligible title's coin comes up.
     max_explored : int or None, default 2
-        Exploration budget: at most this many explored titles per page (and never more than the
-        page's change budget). None: no limit of its own.
+        Exploration budget: at most this many explored titles per page, counting the titles
+        that show an explored held (sticky) draw of an earlier page, so a page never shows more
+        than ``max_explored`` explored titles (and a new draw never more than the page's change
+        budget). None: no limit of its own.
     sticky_sessions : int or None, default None
         A draw is held for this many sessions ...
     sticky_days : float or None, default 3.0
@@ -261,6 +330,23 @@ class StickyEpsilon:
             return self.max_explored
         return max_changes if self.max_explored is None else min(self.max_explored, max_changes)
 
+    def draw_cap(self, max_changes: int | None, n_held_explored: int = 0) -> int | None:
+        """At most this many titles may be explored by a new draw on a page where
+        ``n_held_explored`` titles already show an explored held draw (the per-page cap counts
+        them), with change budget ``max_changes``.
+
+        Examples
+        --------
+        >>> StickyEpsilon(0.1, max_explored=4).draw_cap(None, n_held_explored=3)
+        1
+        >>> StickyEpsilon(0.1, max_explored=4).draw_cap(None, n_held_explored=6)
+        0
+        """
+        m = self.page_budget(max_changes)
+        if m is None or self.max_explored is None:
+            return m
+        return max(0, min(m, self.max_explored - int(n_held_explored)))
+
     def reserve(self, n_eligible_with_previous: int, max_changes: int | None) -> int:
         if max_changes is None or self.epsilon == 0.0:
             return 0
@@ -275,6 +361,7 @@ class StickyEpsilon:
         *,
         max_changes: int | None,
         key: tuple[int, ...],
+        n_held_explored: int = 0,
     ) -> ExplorationDraw:
         exploit = np.asarray(exploit, dtype=np.int64)
         out = _no_draw(exploit, candidates.shape[1])
@@ -282,7 +369,7 @@ class StickyEpsilon:
         n_eligible = len(titles)
         if n_eligible == 0 or self.epsilon == 0.0:
             return out
-        m = self.page_budget(max_changes)
+        m = self.draw_cap(max_changes, n_held_explored)
         q = explore_probability(n_eligible, float(self.epsilon), m)
         rng = np.random.default_rng([self.seed, *(int(k) & _U64 for k in key)])
         flips = titles[rng.random(n_eligible) < self.epsilon]

@@ -96,10 +96,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     check_output_folder(args.output, "--output")
     constraints = None
-    if args.max_churn is not None or args.min_diversity is not None or args.min_take_fraction is not None:
+    if (args.max_churn is not None or args.min_diversity is not None or args.min_take_fraction is not None
+            or args.allow_unproven):
         try:
             constraints = Constraints(
-                max_churn=args.max_churn, min_diversity=args.min_diversity, min_take_fraction=args.min_take_fraction
+                max_churn=args.max_churn, min_diversity=args.min_diversity, min_take_fraction=args.min_take_fraction,
+                allow_unproven=args.allow_unproven,
             )
         except ValidationError as err:
             from slate.tune.config import InvalidExperimentError
@@ -111,7 +113,24 @@ def cmd_report(args: argparse.Namespace) -> int:
             ) from None
     for path in write_report(args.results, args.output, constraints=constraints):
         print(path)
+    _say_recommendation(args.results, args.output, constraints)
     return 0
+
+
+def _say_recommendation(results: str, output: str | None, constraints: Any) -> None:
+    """One line: the recommended point and where its ComposeConfig is, or why there is none."""
+    from pathlib import Path
+
+    from slate.tune.sweep import load_results
+
+    res = load_results(results)
+    rec = res.recommendation(constraints)
+    if rec.index is None:
+        print(f"recommended: none ({rec.reason})")
+        return
+    deploy = Path(output if output is not None else res.path) / "recommended-compose.json"
+    where = f"ComposeConfig in {deploy}" if deploy.exists() else "relative weights: not deployable"
+    print(f"recommended: point {res.rows()[rec.index]['point']} ({rec.reason}); {where}")
 
 
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -165,5 +184,8 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-churn", type=float, default=None, help="recommend under this churn instead")
     p.add_argument("--min-diversity", type=float, default=None, help="recommend under this diversity instead")
     p.add_argument("--min-take-fraction", type=float, default=None, help="recommend under this take fraction")
+    p.add_argument("--allow-unproven", action="store_true",
+                   help="recommend the best point even if its weights exploded or its interval does not "
+                   "lie above the logging policy's take fraction")
     p.set_defaults(func=cmd_report)
     return p

@@ -146,7 +146,7 @@ def _budget_values(values: list[Budget]) -> list[Budget]:
 
 class _SearchBase(_Frozen):
     weights: Literal["relative", "absolute"] = Field(
-        default="relative",
+        default="absolute",
         description="relative: a weight is multiplied, page by page, by the mean best score of the page",
     )
 
@@ -272,13 +272,29 @@ class PolicySpec(_Frozen):
     data, the ``train_days``). Its predicted quality-play probability (``PageScores.mean``) is
     the score; the log's inline ``features`` are the context (a constant feature without them).
     ``kind = "oracle"`` (simulated data only): the world's true page-blind probabilities.
+    ``kind = "scorer"`` (logged data): the team's own scorer, the one ``compose()`` serves with:
+    ``scorer = "module:function"`` (resolved from the experiment's folder and the working
+    directory first, then the installed packages; see :mod:`slate.serve.scorer`) called on each
+    logged page rebuilt as a request, or ``scores = "FILE.parquet"`` (``member_id``,
+    ``title_id``, ``image_id``, ``score`` [, ``session_id``]).
     """
 
-    kind: Literal["bandit", "oracle"] = "bandit"
+    kind: Literal["bandit", "oracle", "scorer"] = "bandit"
     name: str = "take_rate"
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     train_path: str | None = None
     train_fraction: float = Field(default=0.0, ge=0, lt=1)
+    scorer: str | None = None
+    scores: str | None = None
+
+    @model_validator(mode="after")
+    def _scorer_source(self) -> PolicySpec:
+        if self.kind == "scorer" and (self.scorer is None) == (self.scores is None):
+            raise ValueError("a 'scorer' policy needs exactly one of scorer = \"module:function\" "
+                             "or scores = \"FILE.parquet\"")
+        if self.kind != "scorer" and (self.scorer is not None or self.scores is not None):
+            raise ValueError("'scorer' and 'scores' apply to kind = \"scorer\" only")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -371,6 +387,11 @@ class Constraints(_Frozen):
     max_churn: float | None = Field(default=None, ge=0, le=1)
     min_diversity: float | None = Field(default=None, le=1, allow_inf_nan=False)
     min_take_fraction: float | None = Field(default=None, ge=0, le=1)
+    allow_unproven: bool = Field(
+        default=False,
+        description="recommend the best point even when its weights exploded or its interval does "
+        "not lie above the logging policy's take fraction",
+    )
 
 
 class ComputeSpec(_Frozen):
@@ -474,6 +495,20 @@ class Experiment(_Frozen):
     ] = GridSearch()
     constraints: Constraints = Constraints()
     compute: ComputeSpec = ComputeSpec()
+    compose: dict[str, Any] | None = Field(
+        default=None,
+        description="the ComposeConfig served today: the fields a sweep does not vary (dwell, "
+        "min_gain, layout, budgets, solver time) of recommended-compose.json; not hashed",
+    )
+
+    @field_validator("compose")
+    @classmethod
+    def _compose_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from slate.serve import ComposeConfig
+
+            ComposeConfig.model_validate(value)  # a ValidationError names the field
+        return value
 
     @field_validator("name")
     @classmethod
@@ -489,6 +524,8 @@ class Experiment(_Frozen):
     def _consistent(self) -> Experiment:
         if self.policy.kind == "oracle" and self.data.kind != "sim":
             raise ValueError("policy.kind = 'oracle' needs simulated data (data.kind = 'sim')")
+        if self.policy.kind == "scorer" and self.data.kind != "log":
+            raise ValueError("policy.kind = 'scorer' scores logged pages (data.kind = 'log')")
         if self.data.kind == "sim" and self.policy.train_path is not None:
             raise ValueError("policy.train_path is for logs; simulated data trains on data.train_days")
         if self.data.kind == "sim" and self.policy.kind == "bandit" and self.data.train_days == 0:

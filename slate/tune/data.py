@@ -355,6 +355,13 @@ def _prepare_log(experiment: Experiment, data: LogData, base: Path) -> Prepared:
         "embeddings_sha256": file_digest(base / data.embeddings) if (base / data.embeddings).exists() else None,
     }
     spec = experiment.policy
+    if spec.kind == "scorer":
+        evaluated = full
+        scores = scorer_rows(spec.scorer or spec.scores or "", evaluated, base)
+        info["scorer"] = spec.scorer or spec.scores
+        if spec.scores is not None:
+            info["scores_sha256"] = file_digest(base / spec.scores)
+        return _finish_log(experiment, data, base, evaluated, evaluated, scores, info)
     if spec.train_path is not None:
         tpath = base / spec.train_path
         if not tpath.exists():
@@ -374,6 +381,46 @@ def _prepare_log(experiment: Experiment, data: LogData, base: Path) -> Prepared:
     cand = evaluated.candidates.astype(np.int64)
     arms = np.where(cand >= 0, arm_map[np.maximum(cand, 0)], -1)
     scores = score_rows(policy, _features(evaluated), arms)
+    return _finish_log(experiment, data, base, train, evaluated, scores, info)
+
+
+def scorer_rows(spec: str, log: ImpressionLog, base: Path) -> FloatArray:
+    """Scores ``(n, k_max)`` of every candidate of every row from the team's scorer
+    (``"module:function"`` or a score table), each page rebuilt as a compose request."""
+    from slate.serve import parse_request
+    from slate.serve.offline import ComposePolicy, _request
+    from slate.serve.scorer import load_scorer
+
+    scorer = load_scorer(spec, base)
+    locked, context = ComposePolicy(scorer, None)._extras(log)
+    out = np.zeros((log.n_rows, log.k_max))
+    order = np.lexsort((np.arange(log.n_rows), log.page_id))
+    page_of = log.page_id[order]
+    cuts = np.flatnonzero(np.r_[True, page_of[1:] != page_of[:-1], True])
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        rows = order[a:b]
+        request = parse_request(_request(log, rows, log.title_ids, log.image_ids, locked, context))
+        got = np.asarray(scorer(request), dtype=np.float64)
+        if got.shape != (request.n_titles, request.n_images):
+            raise InvalidExperimentError(
+                f"The scorer {spec!r} must return scores of shape {(request.n_titles, request.n_images)} "
+                f"for page {int(log.page_id[rows[0]])}; got {got.shape}."
+            )
+        width = log.n_candidates[rows]
+        mask = np.arange(got.shape[1])[None, :] < width[:, None]
+        if not np.isfinite(got[mask]).all():
+            raise InvalidExperimentError(
+                f"The scorer {spec!r} returned non-finite scores for page {int(log.page_id[rows[0]])} "
+                "(a score table missing some image?)."
+            )
+        out[rows, : got.shape[1]] = np.where(mask, got, 0.0)
+    return out
+
+
+def _finish_log(
+    experiment: Experiment, data: LogData, base: Path, train: ImpressionLog, evaluated: ImpressionLog,
+    scores: FloatArray, info: dict[str, Any],
+) -> Prepared:
     vectors, styles, names = read_embeddings(base / data.embeddings, evaluated.image_ids, seed=experiment.seed)
     lay = experiment.layout
     layout = _grid(evaluated, lay.model_dump() if lay is not None else {})

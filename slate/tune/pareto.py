@@ -6,9 +6,12 @@ point are all on the front).
 
 Only the take fraction is estimated with an interval (diversity and churn are exact properties
 of the decisions on the logged pages). A point off the front is marked **near the front** when
-no point beats it with confidence: no point that is at least as diverse and at most as churny has
-its whole take-fraction interval above this point's interval. Those points cannot be told apart
-from the front by the data.
+it is close to the front and no point beats it with confidence: every point that is at least as
+diverse and at most as churny is better in estimated take fraction by at most this point's
+standard error (taken from its interval, as if normal at 95%), and none has its whole
+take-fraction interval above this point's interval. With wide intervals, "no point beats it with
+confidence" alone holds for nearly every point; the standard-error margin keeps the mark for the
+points that are off the front by noise only.
 """
 
 from __future__ import annotations
@@ -89,12 +92,17 @@ def near_front_mask(
     t, lo, hi, d, c = _columns(take, low, high, diversity, churn)
     on_front = pareto_mask(t, d, c) if front is None else np.asarray(front, dtype=bool)
     beaten = np.zeros(len(t), dtype=bool)
+    far = np.zeros(len(t), dtype=bool)
+    se = (hi - lo) / (2.0 * 1.959964)
     for start in range(0, len(t), _CHUNK):
         p = slice(start, start + _CHUNK)
-        # beats[q, p]: q at least as diverse, at most as churny, interval wholly above p's
-        beats = (d[:, None] >= d[None, p]) & (c[:, None] <= c[None, p]) & (lo[:, None] > hi[None, p])
-        beaten[p] = beats.any(axis=0)
-    return ~on_front & ~beaten
+        # covers[q, p]: q at least as diverse and at most as churny as p
+        covers = (d[:, None] >= d[None, p]) & (c[:, None] <= c[None, p])
+        # beats[q, p]: and q's interval wholly above p's
+        beaten[p] = (covers & (lo[:, None] > hi[None, p])).any(axis=0)
+        # far: some covering point is better by more than p's standard error
+        far[p] = (covers & (t[:, None] - t[None, p] > se[None, p])).any(axis=0)
+    return ~on_front & ~beaten & ~far
 
 
 @dataclass(frozen=True)
@@ -115,12 +123,23 @@ class Recommendation:
     reason: str
 
 
-def recommend(columns: Mapping[str, ArrayLike], constraints: Constraints | None = None) -> Recommendation:
+def recommend(
+    columns: Mapping[str, ArrayLike],
+    constraints: Constraints | None = None,
+    *,
+    baseline: float | None = None,
+) -> Recommendation:
     """The point with the best estimated take fraction among those meeting the constraints.
 
     Ties go to the more diverse, then the less churny point, then the first one. Constraints
     apply to point estimates: ``max_churn`` and ``min_diversity`` to the (exact) churn and
     diversity of the decisions, ``min_take_fraction`` to the estimate.
+
+    **Honest by default.** When ``columns`` has ``weights_exploded``, a point whose importance
+    weights exploded is not recommended; when it has ``take_fraction_low`` and a ``baseline``
+    (the logging policy's take fraction) is given, a point whose interval does not lie above the
+    baseline is not recommended: "no point beats what you run now" is then the answer. Set
+    ``Constraints(allow_unproven=True)`` to recommend the best point anyway.
 
     Examples
     --------
@@ -147,6 +166,30 @@ def recommend(columns: Mapping[str, ArrayLike], constraints: Constraints | None 
     n_ok = int(ok.sum())
     if n_ok == 0:
         return Recommendation(None, 0, f"no point meets {where}")
+    if not cons.allow_unproven:
+        proven = ok.copy()
+        dropped = []
+        if "weights_exploded" in columns:
+            exploded = np.asarray(columns["weights_exploded"], dtype=bool)
+            if (ok & exploded).any():
+                dropped.append(f"{int((ok & exploded).sum())} with exploded weights")
+            proven &= ~exploded
+        if baseline is not None and "take_fraction_low" in columns:
+            low = np.asarray(columns["take_fraction_low"], dtype=np.float64)
+            unproven = proven & ~(low > baseline)
+            if unproven.any():
+                dropped.append(f"{int(unproven.sum())} whose interval does not lie above the logging "
+                               f"policy's {baseline:.4g}")
+            proven &= low > baseline
+        if not proven.any():
+            return Recommendation(
+                None, n_ok,
+                f"no point beats what you run now: of the {n_ok} points meeting {where}, "
+                f"{'; '.join(dropped)} (allow_unproven to recommend one anyway)")
+        ok = proven
+        n_ok = int(ok.sum())
+        if dropped:
+            where += f", beating the logging policy with trustworthy weights ({'; '.join(dropped)} left out)"
     idx = np.flatnonzero(ok)
     order = np.lexsort((idx, c[idx], -d[idx], -t[idx]))
     best = int(idx[order[0]])

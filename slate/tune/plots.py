@@ -183,6 +183,18 @@ def _default_pair(
     return int(ex["baseline_point"]), int(a)
 
 
+def _tile_code(style: int) -> str:
+    """A tile's label: a letter per style (A, B, ..., then numbers), named in full in the legend
+    (a style name cut to fit a tile is not readable).
+
+    Examples
+    --------
+    >>> _tile_code(0), _tile_code(25), _tile_code(26)
+    ('A', 'Z', '27')
+    """
+    return chr(65 + style) if 0 <= style < 26 else str(style + 1)
+
+
 def _setting_text(results: SweepResults, i: int) -> str:
     r = results.rows()[i]
     budget = "none" if r["max_changes"] is None else r["max_changes"]
@@ -207,7 +219,8 @@ def plot_page(results: SweepResults, stem: Path, before: int | None = None, afte
         for r, c, img in zip(rows, cols, imgs, strict=True):
             s = int(styles[img])
             ax.add_patch(Rectangle((c, n_rows - 1 - r), 0.92, 0.92, facecolor=colours[s], edgecolor="white"))
-            ax.text(c + 0.46, n_rows - 1 - r + 0.46, names[s][:3], ha="center", va="center", fontsize=6)
+            ax.text(c + 0.46, n_rows - 1 - r + 0.46, _tile_code(s), ha="center", va="center", fontsize=7,
+                    fontweight="bold")
         ax.set_xlim(-0.1, n_cols)
         ax.set_ylim(-0.1, n_rows)
         ax.set_aspect("equal")
@@ -215,7 +228,8 @@ def plot_page(results: SweepResults, stem: Path, before: int | None = None, afte
         sim = float(ex["page_similarity"][point])
         ax.set_title(f"{_setting_text(results, point)}\nthis page: neighbour similarity {sim:.3f}", fontsize=8)
     used = sorted({int(styles[i]) for i in np.unique(ex["page_images"][[b, a]])})
-    fig.legend(handles=[Patch(color=colours[s], label=names[s]) for s in used], loc="outside lower center",
+    fig.legend(handles=[Patch(color=colours[s], label=f"{_tile_code(s)}: {names[s]}") for s in used],
+               loc="outside lower center",
                ncols=min(len(used), 6), fontsize=7)
     fig.suptitle(f"One page of member {int(ex['member'])}: image styles before / after diversification", fontsize=10)
     return _save(fig, stem)
@@ -260,7 +274,8 @@ def plot_sessions(results: SweepResults, stem: Path, before: int | None = None, 
         ax.set_title(f"{_setting_text(results, point)}\n{changes} image changes (dots)", fontsize=8)
     present = np.unique(ex["session_images"][[b, a]])
     used = sorted({int(styles[i]) for i in present if i >= 0})
-    fig.legend(handles=[Patch(color=colours[s], label=names[s]) for s in used], loc="outside lower center",
+    fig.legend(handles=[Patch(color=colours[s], label=f"{_tile_code(s)}: {names[s]}") for s in used],
+               loc="outside lower center",
                ncols=min(len(used), 6), fontsize=7)
     fig.suptitle(f"Member {int(ex['member'])} across sessions: before / after the stability terms", fontsize=10)
     return _save(fig, stem)

@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from slate.tune.config import Constraints
-from slate.tune.pareto import recommend
 from slate.tune.sweep import SweepResults, load_results
 
-__all__ = ["report_sections", "write_report"]
+__all__ = ["recommended_compose", "report_sections", "write_report"]
 
 _FRONT_COLUMNS = (
     "point", "w_diversity", "w_churn", "max_changes", "exploration", "take_fraction",
@@ -61,7 +60,7 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     """The report's content as plain data (what both pages render)."""
     cons = results.experiment.constraints if constraints is None else constraints
     rows = results.rows()
-    rec = recommend({k: results.column(k) for k in ("take_fraction", "diversity", "churn")}, cons)
+    rec = results.recommendation(cons)
     has_truth = bool(np.isfinite(results.column("true_take_fraction")).any())
     cols = list(_FRONT_COLUMNS) + ([c for c in _TRUTH if c in results.table.column_names] if has_truth else [])
     front_rows = sorted((rows[i] for i in results.front()), key=lambda r: -r["take_fraction"])
@@ -88,6 +87,10 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     if data.get("log_sha256"):
         facts.append(("log sha256", data["log_sha256"]))
     logged = s.get("logged", {})
+    logging_row = _logging_row(logged, int(s.get("n_rows", 0) or 0), exp.estimator.level)
+    if logging_row is not None:
+        front_rows = sorted([*front_rows, logging_row], key=lambda r: -r["take_fraction"])
+        rows = [*rows, logging_row]
     return {
         "title": f"Sweep report: {exp.name}",
         "facts": facts,
@@ -100,6 +103,53 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         "logged": [[k, _fmt(v)] for k, v in logged.items()],
         "has_truth": has_truth,
     }
+
+
+def _logging_row(logged: dict[str, Any], n_rows: int, level: float) -> dict[str, Any] | None:
+    """The logging policy as a row of the tables (its on-policy take fraction, a normal interval)."""
+    if "take_fraction" not in logged:
+        return None
+    from statistics import NormalDist
+
+    p = float(logged["take_fraction"])
+    half = NormalDist().inv_cdf(0.5 + level / 2) * (p * (1 - p) / max(n_rows, 1)) ** 0.5
+    return {"point": "logging (now)", "w_diversity": None, "w_churn": None, "max_changes": None,
+            "exploration": None, "take_fraction": p, "take_fraction_low": p - half,
+            "take_fraction_high": p + half, "diversity": logged.get("diversity"),
+            "churn": logged.get("churn"), "pareto": None, "near_front": None, "weights_exploded": None}
+
+
+def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`slate.serve.ComposeConfig` (as a JSON-ready dict) of a sweep point: its weights
+    are the config's fields (``diversity``, ``stability.churn``, ``stability.max_changes``, the
+    solver). Raises :class:`SweepError` for a sweep of relative weights (they do not deploy).
+
+    The fields the sweep does not vary (dwell, ``min_gain``, layout, time budgets) come from the
+    experiment's ``[compose]`` table (the config served today), as given. The exploration rate
+    of the point is not a ComposeConfig field: deploy it as ``StickyEpsilon(epsilon=...)``.
+    """
+    from slate.serve import ComposeConfig
+    from slate.stability import StabilityRules
+    from slate.tune.sweep import SweepError
+
+    exp = results.experiment
+    if exp.search.weights != "absolute":
+        raise SweepError(
+            "The sweep's weights are relative (scaled page by page): they are not ComposeConfig "
+            "weights. Run the sweep with [search] weights = \"absolute\" to deploy its recommendation."
+        )
+    base = ComposeConfig.model_validate(exp.compose or {})
+    solver: dict[str, Any] = {"solver": exp.solver.name, "solver_options": dict(exp.solver.options)}
+    if exp.solver.time_limit_ms is not None:
+        solver["solver_time_ms"] = exp.solver.time_limit_ms
+    stability = base.stability.model_dump()
+    stability.update(churn=float(row["w_churn"]), max_changes=row["max_changes"])
+    config = base.model_copy(update={
+        "diversity": float(row["w_diversity"]),
+        "stability": StabilityRules.model_validate(stability),
+        **solver,
+    })
+    return ComposeConfig.model_validate(config.model_dump()).model_dump(mode="json")
 
 
 def _recommended_lines(sec: dict[str, Any]) -> list[str]:
@@ -211,7 +261,7 @@ def write_report(
     if constraints is not None:
         from slate.tune import plots as plotting
 
-        rec = recommend({k: res.column(k) for k in ("take_fraction", "diversity", "churn")}, constraints).index
+        rec = res.recommendation(constraints).index
         plotting.plot_take_vs_weight(res, plot_dir / "take_vs_diversity_weight")
         plotting.plot_front(res, plot_dir / "front", recommended=rec)
         plotting.plot_page(res, plot_dir / "page_before_after", after=rec)
@@ -226,6 +276,13 @@ def write_report(
     sec = report_sections(res, constraints)
     links = {key: f"plots/{key}.png" for key, _ in _PLOTS}
     images = {key: (plot_dir / f"{key}.png").read_bytes() for key, _ in _PLOTS}
+    deploy = out / "recommended-compose.json"
+    if sec["recommended"] is not None and res.experiment.search.weights == "absolute":
+        import json
+
+        deploy.write_text(json.dumps(recommended_compose(res, sec["recommended"]), indent=2))
+    elif deploy.exists():
+        deploy.unlink()  # a stale recommendation must not be deployed
     md = out / "report.md"
     md.write_text(_markdown(sec, links))
     page = out / "report.html"

@@ -52,7 +52,7 @@ from slate.tune.config import Constraints, Experiment, InvalidExperimentError, S
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
-from slate.tune.pareto import near_front_mask, pareto_mask, recommend
+from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
 
 __all__ = ["SweepError", "SweepResults", "load_results", "run_sweep"]
 
@@ -110,8 +110,17 @@ class SweepResults:
 
     def recommended(self, constraints: Constraints | None = None) -> int | None:
         """Row of the recommended point under ``constraints`` (default: the experiment's)."""
+        return self.recommendation(constraints).index
+
+    def recommendation(self, constraints: Constraints | None = None) -> Recommendation:
+        """The recommended point and why (see :func:`slate.tune.recommend`): exploded weights
+        and intervals that do not beat the logging policy are left out unless
+        ``constraints.allow_unproven``."""
         cons = self.experiment.constraints if constraints is None else constraints
-        return recommend({k: self.column(k) for k in ("take_fraction", "diversity", "churn")}, cons).index
+        names = ("take_fraction", "diversity", "churn", "take_fraction_low", "weights_exploded")
+        columns = {k: self.column(k) for k in names if k in self.table.column_names}
+        baseline = self.summary.get("logged", {}).get("take_fraction")
+        return recommend(columns, cons, baseline=None if baseline is None else float(baseline))
 
     def rows(self) -> list[dict[str, Any]]:
         """The table as a list of dicts."""
@@ -771,7 +780,7 @@ def run_sweep(
         },
     }
     results = SweepResults(path=out, table=table, experiment=experiment, summary=summary)
-    rec = recommend({k: results.column(k) for k in ("take_fraction", "diversity", "churn")}, experiment.constraints)
+    rec = results.recommendation()
     summary["recommended"] = None if rec.index is None else results.rows()[rec.index]
     summary["recommendation"] = rec.reason
     if plots:
