@@ -9,10 +9,14 @@ name           what it does
 ``auto``       picks by structure and size under a time budget; always returns a valid page
 ``independent`` per-title argmax, the page-blind baseline
 =============  ===============================================================================
+
+:func:`certify` proves an upper bound on a page's optimum within a time budget
+(:mod:`slate.solvers.certify`); ``auto`` uses it to certify ``fast``'s page.
 """
 
 from slate.solvers.auto import AutoSolver
 from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
+from slate.solvers.certify import Certificate, certify
 from slate.solvers.chain import ChainSolver
 from slate.solvers.exact import ExactSolver, build_cvxpy_problem, solve_cvxpy
 from slate.solvers.fast import FastSolver, lagrangian_bound, local_search
@@ -21,6 +25,7 @@ from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = [
     "AutoSolver",
+    "Certificate",
     "ChainSolver",
     "ExactSolver",
     "FastSolver",
@@ -30,6 +35,7 @@ __all__ = [
     "Status",
     "available_solvers",
     "build_cvxpy_problem",
+    "certify",
     "get_solver",
     "lagrangian_bound",
     "local_search",

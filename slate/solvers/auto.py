@@ -6,7 +6,13 @@ The rules, in order:
    (exact dynamic programming, milliseconds).
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
-3. Otherwise ``fast`` runs within the limit.
+3. Otherwise ``fast`` runs within part of the limit (``fast_share``, 90% on dense pages; all of
+   it when ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
+   on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
+   embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
+   ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
+   every route (``"chain-dp"``, ``"milp"`` for ``exact``), and ``info["duals"]`` holds the duals
+   to warm-start the next certification of the same member's page (``warm_start=``).
 4. If the chosen solver raises or returns an invalid page, the page-blind ``independent``
    assignment is returned instead (``info["fallback"]`` says why). ``auto`` never raises on a
    valid problem and never returns a page that breaks locks or the budget.
@@ -18,18 +24,23 @@ building) is measured by ``benchmarks/page_solvers.py``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from slate.page.problem import PageProblem
 from slate.solvers import chain as chain_module
 from slate.solvers.base import register_solver
+from slate.solvers.certify import Certificate, certify, is_dense
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
-from slate.solvers.result import SolveResult, Status, normalize_time_limit
+from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
 
 __all__ = ["AutoSolver"]
+
+_DENSE_FAST_SHARE = 0.9  # of the limit, for fast on dense pages (it needs most of a small one)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,12 @@ class AutoSolver:
         ~20 titles are not provable in minutes).
     seed : int
         Passed to ``fast``.
+    certify : bool, default True
+        Certify ``fast``'s page with the time left (see the module docstring).
+    fast_share : float, default 0.5
+        Share of the time limit ``fast`` may use when ``certify`` is on.
+    warm_start : Certificate or ndarray, optional
+        The previous session's certificate (or ``info["duals"]``) for the same member.
 
     Examples
     --------
@@ -58,6 +75,9 @@ class AutoSolver:
     exact_min_ms: float = 2000.0
     exact_max_titles: int = 80
     seed: int = 0
+    certify: bool = True
+    fast_share: float = 0.5
+    warm_start: Certificate | np.ndarray | None = None
 
     def route(self, problem: PageProblem, time_limit_ms: float | None) -> str:
         """The solver name ``auto`` would use for this page and limit."""
@@ -82,6 +102,8 @@ class AutoSolver:
                 result = ExactSolver(warm_start=lambda p: fast.solve(p).assignment).solve(
                     problem, time_limit_ms=time_limit_ms
                 )
+            elif self.certify:
+                result = self._fast_certified(fast, problem, time_limit_ms, started, info)
             else:
                 result = fast.solve(problem, time_limit_ms=time_limit_ms)
             if result.status is Status.INFEASIBLE and problem.violations(result.assignment):
@@ -89,7 +111,48 @@ class AutoSolver:
         except Exception as err:  # never fail: a valid page with the reason
             info["fallback"] = f"{route} raised {type(err).__name__}: {err}"
             result = IndependentSolver().solve(problem)
+        if "certificate" not in info:
+            kind = {"chain": "chain-dp", "exact": "milp"}.get(route, "mplp")
+            if "fallback" in info or result.bound is None:
+                kind = "none"
+            info["certificate"] = {"method": kind, "bound": result.bound, "gap": result.gap}
         return _rename(result, started, info)
+
+    def _fast_certified(
+        self,
+        fast: Any,
+        problem: PageProblem,
+        time_limit_ms: float | None,
+        started: float,
+        info: dict[str, Any],
+    ) -> SolveResult:
+        """``fast`` without its own bound, then :func:`certify` with the time left."""
+        # on dense pages fast needs most of a small budget to finish its first descent; the
+        # embedding certificate then starts from fast's page and adds the page its multipliers
+        # point at (the better page is returned)
+        share = _DENSE_FAST_SHARE if is_dense(problem) else self.fast_share
+        fast_ms = None if time_limit_ms is None else share * time_limit_ms
+        if is_dataclass(fast) and not isinstance(fast, type):
+            fast = replace(fast, compute_bound=False)
+        result: SolveResult = fast.solve(problem, time_limit_ms=fast_ms)
+        if result.status is Status.INFEASIBLE:  # the quota repair failed: no page to certify
+            info["certificate"] = {"method": "none", "bound": result.bound, "gap": result.gap}
+            return result
+        left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
+        cert = certify(problem, result.assignment, time_limit_ms=None if left is None else max(0.0, left), warm_start=self.warm_start)
+        info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
+        info["duals"] = cert.duals
+        info["certify_ms"] = cert.info.get("certify_ms")
+        status = result.status
+        if cert.assignment is not None and cert.objective > result.objective:  # the certifier found better
+            info["improved_by_certificate"] = cert.objective - result.objective
+            result = make_result(
+                problem, cert.assignment, status=status, solver=result.solver, started=started, info=result.info
+            )
+        if cert.optimal and status is not Status.INFEASIBLE:
+            status = Status.OPTIMAL
+        bound = max(cert.bound, result.objective) if cert.optimal else cert.bound
+        return replace(result, bound=bound, status=status)
 
 
 def _rename(result: SolveResult, started: float, info: dict[str, Any]) -> SolveResult:

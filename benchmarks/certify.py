@@ -1,0 +1,168 @@
+"""Certified pages within a serving budget: share proven optimal / within 0.5% inside 1, 2, 5 ms.
+
+For every family (layout x size) and fresh seeded pages (seeds 50,000 + i, never used by the
+tests), each page is built and solved once first ("warm": its derived arrays exist, as on a
+serving path that prepares the page ahead of the request), then for each budget B:
+
+* **certify**: ``AutoSolver().solve(problem, time_limit_ms=B)``, which certifies: on the ``fast``
+  route, ``fast`` (no bound) within B/2 and :func:`slate.solvers.certify.certify` with the rest;
+  on dense pages with embeddings, the embedding certificate (and the page its multipliers point
+  at) within 0.8 B and ``fast`` with the rest; chain pages go to the exact DP. Timed in CPU time
+  (``time.process_time``, the run with the median CPU time of three); the page counts as proven
+  optimal / within 0.5% only if the result says so *and* the solve used at most B of CPU (the
+  solver's own deadlines are wall-clock, so on a loaded machine it gets less CPU than B).
+* **today**: ``fast`` with its own bound (MPLP dual or page-blind) within B, the route ``auto``
+  took before certificates, timed the same way, in the same run.
+
+A family's gap is ``(bound - objective) / |bound|`` (``SolveResult.gap``). Also printed: ``fast``'s
+own p50 on the local 40x10 pages (the certificate is off there: ``fast`` is unchanged), and the
+load average, since the machine is shared.
+
+    python benchmarks/certify.py --pages 10
+    python benchmarks/certify.py --pages 10 --families local-40x10 dense-150x20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slate.page import PageProblem, random_problem
+from slate.page.layout import DenseLayout
+from slate.solvers import AutoSolver, FastSolver, SolveResult, Status
+from slate.solvers.certify import certify, meets
+
+FAMILIES = [f"{layout}-{size}" for layout in ("local", "chain", "dense") for size in ("40x10", "80x10", "150x20")]
+BUDGETS_MS = (1.0, 2.0, 5.0)
+SEED0 = 50_000
+WITHIN = 0.005
+
+
+@dataclass
+class Tally:
+    proven: dict[float, int] = field(default_factory=dict)
+    within: dict[float, int] = field(default_factory=dict)
+    gaps: dict[float, list[float]] = field(default_factory=dict)
+    absolute: list[float] = field(default_factory=list)
+    methods: dict[str, int] = field(default_factory=dict)
+
+    def add(self, budget: float, proven: bool, within: bool, gap: float) -> None:
+        self.proven[budget] = self.proven.get(budget, 0) + int(proven)
+        self.within[budget] = self.within.get(budget, 0) + int(within)
+        self.gaps.setdefault(budget, []).append(gap)
+
+
+def make_page(family: str, seed: int, non_negative: bool = False) -> PageProblem:
+    layout, size = family.split("-")
+    n_titles, n_images = (int(x) for x in size.split("x"))
+    problem = random_problem(n_titles, n_images, layout, seed=seed)  # type: ignore[arg-type]
+    if non_negative and problem.embeddings is not None:  # every cosine >= 0
+        problem = PageProblem.from_arrays(
+            problem.scores, np.abs(problem.embeddings), layout=DenseLayout() if layout == "dense" else None,
+            pairs=None if layout == "dense" else problem.pairs,
+            pair_weights=None if layout == "dense" else problem.pair_weights,
+            previous=problem.previous, locked=problem.locked, max_changes=problem.max_changes,
+            diversity=problem.diversity, churn=problem.churn, name=problem.name + "-nonneg",
+        )  # fmt: skip
+    return problem
+
+
+REPEATS = 3  # each measurement is the run with the median CPU time of this many
+
+
+def _median_run(runs: list[tuple[float, object]]) -> tuple[float, object]:
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
+def run_certify(problem: PageProblem, budget_ms: float) -> tuple[bool, bool, float, str, float]:
+    runs = []
+    for _ in range(REPEATS):
+        c0 = time.process_time()
+        result = AutoSolver().solve(problem, time_limit_ms=budget_ms)
+        runs.append(((time.process_time() - c0) * 1000.0, result))
+    total, out = _median_run(runs)
+    assert isinstance(out, SolveResult) and out.bound is not None
+    inside = total <= budget_ms
+    gap = float(out.gap or 0.0)
+    method = f"{out.info['route']}/{out.info['certificate']['method']}"
+    return inside and out.status is Status.OPTIMAL, inside and gap <= WITHIN, gap, method, out.bound - out.objective
+
+
+def run_today(problem: PageProblem, budget_ms: float) -> tuple[bool, bool, float, float]:
+    runs = []
+    for _ in range(REPEATS):
+        c0 = time.process_time()
+        out = FastSolver().solve(problem, time_limit_ms=budget_ms)
+        runs.append(((time.process_time() - c0) * 1000.0, out))
+    total, result = _median_run(runs)
+    assert isinstance(result, SolveResult)
+    inside = total <= budget_ms
+    assert result.bound is not None
+    gap = float(result.gap or 0.0)
+    proven = inside and meets(result.bound, result.objective)
+    return proven, inside and gap <= WITHIN, gap, result.bound - result.objective
+
+
+def bench_family(family: str, pages: int, non_negative: bool) -> tuple[Tally, Tally]:
+    new, old = Tally(), Tally()
+    for i in range(pages):
+        problem = make_page(family, SEED0 + i, non_negative)
+        FastSolver().solve(problem)  # warm: derived arrays built, kernels loaded
+        certify(problem, FastSolver(compute_bound=False).solve(problem).assignment, time_limit_ms=5)
+        for budget in BUDGETS_MS:
+            proven, within, gap, method, absolute = run_certify(problem, budget)
+            new.add(budget, proven, within, gap)
+            new.methods[method] = new.methods.get(method, 0) + 1
+            proven, within, gap, old_absolute = run_today(problem, budget)
+            old.add(budget, proven, within, gap)
+            if budget == BUDGETS_MS[-1]:
+                new.absolute.append(absolute)
+                old.absolute.append(old_absolute)
+    return new, old
+
+
+def fast_p50(pages: int, repeats: int) -> float:
+    times = []
+    for i in range(pages):
+        problem = random_problem(40, 10, "local", seed=SEED0 + i)
+        solver = FastSolver()
+        solver.solve(problem)
+        for _ in range(repeats):
+            c0 = time.process_time()
+            solver.solve(problem)
+            times.append((time.process_time() - c0) * 1000.0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=10)
+    parser.add_argument("--families", nargs="*", default=FAMILIES)
+    parser.add_argument("--non-negative", action="store_true", help="use |embeddings| (every cosine >= 0)")
+    parser.add_argument("--fast-repeats", type=int, default=30)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}")
+    head = " | ".join(f"proven {b:g} ms | <=0.5% {b:g} ms" for b in BUDGETS_MS)
+    print(f"| family | pages | method | {head} | median gap at 5 ms | median bound - objective at 5 ms |")
+    print("|---|---|---|" + "---|---|" * len(BUDGETS_MS) + "---|---|")
+    for family in args.families:
+        new, old = bench_family(family, args.pages, args.non_negative)
+        for name, tally in (("certify", new), ("today (fast bound)", old)):
+            cells = " | ".join(
+                f"{tally.proven[b] / args.pages:.0%} | {tally.within[b] / args.pages:.0%}" for b in BUDGETS_MS
+            )
+            gap = statistics.median(tally.gaps[5.0])
+            label = name if name != "certify" else f"certify ({', '.join(f'{k}: {v}' for k, v in sorted(tally.methods.items()))})"
+            absolute = statistics.median(tally.absolute)
+            print(f"| {family} | {args.pages} | {label} | {cells} | {gap:.3%} | {absolute:.4f} |", flush=True)
+    print(f"\nfast (certificate off), local 40x10, CPU p50: {fast_p50(min(args.pages, 5), args.fast_repeats):.3f} ms")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

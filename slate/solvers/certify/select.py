@@ -1,0 +1,142 @@
+"""``certify``: the tightest proven bound on a page's optimum that fits a time budget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from slate.errors import InvalidProblemError
+from slate.page.problem import PageProblem
+from slate.solvers.bounds import budgeted_unary_optimum
+from slate.solvers.certify.certificate import Certificate
+from slate.solvers.certify.embedding import embedding_certificate
+from slate.solvers.certify.polytope import polytope_certificate
+
+__all__ = ["certify", "is_dense", "warm_up"]
+
+_SCAN_NS = 2.0  # nanoseconds per pair-cost entry of one sweep (measured, see fast._scan_ms)
+_RESERVE = 0.85  # share of the budget the methods may use before their last evaluation
+
+
+def is_dense(problem: PageProblem) -> bool:
+    """More than half of all title pairs interact (the local polytope is weak there).
+
+    Examples
+    --------
+    >>> from slate.page import random_problem
+    >>> is_dense(random_problem(40, 3, "dense", seed=0)), is_dense(random_problem(40, 3, "local", seed=0))
+    (True, False)
+    """
+    return problem.n_pairs > 0.5 * problem.n_titles * (problem.n_titles - 1) / 2
+
+
+def _check(problem: PageProblem, assignment: ArrayLike) -> NDArray[np.int64]:
+    a = np.asarray(assignment)
+    if a.shape != (problem.n_titles,) or not np.issubdtype(a.dtype, np.integer):
+        raise InvalidProblemError(
+            f"The 'assignment' parameter of certify must be {problem.n_titles} integer image indices; "
+            f"got {a.dtype} of shape {a.shape} instead."
+        )
+    if problem.violations(a):
+        raise InvalidProblemError(
+            f"The 'assignment' parameter of certify must be a valid page; it breaks: {problem.violations(a)[0]}."
+        )
+    return a.astype(np.int64)
+
+
+def certify(
+    problem: PageProblem,
+    assignment: ArrayLike,
+    *,
+    time_limit_ms: float | None = None,
+    warm_start: Certificate | NDArray[np.float64] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Certificate:
+    """Certify a page: the tightest proven upper bound on the optimum within ``time_limit_ms``.
+
+    The page-blind bound (every penalty is >= 0) always holds. Pages whose layout is dense and
+    whose similarity comes from embeddings get the Lagrangian embedding-sum bound
+    (:mod:`~slate.solvers.certify.embedding`); other pages the local-polytope dual with exact
+    completion (:mod:`~slate.solvers.certify.polytope`) when one sweep over the pair costs fits
+    the budget. The smallest bound is returned; ``info["bounds"]`` lists every bound computed.
+
+    Parameters
+    ----------
+    problem : PageProblem
+    assignment : array_like (n_titles,), int
+        A valid page (e.g. ``fast``'s); only this page can be proven optimal.
+    time_limit_ms : float, optional
+        Budget for the certification (None: the methods' own stopping rules).
+    warm_start : Certificate or ndarray, optional
+        The certificate (or its ``duals``) of the previous session's page of the same member;
+        used by the method whose duals have that shape, ignored (and said so in
+        ``info["warm_start"]``) otherwise.
+    clock : callable, default time.perf_counter
+
+    Returns
+    -------
+    Certificate
+
+    Raises
+    ------
+    InvalidProblemError
+        ``assignment`` is malformed or not a valid page.
+
+    Examples
+    --------
+    >>> from slate.page import random_problem
+    >>> from slate.solvers import FastSolver
+    >>> problem = random_problem(20, 5, "local", seed=3)
+    >>> page = FastSolver(compute_bound=False).solve(problem).assignment
+    >>> cert = certify(problem, page, time_limit_ms=50)
+    >>> cert.method in ("mplp", "mplp+completion"), cert.bound >= cert.objective
+    (True, True)
+    """
+    t0 = clock()
+    a = _check(problem, assignment)
+    # stop the methods early enough for the final exact evaluation and the result to fit
+    deadline = None if time_limit_ms is None else t0 + _RESERVE * float(time_limit_ms) / 1000.0
+    duals = warm_start.duals if isinstance(warm_start, Certificate) else warm_start
+    objective = problem.evaluate(a).objective
+    found = [Certificate(budgeted_unary_optimum(problem)[1], objective, "page-blind")]
+    # (a certificate may carry a better page it found; the bound holds for every page)
+    if is_dense(problem) and problem.embeddings is not None:
+        cert = embedding_certificate(problem, a, deadline=deadline, warm_start=duals, clock=clock)
+        if cert is not None:
+            found.append(cert)
+    elif problem.n_pairs:
+        scan_ms = _SCAN_NS * 1e-6 * problem.n_pairs * problem.n_images**2
+        if time_limit_ms is None or scan_ms < 0.4 * float(time_limit_ms):
+            found.append(polytope_certificate(problem, a, deadline=deadline, warm_start=duals, clock=clock))
+    best = min(found, key=lambda c: c.bound)
+    info: dict[str, Any] = dict(best.info)
+    info["bounds"] = {c.method: c.bound for c in found}
+    info["certify_ms"] = (clock() - t0) * 1000.0
+    return Certificate(best.bound, best.objective, best.method, best.duals, info, best.assignment)
+
+
+def warm_up() -> float:
+    """Compile (or load from the on-disk cache) the certification kernels; returns the seconds.
+
+    Call it at start-up beside :func:`slate.solvers.fast.warm_up`: the first certification in a
+    fresh environment otherwise pays the one-off compile.
+
+    Examples
+    --------
+    >>> warm_up() >= 0
+    True
+    """
+    from slate.page.random import random_problem
+    from slate.solvers.fast import FastSolver
+
+    t0 = time.perf_counter()
+    for layout in ("local", "dense"):
+        problem = random_problem(12, 4, layout, seed=0)
+        page = FastSolver(max_rounds=4, compute_bound=False).solve(problem).assignment
+        certify(problem, page)
+        polytope_certificate(problem, page)
+    return time.perf_counter() - t0

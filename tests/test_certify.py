@@ -1,0 +1,283 @@
+"""Certificates: every reported bound holds (brute force, exact, hypothesis); proofs are honest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pages import brute_force, instance_paths
+
+import slate
+from slate.errors import InfeasibleProblemError, InvalidProblemError
+from slate.page import GridLayout, PageProblem, random_problem, read_problem
+from slate.page.layout import DenseLayout
+from slate.solvers import AutoSolver, FastSolver, Status
+from slate.solvers.certify import (
+    Certificate,
+    certify,
+    embedding_bound,
+    embedding_certificate,
+    layout_factor,
+    meets,
+    polytope_certificate,
+)
+
+TOL = 1e-9
+
+
+def _tiny(seed: int, *, layout: str = "grid", budget: int | None = 1, quotas: bool = False, locks: bool = True,
+          n_titles: int = 6, n_images: int = 3, diversity: float = 0.08, dim: int = 4) -> PageProblem:
+    """A tiny page with signed embeddings (many negative cosines), locks, a budget and quotas."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n_titles, n_images, dim))
+    previous = rng.integers(0, n_images, size=n_titles)
+    previous[rng.random(n_titles) < 0.2] = -1
+    locked = (rng.random(n_titles) < 0.2) & (previous >= 0) if locks else np.zeros(n_titles, bool)
+    lay = DenseLayout() if layout == "dense" else GridLayout(rows=2, cols=(n_titles + 1) // 2)
+    tags = {"close": rng.random((n_titles, n_images)) < 0.4} if quotas else None
+    return PageProblem.from_arrays(
+        rng.uniform(0.01, 0.2, (n_titles, n_images)), emb, layout=lay, previous=previous, locked=locked,
+        max_changes=budget, diversity=diversity, churn=0.01, image_tags=tags,
+        tag_quotas={"close": 2} if quotas else None,
+    )
+
+
+def _page(problem: PageProblem) -> np.ndarray:
+    return FastSolver(compute_bound=False, seed=0).solve(problem).assignment
+
+
+CASES = [
+    dict(layout="grid", budget=1),
+    dict(layout="grid", budget=None),
+    dict(layout="grid", budget=2, quotas=True),
+    dict(layout="dense", budget=1),
+    dict(layout="dense", budget=None, locks=False),
+    dict(layout="dense", budget=2, quotas=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("seed", range(4))
+def test_every_bound_holds_against_brute_force(case: dict, seed: int) -> None:
+    problem = _tiny(seed, **case)
+    optimum, _ = brute_force(problem)
+    page = _page(problem)
+    objective = problem.evaluate(page).objective
+    certs = [
+        polytope_certificate(problem, page),
+        polytope_certificate(problem, page, completion=False),
+        polytope_certificate(problem, page, max_sweeps=4),
+        embedding_certificate(problem, page),
+        certify(problem, page),
+        certify(problem, page, time_limit_ms=0.0),
+    ]
+    for cert in certs:
+        assert cert is not None
+        assert cert.bound >= optimum - TOL, (cert.method, cert.bound, optimum)
+        proven_page = page if cert.assignment is None else cert.assignment
+        assert problem.is_feasible(proven_page)
+        assert cert.objective == pytest.approx(problem.evaluate(proven_page).objective)
+        assert cert.objective >= objective - TOL
+        if cert.optimal:  # a proof is honest: the page it names is optimal
+            assert cert.objective >= optimum - 1e-6 * max(1.0, abs(optimum))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_completion_proves_tiny_pages_exactly(seed: int) -> None:
+    # with every title kept the completion is an exact search: the optimal page is proven
+    problem = _tiny(seed, n_titles=8, budget=2)
+    optimum, best = brute_force(problem)
+    cert = polytope_certificate(problem, best, max_sweeps=8)
+    assert cert.optimal and cert.bound >= optimum - TOL
+    assert cert.bound - optimum <= 1e-6 * max(1.0, abs(optimum)) * 1.001
+
+
+def test_a_page_that_is_not_optimal_is_never_proven() -> None:
+    problem = _tiny(7, n_titles=8, budget=2)
+    optimum, best = brute_force(problem)
+    t = np.arange(problem.n_titles)
+    worse = None
+    for title in t[~problem.locked]:
+        for k in np.flatnonzero(problem.allowed[title]):
+            candidate = best.copy()
+            candidate[title] = k
+            if problem.is_feasible(candidate) and problem.evaluate(candidate).objective < optimum - 1e-4:
+                worse = candidate
+                break
+        if worse is not None:
+            break
+    assert worse is not None
+    cert = polytope_certificate(problem, worse, completion=False)
+    assert not cert.optimal and cert.assignment is None
+    assert cert.bound >= optimum - TOL and cert.gap > 0
+    # the exact completion (and the embedding certificate's Lagrangian page) search as they
+    # prove: they may prove a better page, and say which
+    for cert in (polytope_certificate(problem, worse), certify(problem, worse), embedding_certificate(problem, worse)):
+        assert cert is not None
+        assert cert.bound >= optimum - TOL
+        if cert.optimal:
+            assert cert.assignment is not None and problem.is_feasible(cert.assignment)
+            assert cert.objective == pytest.approx(problem.evaluate(cert.assignment).objective)
+            assert cert.objective >= optimum - 1e-6 * max(1.0, abs(optimum))
+
+
+def test_bounds_hold_against_exact_on_random_pages() -> None:
+    for layout, size in (("local", (20, 5)), ("chain", (20, 5)), ("dense", (12, 4))):
+        problem = random_problem(*size, layout, seed=11)
+        exact = slate.solve(problem, solver="exact")
+        assert exact.status is Status.OPTIMAL
+        page = _page(problem)
+        for cert in (certify(problem, page), polytope_certificate(problem, page), embedding_certificate(problem, page)):
+            assert cert is not None and cert.bound >= exact.objective - TOL
+
+
+SHARED = [p for p in instance_paths() if p.stem.split("-")[1] in ("20x5", "40x10")]
+
+
+@pytest.mark.parametrize("path", SHARED, ids=lambda p: p.stem)
+def test_bounds_hold_on_shared_instances(path) -> None:
+    import json
+
+    problem = read_problem(path)
+    optimum = float(json.loads(path.read_text())["optimum"]["objective"])
+    cert = certify(problem, _page(problem), time_limit_ms=20)
+    assert cert.bound >= optimum - 1e-6 * max(1.0, abs(optimum))
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    layout=st.sampled_from(["grid", "dense"]),
+    budget=st.sampled_from([None, 0, 1, 3]),
+    quotas=st.booleans(),
+    diversity=st.floats(0.0, 0.5),
+    n_titles=st.integers(2, 6),
+    n_images=st.integers(1, 3),
+)
+def test_no_feasible_page_beats_a_reported_bound(seed, layout, budget, quotas, diversity, n_titles, n_images) -> None:
+    try:
+        problem = _tiny(seed, layout=layout, budget=budget, quotas=quotas, diversity=diversity,
+                        n_titles=n_titles, n_images=n_images)
+    except InfeasibleProblemError:  # quotas no page can meet: nothing to bound
+        return
+    optimum, _ = brute_force(problem)
+    page = _page(problem)
+    if problem.violations(page):  # the quota repair can fail; certify needs a valid page
+        return
+    for cert in (certify(problem, page), polytope_certificate(problem, page, max_sweeps=8)):
+        assert cert.bound >= optimum - TOL
+        if cert.optimal:
+            proven_page = page if cert.assignment is None else cert.assignment
+            assert problem.evaluate(proven_page).objective >= optimum - 1e-6 * max(1.0, abs(optimum))
+    out = embedding_bound(problem, page)
+    if out is not None:
+        assert out[0] >= optimum - TOL
+
+
+def test_warm_start_gives_a_valid_bound_and_reports_use() -> None:
+    first = random_problem(40, 10, "local", seed=21)
+    second = random_problem(40, 10, "local", seed=22)  # next session: same layout, new scores
+    previous = certify(first, _page(first))
+    page = _page(second)
+    warm = polytope_certificate(second, page, warm_start=previous.duals, max_sweeps=8)
+    assert warm.info["warm_start"] == "used"
+    assert warm.bound >= slate.solve(second, solver="exact").objective - TOL
+    wrong = polytope_certificate(second, page, warm_start=np.zeros(3), max_sweeps=4)
+    assert wrong.info["warm_start"].startswith("ignored")
+    # the embedding multipliers warm-start the embedding bound (and are valid for any value)
+    dense = random_problem(30, 6, "dense", seed=5)
+    cert = embedding_certificate(dense, _page(dense))
+    assert cert is not None
+    again = embedding_certificate(dense, _page(dense), warm_start=cert.duals + 0.3)
+    assert again is not None and again.info["warm_start"] == "used"
+    assert again.bound >= FastSolver().solve(dense).objective - TOL
+
+
+def test_embedding_bound_is_tight_when_cosines_are_non_negative() -> None:
+    base = random_problem(60, 8, "dense", seed=3)
+    problem = PageProblem.from_arrays(
+        base.scores, np.abs(base.embeddings), layout=DenseLayout(), previous=base.previous,
+        locked=base.locked, max_changes=base.max_changes, diversity=base.diversity, churn=base.churn,
+    )
+    cert = embedding_certificate(problem, _page(problem))
+    assert cert is not None and cert.gap < 0.005
+
+
+def test_layout_factor_keeps_the_quadratic_form_below() -> None:
+    problem = random_problem(12, 2, "local", seed=0)
+    factor, sigma = layout_factor(problem, max_rank=3)
+    w = np.zeros((12, 12))
+    w[problem.pairs[:, 0], problem.pairs[:, 1]] = problem.pair_weights
+    w += w.T
+    assert np.linalg.eigvalsh(w + sigma * np.eye(12) - factor @ factor.T).min() >= -1e-9
+
+
+def test_auto_reports_its_certificate() -> None:
+    problem = random_problem(20, 5, "local", seed=9)
+    result = AutoSolver().solve(problem, time_limit_ms=50)
+    cert = result.info["certificate"]
+    assert set(cert) == {"method", "bound", "gap"}
+    assert cert["bound"] == result.bound and result.bound >= result.objective
+    assert (result.status is Status.OPTIMAL) == meets(result.bound, result.objective)
+    assert result.info["duals"].shape == (problem.n_pairs, 2, problem.n_images)
+    warm = AutoSolver(warm_start=result.info["duals"]).solve(problem, time_limit_ms=50)
+    assert warm.bound >= slate.solve(problem, solver="exact").objective - TOL
+    chain = AutoSolver().solve(random_problem(20, 5, "chain", seed=9))
+    assert chain.info["certificate"]["method"] == "chain-dp"
+    plain = AutoSolver(certify=False).solve(problem, time_limit_ms=50)
+    assert plain.info["certificate"]["method"] == "mplp" and plain.info["inner_solver"] == "fast"
+
+
+def test_certificate_gap_and_clamp() -> None:
+    cert = Certificate(bound=2.0, objective=1.0, method="page-blind")
+    assert cert.gap == pytest.approx(0.5) and not cert.optimal
+    assert Certificate(bound=1.0 - 1e-15, objective=1.0, method="mplp").bound == 1.0
+
+
+@pytest.mark.parametrize(
+    ("assignment", "match"),
+    [
+        (np.zeros(3, dtype=np.int64), r"must be 6 integer image indices"),
+        (np.zeros(6), r"must be 6 integer image indices"),
+        (np.full(6, 7, dtype=np.int64), r"must be a valid page"),
+    ],
+)
+def test_bad_assignment_is_one_clear_error(assignment, match) -> None:
+    with pytest.raises(InvalidProblemError, match=match):
+        certify(_tiny(0), assignment)
+
+
+@pytest.mark.parametrize("path", [p for p in SHARED if p.stem.startswith("local")], ids=lambda p: p.stem)
+def test_local_shared_instances_are_proven_at_their_certified_optimum(path) -> None:
+    import json
+
+    problem = read_problem(path)
+    optimum = float(json.loads(path.read_text())["optimum"]["objective"])
+    cert = certify(problem, _page(problem))  # no limit: deterministic
+    assert cert.optimal
+    assert cert.objective == pytest.approx(optimum, rel=1e-6, abs=1e-9)
+
+
+def test_auto_with_quotas_and_a_limit_keeps_the_bound_valid() -> None:
+    problem = random_problem(20, 5, "local", seed=3, quotas={"style0": 2})
+    result = AutoSolver().solve(problem, time_limit_ms=50)
+    assert problem.is_feasible(result.assignment) and result.info["route"] == "fast"
+    assert result.bound >= slate.solve(problem, solver="exact").objective - TOL
+
+
+def test_auto_does_not_certify_a_page_that_breaks_its_quotas(monkeypatch) -> None:
+    import time
+
+    import slate.solvers.auto as auto_module
+    from slate.solvers import make_result
+
+    class _Stuck:  # a fast solver whose quota repair failed
+        def solve(self, problem, time_limit_ms=None):
+            return make_result(problem, np.zeros(problem.n_titles, dtype=np.int64), status="infeasible",
+                               solver="fast", started=time.perf_counter())
+
+    monkeypatch.setattr(auto_module, "FastSolver", lambda seed=0: _Stuck())
+    problem = random_problem(20, 5, "local", seed=1, locked_share=0.0)
+    result = AutoSolver().solve(problem, time_limit_ms=5)
+    assert "fallback" not in result.info
+    assert result.status is Status.INFEASIBLE and result.info["certificate"]["method"] == "none"
