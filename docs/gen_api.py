@@ -40,6 +40,8 @@ PACKAGES = (
     "slate.stability",
     "slate.sim",
     "slate.tune",
+    "slate.visual",
+    "slate.testing.stores",
 )
 OUTPUT = Path(__file__).resolve().parent / "api.md"
 COMMAND = "python docs/gen_api.py"

@@ -17,7 +17,7 @@ from slate.errors import InfeasibleProblemError, InvalidProblemError, SlateError
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("bandit", "logs", "page", "replay", "serve", "sim", "solvers", "stability", "tune")
+_SUBPACKAGES = ("bandit", "logs", "page", "replay", "serve", "sim", "solvers", "stability", "train", "tune", "visual")
 
 _REEXPORTS = {
     "DenseLayout": "slate.page",
@@ -35,7 +35,7 @@ _REEXPORTS = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from slate import bandit, logs, page, replay, serve, sim, solvers, stability, tune
+    from slate import bandit, logs, page, replay, serve, sim, solvers, stability, train, tune, visual
     from slate.page import DenseLayout, GridLayout, PageProblem, read_problem, write_problem
     from slate.serve import PageDecision, compose
     from slate.solvers import SolveResult, Status, available_solvers, get_solver, solve
@@ -65,7 +65,9 @@ __all__ = [
     "solve",
     "solvers",
     "stability",
+    "train",
     "tune",
+    "visual",
     "write_problem",
 ]
 

@@ -1,1 +1,1 @@
-"""The fault suite of issue 12: hostile and damaged input, table-driven (see docs/reliability-input.md)."""
+"""The fault suite of issue 12: hostile and damaged input, table-driven (see docs/reliability.md)."""

@@ -22,7 +22,7 @@ from .conftest import Files
 def test_every_limit_is_documented_and_raisable_by_environment(monkeypatch):
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability-input.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
     for name, default in LIMITS.items():
         assert f"`{name}`" in doc and f"SLATE_{name.upper()}" in doc, name
         assert limit(name) == default
