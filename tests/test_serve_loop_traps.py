@@ -141,3 +141,33 @@ def test_joint_explore_probability_matches_the_draws():
 
     q = explore_probability(8, 0.5, 3)
     assert abs(joint_explore_probability(8, 2, 0.5, 3) - q * q) > 0.01  # the cap couples titles
+
+
+def test_forked_workers_draw_their_own_page_id_offsets():
+    """A pre-fork server's workers compose pages in the same millisecond: their ids differ,
+    because each forked child draws its own offset (os.register_at_fork)."""
+    import multiprocessing as mp
+
+    from slate.serve import composer as composer_module
+
+    when = 1_700_000_000.0
+    with mp.get_context("fork").Pool(4) as pool:
+        results = pool.map(_child_page_ids, [when] * 16, chunksize=1)
+    offsets = {pid: offset for pid, offset, _ in results}
+    assert len(offsets) >= 2 and composer_module._ID_OFFSET not in offsets.values()
+    assert len(set(offsets.values())) == len(offsets)  # a collision here has odds ~1e-6
+    ids = [i for _, _, chunk in results for i in chunk]
+    assert len(set(ids)) == len(ids)  # 16 x 5 pages in one millisecond: all distinct
+    base = (int(when * 1000) - composer_module._ID_EPOCH_MS) << 22
+    assert all(base <= i < base + 2 * (1 << 22) for i in ids)  # still ordered by millisecond
+
+
+def _child_page_ids(when: float) -> tuple[int, int, list[int]]:
+    import os
+    from types import SimpleNamespace
+
+    from slate.serve import composer as composer_module
+
+    req = SimpleNamespace(page_id=None)
+    ids = [composer_module._page_id(req, when) for _ in range(5)]  # type: ignore[arg-type]
+    return os.getpid(), composer_module._ID_OFFSET, ids

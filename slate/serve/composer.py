@@ -350,20 +350,37 @@ def _fallback_assignment(page: _Page, previous: IntArray, scores: FloatArray | N
 
 _ID_EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 _ID_LOCK = threading.Lock()
-_ID_PROCESS = int.from_bytes(os.urandom(2), "little") & 0x3FF  # 10 bits per process
+_ID_OFFSET = int.from_bytes(os.urandom(3), "little") & 0x3FFFFF  # 22 random bits per process
 _last_page_id = 0
+
+
+def _new_process_offset() -> None:
+    """A forked child (a pre-fork server's worker) draws its own offset and counter."""
+    global _ID_OFFSET, _last_page_id
+    _ID_OFFSET = int.from_bytes(os.urandom(3), "little") & 0x3FFFFF
+    _last_page_id = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process_offset)
 
 
 def _page_id(request: PageRequest, now: float) -> int:
     """A time-ordered id (like a ULID in an int64): milliseconds since 2020 in the top 41 bits,
-    then 10 random bits of this process and a 12-bit counter. Ids increase strictly within a
-    process (a page composed for an earlier time than the last one gets the last id + 1), so a
-    decision log, written in composing order, is ordered by ``page_id`` and streams in chunks."""
+    plus a random offset of this process in the low 22 bits. Ids increase strictly within a
+    process (the next id is at least the last + 1), so a decision log, written in composing
+    order, is ordered by ``page_id`` and streams in chunks.
+
+    Processes do not coordinate: two can only give the same id when they compose a page in the
+    same millisecond with offsets closer than the pages each composed in it (100 processes serving
+    up to 10 pages per millisecond each: about a 2% chance per start of the fleet that some two
+    processes are that close; 10 process bits and a per-millisecond counter made a shared id
+    near-certain). Give ``page_id`` in the request when ids must be unique by construction."""
     global _last_page_id
     if request.page_id is not None:
         return request.page_id
     ms = max(int(now * 1000.0) - _ID_EPOCH_MS, 0)
-    base = (ms << 22) | (_ID_PROCESS << 12)
+    base = (ms << 22) + _ID_OFFSET
     with _ID_LOCK:
         page_id = max(base, _last_page_id + 1)
         _last_page_id = page_id
