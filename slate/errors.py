@@ -10,8 +10,14 @@ __all__ = [
     "ImageDecodeError",
     "InfeasibleProblemError",
     "InputFileError",
+    "InvalidConfigError",
     "InvalidEmbedInputError",
+    "InvalidEmbeddingsError",
+    "InvalidExperimentError",
+    "InvalidLogError",
     "InvalidProblemError",
+    "InvalidReplayInputError",
+    "InvalidRequestError",
     "NoEstimateError",
     "ResourceLimitError",
     "ScorerOutputError",
@@ -22,7 +28,13 @@ __all__ = [
     "StoreOpenError",
     "StoreReplacedError",
     "StoreTimeoutError",
+    "SweepError",
+    "UnknownEstimatorError",
+    "UnknownNameError",
+    "UnknownOptionError",
+    "UnknownPolicyError",
     "UnknownSolverError",
+    "UnknownStoreError",
 ]
 
 
@@ -38,11 +50,67 @@ class InfeasibleProblemError(InvalidProblemError):
     """The constraints of a page problem cannot all hold (the message says which)."""
 
 
-class UnknownSolverError(SlateError, KeyError):
-    """A solver name that is not in the registry."""
+class UnknownNameError(SlateError, KeyError):
+    """A name that is not in one of slate's registries (solvers, estimators, policies)."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownSolverError(UnknownNameError):
+    """A solver name that is not in the registry."""
+
+
+class UnknownEstimatorError(UnknownNameError):
+    """An estimator name that is not in the registry."""
+
+
+class UnknownPolicyError(UnknownNameError):
+    """A policy name that is not in the registry."""
+
+
+class UnknownOptionError(InvalidProblemError, TypeError):
+    """An option that a registered factory (solver, policy, estimator, store) does not take; the
+    message names it and the options the factory does take. A ``TypeError`` too, as a bad
+    keyword argument is."""
+
+
+class UnknownStoreError(UnknownNameError, InvalidProblemError):
+    """A state-store name or URL scheme that :func:`~slate.stability.make_store` does not know."""
+
+
+# ---------------------------------------------------------------------- malformed inputs, by stage
+class InvalidRequestError(InvalidProblemError):
+    """A page request is malformed; the message names the field and what was received."""
+
+
+class InvalidConfigError(InvalidProblemError):
+    """A simulator configuration is malformed (the message names the field)."""
+
+
+class InvalidLogError(SlateError, ValueError):
+    """A log cannot be read at all (missing column, wrong type, unknown schema version).
+
+    Bad *rows* are not errors: they are rejected and counted in the :class:`~slate.logs.RejectionReport`.
+    """
+
+
+class InvalidReplayInputError(SlateError, ValueError):
+    """A replay input (policy, decision table, estimator option) is malformed; the message
+    names the field and what was received."""
+
+
+class InvalidEmbeddingsError(InvalidReplayInputError):
+    """Image embeddings are malformed (shape, non-finite or zero vectors, repeated ids) or lack
+    images the diversity needs; the message names the images."""
+
+
+class InvalidExperimentError(SlateError, ValueError):
+    """An experiment file or mapping is malformed; the message names the field."""
+
+
+class SweepError(SlateError, RuntimeError):
+    """A sweep cannot run or resume (the message says why and what to do)."""
 
 
 class SolverError(SlateError, RuntimeError):

@@ -77,7 +77,7 @@ def _faulty_registered():
 
     register_solver("faulty", FaultySolver)
     yield
-    base._REGISTRY.pop("faulty", None)
+    base.SOLVERS.unregister("faulty")
     for key in [k for k in compose_cache() if k[0] == "faulty"]:
         compose_cache().pop(key)
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, UnknownStoreError
 from slate.stability import (
     InMemoryStore,
     SQLiteStore,
@@ -153,7 +153,7 @@ def test_make_store_by_name(tmp_path):
     sqlite = make_store("sqlite", path=tmp_path / "x.db")
     assert isinstance(sqlite, SQLiteStore)
     sqlite.close()
-    with pytest.raises(InvalidProblemError, match="'name' parameter of make_store must be one of"):
+    with pytest.raises(UnknownStoreError, match="'name' parameter of make_store must be one of"):
         make_store("nope")
 
 

@@ -24,6 +24,7 @@ name               policy
 """
 
 from slate.bandit.base import (
+    POLICIES,
     ScoringPolicy,
     UnknownPolicyError,
     available_policies,
@@ -52,6 +53,7 @@ from slate.bandit.simple import TakeRateBandit, UniformRandom
 __all__ = [
     "BLOCKS",
     "FORMAT",
+    "POLICIES",
     "ArmIndex",
     "EpsilonGreedy",
     "FeatureBuilder",

@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit.batch import PageFeatures, PageScores
-from slate.errors import InvalidProblemError, SlateError
+from slate.errors import InvalidProblemError, UnknownPolicyError
+from slate.registry import Registry
 
 __all__ = [
     "LoggedBatch",
@@ -20,13 +21,6 @@ __all__ = [
     "make_policy",
     "register_policy",
 ]
-
-
-class UnknownPolicyError(SlateError, KeyError):
-    """A policy name that is not in the registry."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
-        return str(self.args[0]) if self.args else ""
 
 
 @runtime_checkable
@@ -68,12 +62,13 @@ class ScoringPolicy(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[..., ScoringPolicy]] = {}
+POLICIES: Registry[ScoringPolicy] = Registry("policy", UnknownPolicyError)
+"""The policy registry (see :mod:`slate.registry`): ``POLICIES.parameters("linucb")`` lists options."""
 
 
 def register_policy(name: str, factory: Callable[..., ScoringPolicy]) -> None:
     """Register a policy factory under ``name`` (``factory(**params)`` returns a policy)."""
-    _REGISTRY[name] = factory
+    POLICIES.register(name, factory)
 
 
 def available_policies() -> list[str]:
@@ -85,7 +80,7 @@ def available_policies() -> list[str]:
     >>> available_policies()
     ['epsilon_greedy', 'hybrid_linucb', 'linear_ts', 'linucb', 'logistic_ts', 'take_rate', 'uniform']
     """
-    return sorted(_REGISTRY)
+    return POLICIES.names()
 
 
 def make_policy(name: str, **params: Any) -> ScoringPolicy:
@@ -97,13 +92,7 @@ def make_policy(name: str, **params: Any) -> ScoringPolicy:
     >>> make_policy("linucb", alpha=0.5).alpha
     0.5
     """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownPolicyError(
-            f"Unknown policy '{name}'; available policies are {', '.join(available_policies())}."
-        ) from None
-    return factory(**params)
+    return POLICIES.create(name, **params)
 
 
 # ---------------------------------------------------------------------------- log validation

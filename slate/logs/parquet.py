@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import SlateError
+from slate.errors import InvalidLogError
 from slate.logs._kernels import (
     candidate_checks,
     duplicates_in_pages,
@@ -75,13 +75,6 @@ MAX_POSITION = 2**31 - 1
 _STRING_COLUMNS = ("title_id", "image_id", "previous_image_id", "features_ref")
 _REASON_CODE = {reason: i for i, reason in enumerate(RejectionReason)}
 PathLike = str | os.PathLike[str]
-
-
-class InvalidLogError(SlateError, ValueError):
-    """A log cannot be read at all (missing column, wrong type, unknown schema version).
-
-    Bad *rows* are not errors: they are rejected and counted in the :class:`RejectionReport`.
-    """
 
 
 # ====================================================================== writing

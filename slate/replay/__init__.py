@@ -7,6 +7,7 @@ True
 
 from slate.replay.distributed import evaluate_dask, evaluate_stream
 from slate.replay.estimators import (
+    ESTIMATORS,
     DirectMethod,
     DoublyRobust,
     Estimate,
@@ -52,6 +53,7 @@ from slate.replay.sequential import (
 )
 
 __all__ = [
+    "ESTIMATORS",
     "ActionDistribution",
     "BanditLearner",
     "DecisionTable",

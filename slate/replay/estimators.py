@@ -36,9 +36,10 @@ from numpy.typing import NDArray
 from scipy import sparse
 from scipy import stats as sps
 
-from slate.errors import SlateError
+from slate.errors import UnknownEstimatorError
 from slate.limits import check_limit
 from slate.logs.log import ImpressionLog
+from slate.registry import Registry
 from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 from slate.replay.reward_model import TakeRateFit
@@ -71,13 +72,6 @@ __all__ = [
     "no_match_checked",
     "register_estimator",
 ]
-
-
-class UnknownEstimatorError(SlateError, KeyError):
-    """An estimator name that is not in the registry."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 # ====================================================================== data
@@ -992,8 +986,8 @@ class PseudoInverse(BaseEstimator):
 
 
 # ====================================================================== registry
-_REGISTRY: dict[str, Callable[..., Estimator]] = {}
-_CANONICAL: dict[str, str] = {}
+ESTIMATORS: Registry[Estimator] = Registry("estimator", UnknownEstimatorError, hint="(or their long names)")
+"""The estimator registry (see :mod:`slate.registry`)."""
 
 
 def register_estimator(
@@ -1001,9 +995,7 @@ def register_estimator(
 ) -> None:
     """Register ``factory`` (``factory(**options)`` returns an :class:`Estimator`) under a long
     name and short aliases."""
-    for key in (name, *aliases):
-        _REGISTRY[key] = factory
-        _CANONICAL[key] = aliases[0] if aliases else name
+    ESTIMATORS.register(name, factory, aliases)
 
 
 def available_estimators() -> list[str]:
@@ -1014,7 +1006,7 @@ def available_estimators() -> list[str]:
     >>> available_estimators()
     ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'pi', 'replay', 'snips']
     """
-    return sorted(set(_CANONICAL.values()))
+    return ESTIMATORS.names()
 
 
 def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
@@ -1032,14 +1024,7 @@ def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
         raise InvalidReplayInputError(
             f"The 'estimator' parameter must be a name or an Estimator; got {type(name).__name__}."
         )
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownEstimatorError(
-            f"Unknown estimator '{name}'; available estimators are "
-            f"{', '.join(available_estimators())} (or their long names)."
-        ) from None
-    return factory(**options)
+    return ESTIMATORS.create(name, **options)
 
 
 for _cls, _aliases in (

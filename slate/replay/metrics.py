@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
+from slate.errors import InvalidEmbeddingsError
 from slate.logs.log import ImpressionLog
 from slate.page.layout import GridLayout
 from slate.page.problem import unit_vectors
@@ -281,11 +282,6 @@ def page_diversity(
 
 
 # ---------------------------------------------------------------------- embeddings
-class InvalidEmbeddingsError(InvalidReplayInputError):
-    """Image embeddings are malformed (shape, non-finite or zero vectors, repeated ids) or lack
-    images the diversity needs; the message names the images."""
-
-
 def _examples(ids: Iterable[Any], n: int = 5) -> str:
     shown = [repr(str(x)) for x in list(ids)[:n]]
     return ", ".join(shown)

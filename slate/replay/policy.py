@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import InputFileError, SlateError
+from slate.errors import InputFileError, InvalidReplayInputError
 from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
 
@@ -34,11 +34,6 @@ __all__ = [
     "UniformPolicy",
     "as_action_distribution",
 ]
-
-
-class InvalidReplayInputError(SlateError, ValueError):
-    """A replay input (policy, decision table, estimator option) is malformed; the message
-    names the field and what was received."""
 
 
 def _readonly(array: NDArray[Any]) -> NDArray[Any]:

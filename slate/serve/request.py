@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, InvalidRequestError
 from slate.limits import check_limit
 from slate.page.problem import unit_vectors
 from slate.stability.rules import StabilityRules
@@ -34,10 +34,6 @@ _BLOCK_CACHE_SIZE = 4096  # titles whose embedding rows an ImageCatalog keeps (a
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-
-
-class InvalidRequestError(InvalidProblemError):
-    """A page request is malformed; the message names the field and what was received."""
 
 
 class TitleRequest(BaseModel):

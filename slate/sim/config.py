@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidConfigError
 
 __all__ = [
     "DEFAULT_AESTHETICS",
@@ -43,10 +43,6 @@ DEFAULT_COUNTRIES: tuple[tuple[str, str], ...] = (
 
 DEFAULT_DEVICES: tuple[str, ...] = ("tv", "mobile", "web", "tablet")
 """Devices a member may use."""
-
-
-class InvalidConfigError(InvalidProblemError):
-    """A simulator configuration is malformed (the message names the field)."""
 
 
 class _Frozen(BaseModel):

@@ -15,7 +15,7 @@ name           what it does
 """
 
 from slate.solvers.auto import AutoSolver
-from slate.solvers.base import Solver, available_solvers, get_solver, register_solver, solve
+from slate.solvers.base import SOLVERS, Solver, available_solvers, get_solver, register_solver, solve
 from slate.solvers.certify import Certificate, certify
 from slate.solvers.chain import ChainSolver
 from slate.solvers.exact import ExactSolver, build_cvxpy_problem, solve_cvxpy
@@ -24,6 +24,7 @@ from slate.solvers.independent import IndependentSolver
 from slate.solvers.result import SolveResult, Status, make_result
 
 __all__ = [
+    "SOLVERS",
     "AutoSolver",
     "Certificate",
     "ChainSolver",

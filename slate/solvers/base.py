@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from slate.errors import InvalidProblemError, UnknownSolverError
+from slate.errors import UnknownSolverError
 from slate.page.problem import PageProblem
+from slate.registry import Registry
 from slate.solvers.result import SolveResult
 
 __all__ = ["Solver", "available_solvers", "get_solver", "register_solver", "solve"]
@@ -30,12 +31,13 @@ class Solver(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[..., Solver]] = {}
+SOLVERS: Registry[Solver] = Registry("solver", UnknownSolverError)
+"""The solver registry (see :mod:`slate.registry`): ``SOLVERS.parameters("fast")`` lists options."""
 
 
 def register_solver(name: str, factory: Callable[..., Solver]) -> None:
     """Register a solver factory under ``name`` (``factory(**options)`` returns a :class:`Solver`)."""
-    _REGISTRY[name] = factory
+    SOLVERS.register(name, factory)
 
 
 def available_solvers() -> list[str]:
@@ -47,33 +49,13 @@ def available_solvers() -> list[str]:
     >>> sorted(available_solvers())
     ['auto', 'chain', 'exact', 'fast', 'independent']
     """
-    return sorted(_REGISTRY)
+    return SOLVERS.names()
 
 
 def get_solver(name: str, **options: Any) -> Solver:
-    """Instantiate the solver registered as ``name`` with its options."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownSolverError(
-            f"Unknown solver '{name}'; available solvers are {', '.join(available_solvers())}."
-        ) from None
-    try:
-        return factory(**options)
-    except TypeError:  # an option the solver does not have (a typo): name it
-        import inspect
-
-        try:
-            known = [p for p in inspect.signature(factory).parameters if p not in ("self", "name")]
-        except (TypeError, ValueError):  # pragma: no cover - a factory without a signature
-            known = []
-        unknown = [k for k in options if known and k not in known]
-        if not unknown:
-            raise
-        raise InvalidProblemError(
-            f"Unknown option '{unknown[0]}' for solver '{name}'; its options are "
-            f"{', '.join(known) or 'none'}."
-        ) from None
+    """Instantiate the solver registered as ``name`` with its options (an option it does not
+    take raises :class:`~slate.errors.UnknownOptionError` naming it)."""
+    return SOLVERS.create(name, **options)
 
 
 def solve(

@@ -16,6 +16,7 @@ from slate.stability.rules import (
 )
 from slate.stability.state import NO_DRAW, TitleState
 from slate.stability.store import (
+    STORES,
     InMemoryStore,
     SQLiteStore,
     StateStore,
@@ -27,6 +28,7 @@ from slate.stability.store import (
 
 __all__ = [
     "NO_DRAW",
+    "STORES",
     "InMemoryStore",
     "Reason",
     "RedisStore",

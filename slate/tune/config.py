@@ -54,7 +54,7 @@ from pydantic import (
     model_validator,
 )
 
-from slate.errors import InputFileError, ResourceLimitError, SlateError
+from slate.errors import InputFileError, InvalidExperimentError, ResourceLimitError
 from slate.limits import check_limit, check_nesting, read_text_file
 
 __all__ = [
@@ -77,10 +77,6 @@ __all__ = [
     "experiment_from_dict",
     "load_experiment",
 ]
-
-
-class InvalidExperimentError(SlateError, ValueError):
-    """An experiment file or mapping is malformed; the message names the field."""
 
 
 class _Frozen(BaseModel):

@@ -10,7 +10,6 @@ replay estimates are tabulated.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,15 +239,10 @@ def page_pairs(log: ImpressionLog, layout: GridLayout) -> tuple[IntArray, IntArr
 # ---------------------------------------------------------------------- scoring
 def _make_bandit(experiment: Experiment) -> Any:
     from slate.bandit import make_policy
-    from slate.bandit.base import _REGISTRY
+    from slate.bandit.base import POLICIES
 
     params = dict(experiment.policy.params)
-    factory = _REGISTRY[experiment.policy.name]
-    try:
-        accepts_seed = "seed" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        accepts_seed = False
-    if accepts_seed:
+    if POLICIES.takes(experiment.policy.name, "seed"):
         params.setdefault("seed", experiment.seed)
     try:
         return make_policy(experiment.policy.name, **params)

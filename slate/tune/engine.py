@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,12 +97,9 @@ class SolverConfig:
 
 @functools.cache
 def _takes_seed(name: str) -> bool:
-    from slate.solvers.base import _REGISTRY
+    from slate.solvers.base import SOLVERS
 
-    try:
-        return "seed" in inspect.signature(_REGISTRY[name]).parameters
-    except (TypeError, ValueError):  # pragma: no cover - factories without a signature
-        return False
+    return SOLVERS.takes(name, "seed")
 
 
 def page_seed(seed: int, page_id: int) -> int:

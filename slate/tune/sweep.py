@@ -43,7 +43,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from slate.errors import SlateError
+from slate.errors import SweepError
 from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
 from slate.replay.metrics import churn_rate
@@ -64,10 +64,6 @@ ESTIMATE_COLUMNS = (
     "ess", "n_matched", "weights_exploded", "diversity", "churn",
 )
 TRUTH_COLUMNS = ("true_take_fraction_logged", "true_take_fraction", "true_diversity", "true_churn")
-
-
-class SweepError(SlateError, RuntimeError):
-    """A sweep cannot run or resume (the message says why and what to do)."""
 
 
 # ====================================================================== results
