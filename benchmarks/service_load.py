@@ -17,6 +17,7 @@ Usage::
     python benchmarks/service_load.py                      # 1, 2, 4 workers, 10 s per phase
     python benchmarks/service_load.py --workers 1,2 --duration 5
     python benchmarks/service_load.py --workers 1,2 --repeat 3     # alternate 1,2,1,2,1,2; medians
+    python benchmarks/service_load.py --client wrk --workers 1,2 --repeat 3   # capacity from wrk
 
 On a machine shared with other jobs, alternate the worker counts (``--repeat``) and compare the
 medians: the load of the other jobs changes from one phase to the next.
@@ -28,10 +29,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,6 +131,36 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, duration: floa
     return summary(latencies, elapsed, errors)
 
 
+def wrk_capacity(url: str, payloads: list[bytes], connections: int, duration: float, folder: str) -> dict[str, Any]:
+    """Capacity measured by ``wrk`` (a compiled closed-loop client: one thread, a few % of a core),
+    cycling through the first 256 request bodies. Percentiles from wrk's ``--latency`` table."""
+    script = Path(folder) / "bodies.lua"
+    quoted = ",\n".join("[==[" + b.decode() + "]==]" for b in payloads[:256])
+    script.write_text(
+        "local bodies = {\n" + quoted + "\n}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        "  return wrk.format('POST', '/compose', {['Content-Type'] = 'application/json'}, bodies[(i % #bodies) + 1])\n"
+        "end\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script),
+         f"{url}/compose"], capture_output=True, text=True, timeout=duration + 60, check=True,
+    ).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def ms(text: str) -> float:
+        m = re.match(r"([0-9.]+)(us|ms|s)", text)
+        return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
+
+    pct = {m.group(1): ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"pages": total, "errors": int(bad.group(1)) if bad else 0, "pages_per_s": rate,
+            "p50_ms": pct.get("50", float("nan")), "p99_ms": pct.get("99", float("nan")),
+            "p999_ms": float("nan"), "max_ms": ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))}  # type: ignore[union-attr]
+
+
 def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, Any]:
     a = np.array(latencies) * 1e3
     return {"pages": len(a), "errors": errors, "pages_per_s": len(a) / elapsed,
@@ -143,10 +177,16 @@ def main() -> None:
     parser.add_argument("--solver", default="fast")
     parser.add_argument("--repeat", type=int, default=1, help="alternate the worker counts this many times")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--client", choices=["httpx", "wrk"], default="httpx",
+                        help="capacity phase client: httpx in this process, or wrk (compiled; apt-get install wrk), "
+                             "whose own CPU use is a few %% of a core")
     args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("--client wrk needs the wrk program (apt-get install wrk)")
     payloads = bodies(args.requests)
     print(f"# service load — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 40x10 pages, "
-          f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; client in this process")
+          f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; capacity client {args.client}, "
+          "80% load client httpx in this process")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
           f"{'max ms':>8}{'errors':>7}{'load':>6}")
     results: dict[str, list[Any]] = {}
@@ -156,23 +196,31 @@ def main() -> None:
             proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver)
             try:
                 cpu0 = time.process_time()
-                cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
-                rate = 0.8 * cap["pages_per_s"]
-                load = asyncio.run(open_loop(url, payloads, rate, args.duration, 8 * workers))
+                if args.client == "wrk":
+                    cap = wrk_capacity(url, payloads, args.concurrency * workers, args.duration, tmp)
+                else:
+                    cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
+                if args.client == "wrk":  # wrk has no fixed rate: one connection per worker instead
+                    load = wrk_capacity(url, payloads, workers, args.duration, tmp)
+                else:
+                    rate = 0.8 * cap["pages_per_s"]
+                    load = asyncio.run(open_loop(url, payloads, rate, args.duration, 8 * workers))
                 client_cpu = time.process_time() - cpu0
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
             results.setdefault(str(workers), []).append(
                 {"capacity": cap, "at_80pct": load, "client_cpu_s": client_cpu, "load_average": os.getloadavg()[0]})
-            for phase, r in (("capacity", cap), ("80% load", load)):
+            second = "1 conn/w" if args.client == "wrk" else "80% load"
+            for phase, r in (("capacity", cap), (second, load)):
                 print(f"{workers:>7}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
                       f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
                       f"{os.getloadavg()[0]:>6.1f}")
             print(f"        (client CPU {client_cpu:.1f} s over both phases)")
     med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
     p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
-    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 at 80% {p99[w]:.1f} ms" for w in med))
+    second = "with 1 connection per worker" if args.client == "wrk" else "at 80%"
+    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 {second} {p99[w]:.1f} ms" for w in med))
     if "1" in med and "2" in med:
         print(f"2 workers / 1 worker capacity (medians): {med['2'] / med['1']:.2f}x")
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")
