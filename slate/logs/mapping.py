@@ -139,7 +139,7 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
     >>> load_mapping(p)
     Traceback (most recent call last):
     ...
-    slate.logs.parquet.InvalidLogError: The mapping file 'map.toml' is invalid at 'columns.page_id': Field required.
+    slate.errors.InvalidLogError: The mapping file 'map.toml' is invalid at 'columns.page_id': Field required.
     """
     p = Path(path)
     if not p.is_file():

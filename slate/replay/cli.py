@@ -328,7 +328,7 @@ def check_output_path(path: str | os.PathLike[str], option: str) -> None:
     >>> check_output_path("/nonexistent-folder/out.json", "--output")
     Traceback (most recent call last):
     ...
-    slate.replay.policy.InvalidReplayInputError: The --output file '/nonexistent-folder/out.json' cannot be written: its folder '/nonexistent-folder' does not exist.
+    slate.errors.InvalidReplayInputError: The --output file '/nonexistent-folder/out.json' cannot be written: its folder '/nonexistent-folder' does not exist.
     """
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")

@@ -75,7 +75,7 @@ def check_cluster(cluster: Any, who: str = "evaluate") -> str:
     >>> check_cluster("session")
     Traceback (most recent call last):
     ...
-    slate.replay.policy.InvalidReplayInputError: The 'cluster' parameter of evaluate must be \
+    slate.errors.InvalidReplayInputError: The 'cluster' parameter of evaluate must be \
 'page' or 'member'; got 'session' instead.
     """
     if not isinstance(cluster, str) or cluster not in CLUSTER_CHOICES:
@@ -96,7 +96,7 @@ def check_n_buckets(n_buckets: Any, who: str = "evaluate") -> int:
     >>> check_n_buckets(1)
     Traceback (most recent call last):
     ...
-    slate.replay.policy.InvalidReplayInputError: The 'n_buckets' parameter of evaluate must be \
+    slate.errors.InvalidReplayInputError: The 'n_buckets' parameter of evaluate must be \
 an integer in [2, 16777216]; got 1 instead.
     """
     if (

@@ -172,7 +172,7 @@ def parse_request(data: PageRequest | Mapping[str, Any]) -> PageRequest:
     >>> parse_request({"member_id": 1, "session_id": 2, "titles": []})
     Traceback (most recent call last):
     ...
-    slate.serve.request.InvalidRequestError: The 'titles' field of the page request is invalid (Tuple should have at least 1 item after validation, not 0); got [] instead.
+    slate.errors.InvalidRequestError: The 'titles' field of the page request is invalid (Tuple should have at least 1 item after validation, not 0); got [] instead.
     """
     if isinstance(data, PageRequest):
         return data

@@ -210,7 +210,7 @@ def make_config(**overrides: Any) -> WorldConfig:
     >>> make_config(n_titles=-1)
     Traceback (most recent call last):
     ...
-    slate.sim.config.InvalidConfigError: The 'n_titles' field of WorldConfig must be greater than or equal to 1; got -1 instead.
+    slate.errors.InvalidConfigError: The 'n_titles' field of WorldConfig must be greater than or equal to 1; got -1 instead.
     """
     try:
         return WorldConfig(**overrides)

@@ -654,7 +654,7 @@ def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
     ...                       "search": {"diversity": [-1.0]}})
     Traceback (most recent call last):
     ...
-    slate.tune.config.InvalidExperimentError: The 'search.diversity.0' field of the experiment is invalid: Input should be greater than or equal to 0; got -1.0 instead.
+    slate.errors.InvalidExperimentError: The 'search.diversity.0' field of the experiment is invalid: Input should be greater than or equal to 0; got -1.0 instead.
     """
     if not isinstance(data, Mapping):
         raise InvalidExperimentError(f"An experiment must be a mapping of fields; got {type(data).__name__}.")
@@ -706,7 +706,7 @@ def check_paths_inside(experiment: Experiment, base: str | os.PathLike[str]) -> 
     >>> check_paths_inside(exp, ".")
     Traceback (most recent call last):
     ...
-    slate.tune.config.InvalidExperimentError: The experiment's data.path '/etc/passwd' is outside the experiment's folder; move the file there or pass --allow-outside-paths.
+    slate.errors.InvalidExperimentError: The experiment's data.path '/etc/passwd' is outside the experiment's folder; move the file there or pass --allow-outside-paths.
     """
     root = Path(base).resolve()
     named: list[tuple[str, str | None]] = [("policy.train_path", experiment.policy.train_path)]
