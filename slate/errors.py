@@ -100,7 +100,7 @@ class InvalidReplayInputError(SlateError, ValueError):
     names the field and what was received."""
 
 
-class InvalidEmbeddingsError(InvalidReplayInputError):
+class InvalidEmbeddingsError(InvalidReplayInputError, InvalidProblemError):
     """Image embeddings are malformed (shape, non-finite or zero vectors, repeated ids) or lack
     images the diversity needs; the message names the images."""
 

@@ -98,7 +98,7 @@ def test_catalog_and_params(tmp_path):
     (["train", "{missing}", "--policy", "linucb"], "must name an existing file or folder"),
     (["train", "{log}", "--policy", "nope"], "Unknown policy 'nope'"),
     (["train", "{log}", "--policy", "linucb", "--param", "alpha"], "KEY=VALUE"),
-    (["train", "{log}", "--policy", "linucb", "--param", "beta=1"], "Bad --param for policy 'linucb'"),
+    (["train", "{log}", "--policy", "linucb", "--param", "beta=1"], "Unknown option 'beta' for policy 'linucb'; its options are alpha"),
     (["train", "{log}", "--policy", "hybrid_linucb", "--param", "arm_columns=\"ab\""], "Bad --param"),
     (["train", "{log}", "--policy", "linucb", "--param", "alpha=-1"], "'alpha' parameter of LinUCB"),
     (["train", "{log}", "--policy", "logistic_ts", "--engine", "stream"], "engine 'memory'"),

@@ -193,8 +193,7 @@ def compose_parts(
         from slate.replay.metrics import ImageEmbeddings
 
         path = Path(embeddings)
-        emb = ImageEmbeddings.load(path if path.is_absolute() else base / path)
-        catalog = ImageCatalog(list(emb.image_ids), emb.vectors)
+        catalog = ImageCatalog(ImageEmbeddings.load(path if path.is_absolute() else base / path))
     return load_scorer(scorer, base), config, catalog
 
 

@@ -16,9 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slate.errors import InvalidProblemError, InvalidRequestError
+from slate.errors import InvalidRequestError
 from slate.limits import check_limit
-from slate.page.problem import unit_vectors
 from slate.stability.rules import StabilityRules
 
 __all__ = [
@@ -233,12 +232,21 @@ class ComposeConfig(BaseModel):
 
 
 class ImageCatalog:
-    """Visual embeddings of images, by image id (unit-normalised, float32).
+    """A serving view of :class:`~slate.page.embeddings.ImageEmbeddings`: float32 unit vectors
+    with an index by image id and a per-title cache of padded blocks, for ``compose()``.
 
     Parameters
     ----------
-    image_ids : sequence of str
-    embeddings : array_like (n_images, dim)
+    image_ids : sequence of str, or ImageEmbeddings (or anything
+        :func:`~slate.page.embeddings.as_image_embeddings` takes: a mapping, a table, a path)
+    embeddings : array_like (n_images, dim), optional
+        The vectors, when ``image_ids`` is a sequence of ids.
+
+    Raises
+    ------
+    InvalidEmbeddingsError
+        As :class:`~slate.page.embeddings.ImageEmbeddings` (wrong shape, repeated ids,
+        non-finite or all-zero vectors); also an :class:`~slate.errors.InvalidProblemError`.
 
     Examples
     --------
@@ -247,34 +255,23 @@ class ImageCatalog:
     ([1, 2, 0], 2)
     >>> cat.unit[0].tolist()
     [0.6000000238418579, 0.800000011920929]
+    >>> ImageCatalog({"a": [1.0, 0.0]}).embeddings.image_ids
+    ('a',)
     """
 
-    def __init__(self, image_ids: Any, embeddings: Any) -> None:
-        ids = [str(x) for x in image_ids]
-        emb = np.asarray(embeddings, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape[0] != len(ids):
-            raise InvalidProblemError(
-                f"The 'embeddings' parameter of ImageCatalog must have shape ({len(ids)}, dim); "
-                f"got {emb.shape} instead."
-            )
-        if not np.isfinite(emb).all():
-            row = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
-            raise InvalidProblemError(
-                f"The 'embeddings' parameter of ImageCatalog must be finite; got a non-finite value "
-                f"for image '{ids[row]}' instead."
-            )
-        self.index: dict[str, int] = {}
-        for i, image in enumerate(ids):
-            if image in self.index:
-                raise InvalidProblemError(
-                    f"The 'image_ids' parameter of ImageCatalog must be unique; got '{image}' twice."
-                )
-            self.index[image] = i
-        unit = unit_vectors(emb)  # scaled first: huge magnitudes do not overflow the norm
+    def __init__(self, image_ids: Any, embeddings: Any = None) -> None:
+        from slate.page.embeddings import ImageEmbeddings, as_image_embeddings
+
+        if embeddings is None:
+            emb = as_image_embeddings(image_ids)
+        else:
+            emb = ImageEmbeddings(tuple(str(x) for x in image_ids), embeddings, "ImageCatalog")
+        self.embeddings = emb
+        self.index: dict[str, int] = {image: i for i, image in enumerate(emb.image_ids)}
         # one extra zero row: the embedding of padding and of unknown images
-        self.unit = np.vstack([unit, np.zeros((1, emb.shape[1]))]).astype(np.float32)
+        self.unit = np.vstack([emb.vectors, np.zeros((1, emb.dim))]).astype(np.float32)
         self.unit.flags.writeable = False
-        self.missing_row = len(ids)
+        self.missing_row = len(emb)
         # a title's image list -> its rows of `unit` and how many are missing (derived data of
         # this catalog, bounded; a serving catalog repeats titles across members' pages)
         self._blocks: dict[tuple[str, ...], tuple[NDArray[np.float32], int]] = {}
