@@ -173,7 +173,7 @@ def test_dwell_and_min_gain_cut_churn_in_replay_and_in_the_simulated_deployment(
     for rule in ({"dwell_sessions": 3, "min_gain": None}, {"dwell_sessions": None, "min_gain": 0.05}):
         ruled = _row(sim_run, exploration=0.0, sticky_sessions=1, **rule)
         assert ruled["churn"] < base["churn"] and ruled["true_churn"] < base["true_churn"], rule
-    assert base["churn"] > 0.05  # the oracle's page-blind argmax moves images as members' states change
+    assert base["churn"] > 0.04  # the oracle's page-blind argmax moves images as members' states change
 
 
 def test_stickiness_changes_the_truth_but_not_the_replay_estimate(sim_run):

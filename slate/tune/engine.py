@@ -173,7 +173,7 @@ def setting_rules(setting: Setting) -> Any:
     >>> setting_rules((0.1, 0.0, None)) is None, setting_rules((0.1, 0.0, 3, 2, None, 0.01)).dwell_sessions
     (True, 2)
     """
-    dwell_sessions, dwell_days, min_gain = (tuple(setting[3:6]) + (None, None, None))[:3]
+    dwell_sessions, dwell_days, min_gain = (*setting[3:6], None, None, None)[:3]
     if dwell_sessions is None and dwell_days is None and min_gain is None:
         return None
     from slate.stability import StabilityRules
