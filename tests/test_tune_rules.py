@@ -303,3 +303,33 @@ def test_bad_rule_in_an_experiment_file_is_one_line_from_the_cli(own_log, capsys
     assert main(["sweep", str(bad), "--output", str(own_log.folder / "bad-out"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "search.min_gain" in err and '>= 0 or "none"' in err
+
+
+# ---------------------------------------------------------------------- exploration in ComposeConfig
+def test_compose_config_exploration_serves_as_sticky_epsilon(own_log):
+    """A config's exploration explores exactly as the same StickyEpsilon given explicitly, and a
+    kind = "compose" replay sets it aside."""
+    from slate.serve import StickyEpsilon
+    from slate.serve.offline import ComposePolicy
+
+    explore = {"epsilon": 0.4, "max_explored": 3, "sticky_sessions": 2, "sticky_days": None, "seed": 9}
+    base = ComposeConfig(solver="independent", diversity=0.0)
+    with_config = Composer(own_log.scorer, InMemoryStore(), config=base.model_copy(
+        update={"exploration": ExplorationConfig(**explore)}))
+    explicit = Composer(own_log.scorer, InMemoryStore(), StickyEpsilon(**explore), config=base)
+    assert isinstance(with_config.exploration, StickyEpsilon) and with_config.exploration == StickyEpsilon(**explore)
+    a = [with_config.compose(r) for r in own_log.requests[:30]]
+    b = [explicit.compose(r) for r in own_log.requests[:30]]
+    assert [d.image_ids for d in a] == [d.image_ids for d in b]
+    assert all(np.array_equal(x.propensity, y.propensity) for x, y in zip(a, b, strict=True))
+    assert any((d.propensity < 1.0).any() for d in a)  # it did explore
+    wins = Composer(own_log.scorer, None, StickyEpsilon(0.0), config=with_config.config)
+    assert wins.exploration == StickyEpsilon(0.0)
+    from slate.logs import read_impressions
+
+    log, _ = read_impressions(own_log.folder / "log")
+    off = ComposePolicy(own_log.scorer, base).action_distribution(log).choice
+    on = ComposePolicy(own_log.scorer, with_config.config).action_distribution(log).choice
+    assert np.array_equal(off, on)
+    with pytest.raises(ValueError, match="epsilon"):
+        ComposeConfig.model_validate_json('{"exploration": {"epsilon": 1.5}}')
