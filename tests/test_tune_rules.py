@@ -130,6 +130,16 @@ def test_dwell_keeps_an_image_for_its_sessions(dwell, seed):
         assert min(_runs(free, 5)) < dwell  # the noisy scores do move images (the check can fail)
 
 
+@pytest.mark.parametrize("solver", ["fast", "exact"])
+def test_held_titles_stay_held_with_diversity_in_every_solver(solver):
+    block = _block(12, 5, 3, 4)
+    config = SolverConfig(name=solver, relative=False, layout=GridLayout(rows=1, cols=5))
+    free, held, gain = solve_block(block, [(0.3, 0.0, None), (0.3, 0.0, None, 3, None, None),
+                                           (0.3, 0.0, None, None, None, 1.0)], config).choices.T
+    assert min(_runs(held, 5)) >= 3 and min(_runs(free, 5)) < 3
+    assert (gain.reshape(12, 5) == gain.reshape(12, 5)[0]).all()
+
+
 def test_dwell_days_and_min_gain_hold_as_compose_does():
     block = _block(12, 5, 3, 4)
     config = SolverConfig(name="independent", relative=False, layout=GridLayout(rows=1, cols=5))
