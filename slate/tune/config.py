@@ -2,7 +2,8 @@
 
 An experiment names where the pages come from (an impression log with image embeddings, or a
 simulated world), the scoring policy, the solver, the replay estimator, the search over the
-weights (diversity, churn, change budget, exploration rate) and the user's constraints::
+fields of :class:`slate.serve.ComposeConfig` (diversity, churn, change budget, dwell, ``min_gain``,
+exploration rate and its stickiness; same names and meaning) and the user's constraints::
 
     name = "diversity-vs-churn"
     seed = 0
@@ -21,6 +22,8 @@ weights (diversity, churn, change budget, exploration rate) and the user's const
     kind = "grid"
     diversity = { min = 0.0, max = 2.0, n = 10 }
     churn = [0.0, 0.05, 0.1, 0.2, 0.4]
+    dwell_sessions = ["none", 3]       # "none": the rule is off
+    min_gain = ["none", 0.01]
 
     [constraints]
     max_churn = 0.10
