@@ -344,7 +344,7 @@ def test_budget_caps_the_changes_of_every_page(log_files):
     order = np.lexsort((log.page_id, log.session_id, log.timestamp, log.member_id))
 
     def most_changes(setting):
-        col = settings.index(setting)
+        col = [s[:3] for s in settings].index(setting)
         choices = np.full(log.n_rows, -1, dtype=np.int64)
         for f in sorted((out / "work").glob("solve-*.npz")):
             with np.load(f) as z:

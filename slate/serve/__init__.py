@@ -17,6 +17,7 @@ from slate.serve.exploration import (
 )
 from slate.serve.request import (
     ComposeConfig,
+    ExplorationConfig,
     ImageCatalog,
     InvalidRequestError,
     PageRequest,
@@ -31,6 +32,7 @@ __all__ = [
     "DecisionLogger",
     "DecisionSink",
     "Exploration",
+    "ExplorationConfig",
     "ExplorationDraw",
     "ExplorationParams",
     "Fault",

@@ -448,7 +448,8 @@ def compose(
     store : StateStore or None
         Stability state (e.g. :class:`slate.stability.SQLiteStore`); None for stateless serving.
     exploration : Exploration, optional
-        E.g. :class:`~slate.serve.StickyEpsilon`; default no exploration.
+        E.g. :class:`~slate.serve.StickyEpsilon`; default ``config.exploration`` (none when that
+        is None).
     config : ComposeConfig, optional
     catalog : ImageCatalog, optional
         Visual embeddings for the diversity term (without it the page has no diversity penalty).
@@ -537,8 +538,10 @@ class Composer:
     ) -> None:
         self.policy = policy
         self.store = store
-        self.exploration: Exploration = exploration if exploration is not None else NoExploration()
         self.config = config if config is not None else DEFAULT_CONFIG
+        if exploration is None and self.config.exploration is not None:
+            exploration = self.config.exploration.make()
+        self.exploration: Exploration = exploration if exploration is not None else NoExploration()
         self.catalog = catalog
         self.logger = logger
         self.stats_ = stats if stats is not None else ServeStats()

@@ -2,7 +2,8 @@
 
 The target re-runs :class:`slate.serve.Composer` offline on every logged page, in time order,
 with the team's scorer, a :class:`~slate.serve.ComposeConfig` (the weights to evaluate), the
-image embeddings, no exploration, and an in-memory stability store that holds the target's *own*
+image embeddings, no exploration (a config's ``exploration`` is set aside: the target is the
+page optimiser's choice), and an in-memory stability store that holds the target's *own*
 previous decisions (so dwell, churn and the change budget act as they would if the target had
 served). Each page's request is rebuilt from the log: member, session, page id, time, the titles
 with their candidates in logged order and positions, and, when the log is a decision log on disk,
@@ -107,8 +108,11 @@ class ComposePolicy:
         from slate.stability import InMemoryStore
 
         locked, context = self._extras(log)
+        config = self.config
+        if config is not None and config.exploration is not None:
+            config = config.model_copy(update={"exploration": None})  # the target's decisions, not its draws
         composer = Composer(self.scorer, InMemoryStore() if self.stateful else None, None,
-                            config=self.config, catalog=self.catalog)
+                            config=config, catalog=self.catalog)
         # rows grouped by page, pages in time order (then page id), titles in logged order
         by_page = np.lexsort((np.arange(log.n_rows), log.page_id, log.timestamp))
         page_of = log.page_id[by_page]

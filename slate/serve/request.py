@@ -22,6 +22,7 @@ from slate.stability.rules import StabilityRules
 
 __all__ = [
     "ComposeConfig",
+    "ExplorationConfig",
     "ImageCatalog",
     "InvalidRequestError",
     "PageRequest",
@@ -185,6 +186,36 @@ def parse_request(data: PageRequest | Mapping[str, Any]) -> PageRequest:
         raise InvalidRequestError(_format_error(err, "page request")) from None
 
 
+class ExplorationConfig(BaseModel):
+    """Sticky epsilon exploration as configuration: the parameters of
+    :class:`slate.serve.StickyEpsilon` (same names, defaults and meaning).
+
+    Examples
+    --------
+    >>> ExplorationConfig(epsilon=0.1, sticky_sessions=2).make()
+    StickyEpsilon(epsilon=0.1, max_explored=2, sticky_sessions=2, sticky_days=3.0, seed=0)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epsilon: float = Field(default=0.05, ge=0, le=1, allow_inf_nan=False)
+    """Probability that an eligible title's coin comes up."""
+    max_explored: int | None = Field(default=2, ge=0)
+    """At most this many explored titles per page (None: no limit of its own)."""
+    sticky_sessions: int | None = Field(default=None, ge=1)
+    """A draw is held for this many sessions ..."""
+    sticky_days: float | None = Field(default=3.0, ge=0, allow_inf_nan=False)
+    """... or this many days, whichever comes first (both None: until the state expires)."""
+    seed: int = Field(default=0, ge=0)
+    """Draws are seeded by ``(seed, member_id, session_id)``."""
+
+    def make(self) -> Any:
+        """The :class:`slate.serve.StickyEpsilon` these parameters describe."""
+        from slate.serve.exploration import StickyEpsilon
+
+        return StickyEpsilon(**self.model_dump())
+
+
 class ComposeConfig(BaseModel):
     """How :func:`slate.serve.compose` builds and solves a page.
 
@@ -206,6 +237,10 @@ class ComposeConfig(BaseModel):
         Which titles interact: grid neighbours (row, farther in the row, above/below), row
         neighbours only, or every pair.
     stability : StabilityRules
+    exploration : ExplorationConfig or None
+        Sticky epsilon exploration (:class:`~slate.serve.StickyEpsilon`); None (the default):
+        none. An ``exploration`` given to :class:`~slate.serve.Composer` or ``compose()`` takes
+        precedence.
 
     Examples
     --------
@@ -229,6 +264,7 @@ class ComposeConfig(BaseModel):
     diversity: float = Field(default=0.05, ge=0, allow_inf_nan=False)
     layout: Literal["grid", "chain", "dense"] = "grid"
     stability: StabilityRules = StabilityRules()
+    exploration: ExplorationConfig | None = None
 
 
 class ImageCatalog:

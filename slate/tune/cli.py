@@ -80,11 +80,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(
             f"recommended: point {rec['point']} (diversity w {_fmt(rec['w_diversity'])}, churn w "
-            f"{_fmt(rec['w_churn'])}, budget {_fmt(rec['max_changes'])}, exploration {_fmt(rec['exploration'])}): "
+            f"{_fmt(rec['w_churn'])}, budget {_fmt(rec['max_changes'])}, exploration {_fmt(rec['exploration'])}"
+            f"{_rules_text(rec)}): "
             f"take fraction {_fmt(rec['take_fraction'])} [{_fmt(rec['take_fraction_low'])}, "
             f"{_fmt(rec['take_fraction_high'])}], diversity {_fmt(rec['diversity'])}, churn {_fmt(rec['churn'])}"
         )
     return 0
+
+
+def _rules_text(row: dict[str, Any]) -> str:
+    """The stability and stickiness rules a point sets (those that are on), for one line.
+
+    Examples
+    --------
+    >>> _rules_text({"dwell_sessions": 3, "dwell_days": None, "min_gain": 0.05, "exploration": 0.0})
+    ', dwell_sessions 3, min_gain 0.05'
+    """
+    names = ["dwell_sessions", "dwell_days", "min_gain"]
+    if row.get("exploration"):
+        names += ["sticky_sessions", "sticky_days"]
+    return "".join(f", {k} {_fmt(row[k])}" for k in names if row.get(k) is not None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 An experiment names where the pages come from (an impression log with image embeddings, or a
 simulated world), the scoring policy, the solver, the replay estimator, the search over the
-weights (diversity, churn, change budget, exploration rate) and the user's constraints::
+fields of :class:`slate.serve.ComposeConfig` (diversity, churn, change budget, dwell, ``min_gain``,
+exploration rate and its stickiness; same names and meaning) and the user's constraints::
 
     name = "diversity-vs-churn"
     seed = 0
@@ -21,6 +22,8 @@ weights (diversity, churn, change budget, exploration rate) and the user's const
     kind = "grid"
     diversity = { min = 0.0, max = 2.0, n = 10 }
     churn = [0.0, 0.05, 0.1, 0.2, 0.4]
+    dwell_sessions = ["none", 3]       # "none": the rule is off
+    min_gain = ["none", 0.01]
 
     [constraints]
     max_churn = 0.10
@@ -124,6 +127,18 @@ class Span(_Frozen):
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Budget = int | Literal["none"]
+MaybeOff = float | Literal["none"]
+"""A value of a rule that can be off: a number, or ``"none"`` (the rule is off, ``None`` in
+:class:`slate.serve.ComposeConfig`)."""
+
+# the stability and stickiness axes: (minimum, whether the minimum is allowed, must be an integer)
+_OPTIONAL_AXES: dict[str, tuple[float, bool, bool]] = {
+    "dwell_sessions": (1, True, True),
+    "dwell_days": (0, False, False),
+    "min_gain": (0, True, False),
+    "sticky_sessions": (1, True, True),
+    "sticky_days": (0, True, False),
+}
 
 Axis = Annotated[list[NonNegative], Field(min_length=1)] | Span
 """A weight axis: an explicit list of values, or a :class:`Span`."""
@@ -140,11 +155,50 @@ def _budget_values(values: list[Budget]) -> list[Budget]:
     return values
 
 
+def _optional_values(name: str, values: list[MaybeOff]) -> list[MaybeOff]:
+    low, inclusive, integer = _OPTIONAL_AXES[name]
+    if not values:
+        raise ValueError("at least one value is needed (\"none\" to turn the rule off)")
+    for v in values:
+        if v == "none":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"a value must be a number or \"none\"; got {v!r}")
+        if integer and float(v) != int(v):
+            raise ValueError(f"a value must be an integer or \"none\"; got {v!r}")
+        if v < low or (v == low and not inclusive):
+            sign = ">=" if inclusive else ">"
+            raise ValueError(f"a value must be {sign} {low:g} or \"none\"; got {v!r}")
+    return [v if v == "none" else (int(v) if integer else float(v)) for v in values]
+
+
 class _SearchBase(_Frozen):
     weights: Literal["relative", "absolute"] = Field(
         default="absolute",
         description="relative: a weight is multiplied, page by page, by the mean best score of the page",
     )
+    dwell_sessions: list[MaybeOff] = Field(
+        default=["none"], description="ComposeConfig.stability.dwell_sessions (an integer >= 1, or \"none\")")
+    dwell_days: list[MaybeOff] = Field(
+        default=["none"], description="ComposeConfig.stability.dwell_days (a number > 0, or \"none\")")
+    min_gain: list[MaybeOff] = Field(
+        default=["none"], description="ComposeConfig.stability.min_gain (a number >= 0, or \"none\")")
+    sticky_sessions: list[MaybeOff] = Field(
+        default=[1], description="ComposeConfig.exploration.sticky_sessions (an integer >= 1, or \"none\"); "
+        "the default 1 re-draws every session")
+    sticky_days: list[MaybeOff] = Field(
+        default=["none"], description="ComposeConfig.exploration.sticky_days (a number >= 0, or \"none\")")
+
+    @field_validator(*_OPTIONAL_AXES, mode="before")
+    @classmethod
+    def _optional_axis(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of values (\"none\" turns the rule off); got {value!r}")
+        return _optional_values(info.field_name, value)
+
+    def optional_sizes(self) -> list[int]:
+        """Number of values of each stability and stickiness axis."""
+        return [len(getattr(self, name)) for name in _OPTIONAL_AXES]
 
     @field_validator("exploration", check_fields=False)
     @classmethod
@@ -181,7 +235,8 @@ class GridSearch(_SearchBase):
         sizes: list[int] = [int(axis.n or 0) if isinstance(axis, Span) else len(axis)
                             for axis in (self.diversity, self.churn, self.exploration)]
         # checked before any point is built: 10,000^3 points would be 10^12 tuples
-        check_limit("max_grid_points", math.prod([*sizes, len(self.max_changes)]), "grid points")
+        check_limit("max_grid_points", math.prod([*sizes, len(self.max_changes), *self.optional_sizes()]),
+                    "grid points")
         return self
 
 
@@ -434,18 +489,26 @@ class ComputeSpec(_Frozen):
 
 # ---------------------------------------------------------------------- the experiment
 class SweepPoint(_Frozen):
-    """One setting of the weights."""
+    """One setting of the weights: the fields of :class:`slate.serve.ComposeConfig` a sweep varies
+    (``None``: the rule is off)."""
 
     point: int
     diversity: float
     churn: float
     max_changes: int | None
     exploration: float
+    dwell_sessions: int | None = None
+    dwell_days: float | None = None
+    min_gain: float | None = None
+    sticky_sessions: int | None = 1
+    sticky_days: float | None = None
 
     @property
-    def solve_key(self) -> tuple[float, float, int | None]:
-        """What the page solver sees (the exploration rate is applied after solving)."""
-        return (self.diversity, self.churn, self.max_changes)
+    def solve_key(self) -> tuple[float, float, int | None, int | None, float | None, float | None]:
+        """What the page solver sees: ``(diversity, churn, max_changes, dwell_sessions,
+        dwell_days, min_gain)`` (exploration and its stickiness are applied after solving)."""
+        return (self.diversity, self.churn, self.max_changes, self.dwell_sessions, self.dwell_days,
+                self.min_gain)
 
 
 def _kind(default: str | None) -> Any:
@@ -529,14 +592,20 @@ class Experiment(_Frozen):
         return self
 
     def points(self) -> list[SweepPoint]:
-        """The settings to evaluate, in a fixed order (grid: diversity, churn, budget, exploration
-        nested with exploration fastest; random: seeded draws)."""
+        """The settings to evaluate, in a fixed order (grid: diversity, churn, budget, dwell
+        sessions, dwell days, min_gain, exploration, sticky sessions, sticky days nested with
+        the last fastest; random: seeded draws)."""
         s = self.search
         budgets: list[int | None] = [None if b == "none" else int(b) for b in s.max_changes]
+        optional = [[None if v == "none" else v for v in getattr(s, name)] for name in _OPTIONAL_AXES]
+        dwell_s, dwell_d, gain, sticky_s, sticky_d = optional
         if isinstance(s, GridSearch):
-            combos: list[tuple[Any, ...]] = list(
-                itertools.product(_values(s.diversity), _values(s.churn), budgets, _values(s.exploration))
-            )
+            combos: list[tuple[Any, ...]] = [
+                (d, c, b, e, ds, dd, g, ss, sd)
+                for d, c, b, ds, dd, g, e, ss, sd in itertools.product(
+                    _values(s.diversity), _values(s.churn), budgets, dwell_s, dwell_d, gain,
+                    _values(s.exploration), sticky_s, sticky_d)
+            ]
         else:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
             n = s.n_points
@@ -547,10 +616,13 @@ class Experiment(_Frozen):
             cols.append(
                 s.exploration.sample(rng, n) if isinstance(s.exploration, Span) else _choose(rng, s.exploration, n)
             )
+            # drawn after the original axes, so adding them leaves earlier experiments' points as they were
+            cols += [values * n if len(values) == 1 else _choose(rng, values, n) for values in optional]
             combos = list(zip(*cols, strict=True))
         return [
-            SweepPoint(point=i, diversity=float(d), churn=float(c), max_changes=b, exploration=float(e))
-            for i, (d, c, b, e) in enumerate(combos)
+            SweepPoint(point=i, diversity=float(d), churn=float(c), max_changes=b, exploration=float(e),
+                       dwell_sessions=ds, dwell_days=dd, min_gain=g, sticky_sessions=ss, sticky_days=sd)
+            for i, (d, c, b, e, ds, dd, g, ss, sd) in enumerate(combos)
         ]
 
     def hashed_dict(self) -> dict[str, Any]:

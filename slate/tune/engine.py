@@ -35,6 +35,7 @@ __all__ = [
     "base_problem",
     "ensure_solver",
     "page_seed",
+    "setting_rules",
     "solve_block",
     "with_setting",
 ]
@@ -42,8 +43,9 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-Setting = tuple[float, float, "int | None"]
-"""``(diversity, churn, max_changes)`` as the solver sees them (weights before page scaling)."""
+Setting = tuple[Any, ...]
+"""``(diversity, churn, max_changes[, dwell_sessions, dwell_days, min_gain])`` as the solver sees
+them (weights before page scaling; the stability rules act with the setting's own history)."""
 
 
 _SOLVER_MODULES = ("fast", "exact", "auto", "chain", "independent")
@@ -134,22 +136,47 @@ def base_problem(
 
 
 def with_setting(
-    base: PageProblem, previous: IntArray, setting: Setting, scale: float
+    base: PageProblem, previous: IntArray, setting: Setting, scale: float, plan: Any = None
 ) -> PageProblem:
     """``base`` with a setting's weights, budget and previous images.
 
     ``base`` was validated by :meth:`PageProblem.from_arrays`; the fields swapped in here are
     valid by construction (weights checked by the experiment, ``previous`` a candidate index or
-    ``-1``, nothing locked), so the problem is rebuilt without validating again.
+    ``-1``, nothing locked), so the problem is rebuilt without validating again. With a
+    :class:`slate.stability.StabilityPlan` (dwell, ``min_gain``), the optimiser may choose only
+    ``plan.solver_candidates`` and the held titles are locked, as in ``compose()``.
     """
-    diversity, churn, max_changes = setting
+    diversity, churn, max_changes = setting[:3]
+    extra: dict[str, Any] = {}
+    if plan is not None:
+        extra = {"candidates": plan.solver_candidates, "locked": plan.held}
     return dataclasses.replace(
         base,
         previous=_readonly(np.asarray(previous, dtype=np.int64)),
         max_changes=max_changes,
         diversity=float(diversity) * scale,
         churn=float(churn) * scale,
+        **extra,
     )
+
+
+def setting_rules(setting: Setting) -> Any:
+    """The :class:`slate.stability.StabilityRules` of a setting's dwell and ``min_gain`` (the
+    rules that need the member's history beyond the previous image), or None when both are off.
+
+    Examples
+    --------
+    >>> setting_rules((0.1, 0.0, None)) is None, setting_rules((0.1, 0.0, 3, 2, None, 0.01)).dwell_sessions
+    (True, 2)
+    """
+    dwell_sessions, dwell_days, min_gain = (*setting[3:6], None, None, None)[:3]
+    if dwell_sessions is None and dwell_days is None and min_gain is None:
+        return None
+    from slate.stability import StabilityRules
+
+    # the sweep's history does not expire (as for the settings without these rules)
+    return StabilityRules(churn=float(setting[1]), max_changes=setting[2], dwell_sessions=dwell_sessions,
+                          dwell_days=dwell_days, min_gain=min_gain, state_ttl_days=None)
 
 
 def _readonly(a: NDArray[Any]) -> NDArray[Any]:
@@ -189,6 +216,9 @@ class PageBlock:
         Embeddings of the images the block uses; ``local`` indexes them.
     local : ndarray (n, k), int64
         Row of ``vectors`` of each candidate (0 on padding).
+    session : ndarray (n_pages,), int64, optional
+    time : ndarray (n_pages,), float64, optional
+        Session id and time (Unix seconds) of each page: needed by dwell rules.
     """
 
     rows: IntArray
@@ -202,6 +232,8 @@ class PageBlock:
     scores: FloatArray
     vectors: FloatArray
     local: IntArray
+    session: IntArray | None = None
+    time: FloatArray | None = None
 
     @property
     def n_pages(self) -> int:
@@ -264,6 +296,52 @@ class History:
             self._last[t] = images[:, i].copy()
 
 
+class RuleHistory:
+    """Per-setting stability state of one member (:class:`slate.stability.TitleState` by title),
+    for settings with dwell or ``min_gain``: the plan of a page and the state after it come from
+    :func:`slate.stability.plan_page` and :func:`slate.stability.next_states`, the functions
+    ``compose()`` serves with, so the rules mean the same in a sweep as in serving.
+
+    ``rules`` holds one entry per setting (None: no such rule; the plan is then only the
+    previous images). Like :class:`History`, the state does not expire.
+    """
+
+    def __init__(self, rules: Sequence[Any]) -> None:
+        from slate.stability import StabilityRules
+
+        self.rules = [r if r is not None else StabilityRules(state_ttl_days=None) for r in rules]
+        self._states: list[dict[str, Any]] = [{} for _ in self.rules]
+
+    def plans(self, titles: IntArray, candidates: IntArray, scores: FloatArray, now: float,
+              session: int) -> list[Any]:
+        """One :class:`slate.stability.StabilityPlan` per setting for a page."""
+        from slate.stability import plan_page
+
+        title_ids = [str(t) for t in titles.tolist()]
+        image_ids = [[str(c) for c in row] for row in candidates.tolist()]
+        mask = candidates >= 0
+        locked = np.zeros(len(title_ids), dtype=bool)
+        return [
+            plan_page(rules, now=now,
+                      session_id=session, title_ids=title_ids, image_ids=image_ids, candidates=mask,
+                      locked=locked, states=states, scores=scores)
+            for rules, states in zip(self.rules, self._states, strict=True)
+        ]
+
+    def record(self, plans: Sequence[Any], titles: IntArray, images: IntArray, now: float, session: int) -> None:
+        """``images``: ``(n_settings, n_titles)`` image codes shown now."""
+        from slate.stability import next_states
+
+        title_ids = [str(t) for t in titles.tolist()]
+        n = len(title_ids)
+        none, ones = np.zeros(n, dtype=bool), np.ones(n)
+        for j, plan in enumerate(plans):
+            rules = self.rules[j]
+            shown = [str(c) for c in images[j].tolist()]
+            self._states[j].update(next_states(plan, rules, now=now, session_id=session, title_ids=title_ids,
+                                               shown_ids=shown, drawn=none, propensity=ones, explored=none))
+
+
 def solve_page_settings(
     base: PageProblem,
     scale: float,
@@ -271,15 +349,18 @@ def solve_page_settings(
     settings: Sequence[Setting],
     config: SolverConfig,
     seed: int,
+    plans: Sequence[Any] | None = None,
 ) -> tuple[IntArray, float, int]:
     """Solve one page at every setting: ``(assignments (n_settings, n_titles), seconds,
-    number of non-valid statuses)``."""
+    number of non-valid statuses)``. ``plans`` (from :meth:`RuleHistory.plans`) restrict the
+    candidates of settings with dwell or ``min_gain``."""
     solver = config.make(seed)
     out = np.empty((len(settings), base.n_titles), dtype=np.int64)
     spent = 0.0
     bad = 0
     for j, setting in enumerate(settings):
-        problem = with_setting(base, previous[j], setting, scale)
+        plan = None if plans is None else plans[j]
+        problem = with_setting(base, previous[j], setting, scale, plan)
         t0 = time.perf_counter()
         result = solver.solve(problem, time_limit_ms=config.time_limit_ms)
         spent += time.perf_counter() - t0
@@ -316,13 +397,19 @@ def solve_block(block: PageBlock, settings: Sequence[Setting], config: SolverCon
     solve_s = 0.0
     build_s = 0.0
     bad = 0
+    rules = [setting_rules(s) for s in settings]
+    staged = any(r is not None for r in rules)
+    if staged and (block.session is None or block.time is None):
+        raise ValueError("settings with dwell or min_gain need the pages' session and time")
     history = History(n_set)
+    ruled = RuleHistory(rules)
     current_member: int | None = None
     for p in range(block.n_pages):
         lo, hi = int(block.page_start[p]), int(block.page_start[p + 1])
         member = int(block.member[p])
         if member != current_member:
             history = History(n_set)
+            ruled = RuleHistory(rules)
             current_member = member
         cand_codes = block.candidates[lo:hi]
         width = int((cand_codes >= 0).sum(axis=1).max())
@@ -340,14 +427,25 @@ def solve_block(block: PageBlock, settings: Sequence[Setting], config: SolverCon
         build_s += time.perf_counter() - t0
         scale = page_scale(base.scores, mask, config.relative)
         titles = block.title[lo:hi]
-        previous = history.previous(titles, cand_codes)
+        plans = None
+        if staged:
+            assert block.session is not None and block.time is not None
+            now, session = float(block.time[p]), int(block.session[p])
+            plans = ruled.plans(titles, cand_codes, base.scores, now, session)
+            previous = np.stack([plan.previous for plan in plans])
+        else:
+            previous = history.previous(titles, cand_codes)
         assign, spent, n_bad = solve_page_settings(
-            base, scale, previous, settings, config, page_seed(config.seed, int(block.page_id[p]))
+            base, scale, previous, settings, config, page_seed(config.seed, int(block.page_id[p])), plans
         )
         solve_s += spent
         bad += n_bad
         choices[lo:hi] = assign.T
-        history.record(titles, np.take_along_axis(cand_codes[None, :, :], assign[:, :, None], axis=2)[:, :, 0])
+        shown = np.take_along_axis(cand_codes[None, :, :], assign[:, :, None], axis=2)[:, :, 0]
+        if plans is not None:
+            ruled.record(plans, titles, shown, now, session)
+        else:
+            history.record(titles, shown)
     return BlockResult(
         rows=block.rows,
         choices=choices,

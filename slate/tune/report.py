@@ -121,14 +121,19 @@ def _logging_row(logged: dict[str, Any], n_rows: int, level: float) -> dict[str,
 
 def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str, Any]:
     """The :class:`slate.serve.ComposeConfig` (as a JSON-ready dict) of a sweep point: its weights
-    are the config's fields (``diversity``, ``stability.churn``, ``stability.max_changes``, the
-    solver). Raises :class:`SweepError` for a sweep of relative weights (they do not deploy).
+    are the config's fields (``diversity``; ``stability.churn``, ``max_changes``,
+    ``dwell_sessions``, ``dwell_days``, ``min_gain``; ``exploration.epsilon``,
+    ``sticky_sessions``, ``sticky_days``; the solver). Raises :class:`SweepError` for a sweep of
+    relative weights (they do not deploy).
 
-    The fields the sweep does not vary (dwell, ``min_gain``, layout, time budgets) come from the
-    experiment's ``[compose]`` table (the config served today), as given. The exploration rate
-    of the point is not a ComposeConfig field: deploy it as ``StickyEpsilon(epsilon=...)``.
+    The fields the sweep does not vary (layout, time budgets, ``state_ttl_days``,
+    ``exploration.max_explored`` and ``seed``) come from the experiment's ``[compose]`` table
+    (the config served today), as given; a rule column missing from ``row`` (results of an
+    older sweep) keeps the ``[compose]`` value. An exploration rate of 0 deploys no exploration
+    (``exploration = null``); a positive rate without ``[compose] exploration`` deploys
+    ``max_explored = null``, the uncapped per-title rate the sweep evaluated.
     """
-    from slate.serve import ComposeConfig
+    from slate.serve import ComposeConfig, ExplorationConfig
     from slate.stability import StabilityRules
     from slate.tune.sweep import SweepError
 
@@ -144,9 +149,19 @@ def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str,
         solver["solver_time_ms"] = exp.solver.time_limit_ms
     stability = base.stability.model_dump()
     stability.update(churn=float(row["w_churn"]), max_changes=row["max_changes"])
+    stability.update({k: row[k] for k in ("dwell_sessions", "dwell_days", "min_gain") if k in row})
+    exploration: ExplorationConfig | None = base.exploration
+    eps = row.get("exploration")
+    if eps is not None and float(eps) == 0.0:
+        exploration = None
+    elif eps is not None:
+        explore = (base.exploration or ExplorationConfig(max_explored=None)).model_dump()
+        explore.update(epsilon=float(eps), **{k: row[k] for k in ("sticky_sessions", "sticky_days") if k in row})
+        exploration = ExplorationConfig.model_validate(explore)
     config = base.model_copy(update={
         "diversity": float(row["w_diversity"]),
         "stability": StabilityRules.model_validate(stability),
+        "exploration": exploration,
         **solver,
     })
     return ComposeConfig.model_validate(config.model_dump()).model_dump(mode="json")

@@ -59,6 +59,8 @@ __all__ = ["SweepError", "SweepResults", "load_results", "run_sweep"]
 RESULTS_SCHEMA = "slate.sweep-results/1"
 
 SETTING_COLUMNS = ("point", "w_diversity", "w_churn", "max_changes", "exploration")
+RULE_COLUMNS = ("dwell_sessions", "dwell_days", "min_gain", "sticky_sessions", "sticky_days")
+"""The ComposeConfig rules a point sets (null: the rule is off), named as in ComposeConfig."""
 ESTIMATE_COLUMNS = (
     "take_fraction", "take_fraction_se", "take_fraction_low", "take_fraction_high",
     "ess", "n_matched", "weights_exploded", "diversity", "churn",
@@ -254,6 +256,8 @@ def _make_block(prep: Prepared, pages: NDArray[np.int64]) -> PageBlock:
         scores=prep.scores[rows],
         vectors=prep.vectors[used],
         local=local.reshape(cand.shape).astype(np.int64),
+        session=log.session_id[first].astype(np.int64),
+        time=log.timestamp[first].astype(np.float64) / 1e6,
     )
 
 
@@ -324,10 +328,16 @@ def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) ->
     return out
 
 
-def _true_point(context: SimContext, setting: Setting, eps: float, config: SolverConfig) -> dict[str, float]:
+def _true_point(context: SimContext, setting: Setting, eps: float, config: SolverConfig,
+                sticky: tuple[int | None, float | None] = (1, None)) -> dict[str, float]:
     from slate.tune.simpolicy import true_value
 
-    return true_value(context, setting, eps, config)
+    return true_value(context, setting, eps, config, sticky)
+
+
+def _sticky_key(p: SweepPoint) -> list[Any]:
+    """The stickiness in a truth's cache key (nothing for the default, so older caches stay valid)."""
+    return [] if (p.sticky_sessions, p.sticky_days) == (1, None) else [p.sticky_sessions, p.sticky_days]
 
 
 # ====================================================================== execution
@@ -656,7 +666,7 @@ def run_sweep(
     say(f"prepared {prep.log.n_pages} pages ({prep.log.n_rows} rows) in {t_prepared - t_start:.1f} s")
     points = experiment.points()
     settings: list[Setting] = []
-    setting_of: dict[tuple[float, float, int | None], int] = {}
+    setting_of: dict[tuple[Any, ...], int] = {}
     for pt in points:
         if pt.solve_key not in setting_of:
             setting_of[pt.solve_key] = len(settings)
@@ -672,7 +682,7 @@ def run_sweep(
         if solve_dir == work:
             return work / f"truth-{p.point:05d}.json"
         # in the shared cache a point's truth is keyed by its setting and exploration rate
-        key = json.dumps([p.solve_key, p.exploration])
+        key = json.dumps([p.solve_key, p.exploration, *_sticky_key(p)])
         return solve_dir / f"truth-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
     with _Executor(sched, workers) as ex:
@@ -698,7 +708,8 @@ def run_sweep(
             shared = ex.share(prep.sim) if missing else None
             bar = _progress(len(missing), "truth", show)
             by_point = {p.point: p for p in points}
-            truth_tasks = [(p.point, (shared, p.solve_key, p.exploration, config)) for p in missing]
+            truth_tasks = [(p.point, (shared, p.solve_key, p.exploration, config, (p.sticky_sessions, p.sticky_days)))
+                           for p in missing]
             for key, value in ex.run(_true_point, truth_tasks):
                 _write_json(truth_path(by_point[key]), value)
                 if bar is not None:
@@ -796,13 +807,14 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         row: dict[str, Any] = {
             "point": p.point, "w_diversity": p.diversity, "w_churn": p.churn,
             "max_changes": p.max_changes, "exploration": p.exploration,
+            **{name: getattr(p, name) for name in RULE_COLUMNS},
         }
         row.update(json.loads((work / f"point-{p.point:05d}.json").read_text()))
         if truth:
             row.update(json.loads(truth_path(p).read_text()))
         rows.append(row)
     cols: dict[str, Any] = {}
-    for name in SETTING_COLUMNS + ESTIMATE_COLUMNS:
+    for name in SETTING_COLUMNS + RULE_COLUMNS + ESTIMATE_COLUMNS:
         cols[name] = [r[name] for r in rows]
     for name in TRUTH_COLUMNS:
         cols[name] = [r.get(name, float("nan")) for r in rows]
@@ -828,6 +840,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     cols["seed"] = [experiment.seed] * n
     types = {
         "point": pa.int64(), "max_changes": pa.int64(), "n_matched": pa.int64(), "seed": pa.int64(),
+        "dwell_sessions": pa.int64(), "sticky_sessions": pa.int64(),
         "weights_exploded": pa.bool_(), "pareto": pa.bool_(), "near_front": pa.bool_(),
         "estimator": pa.string(), "config_hash": pa.string(), "slate_version": pa.string(),
     }
@@ -859,7 +872,7 @@ def _baseline_point(points: list[SweepPoint]) -> int:
 
 
 def _examples(prep: Prepared, points: list[SweepPoint], settings: list[Setting],
-              setting_of: dict[tuple[float, float, int | None], int], choices: NDArray[np.int16]) -> dict[str, Any]:
+              setting_of: dict[tuple[Any, ...], int], choices: NDArray[np.int16]) -> dict[str, Any]:
     """Decisions of every point on one member's pages (for the page and session plots)."""
     log = prep.log
     rank, member = _page_ranks(log)
