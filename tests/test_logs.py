@@ -323,3 +323,18 @@ def test_duplicate_lookup_table_and_sort_fallback_agree(seed, shuffled):
             expected[i] = (page[i], key[i]) in seen
             seen.add((page[i], key[i]))
     assert np.array_equal(table, expected)
+
+
+def test_two_members_pages_under_one_page_id_are_counted_not_merged():
+    rows = base_rows()
+    page = rows[4]["page_id"]
+    same_page = [i for i, r in enumerate(rows) if r["page_id"] == page]
+    intruder = same_page[-1]
+    rows[intruder]["member_id"] = rows[intruder]["member_id"] + 1000  # another member's page, same id
+    log, report = read_impressions(table_of(rows))
+    assert report.counts["page_id_shared"] == 1 and report.rows.tolist() == [intruder]
+    assert log.n_rows == len(rows) - 1
+
+
+def test_page_id_shared_is_appended_to_the_reason_codes():
+    assert [r.value for r in RejectionReason][-2:] == ["corrupt_row_group", "page_id_shared"]

@@ -890,6 +890,23 @@ def _page_order(page: NDArray[np.int64]) -> NDArray[np.int64]:
     return np.argsort(page, kind="stable").astype(np.int64)
 
 
+def _member_differs_in_page(
+    page: NDArray[np.int64], order: NDArray[np.int64], member: NDArray[np.int64],
+    alive: NDArray[np.bool_],
+) -> NDArray[np.bool_]:
+    """Mask of alive rows whose member differs from the member of the first alive row (in input
+    order) of their page: a page belongs to one member, so its id was shared by two pages."""
+    out = np.zeros(len(page), dtype=bool)
+    order = order[alive[order]]
+    if len(order) < 2:
+        return out
+    p, m = page[order], member[order]
+    starts = np.r_[True, p[1:] != p[:-1]]
+    first_member = m[starts][np.cumsum(starts) - 1]
+    out[order] = m != first_member
+    return out
+
+
 def _first_duplicates(
     page: NDArray[np.int64], order: NDArray[np.int64], key: NDArray[np.int64], n_keys: int,
     alive: NDArray[np.bool_],
@@ -1462,6 +1479,7 @@ def validate_impressions(
         position = np.where(alive, row * n_cols + colpos, 0)
         dup = _first_duplicates(page, order, position, n_rows_layout * n_cols, alive)
         flag(dup, RejectionReason.DUPLICATE_POSITION)
+    flag(_member_differs_in_page(page, order, member, first < 0), RejectionReason.PAGE_ID_SHARED)
 
     # ---- assemble
     keep = first < 0

@@ -273,6 +273,10 @@ class RejectionReason(str, Enum):
     CORRUPT_ROW_GROUP = "corrupt_row_group"
     """The row's Parquet row group could not be read: a page checksum did not match, or the
     page could not be decoded (the file and row group are listed in the report's ``damaged``)."""
+    PAGE_ID_SHARED = "page_id_shared"
+    """A row whose ``member_id`` differs from that of the first row of its ``page_id``: two
+    members' pages under one id (ids from uncoordinated writers that collided). Appended after
+    ``corrupt_row_group`` to keep the codes stable; no row can have both reasons."""
 
     def __str__(self) -> str:
         return self.value
