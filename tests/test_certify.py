@@ -18,6 +18,7 @@ from slate.solvers.certify import (
     certify,
     embedding_bound,
     embedding_certificate,
+    has_non_negative_cosines,
     layout_factor,
     meets,
     polytope_certificate,
@@ -69,6 +70,7 @@ def test_every_bound_holds_against_brute_force(case: dict, seed: int) -> None:
         polytope_certificate(problem, page, completion=False),
         polytope_certificate(problem, page, max_sweeps=4),
         embedding_certificate(problem, page),
+        embedding_certificate(problem, page, deadline=-1.0, clock=lambda: 0.0),  # out of time at once
         certify(problem, page),
         certify(problem, page, time_limit_ms=0.0),
     ]
@@ -172,6 +174,58 @@ def test_no_feasible_page_beats_a_reported_bound(seed, layout, budget, quotas, d
     out = embedding_bound(problem, page)
     if out is not None:
         assert out[0] >= optimum - TOL
+
+
+@given(seed=st.integers(0, 10_000), slope=st.floats(0.01, 1.0), layout=st.sampled_from(["grid", "dense"]))
+def test_every_minorant_slope_gives_a_valid_bound(seed, slope, layout) -> None:
+    # slope * c <= max(0, c) for slope in (0, 1]: the bound holds on pages with negative cosines
+    problem = _tiny(seed, layout=layout, budget=2, diversity=0.3)
+    optimum, _ = brute_force(problem)
+    out = embedding_bound(problem, _page(problem), slope=slope)
+    assert out is not None and out[0] >= optimum - TOL
+
+
+@pytest.mark.parametrize("slope", [0.0, -0.5, 1.5, float("nan")])
+def test_bad_slope_is_one_clear_error(slope) -> None:
+    with pytest.raises(InvalidProblemError, match=r"'slope' parameter of embedding_bound must be in \(0, 1\]"):
+        embedding_bound(_tiny(0, layout="dense"), _page(_tiny(0, layout="dense")), slope=slope)
+
+
+def _non_negative(problem: PageProblem) -> PageProblem:
+    assert problem.embeddings is not None
+    return PageProblem.from_arrays(
+        problem.scores, np.abs(problem.embeddings), layout=DenseLayout(), previous=problem.previous,
+        locked=problem.locked, max_changes=problem.max_changes, diversity=problem.diversity, churn=problem.churn,
+    )  # fmt: skip
+
+
+def test_local_search_runs_under_a_deadline_only_once_measured() -> None:
+    from slate.solvers.certify import embedding as em
+
+    problem = _non_negative(random_problem(30, 6, "dense", seed=4))
+    page = _page(problem)
+    frozen = lambda: 0.0  # noqa: E731  (a clock that never reaches the deadline)
+    embedding_certificate(problem, page, deadline=1.0, clock=frozen)
+    assert em._dual(problem, 8).search_seconds is None  # unmeasured: skipped under a deadline
+    embedding_certificate(problem, page)  # no deadline: searched and measured
+    measured = em._dual(problem, 8).search_seconds
+    assert measured is not None and measured >= 0.0
+    cert = embedding_certificate(problem, page, deadline=1.0, clock=frozen)  # fits now
+    assert cert is not None and cert.bound >= cert.objective
+    assert em._dual(problem, 8).search_seconds is not None and em._dual(problem, 8).search_seconds <= measured
+
+
+def test_non_negative_cosines_are_detected_and_auto_keeps_its_bound() -> None:
+    signed = random_problem(40, 6, "dense", seed=11)
+    unsigned = _non_negative(signed)
+    assert not has_non_negative_cosines(signed) and has_non_negative_cosines(unsigned)
+    assert not has_non_negative_cosines(random_problem(10, 3, "dense", seed=1, diversity=0.0))
+    best = FastSolver(compute_bound=False).solve(unsigned).objective
+    for limit in (0.5, 5.0, 50.0):
+        result = AutoSolver().solve(unsigned, time_limit_ms=limit)
+        assert unsigned.is_feasible(result.assignment)
+        assert result.bound >= max(best, result.objective) - TOL
+        assert result.info["certificate"]["method"] in ("embedding", "page-blind")
 
 
 def test_warm_start_gives_a_valid_bound_and_reports_use() -> None:

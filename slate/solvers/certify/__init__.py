@@ -10,7 +10,12 @@ function                   what it proves
 """
 
 from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate, meets
-from slate.solvers.certify.embedding import embedding_bound, embedding_certificate, layout_factor
+from slate.solvers.certify.embedding import (
+    embedding_bound,
+    embedding_certificate,
+    has_non_negative_cosines,
+    layout_factor,
+)
 from slate.solvers.certify.polytope import polytope_certificate
 from slate.solvers.certify.select import certify, is_dense, warm_up
 
@@ -20,6 +25,7 @@ __all__ = [
     "certify",
     "embedding_bound",
     "embedding_certificate",
+    "has_non_negative_cosines",
     "is_dense",
     "layout_factor",
     "meets",

@@ -105,7 +105,9 @@ def certify(
     found = [Certificate(budgeted_unary_optimum(problem)[1], objective, "page-blind")]
     # (a certificate may carry a better page it found; the bound holds for every page)
     if is_dense(problem) and problem.embeddings is not None:
-        cert = embedding_certificate(problem, a, deadline=deadline, warm_start=duals, clock=clock)
+        cert = embedding_certificate(
+            problem, a, deadline=deadline, warm_start=duals, objective=objective, clock=clock
+        )
         if cert is not None:
             found.append(cert)
     elif problem.n_pairs:
