@@ -6,6 +6,7 @@ exploration (a member's pages correlated)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from fractions import Fraction
@@ -247,7 +248,13 @@ def test_member_clustering_errors(sticky):
     table = sticky_table(3, 2, seed=0)
     member = table.column("member_id").to_numpy().copy()
     member[1] += 1
-    mixed, _ = read_impressions(table.set_column(0, "member_id", pa.array(member)))
+    # the reader already rejects the intruding row (counted as page_id_shared) ...
+    log, report = read_impressions(table.set_column(0, "member_id", pa.array(member)))
+    assert report.counts["page_id_shared"] == 1 and report.rows.tolist() == [1]
+    assert len(page_buckets(log)) == log.n_pages
+    # ... and a log put together around the reader is refused, not bucketed by its first row
+    mixed = dataclasses.replace(log, member_id=np.where(np.arange(log.n_rows) == 1,
+                                                        log.member_id + 1, log.member_id))
     with pytest.raises(InvalidReplayInputError, match=r"one member per page; got page_id 0"):
         page_buckets(mixed)
     page_sums = EstimatorSums("snips")
