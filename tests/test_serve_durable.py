@@ -114,6 +114,7 @@ def test_kill_9_in_durable_mode_loses_no_served_page_and_state_agrees_with_the_l
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         rest = proc.stdout.read().split()  # through the wrapper, which may hold buffered lines
+        proc.stdout.close()
     served = max([served, *map(int, rest)]) + 1
     DecisionLogger(tmp_path / "log", durable=True).close()  # start-up replays the journal
     table = pq.read_table(tmp_path / "log", columns=["member_id", "timestamp"])

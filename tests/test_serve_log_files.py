@@ -165,6 +165,7 @@ def test_durable_mode_loses_no_acknowledged_page_on_kill_9(tmp_path):
         # read through the text wrapper: acks it has already buffered are not in the pipe any
         # more, and communicate(timeout=...) reads the pipe's descriptor directly
         rest = proc.stdout.read().split()
+        proc.stdout.close()
     acked = max([acked, *map(int, rest)])
     on_disk = pages_on_disk(tmp_path)[0]
     assert on_disk < acked  # some acknowledged pages were only in the journal
