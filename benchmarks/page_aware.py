@@ -36,9 +36,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from test_replay_world import World  # noqa: E402
+from test_replay_world import World
 
-from slate.replay import ReplayData, get_estimator  # noqa: E402
+from slate.replay import ReplayData, get_estimator
 
 NAMES = ("snips", "neighbourhood", "page-aware", "page-aware-u")
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -49,6 +49,9 @@ from slate.replay.stats import (
     ratio_se,
     weight_diagnostics,
 )
+
+if TYPE_CHECKING:
+    from slate.replay.joint import ExplorationColumns
 
 __all__ = [
     "Contributions",
@@ -910,6 +913,12 @@ class LayoutNeighbourhood(BaseEstimator):
         Who counts as a neighbour: left/right in the row; also above/below; or explicit offsets.
     self_normalized : bool, default False
         Divide by the sum of the weights (SNIPS form) instead of the number of rows.
+    exploration : ExplorationColumns, optional
+        The decision log's exploration columns (:class:`slate.replay.joint.ExplorationColumns`).
+        Given, the logging probability of a title and its neighbours is their exact joint
+        propensity under the capped exploration that logged them
+        (:func:`slate.replay.joint.set_propensity`) instead of the product of their
+        propensities, which the cap makes wrong; the independence assumption is then dropped.
     """
 
     name = "neighbourhood"
@@ -919,7 +928,8 @@ class LayoutNeighbourhood(BaseEstimator):
     long_name = "LayoutNeighbourhood"
 
     def __init__(
-        self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False
+        self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False,
+        exploration: ExplorationColumns | None = None,
     ) -> None:
         if isinstance(neighbours, str):
             if neighbours not in NEIGHBOURHOODS:
@@ -937,11 +947,22 @@ class LayoutNeighbourhood(BaseEstimator):
         self.neighbours = neighbours
         self.offsets = offsets
         self.self_normalized = bool(self_normalized)
+        self.exploration = exploration
 
     def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
-        """Product of the weights of each row and its neighbours."""
+        """Product of the weights of each row and its neighbours (with ``exploration``: the
+        product of the target's probabilities over the exact joint logging propensity)."""
         w = data.weight
         nb = neighbour_rows(data.log, self.offsets)
+        if self.exploration is not None:
+            from slate.replay.joint import set_propensity
+
+            sets = np.concatenate([np.arange(data.n_rows)[:, None], nb], axis=1)
+            pext = np.r_[data.target.prob_logged, 1.0]
+            num = np.prod(pext[sets], axis=1)
+            den = set_propensity(data.log, self.exploration, sets)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(num > 0, num / np.where(den > 0, den, 1.0), 0.0)
         wext = np.r_[w, 1.0]  # a missing neighbour contributes a factor 1
         return w * np.prod(wext[nb], axis=1)
 
