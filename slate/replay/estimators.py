@@ -18,7 +18,12 @@ Assumptions, per estimator:
 * ``neighbourhood`` lets a title's reward depend on the images of its layout neighbours too; it
   weights each row by the product of the propensity ratios of the title and its neighbours, which
   requires the logging policy to choose images independently across titles (the per-title
-  propensities then multiply).
+  propensities then multiply), or the decision log's exploration columns, which give the exact
+  joint propensity under capped exploration (:mod:`slate.replay.joint`).
+* ``page-aware`` (marginalised neighbourhood, Saito & Joachims 2022) lets a title's reward depend
+  on its neighbours only through how many of them show an image of its visual group (``groups``);
+  it weights by the ratio of the distribution of (own image, that count), which needs full logging
+  distributions and independent logging across titles, and has much smaller weights.
 * ``page`` (exact whole-page match) lets a title's reward depend on the whole page.
 * ``pi`` (pseudoinverse) uses only the page's total reward and assumes it is additive over titles,
   with independent logging across titles.
