@@ -1040,8 +1040,8 @@ class MarginalizedNeighbourhood(BaseEstimator):
 
     where ``P(S_i = s | a_i)`` is a Poisson-binomial probability: neighbour ``j`` is in ``a_i``'s
     group with probability ``sum_c p_j(c) [group(c) = group(a_i)]`` (exact when the images are
-    chosen independently across titles; with capped exploration pass the page's exploration
-    parameters and the neighbourhood estimator's exact joint propensities apply instead).
+    chosen independently across titles; with capped exploration pass ``exploration`` and the
+    exact joint propensity of the draw is used instead).
 
     Assumption (Saito & Joachims's "no direct effect" of the action given its embedding): the
     expected reward of a title depends on the page only through its own image and ``S_i``, i.e.
@@ -1060,6 +1060,10 @@ class MarginalizedNeighbourhood(BaseEstimator):
     self_normalized : bool, default True
         Divide by the sum of the weights (SNIPS form; consistent, lower variance) instead of the
         number of rows (unbiased).
+    exploration : ExplorationColumns, optional
+        The decision log's exploration columns: the logging probability of (own image, count) is
+        then exact under capped exploration (:func:`slate.replay.joint.group_count_propensity`)
+        and the independent-logging assumption is dropped.
 
     References
     ----------
@@ -1078,8 +1082,10 @@ class MarginalizedNeighbourhood(BaseEstimator):
     def __init__(
         self, groups: ArrayLike | Mapping[str, int] | None = None,
         neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = True,
+        exploration: ExplorationColumns | None = None,
     ) -> None:
         self.groups = groups
+        self.exploration = exploration
         self.offsets = LayoutNeighbourhood(neighbours).offsets
         self.neighbours = neighbours
         self.self_normalized = bool(self_normalized)
@@ -1112,6 +1118,13 @@ class MarginalizedNeighbourhood(BaseEstimator):
         p_pi = np.where(present, np.einsum("nmk,nmk->nm", pi[j], same), 0.0)
         s = (present & (own[j] == own[:, None])).sum(axis=1)
         num = poisson_binomial_at(p_pi, s)
+        if self.exploration is not None:
+            from slate.replay.joint import group_count_propensity
+
+            num = data.target.prob_logged * num
+            den = group_count_propensity(log, self.exploration, nb, cand_group, own, s)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
         den = poisson_binomial_at(p_mu, s)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)

@@ -56,6 +56,7 @@ __all__ = [
     "ExplorationDraw",
     "NoExploration",
     "StickyEpsilon",
+    "exactly_explored_matrix",
     "exactly_explored_probability",
     "explore_probability",
     "joint_choice_probabilities",
@@ -165,6 +166,25 @@ def _exactly_table(n_eligible: int, size: int, epsilon: float, cap: int | None) 
                      for e in range(size + 1)])
 
 
+def exactly_explored_matrix(
+    n_eligible: NDArray[np.int64], epsilon: NDArray[np.float64], cap: NDArray[np.int64],
+    size: NDArray[np.int64], width: int,
+) -> NDArray[np.float64]:
+    """``(R, width + 1)``: entry ``[r, e]`` is the probability that exactly ``e`` given titles of
+    a set of ``size[r]`` in a draw of ``n_eligible[r]`` (rate ``epsilon[r]``, cap ``cap[r]``,
+    ``-1``: none) are explored (:func:`exactly_explored_probability`; 0 beyond ``size[r]``).
+    Computed once per distinct ``(n, epsilon, cap, size)``."""
+    R = len(size)
+    out = np.zeros((R, width + 1))
+    keys = np.stack([np.asarray(n_eligible, np.float64), np.asarray(epsilon, np.float64),
+                     np.asarray(cap, np.float64), np.asarray(size, np.float64)], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    for u, (n, eps, m, sz) in enumerate(uniq):
+        table = _exactly_table(int(n), int(sz), float(eps), None if m < 0 else int(m))
+        out[inverse.ravel() == u, : int(sz) + 1] = table
+    return out
+
+
 def joint_choice_probabilities(
     n_eligible: NDArray[np.int64], epsilon: NDArray[np.float64], cap: NDArray[np.int64],
     n_candidates: NDArray[np.int64], exploit: NDArray[np.int64], chosen: NDArray[np.int64],
@@ -207,13 +227,7 @@ def joint_choice_probabilities(
         esym[:, 1:] = esym[:, 1:] + esym[:, :-1] * x[:, j:j + 1]
     size = member.sum(axis=1)
     d = must.sum(axis=1)
-    exactly = np.zeros((R, S + 1))
-    keys = np.stack([np.asarray(n_eligible, np.float64), np.asarray(epsilon, np.float64),
-                     np.asarray(cap, np.float64), size.astype(np.float64)], axis=1)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    for u, (n, eps, m, sz) in enumerate(uniq):
-        table = _exactly_table(int(n), int(sz), float(eps), None if m < 0 else int(m))
-        exactly[inverse.ravel() == u, : int(sz) + 1] = table
+    exactly = exactly_explored_matrix(n_eligible, epsilon, cap, size, S)
     f = np.arange(S + 1)
     e_index = np.minimum(d[:, None] + f[None, :], S)
     valid = (d[:, None] + f[None, :]) <= size[:, None]
