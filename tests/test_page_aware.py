@@ -115,6 +115,12 @@ def test_set_propensity_is_the_exact_joint_of_the_rows():
         assert got[i] == pytest.approx(exp, rel=1e-12)
 
 
+def test_set_propensity_of_one_row_is_its_logged_propensity():
+    data, cols = capped_world_log(200, seed=9)
+    one = set_propensity(data.log, cols, np.arange(data.n_rows)[:, None])
+    assert np.allclose(one, data.log.propensity, rtol=1e-12)
+
+
 def test_neighbourhood_with_exact_joint_propensities_is_unbiased_under_the_cap():
     """Truth if every title shows image 1: (4 * 0.3 + 2 * 0.4) / 6. Over 60 seeded logs of 1,500
     pages the exact-joint neighbourhood estimate is within 4 SE of it, and the product of the
