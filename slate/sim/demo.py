@@ -150,13 +150,15 @@ class DemoReport:
         """The table and the example as Markdown."""
         lines = [
             "| policy | replay take fraction | 95% interval | true (logged pages) | covered "
-            "| true (deployed) | diversity | churn |",
-            "|---|---:|---:|---:|:---:|---:|---:|---:|",
+            "| true (deployed) | diversity | churn | page-aware | 95% interval | covers deployed |",
+            "|---|---:|---:|---:|:---:|---:|---:|---:|---:|---:|:---:|",
         ]
         for r in self.rows:
             lines.append(
                 f"| {r.policy} | {r.replay:.4f} | [{r.low:.4f}, {r.high:.4f}] | {r.truth_logged:.4f} "
-                f"| {'yes' if r.covered else 'NO'} | {r.truth_deployed:.4f} | {r.diversity:.3f} | {r.churn:.3f} |"
+                f"| {'yes' if r.covered else 'NO'} | {r.truth_deployed:.4f} | {r.diversity:.3f} | {r.churn:.3f} "
+                f"| {r.page_aware:.4f} | [{r.page_aware_low:.4f}, {r.page_aware_high:.4f}] "
+                f"| {'yes' if r.page_aware_covers_deployed else 'NO'} |"
             )
         a, b = self.example_images
         lines += [
