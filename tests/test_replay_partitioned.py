@@ -210,3 +210,17 @@ def _table_of(log):
         row=log.row, col=log.col, image_id=ids[log.image],
         candidate_ids=[list(ids[c[c >= 0]]) for c in log.candidates], propensity=log.propensity,
         explored=log.explored, reward=log.reward)
+
+
+def test_streamed_page_aware_equals_the_in_memory_one(logs):
+    """Chunks have their own image vocabularies: a mapping image_id -> group is read per chunk."""
+    from slate.replay import MarginalizedNeighbourhood
+
+    root, log, policy = logs
+    groups = {image: int(image[-1]) % 2 for image in log.image_ids}
+    est = MarginalizedNeighbourhood(groups=groups)
+    stream = evaluate_stream(root / "three", policy, est, n_bootstrap=0).estimate
+    memory = evaluate(log, policy, est, n_bootstrap=0, metrics=False).estimate
+    assert stream.value == pytest.approx(memory.value, rel=1e-12)
+    assert stream.se == pytest.approx(memory.se, rel=1e-9)
+    assert stream.assumption == memory.assumption != ""

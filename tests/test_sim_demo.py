@@ -87,6 +87,7 @@ def test_demo_end_to_end_on_a_small_world(tmp_path):
     assert "Good Will Hunting" in text and "contextual + page optimizer" in text
     for r in report.rows:
         assert r.low <= r.replay <= r.high
+        assert r.page_aware_low <= r.page_aware <= r.page_aware_high  # page-aware row computed
         assert 0.0 < r.truth_logged < 0.5 and 0.0 < r.truth_deployed < 0.5
         assert 0.0 <= r.churn <= 1.0 and 0.0 < r.diversity < 1.0
     # random's truth on the logged pages is the logged policy's own expected value

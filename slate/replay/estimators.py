@@ -18,7 +18,12 @@ Assumptions, per estimator:
 * ``neighbourhood`` lets a title's reward depend on the images of its layout neighbours too; it
   weights each row by the product of the propensity ratios of the title and its neighbours, which
   requires the logging policy to choose images independently across titles (the per-title
-  propensities then multiply).
+  propensities then multiply), or the decision log's exploration columns, which give the exact
+  joint propensity under capped exploration (:mod:`slate.replay.joint`).
+* ``page-aware`` (marginalised neighbourhood, Saito & Joachims 2022) lets a title's reward depend
+  on its neighbours only through how many of them show an image of its visual group (``groups``);
+  it weights by the ratio of the distribution of (own image, that count), which needs full logging
+  distributions and independent logging across titles, and has much smaller weights.
 * ``page`` (exact whole-page match) lets a title's reward depend on the whole page.
 * ``pi`` (pseudoinverse) uses only the page's total reward and assumes it is additive over titles,
   with independent logging across titles.
@@ -26,13 +31,13 @@ Assumptions, per estimator:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy import stats as sps
 
@@ -51,6 +56,9 @@ from slate.replay.stats import (
     weight_diagnostics,
 )
 
+if TYPE_CHECKING:
+    from slate.replay.joint import ExplorationColumns
+
 __all__ = [
     "Contributions",
     "DirectMethod",
@@ -60,6 +68,7 @@ __all__ = [
     "InverseProbabilityWeighting",
     "LayoutNeighbourhood",
     "LinearModelTerms",
+    "MarginalizedNeighbourhood",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -410,6 +419,9 @@ class Estimate:
         rather than a value of 0 (IPS) or the model's value (DR), and ``reason`` says why.
     reason : str
         Empty when ``status`` is ``"ok"``.
+    assumption : str
+        What the estimator assumes about the rewards and the logging policy to be unbiased
+        (consistent, for the self-normalised ones).
     """
 
     estimator: str
@@ -431,6 +443,7 @@ class Estimate:
     page_interval: tuple[float, float]
     status: str = "ok"
     reason: str = ""
+    assumption: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -530,6 +543,7 @@ class BaseEstimator:
     long_name: ClassVar[str] = "BaseEstimator"
     needs_probs: ClassVar[bool] = False
     needs_reward_model: ClassVar[bool] = False
+    assumption: ClassVar[str] = ""
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
         """Reduce the log to per-page sums (and per-row terms)."""
@@ -588,6 +602,7 @@ class BaseEstimator:
             weights_exploded=diag.exploded,
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
+            assumption=self.assumption,
         ), weighted=c.weights is not None)
 
     def per_title(
@@ -657,6 +672,7 @@ class InverseProbabilityWeighting(BaseEstimator):
     """
 
     name = "ips"
+    assumption = "a title's reward depends on its own image only; right propensities"
     long_name = "InverseProbabilityWeighting"
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
@@ -674,6 +690,7 @@ class SelfNormalizedIPS(BaseEstimator):
     """
 
     name = "snips"
+    assumption = "a title's reward depends on its own image only; right propensities"
     long_name = "SelfNormalizedIPS"
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
@@ -691,6 +708,7 @@ class DirectMethod(BaseEstimator):
     """
 
     name = "dm"
+    assumption = "the reward model is right"
     long_name = "DirectMethod"
     needs_probs = True
     needs_reward_model = True
@@ -721,6 +739,9 @@ class DoublyRobust(BaseEstimator):
     """
 
     name = "dr"
+    assumption = (
+        "the propensities or the reward model are right; a title's reward depends on its own image only"
+    )
     long_name = "DoublyRobust"
     needs_probs = True
     needs_reward_model = True
@@ -784,6 +805,7 @@ class ReplayMethod(BaseEstimator):
     """
 
     name = "replay"
+    assumption = "a title's reward depends on its own image only; right propensities"
     long_name = "ReplayMethod"
 
     def __init__(self, max_weight: float | None = None) -> None:
@@ -890,13 +912,23 @@ class LayoutNeighbourhood(BaseEstimator):
         Who counts as a neighbour: left/right in the row; also above/below; or explicit offsets.
     self_normalized : bool, default False
         Divide by the sum of the weights (SNIPS form) instead of the number of rows.
+    exploration : ExplorationColumns, optional
+        The decision log's exploration columns (:class:`slate.replay.joint.ExplorationColumns`).
+        Given, the logging probability of a title and its neighbours is their exact joint
+        propensity under the capped exploration that logged them
+        (:func:`slate.replay.joint.set_propensity`) instead of the product of their
+        propensities, which the cap makes wrong; the independence assumption is then dropped.
     """
 
     name = "neighbourhood"
+    assumption = (
+        "a title's reward depends on its own and its layout neighbours' images only; logging independent across titles"
+    )
     long_name = "LayoutNeighbourhood"
 
     def __init__(
-        self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False
+        self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False,
+        exploration: ExplorationColumns | None = None,
     ) -> None:
         if isinstance(neighbours, str):
             if neighbours not in NEIGHBOURHOODS:
@@ -914,11 +946,22 @@ class LayoutNeighbourhood(BaseEstimator):
         self.neighbours = neighbours
         self.offsets = offsets
         self.self_normalized = bool(self_normalized)
+        self.exploration = exploration
 
     def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
-        """Product of the weights of each row and its neighbours."""
+        """Product of the weights of each row and its neighbours (with ``exploration``: the
+        product of the target's probabilities over the exact joint logging propensity)."""
         w = data.weight
         nb = neighbour_rows(data.log, self.offsets)
+        if self.exploration is not None:
+            from slate.replay.joint import set_propensity
+
+            sets = np.concatenate([np.arange(data.n_rows)[:, None], nb], axis=1)
+            pext = np.r_[data.target.prob_logged, 1.0]
+            num = np.prod(pext[sets], axis=1)
+            den = set_propensity(data.log, self.exploration, sets)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(num > 0, num / np.where(den > 0, den, 1.0), 0.0)
         wext = np.r_[w, 1.0]  # a missing neighbour contributes a factor 1
         return w * np.prod(wext[nb], axis=1)
 
@@ -932,6 +975,165 @@ class LayoutNeighbourhood(BaseEstimator):
                 f"self_normalized={self.self_normalized})")
 
 
+def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Probability that the sum of independent Bernoulli(``p[i, m]``) over ``m`` equals ``s[i]``,
+    per row (a dynamic programme over the columns, vectorised over rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> poisson_binomial_at(np.array([[0.5, 0.5], [0.2, 0.0]]), np.array([1, 0])).tolist()
+    [0.5, 0.8]
+    """
+    n, M = p.shape
+    pmf = np.zeros((n, M + 1))
+    pmf[:, 0] = 1.0
+    for m in range(M):
+        pm = p[:, m:m + 1]
+        shifted = np.zeros_like(pmf)
+        shifted[:, 1:] = pmf[:, :-1]
+        pmf = pmf * (1.0 - pm) + shifted * pm
+    return pmf[np.arange(n), s]
+
+
+def image_groups(log: ImpressionLog, groups: ArrayLike | Mapping[str, int]) -> NDArray[np.int64]:
+    """The visual group of every image code of ``log`` (``len(log.image_ids)``,), from an array
+    aligned with ``log.image_ids`` or a mapping ``image_id -> group``; a clear error naming
+    ``groups`` otherwise."""
+    if isinstance(groups, Mapping):
+        missing = [i for i in log.image_ids if i not in groups]
+        if missing:
+            raise InvalidReplayInputError(
+                f"The 'groups' mapping of the page-aware estimator must give every image of the log "
+                f"a group; got none for {len(missing)} images, e.g. {missing[0]!r}."
+            )
+        out = np.array([int(groups[i]) for i in log.image_ids], dtype=np.int64)
+    else:
+        out = np.asarray(groups)
+        if out.ndim != 1 or len(out) != len(log.image_ids) or not np.issubdtype(out.dtype, np.integer):
+            raise InvalidReplayInputError(
+                f"The 'groups' of the page-aware estimator must be integers, one per image of the "
+                f"log ({len(log.image_ids)}); got shape {out.shape} of {out.dtype}."
+            )
+        out = out.astype(np.int64)
+    return out
+
+
+class MarginalizedNeighbourhood(BaseEstimator):
+    """Page-aware marginalised IPS: weight a title's reward by the ratio, target over logging, of
+    the probability of its own image *and of the number of its neighbours whose image is in the
+    same visual group*, instead of the product of the neighbours' exact-image ratios.
+
+    With ``S_i`` the number of layout neighbours of title ``i`` whose shown image is in the visual
+    group of ``i``'s image, the weight is
+
+    .. math::
+
+        w_i = \\frac{\\pi(a_i | x)\\, P_\\pi(S_i = s_i | a_i, x)}
+                   {\\mu(a_i | x)\\, P_\\mu(S_i = s_i | a_i, x)},
+
+    where ``P(S_i = s | a_i)`` is a Poisson-binomial probability: neighbour ``j`` is in ``a_i``'s
+    group with probability ``sum_c p_j(c) [group(c) = group(a_i)]`` (exact when the images are
+    chosen independently across titles; with capped exploration pass ``exploration`` and the
+    exact joint propensity of the draw is used instead).
+
+    Assumption (Saito & Joachims's "no direct effect" of the action given its embedding): the
+    expected reward of a title depends on the page only through its own image and ``S_i``, i.e.
+    its neighbours matter through whether they look like it (the visual ``groups``), not through
+    which exact image they show; and the logging policy chose images independently across
+    titles, with full logging distributions in the log. Under it the estimate is unbiased, and
+    its weights are much smaller than the neighbourhood estimator's: ``1 / P_mu(S_i = s)`` is
+    at most the product of the neighbours' inverse propensities and often far below it.
+
+    Parameters
+    ----------
+    groups : array of int (one per image code of the log) or mapping image_id -> int
+        Visual group of every image (e.g. clusters of the image embeddings, or a style tag).
+    neighbours : "row", "grid" or sequence of (d_row, d_col), default "row"
+        Who counts as a neighbour (as for :class:`LayoutNeighbourhood`).
+    self_normalized : bool, default True
+        Divide by the sum of the weights (SNIPS form; consistent, lower variance) instead of the
+        number of rows (unbiased).
+    exploration : ExplorationColumns, optional
+        The decision log's exploration columns: the logging probability of (own image, count) is
+        then exact under capped exploration (:func:`slate.replay.joint.group_count_propensity`)
+        and the independent-logging assumption is dropped.
+
+    References
+    ----------
+    Saito, Y. & Joachims, T. (2022). Off-policy evaluation for large action spaces via
+    embeddings. ICML.
+    """
+
+    name = "page-aware"
+    long_name = "MarginalizedNeighbourhood"
+    needs_probs = True
+    assumption = (
+        "a title's reward depends on the page only through its own image and how many of its "
+        "neighbours show an image of the same visual group; logging independent across titles"
+    )
+
+    def __init__(
+        self, groups: ArrayLike | Mapping[str, int] | None = None,
+        neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = True,
+        exploration: ExplorationColumns | None = None,
+    ) -> None:
+        self.groups = groups
+        self.exploration = exploration
+        self.offsets = LayoutNeighbourhood(neighbours).offsets
+        self.neighbours = neighbours
+        self.self_normalized = bool(self_normalized)
+
+    def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
+        """The marginalised weight of every row (see the class docstring)."""
+        if self.groups is None:
+            raise InvalidReplayInputError(
+                "The page-aware estimator needs the 'groups' option: the visual group of every "
+                "image (e.g. clusters of the image embeddings)."
+            )
+        log = data.log
+        mu = log.propensities
+        if mu is None:
+            raise InvalidReplayInputError(
+                "The page-aware estimator needs the log's 'propensities' column (the full logging "
+                "distribution of every title); the log has only the shown image's propensity."
+            )
+        pi = data.need_probs("page-aware")
+        K = log.candidates.shape[1]
+        pi = pi[:, :K] if pi.shape[1] >= K else np.pad(pi, ((0, 0), (0, K - pi.shape[1])))
+        code = image_groups(log, self.groups)
+        cand_group = np.where(log.candidates >= 0, code[np.maximum(log.candidates, 0)], -1)
+        own = code[log.image]
+        nb = neighbour_rows(log, self.offsets)
+        present = nb >= 0
+        j = np.where(present, nb, 0)
+        same = cand_group[j] == own[:, None, None]  # (n, M, K): neighbour candidate in my group
+        p_mu = np.where(present, np.einsum("nmk,nmk->nm", mu[j], same), 0.0)
+        p_pi = np.where(present, np.einsum("nmk,nmk->nm", pi[j], same), 0.0)
+        s = (present & (own[j] == own[:, None])).sum(axis=1)
+        num = poisson_binomial_at(p_pi, s)
+        if self.exploration is not None:
+            from slate.replay.joint import group_count_propensity
+
+            num = data.target.prob_logged * num
+            den = group_count_propensity(log, self.exploration, nb, cand_group, own, s)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        den = poisson_binomial_at(p_mu, s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        return data.weight * ratio
+
+    def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
+        W = self.row_weights(data)
+        v = W if self.self_normalized else np.ones(data.n_rows)
+        return Contributions.from_rows(data, W * data.reward, v, W, W > 0)
+
+    def __repr__(self) -> str:
+        return (f"MarginalizedNeighbourhood(neighbours={self.neighbours!r}, "
+                f"self_normalized={self.self_normalized})")
+
+
 class WholePageMatch(LayoutNeighbourhood):
     """Exact whole-page match: weight every title's reward by the product of the propensity
     ratios of *all* titles on the page. Unbiased under any interaction within a page (with
@@ -940,6 +1142,7 @@ class WholePageMatch(LayoutNeighbourhood):
     """
 
     name = "page"
+    assumption = "logging independent across titles (any interaction within a page)"
     long_name = "WholePageMatch"
 
     def __init__(self, self_normalized: bool = False) -> None:
@@ -973,6 +1176,7 @@ class PseudoInverse(BaseEstimator):
     """
 
     name = "pi"
+    assumption = "a page's reward is additive over titles; logging independent across titles"
     long_name = "PseudoInverse"
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
@@ -1004,7 +1208,7 @@ def available_estimators() -> list[str]:
     Examples
     --------
     >>> available_estimators()
-    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'pi', 'replay', 'snips']
+    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware', 'pi', 'replay', 'snips']
     """
     return ESTIMATORS.names()
 
@@ -1036,5 +1240,6 @@ for _cls, _aliases in (
     (LayoutNeighbourhood, ("neighbourhood", "nips", "neighborhood")),
     (WholePageMatch, ("page", "whole-page")),
     (PseudoInverse, ("pi", "pseudoinverse")),
+    (MarginalizedNeighbourhood, ("page-aware", "mips")),
 ):
     register_estimator(_cls.long_name, cast(Callable[..., Estimator], _cls), _aliases)

@@ -130,6 +130,16 @@ def _window_sums(
     return ids.astype(np.int64), counts, lo, digits
 
 
+def _assumption_of(estimator: str) -> str:
+    """The registered estimator's stated assumption ("" for one registered without it)."""
+    from slate.replay.estimators import UnknownEstimatorError, get_estimator
+
+    try:
+        return str(getattr(get_estimator(estimator), "assumption", ""))
+    except (UnknownEstimatorError, TypeError):
+        return ""
+
+
 @dataclass(eq=False)
 class BucketSums:
     """Exact per-bucket sums ``U_k``, ``V_k`` of an estimator over some pages, for the
@@ -470,6 +480,7 @@ class EstimatorSums:
             top1_weight_share=float(share), weights_exploded=bool(exploded),
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
+            assumption=_assumption_of(self.estimator),
         ), weighted=self.has_weights)
 
 

@@ -56,8 +56,11 @@ __all__ = [
     "ExplorationDraw",
     "NoExploration",
     "StickyEpsilon",
+    "exactly_explored_matrix",
     "exactly_explored_probability",
     "explore_probability",
+    "joint_choice_probabilities",
+    "joint_choice_probability",
     "joint_explore_probability",
 ]
 
@@ -155,6 +158,115 @@ def exactly_explored_probability(n_eligible: int, s: int, e: int, epsilon: float
         )
     return float(sum((-1) ** j * comb(s - e, j) * joint_explore_probability(n_eligible, e + j, epsilon, cap)
                      for j in range(s - e + 1)))
+
+
+def _exactly_table(n_eligible: int, size: int, epsilon: float, cap: int | None) -> NDArray[np.float64]:
+    """``[exactly_explored_probability(n, size, e, epsilon, cap) for e in 0..size]``."""
+    return np.array([exactly_explored_probability(n_eligible, size, e, epsilon, cap)
+                     for e in range(size + 1)])
+
+
+def exactly_explored_matrix(
+    n_eligible: NDArray[np.int64], epsilon: NDArray[np.float64], cap: NDArray[np.int64],
+    size: NDArray[np.int64], width: int,
+) -> NDArray[np.float64]:
+    """``(R, width + 1)``: entry ``[r, e]`` is the probability that exactly ``e`` given titles of
+    a set of ``size[r]`` in a draw of ``n_eligible[r]`` (rate ``epsilon[r]``, cap ``cap[r]``,
+    ``-1``: none) are explored (:func:`exactly_explored_probability`; 0 beyond ``size[r]``).
+    Computed once per distinct ``(n, epsilon, cap, size)``."""
+    R = len(size)
+    out = np.zeros((R, width + 1))
+    keys = np.stack([np.asarray(n_eligible, np.float64), np.asarray(epsilon, np.float64),
+                     np.asarray(cap, np.float64), np.asarray(size, np.float64)], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    for u, (n, eps, m, sz) in enumerate(uniq):
+        table = _exactly_table(int(n), int(sz), float(eps), None if m < 0 else int(m))
+        out[inverse.ravel() == u, : int(sz) + 1] = table
+    return out
+
+
+def joint_choice_probabilities(
+    n_eligible: NDArray[np.int64], epsilon: NDArray[np.float64], cap: NDArray[np.int64],
+    n_candidates: NDArray[np.int64], exploit: NDArray[np.int64], chosen: NDArray[np.int64],
+    member: NDArray[np.bool_],
+) -> NDArray[np.float64]:
+    """Exact probability, per set, that every member title showed its ``chosen`` image under the
+    capped exploration of :class:`StickyEpsilon` (vectorised over sets).
+
+    Row ``r`` describes a set of titles of one page, all in the page's draw (eligible, not held):
+    column ``j`` is a title when ``member[r, j]``, with ``n_candidates[r, j]`` images, the
+    optimiser's choice ``exploit[r, j]`` and the image ``chosen[r, j]``. The page had
+    ``n_eligible[r]`` titles in the draw, coin probability ``epsilon[r]`` and cap ``cap[r]``
+    (``-1``: none). A title not explored shows ``exploit``; an explored one each candidate with
+    probability ``1 / n_candidates``. With ``D`` the members whose ``chosen`` is not ``exploit``
+    (they must have been explored) and ``F`` the others,
+
+    .. math::
+
+        P = \\sum_{f} P(\\text{exactly } |D| + f \\text{ of the set explored})
+            \\prod_{t \\in D} \\frac{1}{A_t}\\, e_f\\left(\\{1/A_t\\}_{t \\in F}\\right),
+
+    ``e_f`` the elementary symmetric polynomial (which ``f`` of ``F`` were explored, by symmetry
+    of the draw every explored set of a given size being equally likely), and ``P(exactly ...)``
+    from :func:`exactly_explored_probability`. Under a cap this is not the product of the
+    marginal propensities.
+
+    Returns
+    -------
+    ndarray (n_sets,)
+    """
+    member = np.asarray(member, dtype=bool)
+    R, S = member.shape
+    inv = np.where(member, 1.0 / np.maximum(np.asarray(n_candidates, np.float64), 1.0), 0.0)
+    must = member & (np.asarray(chosen) != np.asarray(exploit))
+    base = np.prod(np.where(must, inv, 1.0), axis=1)
+    esym = np.zeros((R, S + 1))
+    esym[:, 0] = 1.0
+    x = np.where(member & ~must, inv, 0.0)
+    for j in range(S):
+        esym[:, 1:] = esym[:, 1:] + esym[:, :-1] * x[:, j:j + 1]
+    size = member.sum(axis=1)
+    d = must.sum(axis=1)
+    exactly = exactly_explored_matrix(n_eligible, epsilon, cap, size, S)
+    f = np.arange(S + 1)
+    e_index = np.minimum(d[:, None] + f[None, :], S)
+    valid = (d[:, None] + f[None, :]) <= size[:, None]
+    terms = np.where(valid, np.take_along_axis(exactly, e_index, axis=1) * esym, 0.0)
+    return np.asarray(base * terms.sum(axis=1), dtype=np.float64)
+
+
+def joint_choice_probability(
+    n_eligible: int, epsilon: float, cap: int | None, n_candidates: list[int] | NDArray[np.int64],
+    exploit: list[int] | NDArray[np.int64], chosen: list[int] | NDArray[np.int64],
+) -> float:
+    """Exact probability that the given titles of a page's draw all showed ``chosen`` (one set;
+    see :func:`joint_choice_probabilities`).
+
+    Examples
+    --------
+    >>> q = explore_probability(8, 0.5, 3)
+    >>> p = joint_choice_probability(8, 0.5, 3, [4, 4], [0, 0], [1, 2])
+    >>> round(p / (q / 4) ** 2, 3)           # both explored: the cap couples them
+    0.771
+    >>> p1 = 0.5 + 0.5 / 4                   # no cap: q = 0.5, a title shows its exploit image
+    >>> round(joint_choice_probability(8, 0.5, None, [4, 4], [0, 0], [0, 0]) / p1 ** 2, 6)
+    1.0
+    """
+    A = np.asarray(n_candidates, np.int64)[None]
+    if A.shape[1] == 0:
+        return 1.0
+    if cap is not None and cap < 0:
+        raise InvalidProblemError(f"The 'cap' of joint_choice_probability must be None or >= 0; got {cap}.")
+    if A.shape[1] > n_eligible:
+        raise InvalidProblemError(
+            f"The 'n_candidates' of joint_choice_probability name {A.shape[1]} titles, more than "
+            f"n_eligible={n_eligible}."
+        )
+    return float(joint_choice_probabilities(
+        np.array([n_eligible]), np.array([epsilon]), np.array([-1 if cap is None else cap]), A,
+        np.asarray(exploit, np.int64)[None], np.asarray(chosen, np.int64)[None],
+        np.ones(A.shape, bool),
+    )[0])
 
 
 @dataclass(frozen=True, eq=False)

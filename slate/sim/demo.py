@@ -70,6 +70,10 @@ class DemoRow:
         True take fraction if deployed on the held-out days (on-policy).
     diversity, churn : float
         Deployed page diversity (``1 -`` neighbour similarity) and churn.
+    page_aware, page_aware_low, page_aware_high : float
+        The ``page-aware`` estimate (:class:`~slate.replay.MarginalizedNeighbourhood`, images
+        grouped by aesthetic, grid neighbours) and its interval; it targets the value if
+        deployed's page effects (not the session effects). NaN when not computed.
     """
 
     policy: str
@@ -82,6 +86,14 @@ class DemoRow:
     truth_deployed: float
     diversity: float
     churn: float
+    page_aware: float = float("nan")
+    page_aware_low: float = float("nan")
+    page_aware_high: float = float("nan")
+
+    @property
+    def page_aware_covers_deployed(self) -> bool:
+        """The page-aware interval covers the true value if deployed."""
+        return self.page_aware_low <= self.truth_deployed <= self.page_aware_high
 
     @property
     def covered(self) -> bool:
@@ -138,13 +150,15 @@ class DemoReport:
         """The table and the example as Markdown."""
         lines = [
             "| policy | replay take fraction | 95% interval | true (logged pages) | covered "
-            "| true (deployed) | diversity | churn |",
-            "|---|---:|---:|---:|:---:|---:|---:|---:|",
+            "| true (deployed) | diversity | churn | page-aware | 95% interval | covers deployed |",
+            "|---|---:|---:|---:|:---:|---:|---:|---:|---:|---:|:---:|",
         ]
         for r in self.rows:
             lines.append(
                 f"| {r.policy} | {r.replay:.4f} | [{r.low:.4f}, {r.high:.4f}] | {r.truth_logged:.4f} "
-                f"| {'yes' if r.covered else 'NO'} | {r.truth_deployed:.4f} | {r.diversity:.3f} | {r.churn:.3f} |"
+                f"| {'yes' if r.covered else 'NO'} | {r.truth_deployed:.4f} | {r.diversity:.3f} | {r.churn:.3f} "
+                f"| {r.page_aware:.4f} | [{r.page_aware_low:.4f}, {r.page_aware_high:.4f}] "
+                f"| {'yes' if r.page_aware_covers_deployed else 'NO'} |"
             )
         a, b = self.example_images
         lines += [
@@ -165,12 +179,13 @@ class DemoReport:
     def __str__(self) -> str:
         head = (
             f"{'policy':<30}{'replay':>8}{'95% interval':>20}{'true@log':>10}{'cov':>5}"
-            f"{'deployed':>10}{'divers.':>9}{'churn':>7}"
+            f"{'deployed':>10}{'divers.':>9}{'churn':>7}{'page-aware':>11}{'95% interval':>20}{'cov':>5}"
         )
         lines = [
             f"slate demo (seed {self.seed}): {self.info.get('summary', '')}",
             f"take fraction on the held-out week: replay estimate ({self.info.get('estimator', '')}) vs the simulator's truth "
-            "(true@log: on the logged pages, replay's target; deployed: on-policy)",
+            "(true@log: on the logged pages, replay's target; deployed: on-policy; page-aware: "
+            "marginalised neighbourhood IPS, images grouped by aesthetic, cov = covers deployed)",
             head,
             "-" * len(head),
         ]
@@ -178,6 +193,8 @@ class DemoReport:
             lines.append(
                 f"{r.policy:<30}{r.replay:>8.4f}{f'[{r.low:.4f}, {r.high:.4f}]':>20}{r.truth_logged:>10.4f}"
                 f"{'yes' if r.covered else 'NO':>5}{r.truth_deployed:>10.4f}{r.diversity:>9.3f}{r.churn:>7.3f}"
+                f"{r.page_aware:>11.4f}{f'[{r.page_aware_low:.4f}, {r.page_aware_high:.4f}]':>20}"
+                f"{'yes' if r.page_aware_covers_deployed else 'NO':>5}"
             )
         a, b = self.example_images
         lines += [
@@ -356,7 +373,7 @@ def run_demo(
     DemoReport
     """
     from slate.bandit import HybridLinUCB, TakeRateBandit
-    from slate.replay import UniformPolicy, evaluate
+    from slate.replay import UniformPolicy, evaluate, get_estimator
 
     if heldout_days < 1 or heldout_days >= n_days:
         raise InvalidProblemError(
@@ -425,8 +442,12 @@ def run_demo(
             logged_truth[name] = counterfactual_value(test_run, policy, name=name)
         steps.step("policies on logged pages")
 
-        # 5. replay on the held-out log
-        estimates = {}
+        # 5. replay on the held-out log (and page-aware: neighbours matter through their aesthetic)
+        estimates, page_aware = {}, {}
+        aware = get_estimator(
+            "page-aware", groups={image: int(world.image_aesthetic[i]) for i, image in enumerate(world.image_ids)},
+            neighbours="grid",
+        )
         for name in policies:
             target: Any
             if name == "random":
@@ -435,6 +456,8 @@ def run_demo(
                 target = {"choice": logged_truth[name].images.ravel(), "name": name}
             replayed = evaluate(test_log, target, estimator, n_bootstrap=n_bootstrap, seed=seed, metrics=False)
             estimates[name] = replayed.estimate
+            page_aware[name] = evaluate(test_log, target, aware, n_bootstrap=n_bootstrap, seed=seed,
+                                        metrics=False).estimate
         steps.step("replay")
 
         # 6. the truth if deployed: on-policy, held-out days, common random numbers
@@ -455,6 +478,9 @@ def run_demo(
                 truth_deployed=deployed[name].take_fraction,
                 diversity=deployed[name].diversity,
                 churn=deployed[name].churn,
+                page_aware=float(page_aware[name].value),
+                page_aware_low=float(page_aware[name].interval[0]),
+                page_aware_high=float(page_aware[name].interval[1]),
             )
             for name in policies
         )

@@ -1,0 +1,103 @@
+"""Bias, spread and 95% coverage of the page-aware estimator against the value if deployed.
+
+The world is the replay tests' logged-bandit world (``tests/test_replay_world.py``): pages of
+``--slots`` titles in one row, 4 images per title in 2 visual styles; a member plays title ``t``
+shown with image ``k`` with probability ``sigmoid(base[t] + theta[t, k] @ x - page_effect *
+(share of row neighbours whose image has the same style))``; logging is uniform and independent
+across titles. The truth is the target's value *if deployed* (its own pages, page effects
+included), exact per context and averaged over a million contexts.
+
+Two targets, each with page effects on (``--page-effect``) and off (0):
+
+* ``same-style``: every title shows its image 0 (style 0), so neighbours look alike;
+* ``greedy``: the per-title argmax of (noisy) true scores, which mixes styles.
+
+Estimators: per-title ``snips``, ``neighbourhood`` (product of the neighbours' ratios) and
+``page-aware`` (marginalised over the same-style neighbour count, self-normalised; and
+``page-aware-u``, its unnormalised, unbiased form), given the images' style as ``groups``.
+
+Printed per (world, target, estimator): truth, mean estimate, bias in standard errors of the
+mean (``bias / (sd / sqrt(R))``), spread (sd over repetitions) and its ratio to per-title
+SNIPS's on the same logs, and the coverage of the 95% percentile-bootstrap intervals.
+
+Run: ``python benchmarks/page_aware.py [--reps 100] [--pages 2000] [--bootstrap 200]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from test_replay_world import World
+
+from slate.replay import ReplayData, get_estimator
+
+NAMES = ("snips", "neighbourhood", "page-aware", "page-aware-u")
+
+
+def estimator(name: str, groups: np.ndarray):
+    """The estimator behind a row name."""
+    if name == "page-aware":
+        return get_estimator("page-aware", groups=groups)
+    if name == "page-aware-u":
+        return get_estimator("page-aware", groups=groups, self_normalized=False)
+    return get_estimator(name)
+
+
+def run(world: World, choose, reps: int, pages: int, n_boot: int) -> dict[str, np.ndarray]:
+    """(reps, 3) value, lower, upper per estimator over seeded logs."""
+    groups = world.style[np.arange(world.n_titles * world.n_images) % world.n_images]
+    out = {k: np.empty((reps, 3)) for k in NAMES}
+    for r in range(reps):
+        s = world.simulate(pages, "uniform", seed=10_000 + r)
+        data = ReplayData.build(world.to_log(s), world.target(choose, s))
+        for k in NAMES:
+            e = estimator(k, groups).estimate(data, n_bootstrap=n_boot, seed=r)
+            out[k][r] = e.value, e.interval[0], e.interval[1]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--pages", type=int, default=2000)
+    ap.add_argument("--slots", type=int, default=6)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--page-effect", type=float, default=1.5)
+    args = ap.parse_args()
+    print(f"{args.reps} seeded logs of {args.pages} pages x {args.slots} titles, uniform logging, "
+          f"{args.bootstrap} bootstrap replicates")
+    print(f"{'page effect':>11} {'target':>10} {'estimator':>13} {'truth':>7} {'mean':>7} "
+          f"{'bias/se':>8} {'spread':>7} {'x snips':>7} {'cover':>6}")
+    t0 = time.perf_counter()
+    for effect in (args.page_effect, 0.0):
+        world = World(seed=41, n_titles=24, n_images=4, n_features=2, n_slots=args.slots,
+                      page_effect=effect)
+        targets = {
+            "same-style": lambda x, titles: np.zeros(titles.shape, dtype=np.int64),
+            "greedy": world.greedy(noise=0.6, seed=2),
+        }
+        for tname, choose in targets.items():
+            truth = world.truth(choose)
+            res = run(world, choose, args.reps, args.pages, args.bootstrap)
+            sd_snips = res["snips"][:, 0].std(ddof=1)
+            for k in NAMES:
+                v, lo, hi = res[k].T
+                sd = v.std(ddof=1)
+                z = (v.mean() - truth) / (sd / np.sqrt(len(v)))
+                cover = np.mean((lo <= truth) & (truth <= hi))
+                print(f"{effect:>11.2f} {tname:>10} {k:>13} {truth:7.4f} {v.mean():7.4f} "
+                      f"{z:8.2f} {sd:7.4f} {sd / sd_snips:7.2f} {cover:6.2f}", flush=True)
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
