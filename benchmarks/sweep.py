@@ -106,7 +106,7 @@ seed = 0
 [data]
 kind = "sim"
 n_days = 10
-schedule_seed = 1
+schedule_seed = {schedule_seed}
 logging = "uniform"
 truth = "all"
 
@@ -115,7 +115,7 @@ n_members = 600
 n_titles = 300
 min_images = 3
 max_images = 10
-seed = 0
+seed = {world_seed}
 
 [policy]
 kind = "oracle"
@@ -144,7 +144,7 @@ def run_sim(root: Path, workers: int) -> None:
     from slate.tune import load_experiment, run_sweep
 
     exp_path = root / "sim-experiment.toml"
-    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers))
+    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=0, schedule_seed=1))
     experiment, base = load_experiment(exp_path)
     t0 = time.perf_counter()
     res = run_sweep(experiment, root / f"sim-{experiment.config_hash()}", base_dir=base,
@@ -197,6 +197,55 @@ def run_sim(root: Path, workers: int) -> None:
           f"(constraint <= 0.10 met: {rec['true_churn'] <= 0.10})")
 
 
+def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
+    """One seeded simulated world: coverage and width of the paired intervals against the
+    deployed truth, and the regret of the recommendation under each rule."""
+    from slate.tune import load_experiment, run_sweep
+
+    exp_path = root / f"sim-world-{world}.toml"
+    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=world, schedule_seed=world + 1)
+                        .replace('name = "bench-sim"', f'name = "bench-sim-w{world}"'))
+    experiment, base = load_experiment(exp_path)
+    res = run_sweep(experiment, root / f"sim-w{world}-{experiment.config_hash()}", base_dir=base, plots=False)
+    truth = res.column("true_take_fraction")
+    logged_truth = float(res.summary["logged"]["true_take_fraction"])
+    lo, hi = res.column("take_fraction_low"), res.column("take_fraction_high")
+    best = int(np.flatnonzero(res.column("diff_best") == 0)[0])
+    d_log = truth - logged_truth
+    d_best = truth - truth[best]
+    others = np.arange(res.n_points) != best
+    cov_log = (res.column("diff_logged_low") <= d_log) & (d_log <= res.column("diff_logged_high"))
+    cov_best = (res.column("diff_best_low") <= d_best) & (d_best <= res.column("diff_best_high"))
+    w_marg = hi - lo
+    feasible = res.column("churn") <= 0.10
+    top = float(truth[feasible].max())
+    out = {
+        "world": world,
+        "cover_logged": float(cov_log.mean()), "cover_best": float(cov_best[others].mean()),
+        "width_marginal": float(w_marg.mean()),
+        "width_logged": float((res.column("diff_logged_high") - res.column("diff_logged_low")).mean()),
+        "width_best": float((res.column("diff_best_high") - res.column("diff_best_low"))[others].mean()),
+        "n_tied": int(res.column("tied_best").sum()),
+    }
+    from slate.tune.config import Constraints
+
+    for rule in ("best_estimate", "lower_bound", "simplest"):
+        rec = res.recommendation(Constraints(max_churn=0.10, allow_unproven=True), rule=rule)
+        out[f"regret_{rule}"] = float("nan") if rec.index is None else 1.0 - float(truth[rec.index]) / top
+    return out
+
+
+def run_paired(root: Path, workers: int, n_worlds: int) -> None:
+    """``--paired N``: the paired-interval bars over ``N`` seeded worlds."""
+    rows = []
+    for world in range(n_worlds):
+        t0 = time.perf_counter()
+        rows.append(paired_world(root, workers, world))
+        print(json.dumps(rows[-1]), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    keys = [k for k in rows[0] if k != "world"]
+    print(f"mean over {n_worlds} worlds:", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}))
+
+
 def _same(a: Path, b: Path) -> bool:
     """The two results tables hold exactly the same values (NaN equal to NaN)."""
     x, y = pq.read_table(a / "results.parquet"), pq.read_table(b / "results.parquet")
@@ -223,6 +272,8 @@ def main() -> None:
     parser.add_argument("--interrupt-after", type=float, default=60.0)
     parser.add_argument("--sim", action="store_true", help="also run the simulator check")
     parser.add_argument("--sim-only", action="store_true", help="only run the simulator check")
+    parser.add_argument("--paired", type=int, default=0, metavar="N",
+                        help="only measure the paired intervals and recommendation regret on N seeded worlds")
     args = parser.parse_args()
 
     from slate.solvers.fast import warm_up
@@ -233,6 +284,9 @@ def main() -> None:
     build_data(root / "data", args.pages)
     print(f"data ready in {time.perf_counter() - t0:.1f} s ({root / 'data'})")
     print(f"numba warm-up (compiles or loads the solver kernels once per machine): {warm_up():.1f} s")
+    if args.paired:
+        run_paired(root, args.workers, args.paired)
+        return
     if args.sim_only:
         run_sim(root, args.workers)
         return

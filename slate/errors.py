@@ -12,6 +12,7 @@ __all__ = [
     "InputFileError",
     "InvalidEmbedInputError",
     "InvalidProblemError",
+    "InvalidRuleError",
     "NoEstimateError",
     "ResourceLimitError",
     "ScorerOutputError",
@@ -104,3 +105,7 @@ class ScorerOutputError(SlateError, ValueError):
 
 class ScorerResolutionError(SlateError, ValueError):
     """A scorer named in a config (``"module:function"`` or a score table) cannot be loaded."""
+
+
+class InvalidRuleError(SlateError, ValueError):
+    """A sweep recommendation rule that is not one of ``slate.tune.paired.RULES``."""
