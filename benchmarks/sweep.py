@@ -226,6 +226,8 @@ def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
         "width_logged": float((res.column("diff_logged_high") - res.column("diff_logged_low")).mean()),
         "width_best": float((res.column("diff_best_high") - res.column("diff_best_low"))[others].mean()),
         "n_tied": int(res.column("tied_best").sum()),
+        "n_front": int(res.column("pareto").sum()),
+        "n_front_paired": int(res.column("front_paired").sum()) if "front_paired" in res.table.column_names else -1,
     }
     from slate.tune.config import Constraints
 

@@ -32,6 +32,7 @@ __all__ = [
     "RULES",
     "InvalidRuleError",
     "PairedComparison",
+    "clear_front_mask",
     "logging_replicates",
     "paired_comparison",
     "selection_bias",
@@ -184,3 +185,46 @@ def paired_comparison(
     winners = idx[np.argmax(sub, axis=0)]
     cols["prob_best"] = np.where(ok, np.bincount(winners, minlength=n)[:n] / B, np.nan)
     return PairedComparison(best, cols, selection_bias(v[idx], R[idx]))
+
+
+def clear_front_mask(
+    reps: FloatArray, diversity: FloatArray, churn: FloatArray, level: float = 0.95,
+    eligible: NDArray[np.bool_] | None = None,
+) -> NDArray[np.bool_]:
+    """Points that no other point *clearly* dominates on paired differences.
+
+    Point ``j`` clearly dominates ``i`` when it is at least as diverse and at most as churny
+    (exact properties of the decisions on the logged pages) and the paired interval of
+    ``take[j] - take[i]`` lies wholly above 0 (its lower ``(1 - level) / 2`` quantile over the
+    replicates ``reps`` (n, B) is positive). A take fraction that the data cannot separate never
+    removes a point from the front. Points not ``eligible`` (default: finite replicates) are
+    neither on the front nor dominate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> page = rng.normal(0, 1, 400)
+    >>> reps = np.stack([page + 0.5, page + 0.49, page + 0.0])     # 0 ~ 1 >> 2
+    >>> clear_front_mask(reps, np.array([0.2, 0.3, 0.1]), np.array([0.1, 0.1, 0.1])).tolist()
+    [True, True, False]
+    """
+    R = np.asarray(reps, dtype=np.float64)
+    d = np.asarray(diversity, dtype=np.float64)
+    c = np.asarray(churn, dtype=np.float64)
+    ok: NDArray[np.bool_] = np.asarray(np.isfinite(R).all(axis=1), dtype=bool)
+    if eligible is not None:
+        ok = ok & np.asarray(eligible, dtype=bool)
+    mask: NDArray[np.bool_] = ok.copy()
+    if R.shape[1] < 2:
+        return mask
+    q = (1.0 - level) / 2
+    for i in np.flatnonzero(ok):
+        cover = ok & (d >= d[i]) & (c <= c[i])
+        cover[i] = False
+        if not cover.any():
+            continue
+        lows = np.quantile(R[cover] - R[i][None, :], q, axis=1)
+        if (lows > 0).any():
+            mask[i] = False
+    return mask

@@ -52,7 +52,7 @@ from slate.tune.config import Constraints, Experiment, InvalidExperimentError, S
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
-from slate.tune.paired import PAIRED_COLUMNS, logging_replicates, paired_comparison
+from slate.tune.paired import PAIRED_COLUMNS, clear_front_mask, logging_replicates, paired_comparison
 from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
 
 __all__ = ["SweepError", "SweepResults", "load_replicates", "load_results", "run_sweep"]
@@ -495,9 +495,14 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write(path, write)
 
 
-def _save_npy(path: Path, array: NDArray[Any]) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+def _save_point_replicates(path: Path, replicates: Any) -> None:
+    reps = np.asarray(replicates, dtype=np.float64)
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, reps, allow_pickle=False)
+
+    _atomic_write(path, write)
 
 
 def _save_block(path: Path, result: BlockResult) -> None:
@@ -772,8 +777,7 @@ def run_sweep(
                 (p.point, (shared_ctx, p, choices[:, setting_of[p.solve_key]])) for p in missing_pts
             ]
             for key, value in ex.run(evaluate_point, eval_tasks):
-                reps = np.asarray(value.pop("replicates"), dtype=np.float64)
-                _atomic_write(work / f"reps-{key:05d}.npy", lambda p, r=reps: _save_npy(p, r))
+                _save_point_replicates(work / f"reps-{key:05d}.npy", value.pop("replicates"))
                 _write_json(work / f"point-{key:05d}.json", value)
                 if bar is not None:
                     bar.update(1)
@@ -921,9 +925,14 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
                                level=experiment.estimator.level, eligible=ok & ~exploded)
         for name in PAIRED_COLUMNS:
             cols[name] = pc.columns[name].tolist()
+        with_reps = np.isfinite(paired[2]).all(axis=1) & (paired[2].shape[1] >= 2)
+        clear = clear_front_mask(paired[2], div, churn, experiment.estimator.level, eligible=ok & with_reps)
+        # without replicates a point keeps its ordinary front mark
+        cols["front_paired"] = np.where(with_reps, clear, front).tolist()
     else:
         for name in PAIRED_COLUMNS:
             cols[name] = [False if name == "tied_best" else float("nan")] * n
+        cols["front_paired"] = front.tolist()
     cols["estimator"] = [experiment.estimator.name] * n
     cols["config_hash"] = [manifest["config_hash"]] * n
     cols["slate_version"] = [manifest["slate_version"]] * n
@@ -931,7 +940,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     types = {
         "point": pa.int64(), "max_changes": pa.int64(), "n_matched": pa.int64(), "seed": pa.int64(),
         "weights_exploded": pa.bool_(), "pareto": pa.bool_(), "near_front": pa.bool_(),
-        "tied_best": pa.bool_(),
+        "tied_best": pa.bool_(), "front_paired": pa.bool_(),
         "estimator": pa.string(), "config_hash": pa.string(), "slate_version": pa.string(),
     }
     arrays = {k: pa.array(v, type=types.get(k, pa.float64())) for k, v in cols.items()}
