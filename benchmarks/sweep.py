@@ -229,12 +229,51 @@ def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
         "n_front": int(res.column("pareto").sum()),
         "n_front_paired": int(res.column("front_paired").sum()) if "front_paired" in res.table.column_names else -1,
     }
+    out.update(_snips_paired(res, experiment, base, truth, logged_truth))
     from slate.tune.config import Constraints
 
     for rule in ("best_estimate", "lower_bound", "simplest"):
         rec = res.recommendation(Constraints(max_churn=0.10, allow_unproven=True), rule=rule)
         out[f"regret_{rule}"] = float("nan") if rec.index is None else 1.0 - float(truth[rec.index]) / top
     return out
+
+
+def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float]:
+    """The same points' stored decisions re-estimated with per-title SNIPS, paired the same way."""
+    from slate.replay import ReplayData, get_estimator
+    from slate.tune.data import prepare
+    from slate.tune.paired import logging_replicates, paired_comparison
+    from slate.tune.sweep import target_distribution
+
+    prep = prepare(experiment, base)
+    keys = list(dict.fromkeys(p.solve_key for p in experiment.points()))
+    choices = np.full((prep.log.n_rows, len(keys)), -1, dtype=np.int64)
+    for f in sorted((res.path / "work").glob("solve-*.npz")):
+        with np.load(f) as z:
+            choices[z["rows"]] = z["choices"]
+    values, reps = [], []
+    for p in experiment.points():
+        target = target_distribution(prep.log, choices[:, keys.index(p.solve_key)], p.exploration, "point")
+        est, r = get_estimator("snips").estimate_with_replicates(
+            ReplayData.build(prep.log, target), n_bootstrap=1000, seed=experiment.seed)
+        values.append(est.value)
+        reps.append(r)
+    v, R = np.asarray(values), np.asarray(reps)
+    lv, lr = logging_replicates(prep.log, 1000, experiment.seed)
+    pc = paired_comparison(v, R, lv, lr)
+    c = pc.columns
+    best = int(pc.best)
+    others = np.arange(len(v)) != best
+    d_log, d_best = truth - logged_truth, truth - truth[best]
+    marg = np.quantile(R, [0.025, 0.975], axis=1)
+    return {
+        "snips_cover_logged": float(((c["diff_logged_low"] <= d_log) & (d_log <= c["diff_logged_high"])).mean()),
+        "snips_cover_best": float(((c["diff_best_low"] <= d_best) & (d_best <= c["diff_best_high"]))[others].mean()),
+        "snips_width_marginal": float(np.mean(marg[1] - marg[0])),
+        "snips_width_logged": float(np.mean(c["diff_logged_high"] - c["diff_logged_low"])),
+        "snips_width_best": float(np.mean((c["diff_best_high"] - c["diff_best_low"])[others])),
+        "snips_regret_best_estimate": 1.0 - float(truth[best]) / float(truth.max()),
+    }
 
 
 def run_paired(root: Path, workers: int, n_worlds: int) -> None:

@@ -921,8 +921,11 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     n = len(rows)
     exploded = np.asarray(cols["weights_exploded"], dtype=bool)
     if paired is not None:
+        # "the best" is the best point with trustworthy weights, or the best of all points when
+        # every point's weights exploded (e.g. neighbourhood estimators on wide pages)
+        eligible = ok & ~exploded if (ok & ~exploded).any() else ok
         pc = paired_comparison(take, paired[2], paired[0], paired[1],
-                               level=experiment.estimator.level, eligible=ok & ~exploded)
+                               level=experiment.estimator.level, eligible=eligible)
         for name in PAIRED_COLUMNS:
             cols[name] = pc.columns[name].tolist()
         with_reps = np.isfinite(paired[2]).all(axis=1) & (paired[2].shape[1] >= 2)
