@@ -276,6 +276,34 @@ def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float
     }
 
 
+def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[str, float]:
+    """Optuna search of ``n_trials`` settings on one world (its grid sweep must have run): page
+    solves and the deployed regret of its recommendation against the grid's best feasible point."""
+    from slate.tune import load_experiment, load_results
+    from slate.tune.adaptive import adaptive_search
+    from slate.tune.data import prepare
+    from slate.tune.simpolicy import true_value
+    from slate.tune.sweep import _solver_config
+
+    experiment, base = load_experiment(root / f"sim-world-{world}.toml")
+    grid = load_results(root / f"sim-w{world}-{experiment.config_hash()}")
+    res = adaptive_search(experiment, root / f"adaptive-w{world}-{n_trials}", n_trials, base_dir=base)
+    truth = grid.column("true_take_fraction")
+    top = float(truth[grid.column("churn") <= 0.10].max())
+    rec = res.recommendation
+    out: dict[str, float] = {"world": world, "trials": n_trials, "page_solves": res.n_page_solves,
+                             "grid_page_solves": int(grid.summary["timing"]["n_solves"])}
+    if rec.index is None:
+        return {**out, "regret": float("nan")}
+    row = res.trials[rec.index]
+    prep = prepare(experiment, base)
+    assert prep.sim is not None
+    value = true_value(prep.sim, (row["w_diversity"], row["w_churn"], None), 0.0, _solver_config(experiment, prep))
+    return {**out, "w_diversity": row["w_diversity"], "w_churn": row["w_churn"],
+            "true_take_fraction": value["true_take_fraction"], "true_churn": value["true_churn"],
+            "regret": 1.0 - value["true_take_fraction"] / top}
+
+
 def run_paired(root: Path, workers: int, n_worlds: int) -> None:
     """``--paired N``: the paired-interval bars over ``N`` seeded worlds."""
     rows = []
@@ -315,6 +343,9 @@ def main() -> None:
     parser.add_argument("--sim-only", action="store_true", help="only run the simulator check")
     parser.add_argument("--paired", type=int, default=0, metavar="N",
                         help="only measure the paired intervals and recommendation regret on N seeded worlds")
+    parser.add_argument("--adaptive", type=int, default=0, metavar="N",
+                        help="only run the Optuna search on the first N worlds of --paired (run that first)")
+    parser.add_argument("--trials", type=int, default=8, help="trials of the adaptive search")
     args = parser.parse_args()
 
     from slate.solvers.fast import warm_up
@@ -325,6 +356,12 @@ def main() -> None:
     build_data(root / "data", args.pages)
     print(f"data ready in {time.perf_counter() - t0:.1f} s ({root / 'data'})")
     print(f"numba warm-up (compiles or loads the solver kernels once per machine): {warm_up():.1f} s")
+    if args.adaptive:
+        for world in range(args.adaptive):
+            t0 = time.perf_counter()
+            print(json.dumps(adaptive_world(root, args.workers, world, args.trials)),
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        return
     if args.paired:
         run_paired(root, args.workers, args.paired)
         return
