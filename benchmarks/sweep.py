@@ -290,7 +290,13 @@ def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[
     res = adaptive_search(experiment, root / f"adaptive-w{world}-{n_trials}", n_trials, base_dir=base)
     truth = grid.column("true_take_fraction")
     top = float(truth[grid.column("churn") <= 0.10].max())
-    rec = res.recommendation
+    from slate.tune import recommend
+    from slate.tune.config import Constraints
+
+    # as for the grid's regret: exploded weights (every point, with this estimator) allowed
+    names = ("take_fraction", "diversity", "churn", "w_diversity", "w_churn")
+    rec = recommend({k: [t[k] for t in res.trials] for k in names},
+                    Constraints(max_churn=0.10, allow_unproven=True), replicates=res.replicates)
     out: dict[str, float] = {"world": world, "trials": n_trials, "page_solves": res.n_page_solves,
                              "grid_page_solves": int(grid.summary["timing"]["n_solves"])}
     if rec.index is None:
