@@ -106,7 +106,7 @@ seed = 0
 [data]
 kind = "sim"
 n_days = 10
-schedule_seed = 1
+schedule_seed = {schedule_seed}
 logging = "uniform"
 truth = "all"
 
@@ -115,7 +115,7 @@ n_members = 600
 n_titles = 300
 min_images = 3
 max_images = 10
-seed = 0
+seed = {world_seed}
 
 [policy]
 kind = "oracle"
@@ -144,7 +144,7 @@ def run_sim(root: Path, workers: int) -> None:
     from slate.tune import load_experiment, run_sweep
 
     exp_path = root / "sim-experiment.toml"
-    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers))
+    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=0, schedule_seed=1))
     experiment, base = load_experiment(exp_path)
     t0 = time.perf_counter()
     res = run_sweep(experiment, root / f"sim-{experiment.config_hash()}", base_dir=base,
@@ -197,6 +197,130 @@ def run_sim(root: Path, workers: int) -> None:
           f"(constraint <= 0.10 met: {rec['true_churn'] <= 0.10})")
 
 
+def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
+    """One seeded simulated world: coverage and width of the paired intervals against the
+    deployed truth, and the regret of the recommendation under each rule."""
+    from slate.tune import load_experiment, run_sweep
+
+    exp_path = root / f"sim-world-{world}.toml"
+    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=world, schedule_seed=world + 1)
+                        .replace('name = "bench-sim"', f'name = "bench-sim-w{world}"'))
+    experiment, base = load_experiment(exp_path)
+    res = run_sweep(experiment, root / f"sim-w{world}-{experiment.config_hash()}", base_dir=base, plots=False)
+    truth = res.column("true_take_fraction")
+    logged_truth = float(res.summary["logged"]["true_take_fraction"])
+    lo, hi = res.column("take_fraction_low"), res.column("take_fraction_high")
+    best = int(np.flatnonzero(res.column("diff_best") == 0)[0])
+    d_log = truth - logged_truth
+    d_best = truth - truth[best]
+    others = np.arange(res.n_points) != best
+    cov_log = (res.column("diff_logged_low") <= d_log) & (d_log <= res.column("diff_logged_high"))
+    cov_best = (res.column("diff_best_low") <= d_best) & (d_best <= res.column("diff_best_high"))
+    w_marg = hi - lo
+    feasible = res.column("churn") <= 0.10
+    top = float(truth[feasible].max())
+    out = {
+        "world": world,
+        "cover_logged": float(cov_log.mean()), "cover_best": float(cov_best[others].mean()),
+        "width_marginal": float(w_marg.mean()),
+        "width_logged": float((res.column("diff_logged_high") - res.column("diff_logged_low")).mean()),
+        "width_best": float((res.column("diff_best_high") - res.column("diff_best_low"))[others].mean()),
+        "n_tied": int(res.column("tied_best").sum()),
+        "n_front": int(res.column("pareto").sum()),
+        "n_front_paired": int(res.column("front_paired").sum()) if "front_paired" in res.table.column_names else -1,
+    }
+    out.update(_snips_paired(res, experiment, base, truth, logged_truth))
+    from slate.tune.config import Constraints
+
+    for rule in ("best_estimate", "lower_bound", "simplest"):
+        rec = res.recommendation(Constraints(max_churn=0.10, allow_unproven=True), rule=rule)
+        out[f"regret_{rule}"] = float("nan") if rec.index is None else 1.0 - float(truth[rec.index]) / top
+    return out
+
+
+def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float]:
+    """The same points' stored decisions re-estimated with per-title SNIPS, paired the same way."""
+    from slate.replay import ReplayData, get_estimator
+    from slate.tune.data import prepare
+    from slate.tune.paired import logging_replicates, paired_comparison
+    from slate.tune.sweep import target_distribution
+
+    prep = prepare(experiment, base)
+    keys = list(dict.fromkeys(p.solve_key for p in experiment.points()))
+    choices = np.full((prep.log.n_rows, len(keys)), -1, dtype=np.int64)
+    for f in sorted((res.path / "work").glob("solve-*.npz")):
+        with np.load(f) as z:
+            choices[z["rows"]] = z["choices"]
+    values, reps = [], []
+    for p in experiment.points():
+        target = target_distribution(prep.log, choices[:, keys.index(p.solve_key)], p.exploration, "point")
+        est, r = get_estimator("snips").estimate_with_replicates(
+            ReplayData.build(prep.log, target), n_bootstrap=1000, seed=experiment.seed)
+        values.append(est.value)
+        reps.append(r)
+    v, R = np.asarray(values), np.asarray(reps)
+    lv, lr = logging_replicates(prep.log, 1000, experiment.seed)
+    pc = paired_comparison(v, R, lv, lr)
+    c = pc.columns
+    best = int(pc.best)
+    others = np.arange(len(v)) != best
+    d_log, d_best = truth - logged_truth, truth - truth[best]
+    marg = np.quantile(R, [0.025, 0.975], axis=1)
+    return {
+        "snips_cover_logged": float(((c["diff_logged_low"] <= d_log) & (d_log <= c["diff_logged_high"])).mean()),
+        "snips_cover_best": float(((c["diff_best_low"] <= d_best) & (d_best <= c["diff_best_high"]))[others].mean()),
+        "snips_width_marginal": float(np.mean(marg[1] - marg[0])),
+        "snips_width_logged": float(np.mean(c["diff_logged_high"] - c["diff_logged_low"])),
+        "snips_width_best": float(np.mean((c["diff_best_high"] - c["diff_best_low"])[others])),
+        "snips_regret_best_estimate": 1.0 - float(truth[best]) / float(truth.max()),
+    }
+
+
+def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[str, float]:
+    """Optuna search of ``n_trials`` settings on one world (its grid sweep must have run): page
+    solves and the deployed regret of its recommendation against the grid's best feasible point."""
+    from slate.tune import load_experiment, load_results
+    from slate.tune.adaptive import adaptive_search
+    from slate.tune.data import prepare
+    from slate.tune.simpolicy import true_value
+    from slate.tune.sweep import _solver_config
+
+    experiment, base = load_experiment(root / f"sim-world-{world}.toml")
+    grid = load_results(root / f"sim-w{world}-{experiment.config_hash()}")
+    res = adaptive_search(experiment, root / f"adaptive-w{world}-{n_trials}", n_trials, base_dir=base)
+    truth = grid.column("true_take_fraction")
+    top = float(truth[grid.column("churn") <= 0.10].max())
+    from slate.tune import recommend
+    from slate.tune.config import Constraints
+
+    # as for the grid's regret: exploded weights (every point, with this estimator) allowed
+    names = ("take_fraction", "diversity", "churn", "w_diversity", "w_churn")
+    rec = recommend({k: [t[k] for t in res.trials] for k in names},
+                    Constraints(max_churn=0.10, allow_unproven=True), replicates=res.replicates)
+    out: dict[str, float] = {"world": world, "trials": n_trials, "page_solves": res.n_page_solves,
+                             "grid_page_solves": int(grid.summary["timing"]["n_solves"])}
+    if rec.index is None:
+        return {**out, "regret": float("nan")}
+    row = res.trials[rec.index]
+    prep = prepare(experiment, base)
+    assert prep.sim is not None
+    value = true_value(prep.sim, (row["w_diversity"], row["w_churn"], None), 0.0, _solver_config(experiment, prep))
+    return {**out, "w_diversity": row["w_diversity"], "w_churn": row["w_churn"],
+            "true_take_fraction": value["true_take_fraction"], "true_churn": value["true_churn"],
+            "regret": 1.0 - value["true_take_fraction"] / top}
+
+
+def run_paired(root: Path, workers: int, n_worlds: int) -> None:
+    """``--paired N``: the paired-interval bars over ``N`` seeded worlds."""
+    rows = []
+    for world in range(n_worlds):
+        t0 = time.perf_counter()
+        rows.append(paired_world(root, workers, world))
+        print(json.dumps(rows[-1]), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    keys = [k for k in rows[0] if k != "world"]
+    print(f"mean over {n_worlds} worlds:", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}))
+
+
 def _same(a: Path, b: Path) -> bool:
     """The two results tables hold exactly the same values (NaN equal to NaN)."""
     x, y = pq.read_table(a / "results.parquet"), pq.read_table(b / "results.parquet")
@@ -223,6 +347,11 @@ def main() -> None:
     parser.add_argument("--interrupt-after", type=float, default=60.0)
     parser.add_argument("--sim", action="store_true", help="also run the simulator check")
     parser.add_argument("--sim-only", action="store_true", help="only run the simulator check")
+    parser.add_argument("--paired", type=int, default=0, metavar="N",
+                        help="only measure the paired intervals and recommendation regret on N seeded worlds")
+    parser.add_argument("--adaptive", type=int, default=0, metavar="N",
+                        help="only run the Optuna search on the first N worlds of --paired (run that first)")
+    parser.add_argument("--trials", type=int, default=8, help="trials of the adaptive search")
     args = parser.parse_args()
 
     from slate.solvers.fast import warm_up
@@ -233,6 +362,15 @@ def main() -> None:
     build_data(root / "data", args.pages)
     print(f"data ready in {time.perf_counter() - t0:.1f} s ({root / 'data'})")
     print(f"numba warm-up (compiles or loads the solver kernels once per machine): {warm_up():.1f} s")
+    if args.adaptive:
+        for world in range(args.adaptive):
+            t0 = time.perf_counter()
+            print(json.dumps(adaptive_world(root, args.workers, world, args.trials)),
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        return
+    if args.paired:
+        run_paired(root, args.workers, args.paired)
+        return
     if args.sim_only:
         run_sim(root, args.workers)
         return

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidProblemError",
     "InvalidReplayInputError",
     "InvalidRequestError",
+    "InvalidRuleError",
     "NoEstimateError",
     "ResourceLimitError",
     "ScorerOutputError",
@@ -172,3 +173,7 @@ class ScorerOutputError(SlateError, ValueError):
 
 class ScorerResolutionError(SlateError, ValueError):
     """A scorer named in a config (``"module:function"`` or a score table) cannot be loaded."""
+
+
+class InvalidRuleError(SlateError, ValueError):
+    """A sweep recommendation rule that is not one of ``slate.tune.paired.RULES``."""

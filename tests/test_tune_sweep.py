@@ -255,7 +255,7 @@ def test_plots_are_written_and_not_empty(sim_run):
 def test_report_is_self_contained(sim_run, tmp_path):
     md, page = write_report(load_results(sim_run.path), tmp_path / "report")
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5  # with the paired-differences plot
     assert sim_run.experiment.config_hash() in html and "Recommended setting" in html
     text = md.read_text()
     assert "## Pareto front" in text and "](plots/front.png)" in text
@@ -375,3 +375,43 @@ def test_missing_embedding_is_a_clear_error(log_files, tmp_path):
     })
     with pytest.raises(InvalidExperimentError, match=r"must have an embedding for every image of the log; got none for \d+"):
         run_sweep(exp, tmp_path / "out")
+
+
+# ---------------------------------------------------------------------- paired comparisons
+def test_paired_columns_use_the_same_replicates_as_the_estimates(sim_run):
+    from slate.tune import load_replicates
+
+    reps, logged = load_replicates(sim_run.path)
+    B = sim_run.experiment.estimator.n_bootstrap
+    assert reps.shape == (sim_run.n_points, B) and logged.shape == (B,)
+    # every point's stored replicates give its own marginal interval back
+    q = np.quantile(reps, [0.025, 0.975], axis=1)
+    assert np.allclose(q[0], sim_run.column("take_fraction_low"))
+    assert np.allclose(q[1], sim_run.column("take_fraction_high"))
+    take = sim_run.column("take_fraction")
+    diff = sim_run.column("diff_logged")
+    assert np.allclose(diff, take - sim_run.summary["logged"]["take_fraction"])
+    best = int(np.argmax(np.where(sim_run.column("weights_exploded"), -np.inf, take)))
+    assert sim_run.column("diff_best")[best] == 0 and sim_run.column("tied_best")[best]
+    lo, hi = np.quantile(reps - reps[best], [0.025, 0.975], axis=1)
+    others = np.arange(sim_run.n_points) != best
+    assert np.allclose(sim_run.column("diff_best_low")[others], lo[others])
+    assert np.allclose(sim_run.column("diff_best_high")[others], hi[others])
+    assert np.nansum(sim_run.column("prob_best")) == pytest.approx(1.0)
+    paired = sim_run.summary["paired"]
+    assert paired["rule"] == "best_estimate" and "selection_bias" in paired
+
+
+def test_paired_front_keeps_every_classic_front_point_and_the_report_says_so(sim_run, tmp_path):
+    from slate.tune import load_replicates
+    from slate.tune.paired import clear_front_mask
+
+    front = sim_run.column("pareto").astype(bool)
+    clear = sim_run.column("front_paired").astype(bool)
+    assert (clear | ~front).all()        # a front point is never clearly dominated
+    reps, _ = load_replicates(sim_run.path)
+    assert np.array_equal(clear, clear_front_mask(reps, sim_run.column("diversity"), sim_run.column("churn")))
+    md, _ = write_report(sim_run, tmp_path / "rep")
+    text = md.read_text()
+    assert "not clearly dominated on paired differences" in text
+    assert (tmp_path / "rep" / "plots" / "paired.png").stat().st_size > 1000

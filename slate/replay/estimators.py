@@ -561,13 +561,26 @@ class BaseEstimator:
         level: float = 0.95,
     ) -> Estimate:
         """Value, cluster-robust standard error, seeded bootstrap interval and diagnostics."""
+        return self.estimate_with_replicates(
+            data, n_bootstrap=n_bootstrap, seed=seed, level=level
+        )[0]
+
+    def estimate_with_replicates(
+        self, data: ReplayData, *, n_bootstrap: int = 1000, seed: int | None = 0,
+        level: float = 0.95,
+    ) -> tuple[Estimate, NDArray[np.float64]]:
+        """:meth:`estimate` and its ``(n_bootstrap,)`` bootstrap replicates.
+
+        The resampled clusters of replicate ``b`` depend only on ``seed`` and the number of
+        clusters, so two targets estimated on the same log with the same seed are resampled
+        identically: the difference of their replicates is a paired bootstrap of the difference
+        (:mod:`slate.tune.paired`).
+        """
         _check_options(n_bootstrap, level)
         c = self.contributions(data, seed)
         total_v = float(c.V.sum())
         value = float(c.U.sum()) / total_v if total_v != 0 else float("nan")
-        boot_seed = (
-            None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
-        )
+        boot_seed = bootstrap_seed(seed)
         linear = self.model_terms(data) if data.reward_model is not None else None
         if linear is not None and data.model_fit is not None:
             terms = LinearModelTerms.build(data, *linear, clusters=data.fit_page_cluster)
@@ -603,7 +616,7 @@ class BaseEstimator:
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
             assumption=self.assumption,
-        ), weighted=c.weights is not None)
+        ), weighted=c.weights is not None), reps
 
     def per_title(
         self, data: ReplayData, *, seed: int | None = 0, level: float = 0.95
@@ -762,6 +775,11 @@ class DoublyRobust(BaseEstimator):
         coef = np.array(probs, dtype=np.float64, copy=True)
         coef[np.arange(data.n_rows), data.log.shown] -= w
         return w * data.reward, np.ones(data.n_rows), coef
+
+
+def bootstrap_seed(seed: int | None) -> int | None:
+    """The seed of the cluster bootstrap of an estimate made with ``seed`` (None: unseeded)."""
+    return None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
 
 
 def seed_key(seed: int | None, stream: int) -> int:

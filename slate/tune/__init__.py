@@ -21,15 +21,17 @@ from slate.tune.config import (
     experiment_from_dict,
     load_experiment,
 )
+from slate.tune.paired import PairedComparison, paired_comparison
 from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
 from slate.tune.plots import draw_all
 from slate.tune.report import write_report
-from slate.tune.sweep import SweepError, SweepResults, load_results, run_sweep
+from slate.tune.sweep import SweepError, SweepResults, load_replicates, load_results, run_sweep
 
 __all__ = [
     "Constraints",
     "Experiment",
     "InvalidExperimentError",
+    "PairedComparison",
     "Recommendation",
     "SweepError",
     "SweepPoint",
@@ -37,8 +39,10 @@ __all__ = [
     "draw_all",
     "experiment_from_dict",
     "load_experiment",
+    "load_replicates",
     "load_results",
     "near_front_mask",
+    "paired_comparison",
     "pareto_mask",
     "recommend",
     "run_sweep",

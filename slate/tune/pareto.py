@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.tune.config import Constraints
+from slate.tune.paired import RULES, InvalidRuleError, paired_comparison
 
 __all__ = ["Recommendation", "near_front_mask", "pareto_mask", "recommend"]
 
@@ -116,11 +117,25 @@ class Recommendation:
     n_feasible : int
         Points meeting the constraints.
     reason : str
+    rule : {"best_estimate", "lower_bound", "simplest"}
+        How the point was chosen among the eligible ones.
+    tied : tuple of int
+        Eligible rows that cannot be told apart from the best eligible one (its paired
+        interval against them includes 0), the best included; empty without replicates.
+    prob_best : float
+        Bootstrap probability that the chosen point is the best eligible one.
+    selection_bias : float
+        Bootstrap optimism of the best eligible estimate (subtract it from the chosen point's
+        estimate when the chosen point is the best one, see :mod:`slate.tune.paired`).
     """
 
     index: int | None
     n_feasible: int
     reason: str
+    rule: str = "best_estimate"
+    tied: tuple[int, ...] = ()
+    prob_best: float = float("nan")
+    selection_bias: float = float("nan")
 
 
 def recommend(
@@ -128,6 +143,8 @@ def recommend(
     constraints: Constraints | None = None,
     *,
     baseline: float | None = None,
+    rule: str = "best_estimate",
+    replicates: ArrayLike | None = None,
 ) -> Recommendation:
     """The point with the best estimated take fraction among those meeting the constraints.
 
@@ -139,7 +156,15 @@ def recommend(
     weights exploded is not recommended; when it has ``take_fraction_low`` and a ``baseline``
     (the logging policy's take fraction) is given, a point whose interval does not lie above the
     baseline is not recommended: "no point beats what you run now" is then the answer. Set
-    ``Constraints(allow_unproven=True)`` to recommend the best point anyway.
+    ``Constraints(allow_unproven=True)`` to recommend the best point anyway. With
+    ``diff_logged_low`` (the paired lower bound of the difference to the logging policy,
+    :mod:`slate.tune.paired`) that bound must be above 0 instead.
+
+    **Rule.** ``"best_estimate"`` takes the best estimate; ``"lower_bound"`` the best paired
+    lower bound against the logging policy (``diff_logged_low``, else ``take_fraction_low``);
+    ``"simplest"`` the point with the fewest non-zero weights, then the smallest
+    ``w_diversity + w_churn``, among those that ``replicates`` (n_points, B; paired bootstrap
+    replicates) cannot tell apart from the best eligible estimate.
 
     Examples
     --------
@@ -149,6 +174,8 @@ def recommend(
     >>> recommend(cols, Constraints(max_churn=0.1)).index
     1
     """
+    if rule not in RULES:
+        raise InvalidRuleError(f"The 'rule' parameter must be one of {', '.join(RULES)}; got {rule!r}.")
     cons = constraints or Constraints()
     t, d, c = _columns(columns["take_fraction"], columns["diversity"], columns["churn"])
     ok = np.ones(len(t), dtype=bool)
@@ -165,7 +192,7 @@ def recommend(
     where = " and ".join(parts) if parts else "no constraints"
     n_ok = int(ok.sum())
     if n_ok == 0:
-        return Recommendation(None, 0, f"no point meets {where}")
+        return Recommendation(None, 0, f"no point meets {where}", rule=rule)
     if not cons.allow_unproven:
         proven = ok.copy()
         dropped = []
@@ -174,7 +201,14 @@ def recommend(
             if (ok & exploded).any():
                 dropped.append(f"{int((ok & exploded).sum())} with exploded weights")
             proven &= ~exploded
-        if baseline is not None and "take_fraction_low" in columns:
+        paired_low = _paired_low(columns)
+        if paired_low is not None:
+            unproven = proven & ~(paired_low > 0)
+            if unproven.any():
+                dropped.append(f"{int(unproven.sum())} whose paired interval against the logging "
+                               "policy does not lie above 0")
+            proven &= paired_low > 0
+        elif baseline is not None and "take_fraction_low" in columns:
             low = np.asarray(columns["take_fraction_low"], dtype=np.float64)
             unproven = proven & ~(low > baseline)
             if unproven.any():
@@ -185,7 +219,7 @@ def recommend(
             return Recommendation(
                 None, n_ok,
                 f"no point beats what you run now: of the {n_ok} points meeting {where}, "
-                f"{'; '.join(dropped)} (allow_unproven to recommend one anyway)")
+                f"{'; '.join(dropped)} (allow_unproven to recommend one anyway)", rule=rule)
         ok = proven
         n_ok = int(ok.sum())
         if dropped:
@@ -193,6 +227,51 @@ def recommend(
     idx = np.flatnonzero(ok)
     order = np.lexsort((idx, c[idx], -d[idx], -t[idx]))
     best = int(idx[order[0]])
+    tied: tuple[int, ...] = ()
+    prob = bias = float("nan")
+    R = None if replicates is None else np.asarray(replicates, dtype=np.float64).reshape(len(t), -1)
+    if R is not None and R.shape[1] and np.isfinite(R[idx]).all():
+        pc = paired_comparison(t, R, 0.0, np.zeros(R.shape[1]), eligible=ok)
+        tied = tuple(int(i) for i in np.flatnonzero(pc.columns["tied_best"]))
+        prob_col, bias = pc.columns["prob_best"], pc.selection_bias
+    else:
+        prob_col = None
+    chosen, how = _apply_rule(rule, columns, best, idx, t, tied)
+    if prob_col is not None:
+        prob = float(prob_col[chosen])
+    ties = (f"; {len(tied)} of them cannot be told apart from the best on paired differences"
+            if tied else "")
     return Recommendation(
-        best, n_ok, f"best estimated take fraction among the {n_ok} points meeting {where}"
+        chosen, n_ok, f"{how} among the {n_ok} points meeting {where}{ties}",
+        rule=rule, tied=tied, prob_best=prob, selection_bias=bias,
     )
+
+
+def _paired_low(columns: Mapping[str, ArrayLike]) -> NDArray[np.float64] | None:
+    if "diff_logged_low" not in columns:
+        return None
+    low = np.asarray(columns["diff_logged_low"], dtype=np.float64)
+    return low if np.isfinite(low).all() else None
+
+
+def _apply_rule(rule: str, columns: Mapping[str, ArrayLike], best: int, idx: NDArray[np.int64],
+                t: NDArray[np.float64], tied: tuple[int, ...]) -> tuple[int, str]:
+    """The chosen row and a phrase saying how."""
+    if rule == "lower_bound":
+        low = _paired_low(columns)
+        name = "paired lower bound against the logging policy"
+        if low is None and "take_fraction_low" in columns:
+            low, name = np.asarray(columns["take_fraction_low"], dtype=np.float64), "lower bound"
+        if low is None:
+            return best, "best estimated take fraction (no lower bounds)"
+        return int(idx[np.lexsort((idx, -t[idx], -low[idx]))[0]]), f"rule lower_bound: best {name}"
+    if rule == "simplest":
+        if not tied or "w_diversity" not in columns or "w_churn" not in columns:
+            return best, "best estimated take fraction (no paired replicates to find ties)"
+        cand = np.asarray(tied, dtype=np.int64)
+        wd = np.asarray(columns["w_diversity"], dtype=np.float64)[cand]
+        wc = np.asarray(columns["w_churn"], dtype=np.float64)[cand]
+        nonzero = (wd != 0).astype(int) + (wc != 0).astype(int)
+        pick = int(cand[np.lexsort((cand, -t[cand], wd + wc, nonzero))[0]])
+        return pick, "rule simplest: smallest weights among the points tied with the best"
+    return best, "best estimated take fraction"

@@ -4,6 +4,8 @@
   weight, one line per setting of the other weights (and the simulator's truth when known);
 * :func:`plot_front` -- take fraction against diversity, coloured by churn, the Pareto front
   outlined, points near the front hollow, the recommended point starred;
+* :func:`plot_paired` -- every point's paired difference against the logging policy and
+  against the best point, with the marginal interval beside it for scale;
 * :func:`plot_page` -- one page as a grid of tiles coloured by image style, before and after
   diversification;
 * :func:`plot_sessions` -- one member's images across sessions, before and after the stability
@@ -24,7 +26,7 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from slate.tune.sweep import SweepResults
 
-__all__ = ["draw_all", "plot_front", "plot_page", "plot_sessions", "plot_take_vs_weight"]
+__all__ = ["draw_all", "plot_front", "plot_page", "plot_paired", "plot_sessions", "plot_take_vs_weight"]
 
 _FORMATS = ("png", "svg")
 
@@ -95,8 +97,9 @@ def plot_front(results: SweepResults, stem: Path, recommended: int | None = None
     lo, hi = results.column("take_fraction_low"), results.column("take_fraction_high")
     div = results.column("diversity")
     churn = results.column("churn")
-    front = results.column("pareto").astype(bool)
-    near = results.column("near_front").astype(bool)
+    paired = "front_paired" in results.table.column_names
+    front = results.column("front_paired" if paired else "pareto").astype(bool)
+    near = results.column("near_front").astype(bool) & ~front
     rec = results.recommended() if recommended is None else recommended
     fig = _figure(7.5, 5.0)
     ax = fig.add_subplot()
@@ -110,7 +113,13 @@ def plot_front(results: SweepResults, stem: Path, recommended: int | None = None
     ax.scatter(div[near], take[near], facecolors="none", edgecolors=_cmap_colours(churn[near], vmin, vmax),
                s=40, lw=1.4, zorder=3, label="near the front (intervals overlap)")
     ax.scatter(div[front], take[front], c=churn[front], cmap="viridis", vmin=vmin, vmax=vmax, s=55,
-               edgecolors="black", lw=1.0, zorder=4, label="Pareto front")
+               edgecolors="black", lw=1.0, zorder=4,
+               label="not clearly dominated (paired differences)" if paired else "Pareto front")
+    cons = results.experiment.constraints
+    if cons.max_churn is not None and (churn > cons.max_churn).any():
+        out = churn > cons.max_churn
+        ax.scatter(div[out], take[out], marker="x", c="0.35", s=30, lw=1.0, zorder=5,
+                   label=f"breaks churn <= {cons.max_churn:g}")
     if front.any():
         f = np.flatnonzero(front)
         f = f[np.argsort(div[f])]
@@ -121,11 +130,43 @@ def plot_front(results: SweepResults, stem: Path, recommended: int | None = None
     fig.colorbar(sc, ax=ax, label="churn (share of titles whose image changed)")
     ax.set_xlabel("page diversity (1 - layout-weighted neighbour similarity)")
     ax.set_ylabel("take fraction (replay estimate)")
-    cons = results.experiment.constraints
     note = f", churn <= {cons.max_churn:g}" if cons.max_churn is not None else ""
     ax.set_title(f"Pareto front: take fraction up, diversity up, churn down{note}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    return _save(fig, stem)
+
+
+def plot_paired(results: SweepResults, stem: Path) -> list[Path]:
+    """Paired differences (vs the logging policy, vs the best point), points by estimate."""
+    take = results.column("take_fraction")
+    order = np.argsort(-np.where(np.isnan(take), -np.inf, take))
+    pts = results.column("point")[order]
+    x = np.arange(len(order))
+    lo, hi = results.column("take_fraction_low")[order], results.column("take_fraction_high")[order]
+    tied = results.column("tied_best").astype(bool)[order]
+    fig = _figure(9.0, 4.6)
+    panels = (("diff_logged", "against the logging policy"), ("diff_best", "against the best point"))
+    for k, (name, what) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, k + 1)
+        d = results.column(name)[order]
+        dl, dh = results.column(f"{name}_low")[order], results.column(f"{name}_high")[order]
+        t = take[order]
+        ax.errorbar(x - 0.15, d, yerr=np.vstack([t - lo, hi - t]), fmt="none", ecolor="0.8", lw=3,
+                    label="marginal interval (for scale)")
+        colour = np.where(tied, "crimson", "0.2") if name == "diff_best" else np.full(len(x), "0.2")
+        for c in np.unique(colour):
+            sel = colour == c
+            lab = ("cannot be told from the best" if c == "crimson" else "paired interval")
+            ax.errorbar(x[sel] + 0.15, d[sel], yerr=np.vstack([d[sel] - dl[sel], dh[sel] - d[sel]]), fmt="o",
+                        ms=3, capsize=2, lw=1.2, color=str(c), label=lab)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(x, [str(int(p)) for p in pts], fontsize=6, rotation=90)
+        ax.set_xlabel("point (best estimate first)")
+        ax.set_ylabel("difference in take fraction")
+        ax.set_title(f"Paired difference {what}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     return _save(fig, stem)
 
 
@@ -287,6 +328,8 @@ def draw_all(results: SweepResults, folder: Path | None = None) -> list[Path]:
     paths = []
     paths += plot_take_vs_weight(results, out / "take_vs_diversity_weight")
     paths += plot_front(results, out / "front")
+    if "diff_logged_low" in results.table.column_names and np.isfinite(results.column("diff_logged_low")).any():
+        paths += plot_paired(results, out / "paired")
     paths += plot_page(results, out / "page_before_after")
     paths += plot_sessions(results, out / "sessions_before_after")
     return paths

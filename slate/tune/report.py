@@ -28,9 +28,12 @@ _FRONT_COLUMNS = (
     "point", "w_diversity", "w_churn", "max_changes", "exploration", "take_fraction",
     "take_fraction_low", "take_fraction_high", "diversity", "churn",
 )
+_PAIRED = ("diff_logged", "diff_logged_low", "diff_logged_high", "diff_best", "diff_best_low",
+           "diff_best_high", "prob_best", "tied_best")
 _TRUTH = ("true_take_fraction", "true_take_fraction_logged", "true_diversity", "true_churn")
 _PLOTS = (
     ("front", "Pareto front: take fraction vs diversity, coloured by churn"),
+    ("paired", "Paired differences against the logging policy and the best point (same bootstrap replicates)"),
     ("take_vs_diversity_weight", "Take fraction vs diversity weight (replay intervals)"),
     ("page_before_after", "One page before and after diversification (tiles coloured by image style)"),
     ("sessions_before_after", "One member across sessions before and after the stability terms"),
@@ -64,6 +67,7 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     has_truth = bool(np.isfinite(results.column("true_take_fraction")).any())
     cols = list(_FRONT_COLUMNS) + ([c for c in _TRUTH if c in results.table.column_names] if has_truth else [])
     front_rows = sorted((rows[i] for i in results.front()), key=lambda r: -r["take_fraction"])
+    paired = [c for c in _PAIRED if c in results.table.column_names]
     exp = results.experiment
     s = results.summary
     timing = s.get("timing", {})
@@ -81,6 +85,10 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         ("page solves", f"{timing.get('n_solves', '?')}, {_fmt(timing.get('ms_per_solve'))} ms each"),
         ("wall time", f"{_fmt(timing.get('seconds_total'))} s on {timing.get('scheduler', '?')}"),
     ]
+    if "front_paired" in results.table.column_names:
+        facts.append(("front", f"{int(results.column('pareto').sum())} of {results.n_points} points on the Pareto "
+                               f"front of the estimates; {int(results.column('front_paired').sum())} not clearly "
+                               "dominated on paired differences (front_paired)"))
     data = s.get("data", {})
     if data.get("in_sample"):
         facts.append(("warning", "the policy was fitted on the evaluated log itself (in-sample): estimates are optimistic"))
@@ -98,11 +106,37 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         "reason": rec.reason,
         "columns": cols,
         "front": _table(front_rows, cols),
-        "all": _table(rows, [*cols, "pareto", "near_front", "weights_exploded"]),
-        "all_columns": [*cols, "pareto", "near_front", "weights_exploded"],
+        "all": _table(rows, [*cols, *paired, "pareto", "near_front", "weights_exploded"]),
+        "all_columns": [*cols, *paired, "pareto", "near_front", "weights_exploded"],
+        "paired": _paired_lines(results, rec),
         "logged": [[k, _fmt(v)] for k, v in logged.items()],
         "has_truth": has_truth,
     }
+
+
+def _paired_lines(results: SweepResults, rec: Any) -> list[str]:
+    """What the paired bootstrap says about the recommendation (empty without replicates)."""
+    if rec.index is None or "diff_logged_low" not in results.table.column_names:
+        return []
+    i = rec.index
+    col = results.column
+    if not np.isfinite(col("diff_logged_low")[i]):
+        return []
+    lines = [
+        f"Paired difference against the logging policy {_fmt(col('diff_logged')[i])} "
+        f"[{_fmt(col('diff_logged_low')[i])}, {_fmt(col('diff_logged_high')[i])}] "
+        "(the same bootstrap replicates for both, so shared page effects cancel).",
+        f"Rule {rec.rule}; {len(rec.tied)} of the eligible points cannot be told apart from the best "
+        f"eligible one (paired interval includes 0): points "
+        f"{', '.join(str(int(col('point')[j])) for j in rec.tied) or 'none'}; "
+        f"bootstrap probability that the chosen point is the best: {_fmt(rec.prob_best)}.",
+    ]
+    if np.isfinite(rec.selection_bias):
+        lines.append(
+            f"The best estimate overstates its point's value by about {_fmt(rec.selection_bias)} "
+            "(bootstrap selection bias, Tibshirani & Tibshirani 2009): subtract it before quoting "
+            "the best estimate as the value of deploying it.")
+    return lines
 
 
 def _logging_row(logged: dict[str, Any], n_rows: int, level: float) -> dict[str, Any] | None:
@@ -178,6 +212,7 @@ def _recommended_lines(sec: dict[str, Any]) -> list[str]:
         f"Take fraction {_fmt(r['take_fraction'])} [{_fmt(r['take_fraction_low'])}, "
         f"{_fmt(r['take_fraction_high'])}], diversity {_fmt(r['diversity'])}, churn {_fmt(r['churn'])}.",
     ]
+    lines += sec.get("paired", [])
     if sec["has_truth"]:
         lines.append(
             f"Simulator truth: take fraction {_fmt(r.get('true_take_fraction'))} if deployed "
@@ -272,25 +307,29 @@ def write_report(
     out = res.path if output is None else Path(output)
     out.mkdir(parents=True, exist_ok=True)
     plot_dir = out / "plots"
-    have = all((res.path / "plots" / f"{key}.{fmt}").exists() for key, _ in _PLOTS for fmt in ("png", "svg"))
+    paired = "diff_logged_low" in res.table.column_names and bool(np.isfinite(res.column("diff_logged_low")).any())
+    keys = [key for key, _ in _PLOTS if paired or key != "paired"]
+    have = all((res.path / "plots" / f"{key}.{fmt}").exists() for key in keys for fmt in ("png", "svg"))
     if constraints is not None:
         from slate.tune import plots as plotting
 
         rec = res.recommendation(constraints).index
         plotting.plot_take_vs_weight(res, plot_dir / "take_vs_diversity_weight")
         plotting.plot_front(res, plot_dir / "front", recommended=rec)
+        if paired:
+            plotting.plot_paired(res, plot_dir / "paired")
         plotting.plot_page(res, plot_dir / "page_before_after", after=rec)
         plotting.plot_sessions(res, plot_dir / "sessions_before_after", after=rec)
     elif not have:
         draw_all(res, plot_dir)
     elif plot_dir.resolve() != (res.path / "plots").resolve():
         plot_dir.mkdir(parents=True, exist_ok=True)
-        for key, _ in _PLOTS:
+        for key in keys:
             for fmt in ("png", "svg"):
                 shutil.copyfile(res.path / "plots" / f"{key}.{fmt}", plot_dir / f"{key}.{fmt}")
     sec = report_sections(res, constraints)
-    links = {key: f"plots/{key}.png" for key, _ in _PLOTS}
-    images = {key: (plot_dir / f"{key}.png").read_bytes() for key, _ in _PLOTS}
+    links = {key: f"plots/{key}.png" for key in keys}
+    images = {key: (plot_dir / f"{key}.png").read_bytes() for key in keys}
     deploy = out / "recommended-compose.json"
     if sec["recommended"] is not None and res.experiment.search.weights == "absolute":
         import json

@@ -52,9 +52,10 @@ from slate.tune.config import Constraints, Experiment, InvalidExperimentError, S
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
+from slate.tune.paired import PAIRED_COLUMNS, clear_front_mask, logging_replicates, paired_comparison
 from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
 
-__all__ = ["SweepError", "SweepResults", "load_results", "run_sweep"]
+__all__ = ["SweepError", "SweepResults", "load_replicates", "load_results", "run_sweep"]
 
 RESULTS_SCHEMA = "slate.sweep-results/1"
 
@@ -110,15 +111,19 @@ class SweepResults:
         """Row of the recommended point under ``constraints`` (default: the experiment's)."""
         return self.recommendation(constraints).index
 
-    def recommendation(self, constraints: Constraints | None = None) -> Recommendation:
+    def recommendation(self, constraints: Constraints | None = None, rule: str = "best_estimate") -> Recommendation:
         """The recommended point and why (see :func:`slate.tune.recommend`): exploded weights
         and intervals that do not beat the logging policy are left out unless
-        ``constraints.allow_unproven``."""
+        ``constraints.allow_unproven``; ``rule`` chooses among the rest ("best_estimate",
+        "lower_bound" or "simplest"), with ties found on the paired replicates."""
         cons = self.experiment.constraints if constraints is None else constraints
-        names = ("take_fraction", "diversity", "churn", "take_fraction_low", "weights_exploded")
+        names = ("take_fraction", "diversity", "churn", "take_fraction_low", "weights_exploded",
+                 "diff_logged_low", "w_diversity", "w_churn")
         columns = {k: self.column(k) for k in names if k in self.table.column_names}
         baseline = self.summary.get("logged", {}).get("take_fraction")
-        return recommend(columns, cons, baseline=None if baseline is None else float(baseline))
+        reps = load_replicates(self.path)
+        return recommend(columns, cons, baseline=None if baseline is None else float(baseline),
+                         rule=rule, replicates=None if reps is None else reps[0])
 
     def rows(self) -> list[dict[str, Any]]:
         """The table as a list of dicts."""
@@ -302,9 +307,12 @@ def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) ->
     eps = point.exploration
     target = target_distribution(log, c, eps, name=f"point {point.point}")
     estimator = get_estimator(ctx.estimator, **dict(ctx.estimator_options))
-    report = evaluate(log, target, estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed,
-                      level=ctx.level, metrics=False)
-    est = report.estimate
+    if hasattr(estimator, "estimate_with_replicates"):
+        est, reps = _estimate_with_replicates(ctx, target, estimator)
+    else:  # a user's estimator without replicates: no paired intervals for it
+        est = evaluate(log, target, estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed,
+                       level=ctx.level, metrics=False).estimate
+        reps = np.full(ctx.n_bootstrap, np.nan)
     images = log.candidates[np.arange(log.n_rows), c].astype(np.int64)
     if eps > 0 and ctx.exploration is not None:
         div = ctx.exploration.diversity(images, c, eps, ctx.vectors, ctx.pair_w, ctx.pair_page, log.n_pages)
@@ -320,12 +328,28 @@ def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) ->
         "weights_exploded": bool(est.weights_exploded),
         "diversity": div,
         "churn": churn_rate(log, target),
+        "replicates": np.asarray(reps, dtype=np.float64).tolist(),
     }
     if ctx.truth_table is not None:
         probs = target.probabilities()
         assert probs is not None
         out["true_take_fraction_logged"] = float(np.nansum(probs * np.nan_to_num(ctx.truth_table)) / log.n_rows)
     return out
+
+
+def _estimate_with_replicates(ctx: EvalContext, target: ActionDistribution, estimator: Any) -> tuple[Any, NDArray[np.float64]]:
+    """The estimate and its bootstrap replicates, as :func:`slate.replay.evaluate` estimates."""
+    from slate.replay.estimators import ReplayData
+    from slate.replay.reward_model import fit_reward_model
+
+    q = (fit_reward_model("take_rate", ctx.log, ctx.seed, refit=True)
+         if getattr(estimator, "needs_reward_model", False) else None)
+    data = ReplayData.build(ctx.log, target, q)
+    est, reps = estimator.estimate_with_replicates(
+        data, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed, level=ctx.level)
+    if est.n_pages != ctx.log.n_pages:  # clusters dropped: replicates are not paired with the others
+        reps = np.full(ctx.n_bootstrap, np.nan)
+    return est, reps
 
 
 def _true_point(context: SimContext, setting: Setting, eps: float, config: SolverConfig,
@@ -477,6 +501,16 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write(path, write)
 
 
+def _save_point_replicates(path: Path, replicates: Any) -> None:
+    reps = np.asarray(replicates, dtype=np.float64)
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, reps, allow_pickle=False)
+
+    _atomic_write(path, write)
+
+
 def _save_block(path: Path, result: BlockResult) -> None:
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
@@ -621,6 +655,7 @@ def run_sweep(
     plots: bool = True,
     log: Callable[[str], None] | None = None,
     allow_remote_scheduler: bool = False,
+    rule: str = "best_estimate",
 ) -> SweepResults:
     """Evaluate every point of ``experiment``; resume whatever an earlier run left unfinished.
 
@@ -642,6 +677,8 @@ def run_sweep(
         such an address is refused: dask's protocol can carry pickled code, so a remote scheduler
         is used only when named in ``scheduler`` (``slate sweep --scheduler``) or enabled here
         (``--allow-remote-scheduler``), never taken silently from a shared experiment file.
+    rule : {"best_estimate", "lower_bound", "simplest"}, default "best_estimate"
+        How the recommendation chooses among the eligible points (:func:`slate.tune.recommend`).
 
     Returns
     -------
@@ -747,6 +784,7 @@ def run_sweep(
                 (p.point, (shared_ctx, p, choices[:, setting_of[p.solve_key]])) for p in missing_pts
             ]
             for key, value in ex.run(evaluate_point, eval_tasks):
+                _save_point_replicates(work / f"reps-{key:05d}.npy", value.pop("replicates"))
                 _write_json(work / f"point-{key:05d}.json", value)
                 if bar is not None:
                     bar.update(1)
@@ -754,8 +792,13 @@ def run_sweep(
                 bar.close()
     t_evaluated = time.perf_counter()
 
-    table = _assemble(experiment, points, work, want_truth, manifest, truth_path)
+    logged_value, logged_reps = logging_replicates(
+        prep.log, experiment.estimator.n_bootstrap, experiment.seed)
+    reps = _load_replicates(work, points, experiment.estimator.n_bootstrap)
+    table = _assemble(experiment, points, work, want_truth, manifest, truth_path,
+                      (logged_value, logged_reps, reps))
     _write_table(out, table, manifest)
+    _atomic_write(out / "replicates.npz", lambda p: _save_replicates(p, reps, logged_reps))
     examples = _examples(prep, points, settings, setting_of, choices)
     np.savez(out / "examples.npz", **examples)
     ms = 1000.0 * totals["solve_seconds"] / max(totals["n_solves"], 1)
@@ -787,9 +830,10 @@ def run_sweep(
         },
     }
     results = SweepResults(path=out, table=table, experiment=experiment, summary=summary)
-    rec = results.recommendation()
+    rec = results.recommendation(rule=rule)
     summary["recommended"] = None if rec.index is None else results.rows()[rec.index]
     summary["recommendation"] = rec.reason
+    summary["paired"] = _paired_summary(results, rec)
     if plots:
         from slate.tune.plots import draw_all
 
@@ -800,8 +844,57 @@ def run_sweep(
     return results
 
 
+def _paired_summary(results: SweepResults, rec: Recommendation) -> dict[str, Any]:
+    """The recommendation's paired facts for ``summary.json``."""
+    out: dict[str, Any] = {
+        "rule": rec.rule, "n_tied_with_best": len(rec.tied),
+        "tied_points": [int(results.column("point")[i]) for i in rec.tied],
+        "prob_best": rec.prob_best, "selection_bias": rec.selection_bias,
+    }
+    if rec.index is not None:
+        value = float(results.column("take_fraction")[rec.index])
+        out["take_fraction_corrected"] = value - rec.selection_bias if rec.index == _best_of(results, rec) else value
+    return out
+
+
+def _best_of(results: SweepResults, rec: Recommendation) -> int | None:
+    """The best estimate among the tied points (the best eligible one), if known."""
+    if not rec.tied:
+        return rec.index
+    take = results.column("take_fraction")
+    return int(max(rec.tied, key=lambda i: take[i]))
+
+
+def _load_replicates(work: Path, points: list[SweepPoint], n_bootstrap: int) -> NDArray[np.float64]:
+    """(n_points, n_bootstrap) replicates of every point (NaN rows where none were stored)."""
+    out = np.full((len(points), n_bootstrap), np.nan)
+    for i, p in enumerate(points):
+        path = work / f"reps-{p.point:05d}.npy"
+        if path.exists():
+            r = np.load(path, allow_pickle=False)
+            if r.shape == (n_bootstrap,):
+                out[i] = r
+    return out
+
+
+def _save_replicates(path: Path, reps: NDArray[np.float64], logged: NDArray[np.float64]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, points=reps, logged=logged)
+
+
+def load_replicates(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """``(points (n_points, B), logged (B,))`` paired bootstrap replicates of a results folder
+    (None for a sweep written before they were kept)."""
+    f = Path(path) / "replicates.npz"
+    if not f.exists():
+        return None
+    with np.load(f, allow_pickle=False) as z:
+        return np.asarray(z["points"], np.float64), np.asarray(z["logged"], np.float64)
+
+
 def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, truth: bool,
-              manifest: dict[str, Any], truth_path: Callable[[SweepPoint], Path]) -> pa.Table:
+              manifest: dict[str, Any], truth_path: Callable[[SweepPoint], Path],
+              paired: tuple[float, NDArray[np.float64], NDArray[np.float64]] | None = None) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for p in points:
         row: dict[str, Any] = {
@@ -834,6 +927,23 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     cols["pareto"] = front.tolist()
     cols["near_front"] = near.tolist()
     n = len(rows)
+    exploded = np.asarray(cols["weights_exploded"], dtype=bool)
+    if paired is not None:
+        # "the best" is the best point with trustworthy weights, or the best of all points when
+        # every point's weights exploded (e.g. neighbourhood estimators on wide pages)
+        eligible = ok & ~exploded if (ok & ~exploded).any() else ok
+        pc = paired_comparison(take, paired[2], paired[0], paired[1],
+                               level=experiment.estimator.level, eligible=eligible)
+        for name in PAIRED_COLUMNS:
+            cols[name] = pc.columns[name].tolist()
+        with_reps = np.isfinite(paired[2]).all(axis=1) & (paired[2].shape[1] >= 2)
+        clear = clear_front_mask(paired[2], div, churn, experiment.estimator.level, eligible=ok & with_reps)
+        # without replicates a point keeps its ordinary front mark
+        cols["front_paired"] = np.where(with_reps, clear, front).tolist()
+    else:
+        for name in PAIRED_COLUMNS:
+            cols[name] = [False if name == "tied_best" else float("nan")] * n
+        cols["front_paired"] = front.tolist()
     cols["estimator"] = [experiment.estimator.name] * n
     cols["config_hash"] = [manifest["config_hash"]] * n
     cols["slate_version"] = [manifest["slate_version"]] * n
@@ -842,6 +952,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         "point": pa.int64(), "max_changes": pa.int64(), "n_matched": pa.int64(), "seed": pa.int64(),
         "dwell_sessions": pa.int64(), "sticky_sessions": pa.int64(),
         "weights_exploded": pa.bool_(), "pareto": pa.bool_(), "near_front": pa.bool_(),
+        "tied_best": pa.bool_(), "front_paired": pa.bool_(),
         "estimator": pa.string(), "config_hash": pa.string(), "slate_version": pa.string(),
     }
     arrays = {k: pa.array(v, type=types.get(k, pa.float64())) for k, v in cols.items()}
