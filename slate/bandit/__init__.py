@@ -34,7 +34,7 @@ from slate.bandit.base import (
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.delayed import PendingImpressions
-from slate.bandit.features import BLOCKS, ArmIndex, FeatureBuilder
+from slate.bandit.features import BLOCKS, ArmIndex, FeatureBuilder, FeatureInputs
 from slate.bandit.hybrid import HybridLinUCB
 from slate.bandit.linear import EpsilonGreedy, ImageFeaturePrior, LinearThompson, LinUCB
 from slate.bandit.logistic import LogisticThompson
@@ -57,6 +57,7 @@ __all__ = [
     "ArmIndex",
     "EpsilonGreedy",
     "FeatureBuilder",
+    "FeatureInputs",
     "FeatureConfig",
     "HybridLinUCB",
     "ImageCandidate",

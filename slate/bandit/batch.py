@@ -35,6 +35,122 @@ def _readonly(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
+def _storage_dtype(x_arr: NDArray[Any], dtype: type[np.floating[Any]] | str | None) -> np.dtype[Any]:
+    """float32 or float64: ``dtype``, or float32 for float32 features and float64 otherwise."""
+    if not np.issubdtype(x_arr.dtype, np.number) or np.issubdtype(x_arr.dtype, np.complexfloating):
+        raise _fail("features", "be a real numeric array", f"dtype {x_arr.dtype}")
+    if dtype is None:
+        return np.dtype(np.float32) if x_arr.dtype == np.float32 else np.dtype(np.float64)
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise _fail("dtype", "be float32 or float64", str(dt))
+    return dt
+
+
+def _checked_arms(arms: ArrayLike, mask: ArrayLike | None) -> tuple[IntArray, BoolArray]:
+    """Arms (``-1`` off the mask) and the mask: every real image has an arm >= 0, distinct within
+    its row, and every row has an image."""
+    arm_arr = np.asarray(arms)
+    if arm_arr.ndim != 2 or arm_arr.shape[0] == 0 or arm_arr.shape[1] == 0:
+        raise _fail("arms", "be a non-empty 2-D array (n_rows, n_images)", f"shape {arm_arr.shape}")
+    if arm_arr.dtype == bool or not np.issubdtype(arm_arr.dtype, np.integer):
+        raise _fail("arms", "be an integer array", f"dtype {arm_arr.dtype}")
+    n_images = arm_arr.shape[1]
+    if mask is None:
+        m = arm_arr >= 0
+    else:
+        m = np.asarray(mask)
+        if m.shape != arm_arr.shape:
+            raise _fail("mask", f"have the shape of arms {arm_arr.shape}", f"shape {m.shape}")
+        m = m.astype(bool)
+    bad = m & (arm_arr < 0)
+    if bad.any():
+        r, k = map(int, np.argwhere(bad)[0])
+        raise _fail("arms", "be >= 0 for every real image", f"{int(arm_arr[r, k])} at row {r} image {k}")
+    empty = ~m.any(axis=1)
+    if empty.any():
+        raise _fail("mask", "give every row at least one image", f"no image in row {int(np.flatnonzero(empty)[0])}")
+    arm_clean = np.where(m, arm_arr, -1).astype(np.int64)
+    if n_images > 1:
+        fill = -1 - np.arange(n_images, dtype=np.int64)  # distinct negatives never collide
+        srt = np.sort(np.where(m, arm_clean, fill[None, :]), axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+        if dup.any():
+            r = int(np.flatnonzero(dup.any(axis=1))[0])
+            a = int(srt[r, 1:][dup[r]][0])
+            raise _fail("arms", "be distinct within a row (one column per image)", f"arm {a} twice in row {r}")
+    return arm_clean, m
+
+
+def _checked_features(
+    x_arr: NDArray[Any], dt: np.dtype[Any], m: BoolArray, feature_names: Sequence[str] | None
+) -> tuple[FloatArray, FloatArray | None]:
+    """The (read-only) feature tensor, finite on real images and zero on padding, and the per-row
+    context when ``x`` was 2-D."""
+    n_rows, n_images = m.shape
+    context: FloatArray | None = None
+    if x_arr.ndim == 2:
+        if x_arr.shape[0] != n_rows or x_arr.shape[1] == 0:
+            raise _fail(
+                "features",
+                f"have shape (n_rows, n_features) = ({n_rows}, n_features >= 1) or (n_rows, n_images, n_features)",
+                f"shape {x_arr.shape}",
+            )
+        ctx = np.ascontiguousarray(x_arr, dtype=dt)
+        finite = np.isfinite(ctx)
+        if not finite.all():
+            r, j = map(int, np.argwhere(~finite)[0])
+            raise _fail("features", "be finite", f"{ctx[r, j]} at row {r} {_feature_label(feature_names, j)}")
+        context = _readonly(ctx)
+        return _readonly(np.broadcast_to(ctx[:, None, :], (n_rows, n_images, ctx.shape[1]))), context
+    if x_arr.ndim == 3:
+        if x_arr.shape[:2] != (n_rows, n_images) or x_arr.shape[2] == 0:
+            raise _fail(
+                "features",
+                f"have shape (n_rows, n_images, n_features) = ({n_rows}, {n_images}, n_features >= 1)",
+                f"shape {x_arr.shape}",
+            )
+        xf = np.array(x_arr, dtype=dt, copy=True, order="C")
+        finite = np.isfinite(xf)
+        bad_x = ~finite & m[:, :, None]
+        if bad_x.any():
+            r, k, j = map(int, np.argwhere(bad_x)[0])
+            raise _fail(
+                "features",
+                "be finite for every real image",
+                f"{xf[r, k, j]} at row {r} image {k} {_feature_label(feature_names, j)}",
+            )
+        xf[~m] = 0.0
+        return _readonly(xf), context
+    raise _fail("features", "be 2-D or 3-D", f"shape {x_arr.shape}")
+
+
+def _checked_ids(
+    n_features: int,
+    m: BoolArray,
+    feature_names: Sequence[str] | None,
+    row_ids: Sequence[str] | None,
+    image_ids: Sequence[Sequence[str]] | None,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Feature names, row ids and image ids as tuples of str, one per feature / row / real image."""
+    n_rows = m.shape[0]
+    names = tuple(str(s) for s in feature_names) if feature_names is not None else ()
+    if names and len(names) != n_features:
+        raise _fail("feature_names", f"have one name per feature ({n_features})", f"{len(names)}")
+    rids = tuple(str(s) for s in row_ids) if row_ids is not None else ()
+    if rids and len(rids) != n_rows:
+        raise _fail("row_ids", f"have one id per row ({n_rows})", f"{len(rids)}")
+    iids = tuple(tuple(str(s) for s in ids) for ids in image_ids) if image_ids is not None else ()
+    if iids:
+        if len(iids) != n_rows:
+            raise _fail("image_ids", f"have one list per row ({n_rows})", f"{len(iids)}")
+        counts = m.sum(axis=1)
+        for r, ids in enumerate(iids):
+            if len(ids) != counts[r]:
+                raise _fail("image_ids", f"list one id per real image of row {r} ({int(counts[r])})", f"{len(ids)}")
+    return names, rids, iids
+
+
 @dataclass(frozen=True, eq=False)
 class PageFeatures:
     """Validated feature tensor of a page (or of a batch of decisions): the policies' input.
@@ -112,96 +228,10 @@ class PageFeatures:
         (2, 3, 4, np.int64(5))
         """
         x_arr = np.asarray(x)
-        if not np.issubdtype(x_arr.dtype, np.number) or np.issubdtype(x_arr.dtype, np.complexfloating):
-            raise _fail("features", "be a real numeric array", f"dtype {x_arr.dtype}")
-        if dtype is None:
-            dt = np.dtype(np.float32) if x_arr.dtype == np.float32 else np.dtype(np.float64)
-        else:
-            dt = np.dtype(dtype)
-            if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-                raise _fail("dtype", "be float32 or float64", str(dt))
-        arm_arr = np.asarray(arms)
-        if arm_arr.ndim != 2 or arm_arr.shape[0] == 0 or arm_arr.shape[1] == 0:
-            raise _fail("arms", "be a non-empty 2-D array (n_rows, n_images)", f"shape {arm_arr.shape}")
-        if arm_arr.dtype == bool or not np.issubdtype(arm_arr.dtype, np.integer):
-            raise _fail("arms", "be an integer array", f"dtype {arm_arr.dtype}")
-        n_rows, n_images = arm_arr.shape
-        if mask is None:
-            m = arm_arr >= 0
-        else:
-            m = np.asarray(mask)
-            if m.shape != arm_arr.shape:
-                raise _fail("mask", f"have the shape of arms {arm_arr.shape}", f"shape {m.shape}")
-            m = m.astype(bool)
-        bad = m & (arm_arr < 0)
-        if bad.any():
-            r, k = map(int, np.argwhere(bad)[0])
-            raise _fail("arms", "be >= 0 for every real image", f"{int(arm_arr[r, k])} at row {r} image {k}")
-        empty = ~m.any(axis=1)
-        if empty.any():
-            raise _fail("mask", "give every row at least one image", f"no image in row {int(np.flatnonzero(empty)[0])}")
-        arm_clean = np.where(m, arm_arr, -1).astype(np.int64)
-        if n_images > 1:
-            fill = -1 - np.arange(n_images, dtype=np.int64)  # distinct negatives never collide
-            srt = np.sort(np.where(m, arm_clean, fill[None, :]), axis=1)
-            dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
-            if dup.any():
-                r = int(np.flatnonzero(dup.any(axis=1))[0])
-                a = int(srt[r, 1:][dup[r]][0])
-                raise _fail("arms", "be distinct within a row (one column per image)", f"arm {a} twice in row {r}")
-
-        context: FloatArray | None = None
-        if x_arr.ndim == 2:
-            if x_arr.shape[0] != n_rows or x_arr.shape[1] == 0:
-                raise _fail(
-                    "features",
-                    f"have shape (n_rows, n_features) = ({n_rows}, n_features >= 1) or (n_rows, n_images, n_features)",
-                    f"shape {x_arr.shape}",
-                )
-            ctx = np.ascontiguousarray(x_arr, dtype=dt)
-            finite = np.isfinite(ctx)
-            if not finite.all():
-                r, j = map(int, np.argwhere(~finite)[0])
-                raise _fail("features", "be finite", f"{ctx[r, j]} at row {r} {_feature_label(feature_names, j)}")
-            context = _readonly(ctx)
-            x_full = _readonly(np.broadcast_to(ctx[:, None, :], (n_rows, n_images, ctx.shape[1])))
-        elif x_arr.ndim == 3:
-            if x_arr.shape[:2] != (n_rows, n_images) or x_arr.shape[2] == 0:
-                raise _fail(
-                    "features",
-                    f"have shape (n_rows, n_images, n_features) = ({n_rows}, {n_images}, n_features >= 1)",
-                    f"shape {x_arr.shape}",
-                )
-            xf = np.array(x_arr, dtype=dt, copy=True, order="C")
-            finite = np.isfinite(xf)
-            bad_x = ~finite & m[:, :, None]
-            if bad_x.any():
-                r, k, j = map(int, np.argwhere(bad_x)[0])
-                raise _fail(
-                    "features",
-                    "be finite for every real image",
-                    f"{xf[r, k, j]} at row {r} image {k} {_feature_label(feature_names, j)}",
-                )
-            xf[~m] = 0.0
-            x_full = _readonly(xf)
-        else:
-            raise _fail("features", "be 2-D or 3-D", f"shape {x_arr.shape}")
-
-        n_features = x_full.shape[2]
-        names = tuple(str(s) for s in feature_names) if feature_names is not None else ()
-        if names and len(names) != n_features:
-            raise _fail("feature_names", f"have one name per feature ({n_features})", f"{len(names)}")
-        rids = tuple(str(s) for s in row_ids) if row_ids is not None else ()
-        if rids and len(rids) != n_rows:
-            raise _fail("row_ids", f"have one id per row ({n_rows})", f"{len(rids)}")
-        iids = tuple(tuple(str(s) for s in ids) for ids in image_ids) if image_ids is not None else ()
-        if iids:
-            if len(iids) != n_rows:
-                raise _fail("image_ids", f"have one list per row ({n_rows})", f"{len(iids)}")
-            counts = m.sum(axis=1)
-            for r, ids in enumerate(iids):
-                if len(ids) != counts[r]:
-                    raise _fail("image_ids", f"list one id per real image of row {r} ({int(counts[r])})", f"{len(ids)}")
+        dt = _storage_dtype(x_arr, dtype)
+        arm_clean, m = _checked_arms(arms, mask)
+        x_full, context = _checked_features(x_arr, dt, m, feature_names)
+        names, rids, iids = _checked_ids(x_full.shape[2], m, feature_names, row_ids, image_ids)
         return cls(
             x=x_full,
             arms=_readonly(arm_clean),

@@ -22,6 +22,7 @@ arrays and returns :class:`PageFeatures`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from slate.bandit.batch import PageFeatures
 from slate.bandit.requests import FeatureConfig, PageRequest
 from slate.errors import InvalidProblemError
 
-__all__ = ["BLOCKS", "ArmIndex", "FeatureBuilder"]
+__all__ = ["BLOCKS", "ArmIndex", "FeatureBuilder", "FeatureInputs"]
 
 BLOCKS = ("bias", "member", "member_title", "image", "interaction")
 
@@ -92,6 +93,43 @@ class ArmIndex:
     def from_list(cls, ids: Sequence[str]) -> ArmIndex:
         """Inverse of :meth:`to_list`."""
         return cls(ids)
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """The arrays :meth:`FeatureBuilder.encode` turns into features (``n_rows`` rows, which may be
+    different members; ``n_images`` candidates per row).
+
+    Attributes
+    ----------
+    genre_affinity : array_like (n_rows, n_genres) in [0, 1]
+    themes : array_like (n_rows, n_images, n_genres) of bool
+    mask : array_like (n_rows, n_images) of bool, optional
+    cast_match : array_like (n_rows, n_images), optional
+        The member's affinity summed over the cast shown in each image.
+    aesthetics : array_like (n_rows, n_images, n_aesthetics) of bool, optional
+    embedding : array_like (n_rows, n_images, embedding_dim), optional
+    country, language, device : array_like (n_rows,) of int, optional
+        Index into the configured list; ``-1`` (or out of range) for ``<other>``.
+    hour : array_like (n_rows,) in 0..23, optional
+    day_of_week : array_like (n_rows,) in 0..6, optional
+    interacted : array_like (n_rows,) of bool, optional
+    recommender_score : array_like (n_rows,), optional
+    """
+
+    genre_affinity: ArrayLike
+    themes: ArrayLike
+    mask: ArrayLike | None = None
+    cast_match: ArrayLike | None = None
+    aesthetics: ArrayLike | None = None
+    embedding: ArrayLike | None = None
+    country: ArrayLike | None = None
+    language: ArrayLike | None = None
+    device: ArrayLike | None = None
+    hour: ArrayLike | None = None
+    day_of_week: ArrayLike | None = None
+    interacted: ArrayLike | None = None
+    recommender_score: ArrayLike | None = None
 
 
 def _fail(field_name: str, must: str, got: object) -> InvalidProblemError:
@@ -186,40 +224,24 @@ class FeatureBuilder:
     # ------------------------------------------------------------------ arrays -> features
     def encode(
         self,
+        inputs: FeatureInputs | None = None,
+        /,
         *,
-        genre_affinity: ArrayLike,
-        themes: ArrayLike,
-        mask: ArrayLike | None = None,
-        cast_match: ArrayLike | None = None,
-        aesthetics: ArrayLike | None = None,
-        embedding: ArrayLike | None = None,
-        country: ArrayLike | None = None,
-        language: ArrayLike | None = None,
-        device: ArrayLike | None = None,
-        hour: ArrayLike | None = None,
-        day_of_week: ArrayLike | None = None,
-        interacted: ArrayLike | None = None,
-        recommender_score: ArrayLike | None = None,
         dtype: type[np.floating[Any]] | str = np.float64,
+        **arrays: ArrayLike | None,
     ) -> NDArray[np.floating[Any]]:
         """Feature tensor from arrays (the vectorised core; rows may be different members).
 
         Parameters
         ----------
-        genre_affinity : array_like (n_rows, n_genres) in [0, 1]
-        themes : array_like (n_rows, n_images, n_genres) of bool
-        mask : array_like (n_rows, n_images) of bool, optional
-        cast_match : array_like (n_rows, n_images), optional
-            The member's affinity summed over the cast shown in each image.
-        aesthetics : array_like (n_rows, n_images, n_aesthetics) of bool, optional
-        embedding : array_like (n_rows, n_images, embedding_dim), optional
-        country, language, device : array_like (n_rows,) of int, optional
-            Index into the configured list; ``-1`` (or out of range) for ``<other>``.
-        hour : array_like (n_rows,) in 0..23, optional
-        day_of_week : array_like (n_rows,) in 0..6, optional
-        interacted : array_like (n_rows,) of bool, optional
-        recommender_score : array_like (n_rows,), optional
+        inputs : FeatureInputs, optional
+            The arrays; or give them as keywords instead (the fields of :class:`FeatureInputs`:
+            ``genre_affinity``, ``themes``, ``mask``, ``cast_match``, ``aesthetics``,
+            ``embedding``, ``country``, ``language``, ``device``, ``hour``, ``day_of_week``,
+            ``interacted``, ``recommender_score``).
         dtype : float32 or float64
+        **arrays
+            The fields of :class:`FeatureInputs`, when ``inputs`` is not given.
 
         Returns
         -------
@@ -230,19 +252,54 @@ class FeatureBuilder:
         ------
         InvalidProblemError
             A shape or range is wrong (the message names the argument).
+        TypeError
+            Both ``inputs`` and keywords, an unknown keyword, or a required array missing.
         """
+        if inputs is None:
+            try:
+                inputs = FeatureInputs(**arrays)  # type: ignore[arg-type]
+            except TypeError as err:
+                raise TypeError(f"encode: {err}".replace("FeatureInputs.__init__() ", "")) from None
+        elif arrays:
+            raise TypeError("encode takes a FeatureInputs or keyword arrays, not both.")
+        c = self.config
+        aff, th, m, cm, em, image = self._image_arrays(inputs)
+        n_rows, n_img = m.shape
+        member, inter, rec = self._member_arrays(inputs, aff)
+        d = self.n_features
+        x = np.zeros((n_rows, n_img, d), dtype=dtype)
+        x[:, :, self._slices["bias"]] = 1.0
+        x[:, :, self._slices["member"]] = member[:, None, :]
+        x[:, :, self._slices["member_title"]] = np.stack([inter, rec], axis=1)[:, None, :]
+        x[:, :, self._slices["image"]] = image
+        axt = aff[:, None, :] * th
+        n_themes = th.sum(axis=2)
+        theme_match = axt.sum(axis=2) / np.maximum(n_themes, 1.0)
+        new = (1.0 - inter)[:, None]
+        parts = [axt, theme_match[..., None], cm[..., None], (new * theme_match)[..., None], (new * cm)[..., None]]
+        if c.embedding_interactions:
+            n_g, n_e = len(c.genres), c.embedding_dim
+            parts.append((aff[:, None, :, None] * em[:, :, None, :]).reshape(n_rows, n_img, n_g * n_e))
+        x[:, :, self._slices["interaction"]] = np.concatenate(parts, axis=2)
+        x[~m] = 0.0
+        return x
+
+    def _image_arrays(self, inputs: FeatureInputs) -> tuple[NDArray[Any], ...]:
+        """Check genre affinity and the per-image arrays; return affinity, themes, mask, cast
+        match, embedding and the image block (themes, aesthetics, embedding)."""
         c = self.config
         n_g, n_a, n_e = len(c.genres), len(c.aesthetics), c.embedding_dim
-        aff = self._arr("genre_affinity", genre_affinity, 2)
+        aff = self._arr("genre_affinity", inputs.genre_affinity, 2)
         n_rows = aff.shape[0]
         if aff.shape[1] != n_g:
             raise _fail("genre_affinity", f"have one column per genre ({n_g})", f"shape {aff.shape}")
         if ((aff < 0) | (aff > 1)).any():
             raise _fail("genre_affinity", "be in [0, 1]", f"{aff[(aff < 0) | (aff > 1)][0]}")
-        th = self._arr("themes", themes, 3)
+        th = self._arr("themes", inputs.themes, 3)
         if th.shape[0] != n_rows or th.shape[2] != n_g:
             raise _fail("themes", f"have shape (n_rows, n_images, n_genres) = ({n_rows}, n_images, {n_g})", f"shape {th.shape}")
         n_img = th.shape[1]
+        mask, cast_match, aesthetics, embedding = inputs.mask, inputs.cast_match, inputs.aesthetics, inputs.embedding
         m = np.ones((n_rows, n_img), bool) if mask is None else np.asarray(mask, dtype=bool)
         if m.shape != (n_rows, n_img):
             raise _fail("mask", f"have shape ({n_rows}, {n_img})", f"shape {m.shape}")
@@ -257,6 +314,15 @@ class FeatureBuilder:
         em = np.zeros((n_rows, n_img, 0)) if embedding is None else self._arr("embedding", embedding, 3)
         if em.shape != (n_rows, n_img, n_e):
             raise _fail("embedding", f"have shape ({n_rows}, {n_img}, {n_e})", f"shape {em.shape}")
+        return aff, th, m, cm, em, np.concatenate([th, ae, em], axis=2)
+
+    def _member_arrays(
+        self, inputs: FeatureInputs, aff: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Check the per-row context; return the member block, ``interacted`` and the
+        recommender score."""
+        c = self.config
+        n_rows = aff.shape[0]
 
         def per_row(name: str, value: ArrayLike | None, default: float) -> NDArray[np.float64]:
             if value is None:
@@ -266,14 +332,14 @@ class FeatureBuilder:
                 raise _fail(name, f"have shape ({n_rows},)", f"shape {v.shape}")
             return v
 
-        hr = per_row("hour", hour, 12.0)
-        dw = per_row("day_of_week", day_of_week, 0.0)
+        hr = per_row("hour", inputs.hour, 12.0)
+        dw = per_row("day_of_week", inputs.day_of_week, 0.0)
         if ((hr < 0) | (hr > 23)).any():
             raise _fail("hour", "be in 0..23", f"{hr[(hr < 0) | (hr > 23)][0]}")
         if ((dw < 0) | (dw > 6)).any():
             raise _fail("day_of_week", "be in 0..6", f"{dw[(dw < 0) | (dw > 6)][0]}")
-        inter = per_row("interacted", interacted, 0.0)
-        rec = per_row("recommender_score", recommender_score, 0.0)
+        inter = per_row("interacted", inputs.interacted, 0.0)
+        rec = per_row("recommender_score", inputs.recommender_score, 0.0)
 
         def onehot(name: str, codes: ArrayLike | None, size: int) -> NDArray[np.float64]:
             out = np.zeros((n_rows, size + 1))
@@ -290,9 +356,9 @@ class FeatureBuilder:
         member = np.concatenate(
             [
                 aff,
-                onehot("country", country, len(c.countries)),
-                onehot("language", language, len(c.languages)),
-                onehot("device", device, len(c.devices)),
+                onehot("country", inputs.country, len(c.countries)),
+                onehot("language", inputs.language, len(c.languages)),
+                onehot("device", inputs.device, len(c.devices)),
                 np.stack(
                     [
                         np.sin(2 * np.pi * hr / 24),
@@ -305,22 +371,7 @@ class FeatureBuilder:
             ],
             axis=1,
         )
-        d = self.n_features
-        x = np.zeros((n_rows, n_img, d), dtype=dtype)
-        x[:, :, self._slices["bias"]] = 1.0
-        x[:, :, self._slices["member"]] = member[:, None, :]
-        x[:, :, self._slices["member_title"]] = np.stack([inter, rec], axis=1)[:, None, :]
-        x[:, :, self._slices["image"]] = np.concatenate([th, ae, em], axis=2)
-        axt = aff[:, None, :] * th
-        n_themes = th.sum(axis=2)
-        theme_match = axt.sum(axis=2) / np.maximum(n_themes, 1.0)
-        new = (1.0 - inter)[:, None]
-        parts = [axt, theme_match[..., None], cm[..., None], (new * theme_match)[..., None], (new * cm)[..., None]]
-        if c.embedding_interactions:
-            parts.append((aff[:, None, :, None] * em[:, :, None, :]).reshape(n_rows, n_img, n_g * n_e))
-        x[:, :, self._slices["interaction"]] = np.concatenate(parts, axis=2)
-        x[~m] = 0.0
-        return x
+        return member, inter, rec
 
     @staticmethod
     def _arr(name: str, value: ArrayLike, ndim: int) -> NDArray[np.float64]:

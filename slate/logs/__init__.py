@@ -16,6 +16,7 @@ from slate.logs.obp import (
 )
 from slate.logs.parquet import (
     DEFAULT_ROW_GROUP_SIZE,
+    ImpressionArrays,
     ImpressionWriter,
     InvalidLogError,
     impressions_table,
@@ -47,6 +48,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_VERSIONS",
     "ImpressionLog",
+    "ImpressionArrays",
     "ImpressionWriter",
     "InvalidLogError",
     "JoinReport",

@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from slate.logs.schema import (
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
+    "ImpressionArrays",
     "ImpressionWriter",
     "InvalidLogError",
     "impressions_table",
@@ -510,35 +512,18 @@ def _list_array(values: Any, name: str, n: int, value_type: pa.DataType) -> pa.A
     return arr
 
 
-def impressions_table(
-    *,
-    member_id: ArrayLike,
-    session_id: ArrayLike,
-    page_id: ArrayLike,
-    timestamp: ArrayLike,
-    title_id: ArrayLike,
-    row: ArrayLike,
-    col: ArrayLike,
-    image_id: ArrayLike,
-    candidate_ids: Any,
-    propensity: ArrayLike,
-    explored: ArrayLike,
-    reward: ArrayLike,
-    propensities: Any = None,
-    engagement: ArrayLike | None = None,
-    previous_image_id: ArrayLike | None = None,
-    features: ArrayLike | None = None,
-    features_ref: ArrayLike | None = None,
-) -> pa.Table:
-    """Build a ``slate.impressions/1`` table from numpy arrays (what a simulator would write).
+@dataclass(frozen=True)
+class ImpressionArrays:
+    """The columns of an impressions table as arrays, for :func:`impressions_table`.
 
-    Parameters
+    Attributes
     ----------
     member_id, session_id, page_id : array_like (n,) of int
     timestamp : array_like (n,)
         ``datetime64`` values, or integers (microseconds since the epoch, UTC).
-    title_id, image_id : array_like (n,) of str
+    title_id : array_like (n,) of str
     row, col : array_like (n,) of int
+    image_id : array_like (n,) of str
     candidate_ids : ndarray (n, k) of str, or a sequence of n sequences of str (ragged)
     propensity : array_like (n,) of float
     explored : array_like (n,) of bool
@@ -548,11 +533,46 @@ def impressions_table(
     previous_image_id : array_like (n,) of str or None, optional
     features : ndarray (n, n_features), optional
     features_ref : array_like (n,) of str, optional
+    """
+
+    member_id: ArrayLike
+    session_id: ArrayLike
+    page_id: ArrayLike
+    timestamp: ArrayLike
+    title_id: ArrayLike
+    row: ArrayLike
+    col: ArrayLike
+    image_id: ArrayLike
+    candidate_ids: Any
+    propensity: ArrayLike
+    explored: ArrayLike
+    reward: ArrayLike
+    propensities: Any = None
+    engagement: ArrayLike | None = None
+    previous_image_id: ArrayLike | None = None
+    features: ArrayLike | None = None
+    features_ref: ArrayLike | None = None
+
+
+def impressions_table(arrays: ImpressionArrays | None = None, /, **columns: Any) -> pa.Table:
+    """Build a ``slate.impressions/1`` table from numpy arrays (what a simulator would write).
+
+    Parameters
+    ----------
+    arrays : ImpressionArrays, optional
+        The columns; or give them as keywords instead (the fields of :class:`ImpressionArrays`).
+    **columns
+        ``member_id=..., session_id=..., ...`` when ``arrays`` is not given.
 
     Returns
     -------
     pyarrow.Table
         With the schema's types and its version in the metadata. Rows are not validated.
+
+    Raises
+    ------
+    TypeError
+        Both ``arrays`` and keywords, a keyword that is not a column, or a required column missing.
 
     Examples
     --------
@@ -564,7 +584,19 @@ def impressions_table(
     >>> table.num_rows, table.schema.field("candidate_ids").type
     (1, ListType(list<item: string>))
     """
-    n = len(np.asarray(page_id))
+    if arrays is None:
+        try:
+            arrays = ImpressionArrays(**columns)
+        except TypeError as err:
+            raise TypeError(f"impressions_table: {err}".replace("ImpressionArrays.__init__() ", "")) from None
+    elif columns:
+        raise TypeError("impressions_table takes an ImpressionArrays or keyword columns, not both.")
+    return _impressions_table(arrays)
+
+
+def _impressions_table(a: ImpressionArrays) -> pa.Table:
+    """The table of :func:`impressions_table`."""
+    n = len(np.asarray(a.page_id))
     cols: dict[str, pa.Array] = {}
 
     def ints(name: str, values: ArrayLike, typ: pa.DataType) -> None:
@@ -575,32 +607,32 @@ def impressions_table(
             )
         cols[name] = pa.array(raw, type=typ) if raw.dtype != object else pa.array(list(raw), typ)
 
-    ints("member_id", member_id, pa.int64())
-    ints("session_id", session_id, pa.int64())
-    ints("page_id", page_id, pa.int64())
-    ts = np.asarray(timestamp)
+    ints("member_id", a.member_id, pa.int64())
+    ints("session_id", a.session_id, pa.int64())
+    ints("page_id", a.page_id, pa.int64())
+    ts = np.asarray(a.timestamp)
     if ts.dtype.kind == "M":
         ts = ts.astype("datetime64[us]").astype(np.int64)
     ints("timestamp", ts, pa.int64())
     cols["timestamp"] = cols["timestamp"].cast(pa.timestamp("us", tz="UTC"))
-    cols["title_id"] = _string_array(title_id, "title_id", n)
-    ints("row", row, pa.int32())
-    ints("col", col, pa.int32())
-    cols["image_id"] = _string_array(image_id, "image_id", n)
-    cols["candidate_ids"] = _list_array(candidate_ids, "candidate_ids", n, pa.string())
-    ints("propensity", propensity, pa.float64())
-    if propensities is not None:
-        cols["propensities"] = _list_array(propensities, "propensities", n, pa.float64())
-    ints("explored", explored, pa.bool_())
-    ints("reward", reward, pa.int8())
-    if engagement is not None:
-        ints("engagement", engagement, pa.float64())
-    if previous_image_id is not None:
-        cols["previous_image_id"] = _string_array(previous_image_id, "previous_image_id", n)
-    if features is not None:
-        cols["features"] = _list_array(np.asarray(features), "features", n, pa.float32())
-    if features_ref is not None:
-        cols["features_ref"] = _string_array(features_ref, "features_ref", n)
+    cols["title_id"] = _string_array(a.title_id, "title_id", n)
+    ints("row", a.row, pa.int32())
+    ints("col", a.col, pa.int32())
+    cols["image_id"] = _string_array(a.image_id, "image_id", n)
+    cols["candidate_ids"] = _list_array(a.candidate_ids, "candidate_ids", n, pa.string())
+    ints("propensity", a.propensity, pa.float64())
+    if a.propensities is not None:
+        cols["propensities"] = _list_array(a.propensities, "propensities", n, pa.float64())
+    ints("explored", a.explored, pa.bool_())
+    ints("reward", a.reward, pa.int8())
+    if a.engagement is not None:
+        ints("engagement", a.engagement, pa.float64())
+    if a.previous_image_id is not None:
+        cols["previous_image_id"] = _string_array(a.previous_image_id, "previous_image_id", n)
+    if a.features is not None:
+        cols["features"] = _list_array(np.asarray(a.features), "features", n, pa.float32())
+    if a.features_ref is not None:
+        cols["features_ref"] = _string_array(a.features_ref, "features_ref", n)
     names = [c for c in SCHEMA.names if c in cols]
     schema = pa.schema([SCHEMA.field(c) for c in names], metadata=SCHEMA.metadata)
     return pa.Table.from_arrays([cols[c] for c in names], schema=schema)
@@ -1251,17 +1283,52 @@ def _read_plan(
     return known, ignored, dictionary
 
 
-def validate_impressions(
-    table: pa.Table,
-    *,
-    known_images: Iterable[str] | None = None,
-    source: str = "<table>",
-    ignored_columns: tuple[str, ...] = (),
-    schema_tag: str | None = None,
-    n_features: int | None = None,
-) -> tuple[ImpressionLog, RejectionReport]:
-    """Validate an impressions table (either version) already in memory; see
-    :func:`read_impressions`."""
+class _Rows:
+    """The rows of one table under validation: its columns, and each row's first rejection reason.
+
+    Rules run in a fixed order (:func:`validate_impressions`); a row keeps the reason of the
+    first rule that rejects it, so the order is part of the result.
+    """
+
+    def __init__(self, table: pa.Table, source: str, version: int) -> None:
+        self.table = table
+        self.source = source
+        self.n = table.num_rows
+        self.v2 = version == 2
+        self.cand_name = "candidate_set" if self.v2 else "candidate_ids"
+        self.present = set(table.column_names)
+        self.first = np.full(self.n, -1, dtype=np.int8)
+
+    def col(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
+
+    def has(self, name: str) -> bool:
+        """The column is in the table and not entirely null."""
+        return name in self.present and self.col(name).null_count < self.n
+
+    def flag(self, mask: NDArray[np.bool_], reason: RejectionReason) -> None:
+        """Reject the rows of ``mask`` not rejected already, for ``reason``."""
+        self.first[(self.first < 0) & mask] = _REASON_CODE[reason]
+
+    @property
+    def alive(self) -> NDArray[np.bool_]:
+        return self.first < 0
+
+
+_COLUMN_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("member_id", ("integer",)), ("session_id", ("integer",)), ("page_id", ("integer",)),
+    ("timestamp", ("timestamp",)), ("title_id", ("string",)), ("row", ("integer",)),
+    ("col", ("integer",)), ("image_id", ("string",)), ("propensity", ("float", "integer")),
+    ("explored", ("bool",)), ("reward", ("integer", "float", "bool")),
+    ("engagement", ("float", "integer")), ("previous_image_id", ("string",)),
+    ("features_ref", ("string",)), ("candidate_set", ("string",)),
+)
+
+
+def _check_columns(
+    table: pa.Table, source: str, schema_tag: str | None, ignored_columns: tuple[str, ...]
+) -> tuple[_Rows, str, tuple[str, ...]]:
+    """Table-level checks (version, required columns, column types): one error for the file."""
     if not isinstance(table, pa.Table):
         raise InvalidLogError(
             f"The 'table' parameter of validate_impressions must be a pyarrow Table; "
@@ -1271,11 +1338,8 @@ def validate_impressions(
         schema_tag = _check_version(table.schema.metadata, source, strict=False)
     names = table.column_names
     version = _layout_version(names, schema_tag, source)
-    schema_tag = f"{SCHEMA_NAME}/{version}"
-    v2 = version == 2
-    cand_name = "candidate_set" if v2 else "candidate_ids"
-    present = set(names)
-    missing = [c for c in (REQUIRED_COLUMNS_V2 if v2 else REQUIRED_COLUMNS) if c not in present]
+    rows = _Rows(table, source, version)
+    missing = [c for c in (REQUIRED_COLUMNS_V2 if rows.v2 else REQUIRED_COLUMNS) if c not in rows.present]
     if missing:
         raise InvalidLogError(
             f"The log {source} must have the required column(s) {missing}; got columns "
@@ -1286,42 +1350,38 @@ def validate_impressions(
         if c not in _KNOWN_COLUMNS and not _is_feature_column(c) and c not in ignored_columns
         and c not in DECISION_COLUMNS
     )
-    n = table.num_rows
-    col = table.column
+    for name, kinds in _COLUMN_KINDS:
+        if name in rows.present:
+            _check_type(rows.col(name), name, kinds)
+    return rows, f"{SCHEMA_NAME}/{version}", ignored
 
-    for name, kinds in (
-        ("member_id", ("integer",)), ("session_id", ("integer",)), ("page_id", ("integer",)),
-        ("timestamp", ("timestamp",)), ("title_id", ("string",)), ("row", ("integer",)),
-        ("col", ("integer",)), ("image_id", ("string",)), ("propensity", ("float", "integer")),
-        ("explored", ("bool",)), ("reward", ("integer", "float", "bool")),
-        ("engagement", ("float", "integer")), ("previous_image_id", ("string",)),
-        ("features_ref", ("string",)), ("candidate_set", ("string",)),
-    ):
-        if name in present:
-            _check_type(col(name), name, kinds)
 
-    first = np.full(n, -1, dtype=np.int8)
-
-    def flag(mask: NDArray[np.bool_], reason: RejectionReason) -> None:
-        first[(first < 0) & mask] = _REASON_CODE[reason]
-
-    # ---- required scalar fields
-    missing_mask = np.zeros(n, dtype=bool)
+def _scalar_fields(rows: _Rows) -> dict[str, NDArray[Any]]:
+    """The required scalar columns as arrays, and which rows miss one of the required fields."""
+    col = rows.col
+    missing_mask = np.zeros(rows.n, dtype=bool)
     for name in ("member_id", "session_id", "page_id", "timestamp", "title_id", "row", "col",
-                 "image_id", cand_name, "explored"):
+                 "image_id", rows.cand_name, "explored"):
         missing_mask |= _null_mask(col(name))
-    member = _numeric(col("member_id"), "member_id", np.int64, 0)
-    session = _numeric(col("session_id"), "session_id", np.int64, 0)
-    page = _numeric(col("page_id"), "page_id", np.int64, 0)
     ts_col = col("timestamp")
     if not pa.types.is_null(ts_col.type):
         ts_col = ts_col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    timestamp = _numeric(ts_col, "timestamp", np.int64, 0)
-    row = _numeric(col("row"), "row", np.int64, 0)
-    colpos = _numeric(col("col"), "col", np.int64, 0)
-    explored = _numeric(col("explored"), "explored", np.bool_, False)
+    return {
+        "missing": missing_mask,
+        "member": _numeric(col("member_id"), "member_id", np.int64, 0),
+        "session": _numeric(col("session_id"), "session_id", np.int64, 0),
+        "page": _numeric(col("page_id"), "page_id", np.int64, 0),
+        "timestamp": _numeric(ts_col, "timestamp", np.int64, 0),
+        "row": _numeric(col("row"), "row", np.int64, 0),
+        "colpos": _numeric(col("col"), "col", np.int64, 0),
+        "explored": _numeric(col("explored"), "explored", np.bool_, False),
+    }
 
-    # ---- strings -> codes in sorted vocabularies
+
+def _ids_and_candidates(rows: _Rows) -> dict[str, Any]:
+    """Titles, images, candidate sets and previous images as codes in sorted vocabularies, and
+    the shown image's position among the candidates (``found``: it is one; ``malformed``)."""
+    col, n = rows.col, rows.n
     titles = _Vocabulary()
     title_parts = _string_codes(col("title_id"), titles)
     title_ids = titles.finish()
@@ -1329,17 +1389,16 @@ def validate_impressions(
 
     images = _Vocabulary()
     image_parts = _string_codes(col("image_id"), images)
-    if v2:
+    if rows.v2:
         set_parts = [_split_sets(chunk, images) for chunk in col("candidate_set").chunks]
     else:
         cand_lists = _list_parts(col("candidate_ids"), "candidate_ids")
         cand_parts = [images.add(values) for _, values in cand_lists]
-    prev_parts = (
-        _string_codes(col("previous_image_id"), images) if "previous_image_id" in present else []
-    )
+    has_previous = "previous_image_id" in rows.present
+    prev_parts = _string_codes(col("previous_image_id"), images) if has_previous else []
     image_ids = images.finish()
     image = _concat_codes(images, image_parts, n)
-    if v2:
+    if rows.v2:
         candidates, cand_lengths, shown, found, malformed = _expand_sets(set_parts, images, image)
     else:
         cand_lengths = (
@@ -1351,96 +1410,114 @@ def validate_impressions(
             else np.zeros(0, np.int32)
         )
         candidates = _padded(cand_lengths, cand_flat, -1, np.int32)
-    flag(missing_mask, RejectionReason.MISSING_FIELD)
-
-    # ---- candidate sets and the shown image's position among them
-    if not v2:
         shown, found, malformed = candidate_checks(candidates, cand_lengths, image)
-    flag(malformed, RejectionReason.MALFORMED_CANDIDATES)
-    flag((row < 0) | (colpos < 0) | (row > MAX_POSITION) | (colpos > MAX_POSITION),
-         RejectionReason.BAD_POSITION)
+    return {
+        "title": title, "title_ids": title_ids, "image": image, "image_ids": image_ids,
+        "candidates": candidates, "cand_lengths": cand_lengths, "shown": shown, "found": found,
+        "malformed": malformed,
+        "previous": _concat_codes(images, prev_parts, n) if has_previous else None,
+    }
 
-    # ---- propensity
-    prop_null = _null_mask(col("propensity"))
-    propensity = _numeric(col("propensity"), "propensity", np.float64, 0.0)
-    flag(prop_null, RejectionReason.MISSING_PROPENSITY)
+
+def _rule_positions(rows: _Rows, row: NDArray[np.int64], colpos: NDArray[np.int64]) -> None:
+    rows.flag((row < 0) | (colpos < 0) | (row > MAX_POSITION) | (colpos > MAX_POSITION),
+              RejectionReason.BAD_POSITION)
+
+
+def _rule_propensity(rows: _Rows) -> NDArray[np.float64]:
+    """The logged propensity: present, finite, in [MIN_PROPENSITY, 1]."""
+    propensity = _numeric(rows.col("propensity"), "propensity", np.float64, 0.0)
+    rows.flag(_null_mask(rows.col("propensity")), RejectionReason.MISSING_PROPENSITY)
     with np.errstate(invalid="ignore"):
-        flag(~(np.isfinite(propensity) & (propensity >= MIN_PROPENSITY) & (propensity <= 1)),
-             RejectionReason.PROPENSITY_OUT_OF_RANGE)
-    flag(~found, RejectionReason.SHOWN_NOT_CANDIDATE)
+        rows.flag(~(np.isfinite(propensity) & (propensity >= MIN_PROPENSITY) & (propensity <= 1)),
+                  RejectionReason.PROPENSITY_OUT_OF_RANGE)
+    return propensity
 
-    # ---- previous image (codes; -1 for none)
-    previous = _concat_codes(images, prev_parts, n) if "previous_image_id" in present else None
 
-    # ---- catalog
-    if known_images is not None:
-        known = set(str(x) for x in known_images)
-        ok = np.r_[np.fromiter((i in known for i in image_ids), bool, len(image_ids)), True]
-        unknown = ~ok[image]
-        if candidates.shape[1]:
-            unknown |= ~ok[candidates].all(axis=1)
-        if previous is not None:
-            unknown |= ~ok[previous]
-        flag(unknown, RejectionReason.UNKNOWN_IMAGE)
+def _rule_catalog(rows: _Rows, known_images: Iterable[str] | None, ids: dict[str, Any]) -> None:
+    """Shown, candidate and previous images are in the catalog (when one is given)."""
+    if known_images is None:
+        return
+    known = set(str(x) for x in known_images)
+    image_ids, candidates, previous = ids["image_ids"], ids["candidates"], ids["previous"]
+    ok = np.r_[np.fromiter((i in known for i in image_ids), bool, len(image_ids)), True]
+    unknown = ~ok[ids["image"]]
+    if candidates.shape[1]:
+        unknown |= ~ok[candidates].all(axis=1)
+    if previous is not None:
+        unknown |= ~ok[previous]
+    rows.flag(unknown, RejectionReason.UNKNOWN_IMAGE)
 
-    # ---- full logging distribution
-    propensities = None
-    if "propensities" in present and col("propensities").null_count < n:
-        plists = _list_parts(col("propensities"), "propensities")
-        p_lengths = np.concatenate([lengths for lengths, _ in plists])
-        p_values = pa.chunked_array([v for _, v in plists], type=pa.float64()) if plists else None
-        p_flat = _numeric(p_values, "propensities", np.float64, np.nan) if p_values is not None else np.zeros(0)
-        bad_vec = _null_mask(col("propensities")) | (p_lengths != cand_lengths)
-        same = ~bad_vec
-        matrix: NDArray[np.float64] = np.zeros(candidates.shape, dtype=np.float64)
-        if same.all():
-            matrix = _padded(p_lengths, p_flat, 0.0, np.float64)
-        else:
-            sel = np.repeat(same, p_lengths)
-            sub = _padded(p_lengths[same], p_flat[sel], 0.0, np.float64)
-            matrix[same, : sub.shape[1]] = sub
-        with np.errstate(invalid="ignore"):
-            bad_vec |= ~(np.isfinite(matrix) & (matrix >= 0) & (matrix <= 1)).all(axis=1)
-            bad_vec |= ~(np.abs(matrix.sum(axis=1) - 1.0) <= PROPENSITY_TOLERANCE)
-            if matrix.shape[1]:
-                at_shown = matrix[np.arange(n), shown]
-                bad_vec |= ~(np.abs(at_shown - propensity) <= PROPENSITY_TOLERANCE)
-        flag(bad_vec, RejectionReason.BAD_PROPENSITY_VECTOR)
-        propensities = np.where(np.isfinite(matrix), matrix, 0.0)
 
-    # ---- reward
-    reward_col = col("reward")
-    flag(_null_mask(reward_col), RejectionReason.MISSING_REWARD)
+def _rule_propensity_vector(
+    rows: _Rows, ids: dict[str, Any], propensity: NDArray[np.float64]
+) -> NDArray[np.float64] | None:
+    """The full logging distribution: one probability per candidate, summing to 1, agreeing
+    with ``propensity`` at the shown image. None without the column."""
+    if not rows.has("propensities"):
+        return None
+    n, col = rows.n, rows.col
+    candidates, cand_lengths, shown = ids["candidates"], ids["cand_lengths"], ids["shown"]
+    plists = _list_parts(col("propensities"), "propensities")
+    p_lengths = np.concatenate([lengths for lengths, _ in plists])
+    p_values = pa.chunked_array([v for _, v in plists], type=pa.float64()) if plists else None
+    p_flat = _numeric(p_values, "propensities", np.float64, np.nan) if p_values is not None else np.zeros(0)
+    bad_vec = _null_mask(col("propensities")) | (p_lengths != cand_lengths)
+    same = ~bad_vec
+    matrix: NDArray[np.float64] = np.zeros(candidates.shape, dtype=np.float64)
+    if same.all():
+        matrix = _padded(p_lengths, p_flat, 0.0, np.float64)
+    else:
+        sel = np.repeat(same, p_lengths)
+        sub = _padded(p_lengths[same], p_flat[sel], 0.0, np.float64)
+        matrix[same, : sub.shape[1]] = sub
+    with np.errstate(invalid="ignore"):
+        bad_vec |= ~(np.isfinite(matrix) & (matrix >= 0) & (matrix <= 1)).all(axis=1)
+        bad_vec |= ~(np.abs(matrix.sum(axis=1) - 1.0) <= PROPENSITY_TOLERANCE)
+        if matrix.shape[1]:
+            at_shown = matrix[np.arange(n), shown]
+            bad_vec |= ~(np.abs(at_shown - propensity) <= PROPENSITY_TOLERANCE)
+    rows.flag(bad_vec, RejectionReason.BAD_PROPENSITY_VECTOR)
+    return np.where(np.isfinite(matrix), matrix, 0.0)
+
+
+def _rule_reward(rows: _Rows) -> NDArray[np.int8]:
+    """The reward is present and in the label set."""
+    reward_col = rows.col("reward")
+    rows.flag(_null_mask(reward_col), RejectionReason.MISSING_REWARD)
     # int8 (the schema's type) is checked as it is; other types as float64
     reward_raw = _numeric(reward_col, "reward",
                           np.int8 if reward_col.type == pa.int8() else np.float64, 0)
-    in_set = np.zeros(n, dtype=bool)
+    in_set = np.zeros(rows.n, dtype=bool)
     for label in LABEL_SET:
         in_set |= reward_raw == label
-    flag(~in_set, RejectionReason.REWARD_OUT_OF_LABEL_SET)
-    reward = (reward_raw if in_set.all() else np.where(in_set, reward_raw, 0)).astype(
-        np.int8, copy=False)
+    rows.flag(~in_set, RejectionReason.REWARD_OUT_OF_LABEL_SET)
+    return (reward_raw if in_set.all() else np.where(in_set, reward_raw, 0)).astype(np.int8, copy=False)
 
-    # ---- engagement
-    engagement = None
-    if "engagement" in present:
-        e_null = _null_mask(col("engagement"))
-        engagement = _numeric(col("engagement"), "engagement", np.float64, 0.0)
-        with np.errstate(invalid="ignore"):
-            flag(~e_null & ~(np.isfinite(engagement) & (engagement >= 0)),
-                 RejectionReason.BAD_ENGAGEMENT)
-        engagement = np.where(e_null, np.nan, engagement)
 
-    # ---- features
+def _rule_engagement(rows: _Rows) -> NDArray[np.float64] | None:
+    """Engagement, when present, is finite and non-negative (null reads as NaN)."""
+    if "engagement" not in rows.present:
+        return None
+    e_null = _null_mask(rows.col("engagement"))
+    engagement = _numeric(rows.col("engagement"), "engagement", np.float64, 0.0)
+    with np.errstate(invalid="ignore"):
+        rows.flag(~e_null & ~(np.isfinite(engagement) & (engagement >= 0)), RejectionReason.BAD_ENGAGEMENT)
+    return np.where(e_null, np.nan, engagement)
+
+
+def _rule_features(rows: _Rows, n_features: int | None) -> NDArray[np.float32] | None:
+    """Feature columns (``f0, f1, ...``) or a ``features`` list: one length, finite values."""
+    present, n, col = rows.present, rows.n, rows.col
     features = None
     feature_names = sorted((c for c in present if _is_feature_column(c)),
                            key=lambda c: int(c[len(FEATURE_PREFIX):]))
     if feature_names:
-        features, finite = _feature_columns(table, feature_names, n_features, source)
-        flag(~finite, RejectionReason.BAD_FEATURES)
+        features, finite = _feature_columns(rows.table, feature_names, n_features, rows.source)
+        rows.flag(~finite, RejectionReason.BAD_FEATURES)
         if not finite.all():
             features = np.where(np.isfinite(features), features, 0.0).astype(np.float32)
-    elif "features" in present and col("features").null_count < n:
+    elif rows.has("features"):
         flists = _list_parts(col("features"), "features")
         f_lengths = np.concatenate([lengths for lengths, _ in flists])
         f_null = _null_mask(col("features"))
@@ -1456,41 +1533,50 @@ def validate_impressions(
             sel = np.repeat(good, f_lengths)
             features[good] = f_flat[sel].reshape(-1, dim)
         finite = finite_rows(np.ascontiguousarray(features))
-        flag(~good | ~finite, RejectionReason.BAD_FEATURES)
+        rows.flag(~good | ~finite, RejectionReason.BAD_FEATURES)
         if not finite.all():
             features = np.where(np.isfinite(features), features, 0.0).astype(np.float32)
+    return features
 
-    features_ref = None
-    if "features_ref" in present and col("features_ref").null_count < n:
-        # cast first: a dictionary array's to_numpy turns nulls into other rows' values
-        features_ref = np.asarray(col("features_ref").cast(pa.string()).to_numpy(zero_copy_only=False),
-                                  dtype=object)
 
-    # ---- duplicates among the rows still alive (the first one in input order is kept)
-    alive = first < 0
+def _features_ref(rows: _Rows) -> NDArray[np.object_] | None:
+    if not rows.has("features_ref"):
+        return None
+    # cast first: a dictionary array's to_numpy turns nulls into other rows' values
+    return np.asarray(rows.col("features_ref").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _rule_duplicates(rows: _Rows, fields: dict[str, NDArray[Any]], ids: dict[str, Any]) -> None:
+    """Among the rows still alive (the first in input order is kept): one row per title and per
+    position in a page, and one member per page id."""
+    page, title, row, colpos = fields["page"], ids["title"], fields["row"], fields["colpos"]
+    alive = rows.alive
     order = _page_order(page)
-    dup = _first_duplicates(page, order, title.astype(np.int64), len(title_ids) + 1,
+    dup = _first_duplicates(page, order, title.astype(np.int64), len(ids["title_ids"]) + 1,
                             alive & (title >= 0))
-    flag(dup, RejectionReason.DUPLICATE_IMPRESSION)
-    alive = first < 0
+    rows.flag(dup, RejectionReason.DUPLICATE_IMPRESSION)
+    alive = rows.alive
     if alive.any():
         n_cols = int(colpos[alive].max()) + 1
         n_rows_layout = int(row[alive].max()) + 1
         position = np.where(alive, row * n_cols + colpos, 0)
         dup = _first_duplicates(page, order, position, n_rows_layout * n_cols, alive)
-        flag(dup, RejectionReason.DUPLICATE_POSITION)
-    flag(_member_differs_in_page(page, order, member, first < 0), RejectionReason.PAGE_ID_SHARED)
+        rows.flag(dup, RejectionReason.DUPLICATE_POSITION)
+    rows.flag(_member_differs_in_page(page, order, fields["member"], rows.alive), RejectionReason.PAGE_ID_SHARED)
 
-    # ---- assemble
-    keep = first < 0
+
+def _assemble(rows: _Rows, values: dict[str, Any], ignored: tuple[str, ...], schema_tag: str) -> tuple[ImpressionLog, RejectionReport]:
+    """The accepted rows as an :class:`ImpressionLog`, and the report of the rejected ones."""
+    n = rows.n
+    keep = rows.alive
     rejected = np.flatnonzero(~keep)
     report = RejectionReport(
         n_read=n,
         n_accepted=int(keep.sum()),
         rows=rejected,
-        reasons=first[rejected],
+        reasons=rows.first[rejected],
         ignored_columns=ignored,
-        source=source,
+        source=rows.source,
     )
     all_kept = report.n_rejected == 0
 
@@ -1499,39 +1585,81 @@ def validate_impressions(
             return None
         return a if all_kept else a[keep]
 
-    kept_candidates = kept(candidates)
-    kept_lengths = kept(cand_lengths)
+    kept_candidates = kept(values["candidates"])
+    kept_lengths = kept(values["cand_lengths"])
     k_max = int(kept_lengths.max()) if len(kept_lengths) else 0
     if kept_candidates.shape[1] != k_max:
         kept_candidates = kept_candidates[:, :k_max]
-    kept_props = kept(propensities)
+    kept_props = kept(values["propensities"])
     if kept_props is not None and kept_props.shape[1] != k_max:
         kept_props = kept_props[:, :k_max]
+    features = values["features"]
     log = ImpressionLog(
-        member_id=kept(member),
-        session_id=kept(session),
-        page_id=kept(page),
-        timestamp=kept(timestamp),
-        title=kept(title),
-        row=kept(row).astype(np.int32),
-        col=kept(colpos).astype(np.int32),
-        image=kept(image),
+        member_id=kept(values["member"]),
+        session_id=kept(values["session"]),
+        page_id=kept(values["page"]),
+        timestamp=kept(values["timestamp"]),
+        title=kept(values["title"]),
+        row=kept(values["row"]).astype(np.int32),
+        col=kept(values["colpos"]).astype(np.int32),
+        image=kept(values["image"]),
         candidates=np.ascontiguousarray(kept_candidates),
         n_candidates=kept_lengths.astype(np.int32),
-        shown=kept(shown),
-        propensity=kept(propensity),
+        shown=kept(values["shown"]),
+        propensity=kept(values["propensity"]),
         propensities=None if kept_props is None else np.ascontiguousarray(kept_props),
-        explored=kept(explored),
-        reward=kept(reward),
-        engagement=kept(engagement),
-        previous_image=kept(previous),
+        explored=kept(values["explored"]),
+        reward=kept(values["reward"]),
+        engagement=kept(values["engagement"]),
+        previous_image=kept(values["previous"]),
         features=None if features is None else kept(features),
-        features_ref=kept(features_ref),
-        title_ids=title_ids,
-        image_ids=image_ids,
+        features_ref=kept(values["features_ref"]),
+        title_ids=values["title_ids"],
+        image_ids=values["image_ids"],
         source_row=(np.arange(n, dtype=np.int64) if all_kept
                     else np.flatnonzero(keep).astype(np.int64)),
         rejections=report,
         schema=schema_tag,
     )
     return log, report
+
+
+def validate_impressions(
+    table: pa.Table,
+    *,
+    known_images: Iterable[str] | None = None,
+    source: str = "<table>",
+    ignored_columns: tuple[str, ...] = (),
+    schema_tag: str | None = None,
+    n_features: int | None = None,
+) -> tuple[ImpressionLog, RejectionReport]:
+    """Validate an impressions table (either version) already in memory; see
+    :func:`read_impressions`.
+
+    Table-level problems raise :class:`~slate.errors.InvalidLogError`; row-level ones reject the
+    row, which keeps the reason of the first rule that fails, in this order: missing field,
+    malformed candidates, bad position, missing / out-of-range propensity, shown image not a
+    candidate, unknown image, bad propensity vector, missing / out-of-set reward, bad
+    engagement, bad features, duplicate title, duplicate position, page id shared by members.
+    """
+    rows, schema_tag, ignored = _check_columns(table, source, schema_tag, ignored_columns)
+    fields = _scalar_fields(rows)
+    ids = _ids_and_candidates(rows)
+    rows.flag(fields["missing"], RejectionReason.MISSING_FIELD)
+    rows.flag(ids["malformed"], RejectionReason.MALFORMED_CANDIDATES)
+    _rule_positions(rows, fields["row"], fields["colpos"])
+    propensity = _rule_propensity(rows)
+    rows.flag(~ids["found"], RejectionReason.SHOWN_NOT_CANDIDATE)
+    _rule_catalog(rows, known_images, ids)
+    values: dict[str, Any] = {
+        **fields,
+        **ids,
+        "propensity": propensity,
+        "propensities": _rule_propensity_vector(rows, ids, propensity),
+        "reward": _rule_reward(rows),
+        "engagement": _rule_engagement(rows),
+        "features": _rule_features(rows, n_features),
+        "features_ref": _features_ref(rows),
+    }
+    _rule_duplicates(rows, fields, ids)
+    return _assemble(rows, values, ignored, schema_tag)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import numpy as np
 
-from slate.errors import InvalidProblemError
+from slate.errors import InvalidProblemError, UnknownOptionError
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import PageProblem
 
-__all__ = ["LAYOUT_KINDS", "make_layout", "random_problem"]
+__all__ = ["LAYOUT_KINDS", "RandomProblemOptions", "make_layout", "random_problem"]
 
 LAYOUT_KINDS = ("local", "chain", "dense")
 
@@ -33,22 +34,53 @@ def make_layout(kind: str, n_titles: int, cols: int | None = None) -> Layout:
     raise InvalidProblemError(f"The 'layout' parameter must be one of {LAYOUT_KINDS}; got {kind!r} instead.")
 
 
+@dataclass(frozen=True)
+class RandomProblemOptions:
+    """How :func:`random_problem` draws a page problem (everything but its size, layout and seed).
+
+    Attributes
+    ----------
+    dim : int, default 64
+        Embedding dimension.
+    n_styles : int, default 6
+        Style centres the image embeddings cluster around (quota tags ``"style0"`` ...).
+    style_spread : float, default 0.6
+        Spread of embeddings around their style centre.
+    diversity : float, optional
+        Diversity weight; None picks one comparable to the spread of scores (per layout).
+    churn : float, default 0.005
+    max_changes : int or None, default -1
+        Change budget; ``-1`` means a quarter of the titles, None no budget.
+    previous_share : float, default 0.85
+        Share of titles with a previous image.
+    locked_share : float, default 0.1
+        Share of those whose image is locked.
+    variable_images : bool, default False
+        Titles have different numbers of candidates.
+    quotas : dict of str to int, optional
+        Most titles per style tag, e.g. ``{"style0": 5}``.
+    """
+
+    dim: int = 64
+    n_styles: int = 6
+    style_spread: float = 0.6
+    diversity: float | None = None
+    churn: float = 0.005
+    max_changes: int | None = -1
+    previous_share: float = 0.85
+    locked_share: float = 0.1
+    variable_images: bool = False
+    quotas: dict[str, int] | None = None
+
+
 def random_problem(
     n_titles: int = 40,
     n_images: int = 10,
     layout: Literal["local", "chain", "dense"] = "local",
     *,
     seed: int = 0,
-    dim: int = 64,
-    n_styles: int = 6,
-    style_spread: float = 0.6,
-    diversity: float | None = None,
-    churn: float = 0.005,
-    max_changes: int | None = -1,
-    previous_share: float = 0.85,
-    locked_share: float = 0.1,
-    variable_images: bool = False,
-    quotas: dict[str, int] | None = None,
+    options: RandomProblemOptions | None = None,
+    **overrides: Any,
 ) -> PageProblem:
     """A seeded page problem with clustered image styles, like the shared instances.
 
@@ -59,6 +91,21 @@ def random_problem(
 
     Quotas name style indices as tags ``"style0"`` ...; e.g. ``{"style0": 5}``.
 
+    Parameters
+    ----------
+    n_titles, n_images : int
+    layout : {"local", "chain", "dense"}
+    seed : int
+    options : RandomProblemOptions, optional
+    **overrides
+        Fields of :class:`RandomProblemOptions` (``dim=``, ``max_changes=``, ...), replacing
+        those of ``options``.
+
+    Raises
+    ------
+    UnknownOptionError
+        A keyword that is not a field of :class:`RandomProblemOptions`.
+
     Examples
     --------
     >>> p = random_problem(20, 5, "chain", seed=3)
@@ -66,7 +113,21 @@ def random_problem(
     (20, 5, True)
     >>> bool((random_problem(seed=1).scores == random_problem(seed=1).scores).all())
     True
+    >>> random_problem(6, 3, seed=1, max_changes=None).max_changes is None
+    True
     """
+    o = options if options is not None else RandomProblemOptions()
+    if overrides:
+        known = [f.name for f in fields(RandomProblemOptions)]
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise UnknownOptionError(
+                f"Unknown option '{unknown[0]}' for random_problem; its options are {', '.join(known)}."
+            )
+        o = replace(o, **overrides)
+    dim, n_styles, style_spread, diversity, churn = o.dim, o.n_styles, o.style_spread, o.diversity, o.churn
+    max_changes, previous_share, locked_share = o.max_changes, o.previous_share, o.locked_share
+    variable_images, quotas = o.variable_images, o.quotas
     if n_titles < 1 or n_images < 1:
         raise InvalidProblemError(
             f"random_problem needs n_titles >= 1 and n_images >= 1; got {n_titles} and {n_images} instead."

@@ -47,7 +47,7 @@ from slate.sim.schedule import make_schedule
 from slate.sim.simulate import Run, counterfactual_value, policy_value, simulate
 from slate.sim.world import World, make_world
 
-__all__ = ["DemoReport", "DemoRow", "ExampleRow", "run_demo"]
+__all__ = ["DemoOptions", "DemoReport", "DemoRow", "ExampleRow", "run_demo"]
 
 POLICIES = ("random", "take-rate bandit", "contextual bandit", "contextual + page optimizer")
 
@@ -327,20 +327,263 @@ def _plot(rows: tuple[DemoRow, ...], path: Path) -> Path | None:
     return path
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """The size of the demo's world and how it replays (:func:`run_demo`).
+
+    Attributes
+    ----------
+    n_members, n_titles, n_days : int, default 2000, 300, 28
+        Size of the world and length of the simulated period.
+    heldout_days : int, default 7
+        The last days, used for replay and the true values; the earlier days train.
+    page_optimizer : bool, default True
+        Include "contextual + page optimizer" (the slowest part: one solve per page).
+    diversity, churn : float, default 0.125, 0.1
+        Relative weights of the page optimizer (see :class:`~slate.sim.PageOptimizerPolicy`).
+    n_bootstrap : int, default 500
+        Bootstrap replicates of the replay intervals (pages resampled).
+    estimator : str, default "snips"
+        The replay estimator (any name of :func:`slate.replay.available_estimators`). With
+        uniform logging, self-normalised IPS is the take fraction over the matched events,
+        each weighted by its title's number of candidates; ``"replay"`` (Li et al.'s rejection
+        sampling) is unbiased too but keeps fewer events when titles have different numbers of
+        candidates.
+    """
+
+    n_members: int = 2000
+    n_titles: int = 300
+    n_days: int = 28
+    heldout_days: int = 7
+    page_optimizer: bool = True
+    diversity: float = 0.125
+    churn: float = 0.1
+    n_bootstrap: int = 500
+    estimator: str = "snips"
+
+
+@dataclass
+class _Logged:
+    """Stage 1-2 of the demo: the world, its schedules, and the exploration runs and logs."""
+
+    world: World
+    train_days: int
+    test_schedule: Any
+    train_run: Run
+    test_run: Run
+    train_log: Any
+    test_log: Any
+
+
+def _options(options: DemoOptions | None, overrides: dict[str, Any]) -> DemoOptions:
+    o = options if options is not None else DemoOptions()
+    if overrides:
+        from dataclasses import fields
+
+        from slate.errors import UnknownOptionError
+
+        known = [f.name for f in fields(DemoOptions)]
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise UnknownOptionError(f"Unknown option '{unknown[0]}' for run_demo; its options are {', '.join(known)}.")
+        o = replace(o, **overrides)
+    if o.heldout_days < 1 or o.heldout_days >= o.n_days:
+        raise InvalidProblemError(
+            f"The 'heldout_days' parameter of run_demo must be in 1..{o.n_days - 1}; got {o.heldout_days} instead."
+        )
+    return o
+
+
+def _explore(o: DemoOptions, seed: int, out: Path, steps: _Steps) -> _Logged:
+    """1. the world and its sessions; 2. exploration: uniform random per title, logged with exact
+    propensities, written and read back through the validating reader."""
+    world = make_world(n_members=o.n_members, n_titles=o.n_titles, n_days=o.n_days, seed=seed)
+    train_days = o.n_days - o.heldout_days
+    train_schedule = make_schedule(world, n_days=train_days, seed=seed)
+    test_schedule = make_schedule(world, n_days=o.heldout_days, first_day=train_days, seed=seed)
+    steps.step("world")
+
+    logging_policy = UniformRandomLogging(seed=seed)
+    train_run = simulate(train_schedule, logging_policy)
+    test_run = simulate(test_schedule, logging_policy, state=train_run.final_state)
+    train_log = _read_back(world, train_run, out / "exploration-train.parquet")
+    test_log = _read_back(world, test_run, out / "exploration-heldout.parquet")
+    steps.step("exploration logs")
+    return _Logged(world, train_days, test_schedule, train_run, test_run, train_log, test_log)
+
+
+def _train(logged: _Logged, seed: int) -> tuple[Any, Any, SimFeatures, NDArray[np.int64]]:
+    """3. training: take-rate bandit on (image, quality play); contextual bandit on features.
+    Returns the take-rate bandit, the contextual bandit, the features and the columns it uses."""
+    from slate.bandit import HybridLinUCB, TakeRateBandit
+
+    world, train_run, train_log = logged.world, logged.train_run, logged.train_log
+    features = SimFeatures(world)
+    arms = _global_arms(world, train_log)
+    rewards = train_log.reward.astype(np.float64)
+    take_rate = TakeRateBandit(seed=seed).fit(None, arms, rewards)
+    keep = np.concatenate(
+        [features.columns("bias"), features.columns("member_title", "image", "interaction", "context_x_aesthetic")]
+    )
+    contextual = HybridLinUCB(
+        alpha=0.0, shared_columns=list(range(1, len(keep))), arm_columns=[0], seed=seed
+    )
+    # a week at a time: the hybrid model's per-update cost is in its per-image refresh
+    parts: list[NDArray[np.float32]] = []
+    first_row = 0
+    for s, batch in train_run.batches():
+        parts.append(features.shown(batch, train_run.images[s].astype(np.int64), keep))
+        if batch.day[0] % 7 == 6 or s.stop == train_run.n_pages:
+            x = np.concatenate(parts)
+            rows_now = slice(first_row, first_row + len(x))
+            contextual.update(x, arms[rows_now], rewards[rows_now])
+            first_row += len(x)
+            parts = []
+    return take_rate, contextual, features, keep
+
+
+def _policies(o: DemoOptions, seed: int, take_rate_scorer: Any, contextual_scorer: Any) -> dict[str, Any]:
+    policies: dict[str, Any] = {
+        "random": UniformRandomLogging(seed=seed + 1),
+        "take-rate bandit": ArgmaxPolicy(take_rate_scorer, name="take-rate bandit"),
+        "contextual bandit": ArgmaxPolicy(contextual_scorer, name="contextual bandit"),
+    }
+    if o.page_optimizer:
+        policies["contextual + page optimizer"] = PageOptimizerPolicy(
+            contextual_scorer, diversity=o.diversity, churn=o.churn, name="contextual + page optimizer",
+            options={"compute_bound": False},
+        )
+    return policies
+
+
+def _replay(
+    o: DemoOptions, seed: int, logged: _Logged, policies: dict[str, Any], logged_truth: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """5. replay on the held-out log (and page-aware: neighbours matter through their aesthetic)."""
+    from slate.replay import UniformPolicy, evaluate, get_estimator
+
+    world, test_log = logged.world, logged.test_log
+    estimates, page_aware = {}, {}
+    aware = get_estimator(
+        "page-aware", groups={image: int(world.image_aesthetic[i]) for i, image in enumerate(world.image_ids)},
+        neighbours="grid",
+    )
+    for name in policies:
+        target: Any
+        if name == "random":
+            target = UniformPolicy()
+        else:
+            target = {"choice": logged_truth[name].images.ravel(), "name": name}
+        replayed = evaluate(test_log, target, o.estimator, n_bootstrap=o.n_bootstrap, seed=seed, metrics=False)
+        estimates[name] = replayed.estimate
+        page_aware[name] = evaluate(test_log, target, aware, n_bootstrap=o.n_bootstrap, seed=seed,
+                                    metrics=False).estimate
+    return estimates, page_aware
+
+
+def _rows(
+    policies: dict[str, Any],
+    estimates: dict[str, Any],
+    page_aware: dict[str, Any],
+    logged_truth: dict[str, Any],
+    deployed: dict[str, Any],
+) -> tuple[DemoRow, ...]:
+    return tuple(
+        DemoRow(
+            policy=name,
+            replay=float(estimates[name].value),
+            low=float(estimates[name].interval[0]),
+            high=float(estimates[name].interval[1]),
+            se=float(estimates[name].se),
+            n_matched=int(estimates[name].n_matched),
+            truth_logged=logged_truth[name].take_fraction,
+            truth_deployed=deployed[name].take_fraction,
+            diversity=deployed[name].diversity,
+            churn=deployed[name].churn,
+            page_aware=float(page_aware[name].value),
+            page_aware_low=float(page_aware[name].interval[0]),
+            page_aware_high=float(page_aware[name].interval[1]),
+        )
+        for name in policies
+    )
+
+
+def _report(
+    o: DemoOptions, seed: int, out: Path, logged: _Logged, rows: tuple[DemoRow, ...], example: tuple[ExampleRow, ...],
+    steps: _Steps,
+) -> DemoReport:
+    """7. Figure 3 and the files: csv, markdown, json, the plot."""
+    world, train_run, test_run = logged.world, logged.train_run, logged.test_run
+    ex = world.example
+    example_images = ("", "")
+    example_title = ""
+    if ex is not None:
+        example_title = world.title_names[ex.title]
+        example_images = (
+            world.image_ids[int(world.title_images[ex.title, ex.comedian_image])],
+            world.image_ids[int(world.title_images[ex.title, ex.couple_image])],
+        )
+    files = {"train_log": out / "exploration-train.parquet", "heldout_log": out / "exploration-heldout.parquet"}
+    files["csv"] = out / "results.csv"
+    with open(files["csv"], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        names = [*DemoRow.__dataclass_fields__, "covered"]
+        writer.writerow(names)
+        for r in rows:
+            writer.writerow([*asdict(r).values(), r.covered])
+    summary = (
+        f"{world.n_members} members, {world.n_titles} titles, {world.n_images_total} images; "
+        f"{train_run.n_impressions} training and {test_run.n_impressions} held-out impressions"
+    )
+    info = {
+        "summary": summary,
+        "estimator": o.estimator,
+        "n_bootstrap": o.n_bootstrap,
+        "train_days": logged.train_days,
+        "heldout_days": o.heldout_days,
+        "world": world.summary(),
+        "logged_take_fraction": test_run.value().take_fraction,
+        "seconds_by_step": steps.times,
+    }
+    report = DemoReport(
+        output_dir=out,
+        seed=seed,
+        rows=rows,
+        example=example,
+        example_title=example_title,
+        example_images=example_images,
+        files=files,
+        seconds=0.0,
+        info=info,
+    )
+    files["markdown"] = out / "results.md"
+    files["markdown"].write_text(report.to_markdown())
+    files["json"] = out / "results.json"
+    files["json"].write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "rows": [{**asdict(r), "covered": r.covered} for r in rows],
+                "example": [asdict(e) for e in example],
+                "info": info,
+            },
+            indent=2,
+        )
+    )
+    png = _plot(rows, out / "take_fraction.png")
+    if png is not None:
+        files["png"] = png
+    steps.step("outputs")
+    return report
+
+
 def run_demo(
     output_dir: str | Path,
     seed: int = 0,
     progress: bool = True,
     *,
-    n_members: int = 2000,
-    n_titles: int = 300,
-    n_days: int = 28,
-    heldout_days: int = 7,
-    page_optimizer: bool = True,
-    diversity: float = 0.125,
-    churn: float = 0.1,
-    n_bootstrap: int = 500,
-    estimator: str = "snips",
+    options: DemoOptions | None = None,
+    **overrides: Any,
 ) -> DemoReport:
     """Run the demo and write its outputs into ``output_dir`` (created if needed).
 
@@ -351,202 +594,55 @@ def run_demo(
         Seeds the world, the sessions, the logging policy, the bandits and the bootstrap.
     progress : bool, default True
         Show a progress bar.
-    n_members, n_titles, n_days : int
-        Size of the world and length of the simulated period.
-    heldout_days : int, default 7
-        The last days, used for replay and the true values; the earlier days train.
-    page_optimizer : bool, default True
-        Include "contextual + page optimizer" (the slowest part: one solve per page).
-    diversity, churn : float
-        Relative weights of the page optimizer (see :class:`~slate.sim.PageOptimizerPolicy`).
-    n_bootstrap : int, default 500
-        Bootstrap replicates of the replay intervals (pages resampled).
-    estimator : str, default "snips"
-        The replay estimator (any name of :func:`slate.replay.available_estimators`). With
-        uniform logging, self-normalised IPS is the take fraction over the matched events,
-        each weighted by its title's number of candidates; ``"replay"`` (Li et al.'s rejection
-        sampling) is unbiased too but keeps fewer events when titles have different numbers of
-        candidates.
+    options : DemoOptions, optional
+        World size, held-out days, page-optimizer weights, bootstrap and estimator.
+    **overrides
+        Fields of :class:`DemoOptions` (``n_members=``, ``heldout_days=``, ...), replacing those
+        of ``options``.
 
     Returns
     -------
     DemoReport
-    """
-    from slate.bandit import HybridLinUCB, TakeRateBandit
-    from slate.replay import UniformPolicy, evaluate, get_estimator
 
-    if heldout_days < 1 or heldout_days >= n_days:
-        raise InvalidProblemError(
-            f"The 'heldout_days' parameter of run_demo must be in 1..{n_days - 1}; got {heldout_days} instead."
-        )
+    Raises
+    ------
+    InvalidProblemError
+        ``heldout_days`` is not in ``1..n_days - 1``.
+    UnknownOptionError
+        A keyword that is not a field of :class:`DemoOptions`.
+    """
+    o = _options(options, overrides)
     started = time.perf_counter()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(total=7, enabled=progress)
     try:
-        # 1. the world and its sessions
-        world = make_world(n_members=n_members, n_titles=n_titles, n_days=n_days, seed=seed)
-        train_days = n_days - heldout_days
-        train_schedule = make_schedule(world, n_days=train_days, seed=seed)
-        test_schedule = make_schedule(world, n_days=heldout_days, first_day=train_days, seed=seed)
-        steps.step("world")
-
-        # 2. exploration: uniform random per title, logged with exact propensities
-        logging_policy = UniformRandomLogging(seed=seed)
-        train_run = simulate(train_schedule, logging_policy)
-        test_run = simulate(test_schedule, logging_policy, state=train_run.final_state)
-        train_log = _read_back(world, train_run, out / "exploration-train.parquet")
-        test_log = _read_back(world, test_run, out / "exploration-heldout.parquet")
-        steps.step("exploration logs")
-
-        # 3. training: take-rate bandit on (image, quality play); contextual bandit on features
-        features = SimFeatures(world)
-        arms = _global_arms(world, train_log)
-        rewards = train_log.reward.astype(np.float64)
-        take_rate = TakeRateBandit(seed=seed).fit(None, arms, rewards)
-        keep = np.concatenate(
-            [features.columns("bias"), features.columns("member_title", "image", "interaction", "context_x_aesthetic")]
-        )
-        contextual = HybridLinUCB(
-            alpha=0.0, shared_columns=list(range(1, len(keep))), arm_columns=[0], seed=seed
-        )
-        # a week at a time: the hybrid model's per-update cost is in its per-image refresh
-        parts: list[NDArray[np.float32]] = []
-        first_row = 0
-        for s, batch in train_run.batches():
-            parts.append(features.shown(batch, train_run.images[s].astype(np.int64), keep))
-            if batch.day[0] % 7 == 6 or s.stop == train_run.n_pages:
-                x = np.concatenate(parts)
-                rows_now = slice(first_row, first_row + len(x))
-                contextual.update(x, arms[rows_now], rewards[rows_now])
-                first_row += len(x)
-                parts = []
+        logged = _explore(o, seed, out, steps)
+        take_rate, contextual, features, keep = _train(logged, seed)
         steps.step("training")
 
         contextual_scorer = bandit_scorer(contextual, features, columns=keep)
         take_rate_scorer = bandit_scorer(take_rate, features)
-        policies: dict[str, Any] = {
-            "random": UniformRandomLogging(seed=seed + 1),
-            "take-rate bandit": ArgmaxPolicy(take_rate_scorer, name="take-rate bandit"),
-            "contextual bandit": ArgmaxPolicy(contextual_scorer, name="contextual bandit"),
-        }
-        if page_optimizer:
-            policies["contextual + page optimizer"] = PageOptimizerPolicy(
-                contextual_scorer, diversity=diversity, churn=churn, name="contextual + page optimizer",
-                options={"compute_bound": False},
-            )
+        policies = _policies(o, seed, take_rate_scorer, contextual_scorer)
 
         # 4. the policies on the held-out logged pages: their choices, and replay's true target
         logged_truth = {}
         for name, policy in policies.items():
-            logged_truth[name] = counterfactual_value(test_run, policy, name=name)
+            logged_truth[name] = counterfactual_value(logged.test_run, policy, name=name)
         steps.step("policies on logged pages")
 
-        # 5. replay on the held-out log (and page-aware: neighbours matter through their aesthetic)
-        estimates, page_aware = {}, {}
-        aware = get_estimator(
-            "page-aware", groups={image: int(world.image_aesthetic[i]) for i, image in enumerate(world.image_ids)},
-            neighbours="grid",
-        )
-        for name in policies:
-            target: Any
-            if name == "random":
-                target = UniformPolicy()
-            else:
-                target = {"choice": logged_truth[name].images.ravel(), "name": name}
-            replayed = evaluate(test_log, target, estimator, n_bootstrap=n_bootstrap, seed=seed, metrics=False)
-            estimates[name] = replayed.estimate
-            page_aware[name] = evaluate(test_log, target, aware, n_bootstrap=n_bootstrap, seed=seed,
-                                        metrics=False).estimate
+        estimates, page_aware = _replay(o, seed, logged, policies, logged_truth)
         steps.step("replay")
 
         # 6. the truth if deployed: on-policy, held-out days, common random numbers
         deployed = {}
         for name, policy in policies.items():
-            deployed[name] = policy_value(test_schedule, policy, state=train_run.final_state, name=name)
+            deployed[name] = policy_value(logged.test_schedule, policy, state=logged.train_run.final_state, name=name)
         steps.step("truth if deployed")
 
-        rows = tuple(
-            DemoRow(
-                policy=name,
-                replay=float(estimates[name].value),
-                low=float(estimates[name].interval[0]),
-                high=float(estimates[name].interval[1]),
-                se=float(estimates[name].se),
-                n_matched=int(estimates[name].n_matched),
-                truth_logged=logged_truth[name].take_fraction,
-                truth_deployed=deployed[name].take_fraction,
-                diversity=deployed[name].diversity,
-                churn=deployed[name].churn,
-                page_aware=float(page_aware[name].value),
-                page_aware_low=float(page_aware[name].interval[0]),
-                page_aware_high=float(page_aware[name].interval[1]),
-            )
-            for name in policies
-        )
-
-        # 7. Figure 3 and the files
-        example = _example(world, contextual_scorer, train_days)
-        ex = world.example
-        example_images = ("", "")
-        example_title = ""
-        if ex is not None:
-            example_title = world.title_names[ex.title]
-            example_images = (
-                world.image_ids[int(world.title_images[ex.title, ex.comedian_image])],
-                world.image_ids[int(world.title_images[ex.title, ex.couple_image])],
-            )
-        files = {"train_log": out / "exploration-train.parquet", "heldout_log": out / "exploration-heldout.parquet"}
-        files["csv"] = out / "results.csv"
-        with open(files["csv"], "w", newline="") as fh:
-            writer = csv.writer(fh)
-            names = [*DemoRow.__dataclass_fields__, "covered"]
-            writer.writerow(names)
-            for r in rows:
-                writer.writerow([*asdict(r).values(), r.covered])
-        summary = (
-            f"{world.n_members} members, {world.n_titles} titles, {world.n_images_total} images; "
-            f"{train_run.n_impressions} training and {test_run.n_impressions} held-out impressions"
-        )
-        info = {
-            "summary": summary,
-            "estimator": estimator,
-            "n_bootstrap": n_bootstrap,
-            "train_days": train_days,
-            "heldout_days": heldout_days,
-            "world": world.summary(),
-            "logged_take_fraction": test_run.value().take_fraction,
-            "seconds_by_step": steps.times,
-        }
-        report = DemoReport(
-            output_dir=out,
-            seed=seed,
-            rows=rows,
-            example=example,
-            example_title=example_title,
-            example_images=example_images,
-            files=files,
-            seconds=0.0,
-            info=info,
-        )
-        files["markdown"] = out / "results.md"
-        files["markdown"].write_text(report.to_markdown())
-        files["json"] = out / "results.json"
-        files["json"].write_text(
-            json.dumps(
-                {
-                    "seed": seed,
-                    "rows": [{**asdict(r), "covered": r.covered} for r in rows],
-                    "example": [asdict(e) for e in example],
-                    "info": info,
-                },
-                indent=2,
-            )
-        )
-        png = _plot(rows, out / "take_fraction.png")
-        if png is not None:
-            files["png"] = png
-        steps.step("outputs")
+        rows = _rows(policies, estimates, page_aware, logged_truth, deployed)
+        example = _example(logged.world, contextual_scorer, logged.train_days)
+        report = _report(o, seed, out, logged, rows, example, steps)
     finally:
         steps.close()
-    return replace(report, files=dict(files), seconds=time.perf_counter() - started)
+    return replace(report, files=dict(report.files), seconds=time.perf_counter() - started)

@@ -395,6 +395,412 @@ def _choice_rows(rng: np.random.Generator, probs: FloatArray) -> IntArray:
     return np.minimum((u > cum).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
 
 
+def _checked_config(config: WorldConfig | None, overrides: dict[str, Any]) -> WorldConfig:
+    """The config to build: ``config`` itself, or the defaults with ``overrides``; checks it fills a page."""
+    if config is None:
+        from slate.sim.config import make_config
+
+        config = make_config(**overrides)
+    elif overrides:
+        raise InvalidConfigError("Give make_world either a config or keyword overrides, not both.")
+    if not isinstance(config, WorldConfig):
+        raise InvalidConfigError(
+            f"The 'config' parameter of make_world must be a WorldConfig; got {type(config).__name__} instead."
+        )
+    T = config.n_titles
+    n_launching = round(config.drift.launch_share * T)
+    if T - n_launching < config.page.n_slots:
+        raise InvalidConfigError(
+            f"The world needs at least {config.page.n_slots} titles available on day 0 to fill a "
+            f"{config.page.rows}x{config.page.cols} page; got n_titles={T} with {n_launching} launching later."
+        )
+    return config
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Name lookups of a config: genre, country and language indices."""
+
+    genre_index: dict[str, int]
+    countries: tuple[str, ...]
+    languages: tuple[str, ...]
+    lang_index: dict[str, int]
+    main_language: int
+
+    @classmethod
+    def of(cls, cfg: WorldConfig) -> _Names:
+        languages = tuple(dict.fromkeys(lang for _, lang in cfg.countries))
+        lang_index = {lang: i for i, lang in enumerate(languages)}
+        return cls(
+            genre_index={g: i for i, g in enumerate(cfg.genres)},
+            countries=tuple(c for c, _ in cfg.countries),
+            languages=languages,
+            lang_index=lang_index,
+            main_language=lang_index[cfg.countries[0][1]],
+        )
+
+
+class _Part:
+    """A stage's output: attributes named like :class:`World` fields go into the world."""
+
+    _world_fields: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._world_fields}
+
+
+@dataclass
+class _Cast(_Part):
+    cast_genres: FloatArray
+    cast_pop: NDArray[Any]
+    cast_names: tuple[str, ...]
+    _world_fields = ("cast_genres", "cast_names")
+
+
+def _genres_and_cast(
+    cfg: WorldConfig, names: _Names, rng_title: np.random.Generator, rng_cast: np.random.Generator
+) -> tuple[FloatArray, _Cast]:
+    """Genre popularity (from the title stream) and the cast: genre profiles, popularity, names."""
+    G, C = len(cfg.genres), cfg.n_cast
+    genre_index = names.genre_index
+    genre_pop = rng_title.dirichlet(np.full(G, 3.0))
+    for name, bump in (("drama", 0.08), ("comedy", 0.06)):
+        if name in genre_index:
+            genre_pop[genre_index[name]] += bump
+    genre_pop /= genre_pop.sum()
+
+    cast_genres = np.zeros((C, G))
+    for c in range(C):
+        k = 1 + int(rng_cast.random() < 0.5)
+        gs = rng_cast.choice(G, size=k, replace=False, p=genre_pop)
+        cast_genres[c, gs] = rng_cast.dirichlet(np.full(k, 2.0))
+    cast_pop = 1.0 / np.arange(1, C + 1) ** 0.8
+    cast_pop = cast_pop[rng_cast.permutation(C)]
+    cast_names = [f"Cast {c:03d}" for c in range(C)]
+    if cfg.include_example:
+        for c, (name, prof) in enumerate(_EXAMPLE_CAST):
+            cast_names[c] = name
+            cast_genres[c] = 0.0
+            for g, w in prof.items():
+                cast_genres[c, genre_index[g] if g in genre_index else 0] += w
+            cast_pop[c] = cast_pop.max()
+    return genre_pop, _Cast(cast_genres, cast_pop, tuple(cast_names))
+
+
+@dataclass
+class _Titles(_Part):
+    title_ids: list[str]
+    title_names: list[str]
+    title_genres: FloatArray
+    title_cast: IntArray
+    title_language: IntArray
+    title_popularity: FloatArray
+    launch_day: IntArray
+    _world_fields = (
+        "title_genres", "title_cast", "title_language", "title_popularity",
+    )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            **super().fields(),
+            "title_ids": tuple(self.title_ids),
+            "title_names": tuple(self.title_names),
+            "launch_day": self.launch_day.astype(np.int64),
+        }
+
+
+def _titles(
+    cfg: WorldConfig, names: _Names, genre_pop: FloatArray, cast: _Cast, rng_title: np.random.Generator
+) -> _Titles:
+    """Titles: genres, billed cast, language, popularity and launch days (some launch later)."""
+    G, T, C = len(cfg.genres), cfg.n_titles, cfg.n_cast
+    n_launching = round(cfg.drift.launch_share * T)
+    title_genres = np.zeros((T, G))
+    n_gen = rng_title.integers(1, 4, size=T)
+    for t in range(T):
+        gs = rng_title.choice(G, size=n_gen[t], replace=False, p=genre_pop)
+        title_genres[t, gs] = rng_title.dirichlet(np.full(n_gen[t], 2.0))
+    title_cast = np.full((T, 6), -1, dtype=np.int64)
+    n_cast_t = rng_title.integers(3, 7, size=T)
+    affinity = cast.cast_pop[None, :] * (0.1 + title_genres @ cast.cast_genres.T)
+    for t in range(T):
+        p = affinity[t] / affinity[t].sum()
+        title_cast[t, : n_cast_t[t]] = rng_title.choice(C, size=n_cast_t[t], replace=False, p=p)
+    title_language = np.where(
+        rng_title.random(T) < 0.6, names.main_language, rng_title.integers(0, len(names.languages), size=T)
+    ).astype(np.int64)
+    title_popularity = rng_title.normal(0.0, 0.5, size=T)
+    launch_day = -rng_title.integers(0, 720, size=T)
+    first = 1 if cfg.include_example else 0  # the example title is in the catalog from the start
+    launching = first + rng_title.permutation(T - first)[:n_launching]
+    launch_day[launching] = rng_title.integers(1, max(cfg.n_days, 2), size=n_launching)
+    title_ids = [f"T{t:04d}" for t in range(T)]
+    title_names = [f"Title {t:04d}" for t in range(T)]
+    return _Titles(title_ids, title_names, title_genres, title_cast, title_language, title_popularity, launch_day)
+
+
+_ExampleImage = tuple[str, int, int, int]  # (suffix, kind, highlight, aesthetic)
+
+
+def _example_title(cfg: WorldConfig, names: _Names, titles: _Titles) -> list[_ExampleImage]:
+    """Make title 0 *Good Will Hunting* (in place) and return its example images."""
+    A, genre_index = len(cfg.aesthetics), names.genre_index
+    aest = {a: i for i, a in enumerate(cfg.aesthetics)}
+    closeup = aest.get("close-up", 0)
+    bright = aest.get("bright", 1 % A)
+    scenic = aest.get("scenic", 2 % A)
+    ex_images = [
+        ("robin-williams", 1, 0, closeup),
+        ("couple", 0, genre_index["romance"], bright),
+        ("chalkboard", 0, genre_index["drama"], scenic),
+    ]
+    t0 = 0
+    titles.title_ids[t0], titles.title_names[t0] = "good-will-hunting", "Good Will Hunting"
+    titles.title_genres[t0] = 0.0
+    titles.title_genres[t0, genre_index["drama"]] = 0.45
+    titles.title_genres[t0, genre_index["romance"]] = 0.3
+    titles.title_genres[t0, genre_index["comedy"]] = 0.25
+    titles.title_cast[t0] = [0, 1, 2, 3, -1, -1]
+    titles.title_language[t0] = names.main_language
+    titles.title_popularity[t0] = 0.3
+    titles.launch_day[t0] = -400
+    return ex_images
+
+
+@dataclass
+class _Images(_Part):
+    n_images: IntArray
+    image_offset: IntArray
+    title_images: IntArray
+    image_ids: tuple[str, ...]
+    image_title: IntArray
+    image_highlight_kind: IntArray
+    image_highlight: IntArray
+    image_aesthetic: IntArray
+    image_genre_vector: FloatArray
+    image_appeal: FloatArray
+    image_appeal_slope: FloatArray
+    image_clickbait: BoolArray
+    _world_fields = (
+        "n_images", "image_offset", "title_images", "image_ids", "image_title", "image_highlight_kind",
+        "image_highlight", "image_aesthetic", "image_genre_vector", "image_appeal", "image_appeal_slope",
+        "image_clickbait",
+    )
+
+
+def _image_ids(cfg: WorldConfig, titles: _Titles, n_images: IntArray, ex_images: list[_ExampleImage]) -> tuple[str, ...]:
+    title_ids = titles.title_ids
+    image_ids = []
+    for t in range(cfg.n_titles):
+        if cfg.include_example and t == 0:
+            image_ids += [f"{title_ids[0]}-{suffix}" for suffix, *_ in ex_images]
+            image_ids += [f"{title_ids[0]}-I{k:02d}" for k in range(len(ex_images), n_images[0])]
+        else:
+            image_ids += [f"{title_ids[t]}-I{k:02d}" for k in range(n_images[t])]
+    return tuple(image_ids)
+
+
+def _images(cfg: WorldConfig, names: _Names, titles: _Titles, cast: _Cast, rng_image: np.random.Generator) -> _Images:
+    """Images: how many per title, highlight (theme or cast), aesthetic, appeal and its drift, click-bait."""
+    G, A, T = len(cfg.genres), len(cfg.aesthetics), cfg.n_titles
+    resp = cfg.response
+    title_cast, title_genres = titles.title_cast, titles.title_genres
+    lo, hi = np.log(cfg.min_images), np.log(cfg.max_images + 1)
+    n_images = np.clip(np.exp(rng_image.uniform(lo, hi, size=T)).astype(np.int64), cfg.min_images, cfg.max_images)
+    genre_aesthetic = rng_image.normal(0.0, 0.8, size=(G, A))
+
+    ex_images: list[_ExampleImage] = []
+    if cfg.include_example:
+        ex_images = _example_title(cfg, names, titles)
+        n_images[0] = max(len(ex_images), cfg.min_images)
+
+    image_offset = np.concatenate([[0], np.cumsum(n_images)[:-1]]).astype(np.int64)
+    N = int(n_images.sum())
+    image_title = np.repeat(np.arange(T), n_images).astype(np.int64)
+    is_cast = rng_image.random(N) < cfg.cast_image_share
+    # cast highlight: billing-weighted choice among the title's cast
+    bill = np.where(title_cast >= 0, 1.0 / np.arange(1, 7), 0.0)
+    bill /= bill.sum(axis=1, keepdims=True)
+    cast_slot = _choice_rows(rng_image, bill[image_title])
+    theme = _choice_rows(rng_image, title_genres[image_title])
+    highlight_kind = is_cast.astype(np.int64)
+    highlight = np.where(is_cast, title_cast[image_title, cast_slot], theme).astype(np.int64)
+    aest_logits = title_genres[image_title] @ genre_aesthetic
+    aest_p = np.exp(aest_logits - aest_logits.max(axis=1, keepdims=True))
+    aest_p /= aest_p.sum(axis=1, keepdims=True)
+    aesthetic = _choice_rows(rng_image, aest_p)
+    appeal = rng_image.normal(0.0, 0.5, size=N)
+    appeal_slope = rng_image.normal(0.0, cfg.drift.appeal_drift, size=N)
+    clickbait = rng_image.random(N) < cfg.clickbait_share
+    if cfg.include_example:
+        for k, (_, kind, h, a) in enumerate(ex_images):  # further images of the title stay generic
+            highlight_kind[k], highlight[k], aesthetic[k] = kind, h, a
+            appeal[k], appeal_slope[k], clickbait[k] = 0.0, 0.0, False
+        appeal[1] = 0.1  # the couple image is slightly better on average
+
+    image_genre_vector = np.where(
+        (highlight_kind == 1)[:, None],
+        resp.cast_weight * cast.cast_genres[np.where(highlight_kind == 1, highlight, 0)],
+        resp.theme_weight * np.eye(G)[np.where(highlight_kind == 0, highlight, 0)],
+    )
+    K = int(n_images.max())
+    local = np.arange(K)[None, :]
+    title_images = np.where(local < n_images[:, None], image_offset[:, None] + local, -1).astype(np.int64)
+    return _Images(
+        n_images=n_images,
+        image_offset=image_offset,
+        title_images=title_images,
+        image_ids=_image_ids(cfg, titles, n_images, ex_images),
+        image_title=image_title,
+        image_highlight_kind=highlight_kind,
+        image_highlight=highlight,
+        image_aesthetic=aesthetic,
+        image_genre_vector=image_genre_vector,
+        image_appeal=appeal,
+        image_appeal_slope=appeal_slope,
+        image_clickbait=clickbait,
+    )
+
+
+def _embeddings(cfg: WorldConfig, titles: _Titles, images: _Images, rng_emb: np.random.Generator) -> FloatArray:
+    """Unit embeddings: aesthetic centre + highlight + title look + noise."""
+    G, A, T, C, D = len(cfg.genres), len(cfg.aesthetics), cfg.n_titles, cfg.n_cast, cfg.embedding_dim
+    N = len(images.image_title)
+    highlight_kind, highlight = images.image_highlight_kind, images.image_highlight
+    aest_centre = _unit(rng_emb.normal(size=(A, D)))
+    theme_vec = _unit(rng_emb.normal(size=(G, D)))
+    cast_vec = _unit(rng_emb.normal(size=(C, D)))
+    title_vec = _unit(rng_emb.normal(size=(T, D)))
+    high_vec = np.where((highlight_kind == 1)[:, None], cast_vec[np.where(highlight_kind == 1, highlight, 0)],
+                        theme_vec[np.where(highlight_kind == 0, highlight, 0)])  # fmt: skip
+    emb = (
+        1.0 * aest_centre[images.image_aesthetic]
+        + 0.5 * high_vec
+        + 0.35 * title_vec[images.image_title]
+        + 0.35 * _unit(rng_emb.normal(size=(N, D)))
+    )
+    return _unit(emb)
+
+
+@dataclass
+class _Members(_Part):
+    member_ids: IntArray
+    member_country: IntArray
+    member_language: IntArray
+    member_device: IntArray
+    member_peak_hour: FloatArray
+    member_activity: FloatArray
+    taste0: FloatArray
+    profile_noise: FloatArray
+    aesthetic_taste: FloatArray
+    favourite_cast: IntArray
+    favourite_strength: FloatArray
+    _world_fields = (
+        "member_ids", "member_country", "member_language", "member_device", "member_peak_hour",
+        "member_activity", "profile_noise", "aesthetic_taste", "favourite_cast", "favourite_strength",
+    )
+
+
+def _members(
+    cfg: WorldConfig, names: _Names, genre_pop: FloatArray, cast: _Cast, rng_member: np.random.Generator
+) -> _Members:
+    """Members: country, language, device, usual hour, activity, initial tastes, cast fandom."""
+    G, A, M, C = len(cfg.genres), len(cfg.aesthetics), cfg.n_members, cfg.n_cast
+    countries, languages = names.countries, names.languages
+    country_w = 1.0 / np.arange(1, len(countries) + 1)
+    member_country = rng_member.choice(len(countries), size=M, p=country_w / country_w.sum()).astype(np.int64)
+    country_lang = np.array([names.lang_index[lang] for _, lang in cfg.countries])
+    member_language = np.where(
+        rng_member.random(M) < 0.85, country_lang[member_country], rng_member.integers(0, len(languages), size=M)
+    ).astype(np.int64)
+    dev_w = 1.0 / np.arange(1, len(cfg.devices) + 1) ** 1.2
+    member_device = rng_member.choice(len(cfg.devices), size=M, p=dev_w / dev_w.sum()).astype(np.int64)
+    mode = rng_member.choice(3, size=M, p=[0.7, 0.15, 0.15])
+    peak = np.choose(mode, [rng_member.normal(20.5, 1.5, M), rng_member.normal(12.5, 1.5, M),
+                            rng_member.normal(7.5, 1.0, M)]) % 24.0  # fmt: skip
+    activity = rng_member.beta(cfg.activity[0], cfg.activity[1], size=M)
+    taste0 = rng_member.normal(0.0, 0.6, size=(M, G))
+    n_fav = rng_member.integers(1, 4, size=M)
+    for m in range(M):
+        favs = rng_member.choice(G, size=n_fav[m], replace=False, p=genre_pop)
+        taste0[m, favs] += rng_member.uniform(0.8, 1.6, size=n_fav[m])
+    taste0 -= 0.5
+    profile_noise = rng_member.normal(0.0, 0.4, size=(M, G))
+    aesthetic_taste = rng_member.normal(0.0, 1.0, size=(M, A))
+    soft = np.exp(taste0 - taste0.max(axis=1, keepdims=True))
+    soft /= soft.sum(axis=1, keepdims=True)
+    fav_aff = cast.cast_pop[None, :] * (0.05 + soft @ cast.cast_genres.T)
+    favourite_cast = np.full((M, N_FAVOURITES), -1, dtype=np.int64)
+    favourite_strength = np.zeros((M, N_FAVOURITES))
+    n_fans = rng_member.binomial(N_FAVOURITES, 0.5, size=M)
+    for m in range(M):
+        if n_fans[m]:
+            p = fav_aff[m] / fav_aff[m].sum()
+            favourite_cast[m, : n_fans[m]] = rng_member.choice(C, size=n_fans[m], replace=False, p=p)
+            favourite_strength[m, : n_fans[m]] = rng_member.uniform(0.5, 1.5, size=n_fans[m])
+    return _Members(
+        member_ids=np.arange(M, dtype=np.int64) + 1_000_000,
+        member_country=member_country,
+        member_language=member_language,
+        member_device=member_device,
+        member_peak_hour=peak,
+        member_activity=activity,
+        taste0=taste0,
+        profile_noise=profile_noise,
+        aesthetic_taste=aesthetic_taste,
+        favourite_cast=favourite_cast,
+        favourite_strength=favourite_strength,
+    )
+
+
+def _example_members(cfg: WorldConfig, names: _Names, members: _Members) -> SeedExample | None:
+    """Make members 0 and 1 the comedy- and romance-inclined profiles (in place), if the example is on."""
+    if not cfg.include_example:
+        return None
+    genre_index = names.genre_index
+    com, rom = genre_index["comedy"], genre_index["romance"]
+    for m, (up, down) in enumerate(((com, rom), (rom, com))):
+        members.taste0[m] = -0.3
+        members.taste0[m, up], members.taste0[m, down] = 1.6, -0.6
+        members.taste0[m, genre_index["drama"]] = 0.3
+        members.profile_noise[m] = 0.0
+        members.aesthetic_taste[m] = 0.0
+        members.favourite_cast[m], members.favourite_strength[m] = -1, 0.0
+        members.member_language[m] = names.main_language
+    return SeedExample(title=0, comedian_image=0, couple_image=1, comedy_member=0, romance_member=1)
+
+
+def _context_and_drift(
+    cfg: WorldConfig, members: _Members, rng_ctx: np.random.Generator, rng_drift: np.random.Generator
+) -> dict[str, FloatArray]:
+    """Device and daypart aesthetic effects, and the weekly knots of the tastes' random walk."""
+    G, A, M = len(cfg.genres), len(cfg.aesthetics), cfg.n_members
+    resp = cfg.response
+    device_aesthetic = rng_ctx.normal(0.0, resp.device_aesthetic_sd, size=(len(cfg.devices), A))
+    daypart_aesthetic = rng_ctx.normal(0.0, resp.daypart_aesthetic_sd, size=(len(DAYPARTS), A))
+    n_knots = cfg.n_days // KNOT_DAYS + 2
+    steps = rng_drift.normal(0.0, cfg.drift.taste_drift * np.sqrt(KNOT_DAYS), size=(n_knots - 1, M, G))
+    if cfg.include_example:
+        steps[:, :2] = 0.0  # the example profiles keep their tastes
+    taste0 = members.taste0
+    taste_knots = np.concatenate([taste0[None], taste0[None] + np.cumsum(steps, axis=0)], axis=0)
+    return {"device_aesthetic": device_aesthetic, "daypart_aesthetic": daypart_aesthetic, "taste_knots": taste_knots}
+
+
+def _page_grid(cfg: WorldConfig) -> dict[str, Any]:
+    """The homepage grid: layout, slot positions, interacting pairs and position bias."""
+    pc, resp = cfg.page, cfg.response
+    layout = GridLayout(rows=pc.rows, cols=pc.cols, neighbour=pc.neighbour, same_row=pc.same_row,
+                        vertical=pc.vertical)  # fmt: skip
+    slot_rows, slot_cols = grid_positions(pc.n_slots, pc.cols)
+    pairs, pair_weights = layout.pairs(slot_rows, slot_cols)
+    position_bias = np.exp(-resp.row_decay * slot_rows - resp.col_decay * slot_cols)
+    return {
+        "layout": layout, "slot_rows": slot_rows, "slot_cols": slot_cols, "pairs": pairs,
+        "pair_weights": pair_weights, "position_bias": position_bias,
+    }
+
+
 def make_world(config: WorldConfig | None = None, **overrides: Any) -> World:
     """Generate the world described by ``config`` (or by keyword overrides of the defaults).
 
@@ -425,274 +831,27 @@ def make_world(config: WorldConfig | None = None, **overrides: Any) -> World:
     >>> bool((make_world(n_members=100, n_titles=80, seed=4).embeddings == w.embeddings).all())
     True
     """
-    if config is None:
-        from slate.sim.config import make_config
-
-        config = make_config(**overrides)
-    elif overrides:
-        raise InvalidConfigError("Give make_world either a config or keyword overrides, not both.")
-    if not isinstance(config, WorldConfig):
-        raise InvalidConfigError(
-            f"The 'config' parameter of make_world must be a WorldConfig; got {type(config).__name__} instead."
-        )
-    cfg = config
-    resp = cfg.response
+    cfg = _checked_config(config, overrides)
     streams = np.random.SeedSequence([cfg.seed, 20240101]).spawn(8)
     rng_cast, rng_title, rng_image, rng_member, rng_ctx, rng_drift, rng_emb, _ = (
         np.random.default_rng(s) for s in streams
     )
-    G, A = len(cfg.genres), len(cfg.aesthetics)
-    T, M, C, D = cfg.n_titles, cfg.n_members, cfg.n_cast, cfg.embedding_dim
-    genre_index = {g: i for i, g in enumerate(cfg.genres)}
-    countries = tuple(c for c, _ in cfg.countries)
-    languages = tuple(dict.fromkeys(lang for _, lang in cfg.countries))
-    lang_index = {lang: i for i, lang in enumerate(languages)}
-    main_language = lang_index[cfg.countries[0][1]]
-
-    n_launching = round(cfg.drift.launch_share * T)
-    if T - n_launching < cfg.page.n_slots:
-        raise InvalidConfigError(
-            f"The world needs at least {cfg.page.n_slots} titles available on day 0 to fill a "
-            f"{cfg.page.rows}x{cfg.page.cols} page; got n_titles={T} with {n_launching} launching later."
-        )
-
-    # ---------------------------------------------------------------- genres and cast
-    genre_pop = rng_title.dirichlet(np.full(G, 3.0))
-    for name, bump in (("drama", 0.08), ("comedy", 0.06)):
-        if name in genre_index:
-            genre_pop[genre_index[name]] += bump
-    genre_pop /= genre_pop.sum()
-
-    cast_genres = np.zeros((C, G))
-    for c in range(C):
-        k = 1 + int(rng_cast.random() < 0.5)
-        gs = rng_cast.choice(G, size=k, replace=False, p=genre_pop)
-        cast_genres[c, gs] = rng_cast.dirichlet(np.full(k, 2.0))
-    cast_pop = 1.0 / np.arange(1, C + 1) ** 0.8
-    cast_pop = cast_pop[rng_cast.permutation(C)]
-    cast_names = [f"Cast {c:03d}" for c in range(C)]
-    if cfg.include_example:
-        for c, (name, prof) in enumerate(_EXAMPLE_CAST):
-            cast_names[c] = name
-            cast_genres[c] = 0.0
-            for g, w in prof.items():
-                cast_genres[c, genre_index[g] if g in genre_index else 0] += w
-            cast_pop[c] = cast_pop.max()
-
-    # ---------------------------------------------------------------- titles
-    title_genres = np.zeros((T, G))
-    n_gen = rng_title.integers(1, 4, size=T)
-    for t in range(T):
-        gs = rng_title.choice(G, size=n_gen[t], replace=False, p=genre_pop)
-        title_genres[t, gs] = rng_title.dirichlet(np.full(n_gen[t], 2.0))
-    title_cast = np.full((T, 6), -1, dtype=np.int64)
-    n_cast_t = rng_title.integers(3, 7, size=T)
-    affinity = cast_pop[None, :] * (0.1 + title_genres @ cast_genres.T)
-    for t in range(T):
-        p = affinity[t] / affinity[t].sum()
-        title_cast[t, : n_cast_t[t]] = rng_title.choice(C, size=n_cast_t[t], replace=False, p=p)
-    title_language = np.where(
-        rng_title.random(T) < 0.6, main_language, rng_title.integers(0, len(languages), size=T)
-    ).astype(np.int64)
-    title_popularity = rng_title.normal(0.0, 0.5, size=T)
-    launch_day = -rng_title.integers(0, 720, size=T)
-    first = 1 if cfg.include_example else 0  # the example title is in the catalog from the start
-    launching = first + rng_title.permutation(T - first)[:n_launching]
-    launch_day[launching] = rng_title.integers(1, max(cfg.n_days, 2), size=n_launching)
-    title_ids = [f"T{t:04d}" for t in range(T)]
-    title_names = [f"Title {t:04d}" for t in range(T)]
-
-    # ---------------------------------------------------------------- images
-    lo, hi = np.log(cfg.min_images), np.log(cfg.max_images + 1)
-    n_images = np.clip(np.exp(rng_image.uniform(lo, hi, size=T)).astype(np.int64), cfg.min_images, cfg.max_images)
-    genre_aesthetic = rng_image.normal(0.0, 0.8, size=(G, A))
-
-    ex_images: list[tuple[str, int, int, int]] = []  # (suffix, kind, highlight, aesthetic)
-    if cfg.include_example:
-        aest = {a: i for i, a in enumerate(cfg.aesthetics)}
-        closeup = aest.get("close-up", 0)
-        bright = aest.get("bright", 1 % A)
-        scenic = aest.get("scenic", 2 % A)
-        ex_images = [
-            ("robin-williams", 1, 0, closeup),
-            ("couple", 0, genre_index["romance"], bright),
-            ("chalkboard", 0, genre_index["drama"], scenic),
-        ]
-        t0 = 0
-        title_ids[t0], title_names[t0] = "good-will-hunting", "Good Will Hunting"
-        title_genres[t0] = 0.0
-        title_genres[t0, genre_index["drama"]] = 0.45
-        title_genres[t0, genre_index["romance"]] = 0.3
-        title_genres[t0, genre_index["comedy"]] = 0.25
-        title_cast[t0] = [0, 1, 2, 3, -1, -1]
-        title_language[t0] = main_language
-        title_popularity[t0] = 0.3
-        launch_day[t0] = -400
-        n_images[t0] = max(len(ex_images), cfg.min_images)
-
-    image_offset = np.concatenate([[0], np.cumsum(n_images)[:-1]]).astype(np.int64)
-    N = int(n_images.sum())
-    image_title = np.repeat(np.arange(T), n_images).astype(np.int64)
-    is_cast = rng_image.random(N) < cfg.cast_image_share
-    # cast highlight: billing-weighted choice among the title's cast
-    bill = np.where(title_cast >= 0, 1.0 / np.arange(1, 7), 0.0)
-    bill /= bill.sum(axis=1, keepdims=True)
-    cast_slot = _choice_rows(rng_image, bill[image_title])
-    theme = _choice_rows(rng_image, title_genres[image_title])
-    highlight_kind = is_cast.astype(np.int64)
-    highlight = np.where(is_cast, title_cast[image_title, cast_slot], theme).astype(np.int64)
-    aest_logits = title_genres[image_title] @ genre_aesthetic
-    aest_p = np.exp(aest_logits - aest_logits.max(axis=1, keepdims=True))
-    aest_p /= aest_p.sum(axis=1, keepdims=True)
-    aesthetic = _choice_rows(rng_image, aest_p)
-    appeal = rng_image.normal(0.0, 0.5, size=N)
-    appeal_slope = rng_image.normal(0.0, cfg.drift.appeal_drift, size=N)
-    clickbait = rng_image.random(N) < cfg.clickbait_share
-    if cfg.include_example:
-        for k, (_, kind, h, a) in enumerate(ex_images):  # further images of the title stay generic
-            highlight_kind[k], highlight[k], aesthetic[k] = kind, h, a
-            appeal[k], appeal_slope[k], clickbait[k] = 0.0, 0.0, False
-        appeal[1] = 0.1  # the couple image is slightly better on average
-
-    image_genre_vector = np.where(
-        (highlight_kind == 1)[:, None],
-        resp.cast_weight * cast_genres[np.where(highlight_kind == 1, highlight, 0)],
-        resp.theme_weight * np.eye(G)[np.where(highlight_kind == 0, highlight, 0)],
-    )
-    image_ids = []
-    for t in range(T):
-        if cfg.include_example and t == 0:
-            image_ids += [f"{title_ids[0]}-{suffix}" for suffix, *_ in ex_images]
-            image_ids += [f"{title_ids[0]}-I{k:02d}" for k in range(len(ex_images), n_images[0])]
-        else:
-            image_ids += [f"{title_ids[t]}-I{k:02d}" for k in range(n_images[t])]
-    K = int(n_images.max())
-    local = np.arange(K)[None, :]
-    title_images = np.where(local < n_images[:, None], image_offset[:, None] + local, -1).astype(np.int64)
-
-    # embeddings: aesthetic centre + highlight + title look + noise
-    aest_centre = _unit(rng_emb.normal(size=(A, D)))
-    theme_vec = _unit(rng_emb.normal(size=(G, D)))
-    cast_vec = _unit(rng_emb.normal(size=(C, D)))
-    title_vec = _unit(rng_emb.normal(size=(T, D)))
-    high_vec = np.where((highlight_kind == 1)[:, None], cast_vec[np.where(highlight_kind == 1, highlight, 0)],
-                        theme_vec[np.where(highlight_kind == 0, highlight, 0)])  # fmt: skip
-    emb = (
-        1.0 * aest_centre[aesthetic]
-        + 0.5 * high_vec
-        + 0.35 * title_vec[image_title]
-        + 0.35 * _unit(rng_emb.normal(size=(N, D)))
-    )
-    embeddings = _unit(emb)
-
-    # ---------------------------------------------------------------- members
-    country_w = 1.0 / np.arange(1, len(countries) + 1)
-    member_country = rng_member.choice(len(countries), size=M, p=country_w / country_w.sum()).astype(np.int64)
-    country_lang = np.array([lang_index[lang] for _, lang in cfg.countries])
-    member_language = np.where(
-        rng_member.random(M) < 0.85, country_lang[member_country], rng_member.integers(0, len(languages), size=M)
-    ).astype(np.int64)
-    dev_w = 1.0 / np.arange(1, len(cfg.devices) + 1) ** 1.2
-    member_device = rng_member.choice(len(cfg.devices), size=M, p=dev_w / dev_w.sum()).astype(np.int64)
-    mode = rng_member.choice(3, size=M, p=[0.7, 0.15, 0.15])
-    peak = np.choose(mode, [rng_member.normal(20.5, 1.5, M), rng_member.normal(12.5, 1.5, M),
-                            rng_member.normal(7.5, 1.0, M)]) % 24.0  # fmt: skip
-    activity = rng_member.beta(cfg.activity[0], cfg.activity[1], size=M)
-    taste0 = rng_member.normal(0.0, 0.6, size=(M, G))
-    n_fav = rng_member.integers(1, 4, size=M)
-    for m in range(M):
-        favs = rng_member.choice(G, size=n_fav[m], replace=False, p=genre_pop)
-        taste0[m, favs] += rng_member.uniform(0.8, 1.6, size=n_fav[m])
-    taste0 -= 0.5
-    profile_noise = rng_member.normal(0.0, 0.4, size=(M, G))
-    aesthetic_taste = rng_member.normal(0.0, 1.0, size=(M, A))
-    soft = np.exp(taste0 - taste0.max(axis=1, keepdims=True))
-    soft /= soft.sum(axis=1, keepdims=True)
-    fav_aff = cast_pop[None, :] * (0.05 + soft @ cast_genres.T)
-    favourite_cast = np.full((M, N_FAVOURITES), -1, dtype=np.int64)
-    favourite_strength = np.zeros((M, N_FAVOURITES))
-    n_fans = rng_member.binomial(N_FAVOURITES, 0.5, size=M)
-    for m in range(M):
-        if n_fans[m]:
-            p = fav_aff[m] / fav_aff[m].sum()
-            favourite_cast[m, : n_fans[m]] = rng_member.choice(C, size=n_fans[m], replace=False, p=p)
-            favourite_strength[m, : n_fans[m]] = rng_member.uniform(0.5, 1.5, size=n_fans[m])
-
-    example = None
-    if cfg.include_example:
-        com, rom = genre_index["comedy"], genre_index["romance"]
-        for m, (up, down) in enumerate(((com, rom), (rom, com))):
-            taste0[m] = -0.3
-            taste0[m, up], taste0[m, down] = 1.6, -0.6
-            taste0[m, genre_index["drama"]] = 0.3
-            profile_noise[m] = 0.0
-            aesthetic_taste[m] = 0.0
-            favourite_cast[m], favourite_strength[m] = -1, 0.0
-            member_language[m] = main_language
-        example = SeedExample(title=0, comedian_image=0, couple_image=1, comedy_member=0, romance_member=1)
-
-    # ---------------------------------------------------------------- context effects and drift
-    device_aesthetic = rng_ctx.normal(0.0, resp.device_aesthetic_sd, size=(len(cfg.devices), A))
-    daypart_aesthetic = rng_ctx.normal(0.0, resp.daypart_aesthetic_sd, size=(len(DAYPARTS), A))
-    n_knots = cfg.n_days // KNOT_DAYS + 2
-    steps = rng_drift.normal(0.0, cfg.drift.taste_drift * np.sqrt(KNOT_DAYS), size=(n_knots - 1, M, G))
-    if cfg.include_example:
-        steps[:, :2] = 0.0  # the example profiles keep their tastes
-    taste_knots = np.concatenate([taste0[None], taste0[None] + np.cumsum(steps, axis=0)], axis=0)
-
-    # ---------------------------------------------------------------- page grid
-    pc = cfg.page
-    layout = GridLayout(rows=pc.rows, cols=pc.cols, neighbour=pc.neighbour, same_row=pc.same_row,
-                        vertical=pc.vertical)  # fmt: skip
-    slot_rows, slot_cols = grid_positions(pc.n_slots, pc.cols)
-    pairs, pair_weights = layout.pairs(slot_rows, slot_cols)
-    position_bias = np.exp(-resp.row_decay * slot_rows - resp.col_decay * slot_cols)
-
-    ro = _readonly
+    names = _Names.of(cfg)
+    genre_pop, cast = _genres_and_cast(cfg, names, rng_title, rng_cast)
+    titles = _titles(cfg, names, genre_pop, cast, rng_title)
+    images = _images(cfg, names, titles, cast, rng_image)
+    embeddings = _embeddings(cfg, titles, images, rng_emb)
+    members = _members(cfg, names, genre_pop, cast, rng_member)
+    example = _example_members(cfg, names, members)
+    context = _context_and_drift(cfg, members, rng_ctx, rng_drift)
+    grid = _page_grid(cfg)
+    parts: dict[str, Any] = {**cast.fields(), **titles.fields(), **images.fields(), **members.fields(), **context, **grid}
+    frozen: dict[str, Any] = {k: (_readonly(v) if isinstance(v, np.ndarray) else v) for k, v in parts.items()}
     return World(
         config=cfg,
-        member_ids=ro(np.arange(M, dtype=np.int64) + 1_000_000),
-        member_country=ro(member_country),
-        member_language=ro(member_language),
-        member_device=ro(member_device),
-        member_peak_hour=ro(peak),
-        member_activity=ro(activity),
-        taste_knots=ro(taste_knots),
-        profile_noise=ro(profile_noise),
-        aesthetic_taste=ro(aesthetic_taste),
-        favourite_cast=ro(favourite_cast),
-        favourite_strength=ro(favourite_strength),
-        title_ids=tuple(title_ids),
-        title_names=tuple(title_names),
-        title_genres=ro(title_genres),
-        title_cast=ro(title_cast),
-        title_language=ro(title_language),
-        title_popularity=ro(title_popularity),
-        launch_day=ro(launch_day.astype(np.int64)),
-        n_images=ro(n_images),
-        image_offset=ro(image_offset),
-        title_images=ro(title_images),
-        image_ids=tuple(image_ids),
-        image_title=ro(image_title),
-        image_highlight_kind=ro(highlight_kind),
-        image_highlight=ro(highlight),
-        image_aesthetic=ro(aesthetic),
-        image_genre_vector=ro(image_genre_vector),
-        image_appeal=ro(appeal),
-        image_appeal_slope=ro(appeal_slope),
-        image_clickbait=ro(clickbait),
-        embeddings=ro(embeddings),
-        cast_names=tuple(cast_names),
-        cast_genres=ro(cast_genres),
-        device_aesthetic=ro(device_aesthetic),
-        daypart_aesthetic=ro(daypart_aesthetic),
-        countries=countries,
-        languages=languages,
-        layout=layout,
-        slot_rows=ro(slot_rows),
-        slot_cols=ro(slot_cols),
-        pairs=ro(pairs),
-        pair_weights=ro(pair_weights),
-        position_bias=ro(position_bias),
+        embeddings=_readonly(embeddings),
+        countries=names.countries,
+        languages=names.languages,
         example=example,
+        **frozen,
     )

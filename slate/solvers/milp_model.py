@@ -151,6 +151,148 @@ def _marginal_rows(mask: BoolArray, start: int) -> IntArray:
     return rows
 
 
+@dataclass(frozen=True)
+class _XColumns:
+    """One binary column per allowed (title, image): ``index[t, k]`` (``-1`` if not allowed)."""
+
+    index: IntArray
+    n: int
+    t: IntArray
+    k: IntArray
+
+    @classmethod
+    def of(cls, allowed: BoolArray) -> _XColumns:
+        index = np.full(allowed.shape, -1, dtype=np.int64)
+        index[allowed] = np.arange(int(allowed.sum()))
+        t, k = np.nonzero(allowed)
+        return cls(index=index, n=int(allowed.sum()), t=t, k=k)
+
+
+@dataclass(frozen=True)
+class _YColumns:
+    """Continuous columns of allowed image pairs of the pairs with some cost on them."""
+
+    pairs: IntArray  # the active pairs
+    cost: FloatArray  # (n_active, K, K), zero where not both allowed
+    ai: BoolArray  # allowed images of each active pair's first title
+    aj: BoolArray
+    pair: IntArray  # per column: active pair, image of the first title, image of the second
+    k: IntArray
+    l: IntArray  # noqa: E741 - the formulation's index name
+    cols: IntArray
+
+    @property
+    def n(self) -> int:
+        return len(self.pair)
+
+    @classmethod
+    def of(cls, allowed: BoolArray, pairs: IntArray, pair_cost: FloatArray, x: _XColumns, formulation: str) -> _YColumns:
+        ai = allowed[pairs[:, 0]]  # (P, K)
+        aj = allowed[pairs[:, 1]]
+        both = ai[:, :, None] & aj[:, None, :]
+        cost = np.where(both, pair_cost, 0.0)
+        active = (cost > 0).reshape(len(pairs), -1).any(axis=1) if len(pairs) else np.zeros(0, bool)
+        cost, both = cost[active], both[active]
+        ymask = both if formulation == "local" else cost > 0
+        y_pair, y_k, y_l = (np.asarray(v, dtype=np.int64) for v in np.nonzero(ymask))
+        return cls(
+            pairs=pairs[active], cost=cost, ai=ai[active], aj=aj[active], pair=y_pair, k=y_k, l=y_l,
+            cols=x.n + np.arange(len(y_pair)),
+        )
+
+
+class _Rows:
+    """Constraint rows in triplet form, added block by block."""
+
+    def __init__(self) -> None:
+        self.row_parts: list[IntArray] = []
+        self.col_parts: list[IntArray] = []
+        self.val_parts: list[FloatArray] = []
+        self.lower: list[FloatArray] = []
+        self.upper: list[FloatArray] = []
+        self.n = 0
+
+    def add(self, rows: IntArray, cols: IntArray, vals: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
+        """Add ``len(lower)`` rows (numbered from :attr:`n` by the caller) and their entries."""
+        self.row_parts.append(rows)
+        self.col_parts.append(cols)
+        self.val_parts.append(vals)
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.n += len(lower)
+
+    def matrix(self, n_cols: int) -> sp.csc_array:
+        A = sp.csc_array(
+            (np.concatenate(self.val_parts), (np.concatenate(self.row_parts), np.concatenate(self.col_parts))),
+            shape=(self.n, n_cols),
+        )
+        A.sort_indices()
+        return A
+
+
+def _add_marginal_rows(rows: _Rows, x: _XColumns, y: _YColumns) -> None:
+    """Local formulation: ``sum_l y[p, k, l] - x[i, k] = 0`` and ``sum_k y[p, k, l] - x[j, l] = 0``."""
+    if not y.n:
+        return
+    ai, aj = y.ai, y.aj
+    rows_i = _marginal_rows(ai, rows.n)
+    rows_j = _marginal_rows(aj, rows.n + int(ai.sum()))
+    n_marg = int(ai.sum()) + int(aj.sum())
+    pi, ki = np.nonzero(ai)
+    pj, lj = np.nonzero(aj)
+    rows.add(
+        np.concatenate([rows_i[y.pair, y.k], rows_j[y.pair, y.l], rows_i[pi, ki], rows_j[pj, lj]]),
+        np.concatenate([y.cols, y.cols, x.index[y.pairs[pi, 0], ki], x.index[y.pairs[pj, 1], lj]]),
+        np.concatenate([np.ones(y.n), np.ones(y.n), -np.ones(len(pi)), -np.ones(len(pj))]),
+        np.zeros(n_marg),
+        np.zeros(n_marg),
+    )
+
+
+def _add_product_rows(rows: _Rows, x: _XColumns, y: _YColumns) -> None:
+    """Textbook formulation: ``y[p, k, l] - x[i, k] - x[j, l] >= -1``."""
+    if not y.n:
+        return
+    x_of_yk = x.index[y.pairs[y.pair, 0], y.k]
+    x_of_yl = x.index[y.pairs[y.pair, 1], y.l]
+    r = rows.n + np.arange(y.n)
+    rows.add(
+        np.concatenate([r, r, r]),
+        np.concatenate([y.cols, x_of_yk, x_of_yl]),
+        np.concatenate([np.ones(y.n), -np.ones(y.n), -np.ones(y.n)]),
+        np.full(y.n, -1.0),
+        np.full(y.n, np.inf),
+    )
+
+
+def _add_coupling_rows(
+    rows: _Rows,
+    x: _XColumns,
+    changes: BoolArray | None,
+    max_changes: int | None,
+    image_tags: BoolArray | None,
+    tag_max: IntArray | None,
+) -> int:
+    """The change-budget row and one quota row per tag; returns how many were added."""
+    n_coupling = 0
+    if changes is not None and max_changes is not None:
+        ch = np.asarray(changes, dtype=bool)[x.t, x.k]
+        rows.add(
+            np.full(int(ch.sum()), rows.n, dtype=np.int64), np.flatnonzero(ch), np.ones(int(ch.sum())),
+            np.array([-np.inf]), np.array([float(max_changes)]),
+        )
+        n_coupling += 1
+    if image_tags is not None and tag_max is not None and len(tag_max):
+        tags = np.asarray(image_tags, dtype=bool)[:, x.t, x.k]  # (G, n_x)
+        g, col = np.nonzero(tags)
+        rows.add(
+            rows.n + g.astype(np.int64), col.astype(np.int64), np.ones(len(g)),
+            np.full(len(tag_max), -np.inf), np.asarray(tag_max, dtype=np.float64),
+        )
+        n_coupling += len(tag_max)
+    return n_coupling
+
+
 def build_milp(
     unary: FloatArray,
     pairs: IntArray,
@@ -213,111 +355,26 @@ def build_milp(
         raise InvalidProblemError(f"Title index {t} has no allowed image in the MILP model.")
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     pair_cost = np.asarray(pair_cost, dtype=np.float64).reshape(len(pairs), n_images, n_images)
-
-    # ---- x columns
-    x_index = np.full((n_titles, n_images), -1, dtype=np.int64)
-    x_index[allowed] = np.arange(int(allowed.sum()))
-    n_x = int(allowed.sum())
-    x_t, x_k = np.nonzero(allowed)
-
-    # ---- y columns: allowed image pairs of pairs with some cost on them
-    ai = allowed[pairs[:, 0]]  # (P, K)
-    aj = allowed[pairs[:, 1]]
-    both = ai[:, :, None] & aj[:, None, :]
-    cost = np.where(both, pair_cost, 0.0)
-    active = (cost > 0).reshape(len(pairs), -1).any(axis=1) if len(pairs) else np.zeros(0, bool)
-    pairs_active = pairs[active]
-    cost = cost[active]
-    both = both[active]
-    ai, aj = ai[active], aj[active]
-    ymask = both if formulation == "local" else cost > 0
-    y_pair, y_k, y_l = (np.asarray(v, dtype=np.int64) for v in np.nonzero(ymask))
-    n_y = len(y_pair)
-    y_cols = n_x + np.arange(n_y)
-    yi = pairs_active[y_pair, 0]
-    yj = pairs_active[y_pair, 1]
-    x_of_yk = x_index[yi, y_k]
-    x_of_yl = x_index[yj, y_l]
-
-    # ---- rows
-    row_parts: list[IntArray] = []
-    col_parts: list[IntArray] = []
-    val_parts: list[FloatArray] = []
-    lower: list[FloatArray] = []
-    upper: list[FloatArray] = []
-
-    # one image per title
-    row_parts.append(x_t.astype(np.int64))
-    col_parts.append(np.arange(n_x))
-    val_parts.append(np.ones(n_x))
-    lower.append(np.ones(n_titles))
-    upper.append(np.ones(n_titles))
-    n_rows = n_titles
-
-    if formulation == "local" and n_y:
-        # sum_l y[p, k, l] - x[i, k] = 0   and   sum_k y[p, k, l] - x[j, l] = 0
-        rows_i = _marginal_rows(ai, n_rows)
-        n_rows += int(ai.sum())
-        rows_j = _marginal_rows(aj, n_rows)
-        n_rows += int(aj.sum())
-        pi, ki = np.nonzero(ai)
-        pj, lj = np.nonzero(aj)
-        row_parts += [rows_i[y_pair, y_k], rows_j[y_pair, y_l], rows_i[pi, ki], rows_j[pj, lj]]
-        col_parts += [
-            y_cols,
-            y_cols,
-            x_index[pairs_active[pi, 0], ki],
-            x_index[pairs_active[pj, 1], lj],
-        ]
-        val_parts += [np.ones(n_y), np.ones(n_y), -np.ones(len(pi)), -np.ones(len(pj))]
-        n_marg = n_rows - n_titles
-        lower.append(np.zeros(n_marg))
-        upper.append(np.zeros(n_marg))
-    elif n_y:
-        # y[p, k, l] - x[i, k] - x[j, l] >= -1
-        rows = n_rows + np.arange(n_y)
-        n_rows += n_y
-        row_parts += [rows, rows, rows]
-        col_parts += [y_cols, x_of_yk, x_of_yl]
-        val_parts += [np.ones(n_y), -np.ones(n_y), -np.ones(n_y)]
-        lower.append(np.full(n_y, -1.0))
-        upper.append(np.full(n_y, np.inf))
-
-    # ---- coupling rows: change budget, quotas
-    n_coupling = 0
-    if changes is not None and max_changes is not None:
-        ch = np.asarray(changes, dtype=bool)[x_t, x_k]
-        row_parts.append(np.full(int(ch.sum()), n_rows, dtype=np.int64))
-        col_parts.append(np.flatnonzero(ch))
-        val_parts.append(np.ones(int(ch.sum())))
-        lower.append(np.array([-np.inf]))
-        upper.append(np.array([float(max_changes)]))
-        n_rows += 1
-        n_coupling += 1
-    if image_tags is not None and tag_max is not None and len(tag_max):
-        tags = np.asarray(image_tags, dtype=bool)[:, x_t, x_k]  # (G, n_x)
-        g, col = np.nonzero(tags)
-        row_parts.append(n_rows + g.astype(np.int64))
-        col_parts.append(col.astype(np.int64))
-        val_parts.append(np.ones(len(g)))
-        lower.append(np.full(len(tag_max), -np.inf))
-        upper.append(np.asarray(tag_max, dtype=np.float64))
-        n_rows += len(tag_max)
-        n_coupling += len(tag_max)
-
-    n_cols = n_x + n_y
-    A = sp.csc_array(
-        (np.concatenate(val_parts), (np.concatenate(row_parts), np.concatenate(col_parts))),
-        shape=(n_rows, n_cols),
-    )
-    A.sort_indices()
-    c = np.concatenate([-unary[x_t, x_k], cost[y_pair, y_k, y_l]])
-    integrality = np.concatenate([np.ones(n_x, np.int32), np.zeros(n_y, np.int32)])
+    x = _XColumns.of(allowed)
+    y = _YColumns.of(allowed, pairs, pair_cost, x, formulation)
+    rows = _Rows()
+    rows.add(x.t.astype(np.int64), np.arange(x.n), np.ones(x.n), np.ones(n_titles), np.ones(n_titles))
+    if formulation == "local":
+        _add_marginal_rows(rows, x, y)
+    else:
+        _add_product_rows(rows, x, y)
+    n_coupling = _add_coupling_rows(rows, x, changes, max_changes, image_tags, tag_max)
+    n_cols = x.n + y.n
+    A = rows.matrix(n_cols)
+    c = np.concatenate([-unary[x.t, x.k], y.cost[y.pair, y.k, y.l]])
+    integrality = np.concatenate([np.ones(x.n, np.int32), np.zeros(y.n, np.int32)])
+    x_index, n_x = x.index, x.n
+    y_pair, y_k, y_l, pairs_active = y.pair, y.k, y.l, y.pairs
     return MilpModel(
         c=c,
         A=A,
-        row_lower=np.concatenate(lower),
-        row_upper=np.concatenate(upper),
+        row_lower=np.concatenate(rows.lower),
+        row_upper=np.concatenate(rows.upper),
         col_lower=np.zeros(n_cols),
         col_upper=np.ones(n_cols),
         integrality=integrality,
