@@ -38,7 +38,7 @@ from slate.solvers.certify import Certificate, certify, has_non_negative_cosines
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
-from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
+from slate.solvers.result import SolveResult, Status, check_problem, make_result, normalize_time_limit
 
 __all__ = ["AutoSolver"]
 
@@ -100,6 +100,7 @@ class AutoSolver:
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         started = time.perf_counter()
+        check_problem(problem, self.name)
         time_limit_ms = normalize_time_limit(time_limit_ms)
         route = self.route(problem, time_limit_ms)
         fast = FastSolver(seed=self.seed)

@@ -45,7 +45,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from slate.errors import InvalidProblemError
 from slate.page.problem import PageProblem
 from slate.solvers.base import register_solver
-from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
+from slate.solvers.result import SolveResult, Status, check_problem, make_result, normalize_time_limit
 
 __all__ = ["ChainSolver", "supports"]
 
@@ -367,6 +367,7 @@ class ChainSolver:
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         """Solve ``problem`` exactly; see the class notes."""
         started = time.perf_counter()
+        check_problem(problem, self.name)
         normalize_time_limit(time_limit_ms)  # refused when NaN or negative, even though unused
         if problem.has_quotas:
             raise InvalidProblemError(

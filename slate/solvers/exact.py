@@ -83,7 +83,7 @@ from slate.solvers.milp_model import (
     reduce_problem,
 )
 from slate.solvers.quotas import repair_quotas
-from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
+from slate.solvers.result import SolveResult, Status, check_problem, make_result, normalize_time_limit
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -528,6 +528,7 @@ class ExactSolver:
             assignment is the best repair found and ``info["violations"]`` says what it breaks).
         """
         started = time.perf_counter()
+        check_problem(problem, self.name)
         time_limit_ms = normalize_time_limit(time_limit_ms)
         if time_limit_ms is not None and time_limit_ms <= 0:
             raise InvalidProblemError(

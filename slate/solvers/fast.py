@@ -65,7 +65,7 @@ from slate.page.problem import PageProblem
 from slate.solvers import _fast_kernels as kernels
 from slate.solvers.base import register_solver
 from slate.solvers.bounds import budgeted_unary_optimum
-from slate.solvers.result import SolveResult, Status, make_result, normalize_time_limit
+from slate.solvers.result import SolveResult, Status, check_problem, make_result, normalize_time_limit
 
 __all__ = ["FastSolver", "lagrangian_bound", "local_search", "warm_up"]
 
@@ -522,6 +522,7 @@ class FastSolver:
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         started = time.perf_counter()
+        check_problem(problem, self.name)
         time_limit_ms = normalize_time_limit(time_limit_ms)
         deadline = None if time_limit_ms is None else started + time_limit_ms / 1000.0
         page = _page(problem)

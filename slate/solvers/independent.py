@@ -9,7 +9,7 @@ from slate.page.problem import PageProblem
 from slate.solvers.base import register_solver
 from slate.solvers.bounds import budgeted_unary_optimum, trivial_upper_bound
 from slate.solvers.quotas import repair_quotas
-from slate.solvers.result import SolveResult, Status, make_result
+from slate.solvers.result import SolveResult, Status, check_problem, make_result, normalize_time_limit
 
 __all__ = ["IndependentSolver"]
 
@@ -34,6 +34,8 @@ class IndependentSolver:
 
     def solve(self, problem: PageProblem, time_limit_ms: float | None = None) -> SolveResult:
         started = time.perf_counter()
+        check_problem(problem, self.name)
+        normalize_time_limit(time_limit_ms)  # refused when NaN or negative, even though unused
         assignment, _ = budgeted_unary_optimum(problem)
         info = {}
         if problem.has_quotas:

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from slate.errors import InvalidProblemError
 from slate.page.problem import PageProblem
 
-__all__ = ["SolveResult", "Status", "make_result", "normalize_time_limit"]
+__all__ = ["SolveResult", "Status", "check_problem", "make_result", "normalize_time_limit"]
 
 
 class Status(str, Enum):
@@ -129,6 +129,25 @@ def normalize_time_limit(time_limit_ms: Any) -> float | None:
             f"got {time_limit_ms!r} instead."
         )
     return None if math.isinf(value) else value
+
+
+def check_problem(problem: Any, solver: str) -> None:
+    """Refuse anything but a :class:`~slate.page.PageProblem` with one clear line (instead of an
+    ``AttributeError`` from deep inside a solver).
+
+    Examples
+    --------
+    >>> check_problem("page.json", "fast")
+    Traceback (most recent call last):
+    ...
+    slate.errors.InvalidProblemError: The 'problem' parameter of solver 'fast' must be a PageProblem; got str instead.
+    """
+    from slate.page.problem import PageProblem
+
+    if not isinstance(problem, PageProblem):
+        raise InvalidProblemError(
+            f"The 'problem' parameter of solver '{solver}' must be a PageProblem; got {type(problem).__name__} instead."
+        )
 
 
 def make_result(

@@ -3,7 +3,7 @@
 Every store slate ships (memory, SQLite, Redis) passes :func:`check_store`; a third-party
 :class:`~slate.stability.StateStore` can be checked the same way::
 
-    from slate.testing.stores import check_store
+    from slate.testing import check_store
     check_store(lambda: MyStore(...))   # a fresh, empty store per call
 
 Each check takes a factory returning a fresh, empty store (it closes the stores it makes) and
