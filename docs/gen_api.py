@@ -41,6 +41,7 @@ PACKAGES = (
     "slate.sim",
     "slate.tune",
     "slate.visual",
+    "slate.testing",
     "slate.testing.stores",
 )
 OUTPUT = Path(__file__).resolve().parent / "api.md"
