@@ -13,6 +13,7 @@ from the parameter rule: numba kernels in private ``_kernels.py`` / ``_*_kernels
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,9 @@ def _is_kernel_module(path: Path) -> bool:
     return path.name.startswith("_") and path.name.endswith("kernels.py")
 
 
-def _functions(path: Path):
+def _functions(path: Path, root: Path):
     """``(qualified name, node, public)`` for every function of a module, nested ones included."""
-    module_private = any(part.startswith("_") and part != "__init__.py" for part in path.relative_to(ROOT).parts)
+    module_private = any(part.startswith("_") and part != "__init__.py" for part in path.relative_to(root).parts)
 
     def walk(node: ast.AST, prefix: str, private: bool):
         for child in ast.iter_child_nodes(node):
@@ -69,11 +70,12 @@ def _n_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return len(named) + (a.vararg is not None) + (a.kwarg is not None)
 
 
-def _violations() -> dict[str, str]:
+@functools.cache
+def _violations(root: Path = ROOT) -> dict[str, str]:
     found: dict[str, str] = {}
-    for path in sorted(ROOT.rglob("*.py")):
-        rel = path.relative_to(ROOT.parent).as_posix()
-        for name, node, public in _functions(path):
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).as_posix()
+        for name, node, public in _functions(path, root):
             n_lines = (node.end_lineno or node.lineno) - node.lineno + 1
             n_params = _n_parameters(node)
             problems = []
@@ -100,16 +102,10 @@ def test_the_allowlist_only_names_functions_that_still_break_a_rule():
 
 
 def _shape_of(source: str, tmp_path: Path, name: str = "mod.py") -> dict[str, str]:
-    global ROOT
-    saved = ROOT
     pkg = tmp_path / "slate"
     pkg.mkdir()
     (pkg / name).write_text(source)
-    ROOT = pkg
-    try:
-        return _violations()
-    finally:
-        ROOT = saved
+    return _violations(pkg)
 
 
 @pytest.mark.parametrize(
