@@ -1,6 +1,6 @@
 """Bias, spread and 95% coverage of the page-aware estimator against the value if deployed.
 
-The world is the replay tests' logged-bandit world (``tests/test_replay_world.py``): pages of
+The world is the replay tests' logged-bandit world (``tests/replay/test_world.py``): pages of
 ``--slots`` titles in one row, 4 images per title in 2 visual styles; a member plays title ``t``
 shown with image ``k`` with probability ``sigmoid(base[t] + theta[t, k] @ x - page_effect *
 (share of row neighbours whose image has the same style))``; logging is uniform and independent
@@ -35,10 +35,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from test_replay_world import World
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from slate.replay import ReplayData, get_estimator
+from tests.replay.test_world import World
 
 NAMES = ("snips", "neighbourhood", "page-aware", "page-aware-u")
 

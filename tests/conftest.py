@@ -1,9 +1,7 @@
 import os
-import sys
 
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("SLATE_TUTORIAL_REQUESTS", "150")  # docs/tutorial-own-data.md at test size
 os.environ.setdefault("SLATE_STRICT", "1")  # compose raises on a scorer's wrong-shape output in tests
 

@@ -1,5 +1,5 @@
 """A chunk function for worker processes that dies (``os._exit``) on files named ``*crash*``:
-stands for a native decoder crash in tests/test_visual_run.py (importable by spawned workers)."""
+stands for a native decoder crash in tests/visual/test_run.py (importable by spawned workers)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ with ``changes <= max_changes``, locks and style quotas kept at every step:
 Performance (2-core shared machine, warm, in-process medians of the full ``solve`` with the
 bound): about 0.55 ms on a 40x10 local page, 1.4 ms on 80x10 and 4-7 ms on 150x20, with a mean
 gap to certified optima of about 0.02% (``benchmarks/page_solvers.py`` prints the tables).
-Quality is checked by ``tests/test_fast.py``. The numba kernels are compiled once per machine
+Quality is checked by ``tests/solvers/test_fast.py``. The numba kernels are compiled once per machine
 and cached on disk (``cache=True``): the first call in a fresh environment pays a one-off
 compile of about 25 s of CPU (see :func:`warm_up`); later processes load the cache in well
 under a second.

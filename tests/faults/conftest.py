@@ -70,7 +70,7 @@ class Files:
 
 
 def _log_table(n_pages: int = 60, seed: int = 0) -> pa.Table:
-    from test_replay_world import World
+    from tests.replay.test_world import World
 
     world = World(seed=seed, n_slots=3)
     return world.to_table(world.simulate(n_pages, "uniform", seed=seed + 1))

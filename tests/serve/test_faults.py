@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from test_serve_compose import T0, TableScorer, assert_valid, cfg, make_request
 
 from slate.serve import Composer, Fault, StickyEpsilon
 from slate.solvers import IndependentSolver, register_solver
 from slate.solvers.result import SolveResult, Status
 from slate.stability import InMemoryStore, Reason, StabilityRules
+from tests.serve.test_compose import T0, TableScorer, assert_valid, cfg, make_request
 
 
 class FlakyStore(InMemoryStore):

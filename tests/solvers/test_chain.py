@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 from slate.errors import InvalidProblemError
 from slate.page import GridLayout, PageProblem, random_problem, read_problem
 from slate.solvers import Status, get_solver, solve
 from slate.solvers.chain import ChainSolver, supports
+from tests.pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 CHAIN_INSTANCES = [p for p in instance_paths() if p.name.startswith("chain-")]
 

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_replay_world import World
 
 from slate.logs import read_impressions, write_impressions
 from slate.replay import InvalidReplayInputError, LinearPolicy, evaluate
 from slate.replay.cli import add_replay_parser, load_policy_config
+from tests.replay.test_world import World
 
 
 def run(argv: list[str]) -> int:

@@ -2,7 +2,7 @@
 
 Exactness first (a vectorised replicate equals refitting the model by brute force on the
 reweighted pages; the delta-method standard error equals the one from a numerical gradient),
-then a statistical check on the world of ``tests/test_replay_world.py`` with fixed seeds: over
+then a statistical check on the world of ``tests/replay/test_world.py`` with fixed seeds: over
 R = 200 seeded repetitions, the 95% interval of DM with the model refitted covers the truth at a
 rate within [0.90, 0.99] where the model is unbiased (the binomial band around 0.95 for R = 200
 is about ±0.03 at 2 sd; the extra room below is for the bootstrap's own error), while DM's
@@ -16,12 +16,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_replay_world import World
 
 from slate.logs.parquet import example_table
 from slate.replay import InvalidReplayInputError, ReplayData, evaluate, get_estimator
 from slate.replay.estimators import LinearModelTerms
 from slate.replay.reward_model import TakeRateFit
+from tests.replay.test_world import World
 
 R = 200
 N_BOOT = 200

@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_replay_world import World
 
 from slate.logs import read_impressions, write_impressions
 from slate.replay import InvalidReplayInputError, LinearPolicy, ReplayMethod, _exact, evaluate
@@ -23,6 +22,7 @@ from slate.replay.cli import add_replay_parser
 from slate.replay.distributed import ReplaySpec, evaluate_dask, evaluate_stream, file_partials
 from slate.replay.estimators import get_estimator
 from slate.replay.partials import TitleSums
+from tests.replay.test_world import World
 
 NAMES = ["snips", "ips", "replay", "dr", "dm", "neighbourhood", "page", "pi"]
 WITH_ROWS = [k for k in NAMES if k != "pi"]  # pi has no per-row terms: no per-title estimates

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_replay_world import World
 
 from slate.bandit import EpsilonGreedy, PageFeatures
 from slate.logs import ImpressionLog, RejectionReport, read_impressions
@@ -21,6 +20,7 @@ from slate.replay import (
     sequential_replay,
 )
 from slate.replay.metrics import churn_vs_previous
+from tests.replay.test_world import World
 
 
 def session_log(seed: int, n_members: int = 6, n_sessions: int = 5, n_titles: int = 4, k: int = 3,

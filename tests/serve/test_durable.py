@@ -11,12 +11,12 @@ import textwrap
 from datetime import timedelta
 
 import pyarrow.parquet as pq
-from test_serve_compose import T0, TableScorer, cfg, make_request
 
 from slate.serve import Composer, DecisionLogger, Fault
 from slate.stability import InMemoryStore, SQLiteStore
+from tests.serve.test_compose import T0, TableScorer, cfg, make_request
 
-HERE = os.path.dirname(__file__)
+HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 
 class RecordingStore(InMemoryStore):
@@ -88,7 +88,7 @@ SERVER = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[2])
     from datetime import timedelta
-    from test_serve_compose import T0, TableScorer, cfg, make_request
+    from tests.serve.test_compose import T0, TableScorer, cfg, make_request
     from slate.serve import Composer, DecisionLogger
     from slate.stability import SQLiteStore
     logger = DecisionLogger(sys.argv[1] + "/log", batch_pages=8, durable=True)

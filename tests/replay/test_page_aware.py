@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_replay_world import Sample, World
 
 from slate.replay import ActionDistribution, ReplayData, get_estimator
 from slate.replay.estimators import poisson_binomial_at
 from slate.replay.joint import ExplorationColumns, set_propensity
 from slate.replay.policy import InvalidReplayInputError
 from slate.serve.exploration import StickyEpsilon, joint_choice_probability
+from tests.replay.test_world import Sample, World
 
 
 # ---------------------------------------------------------------- exact joint propensities

@@ -18,11 +18,11 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
-from test_serve_log import run_pages
 
 from slate.serve import DecisionLogger, _logfiles
+from tests.serve.test_log import run_pages
 
-HERE = os.path.dirname(__file__)
+HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 
 def pages_on_disk(folder):
@@ -77,7 +77,7 @@ SAME_PID = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     os.getpid = lambda: 1  # two containers: both are PID 1
     from datetime import timedelta
-    from test_serve_log import run_pages
+    from tests.serve.test_log import run_pages
     from slate.serve import DecisionLogger
     decisions = run_pages(None, 40, every=timedelta(0))
     with DecisionLogger(sys.argv[1], batch_pages=2) as logger:
@@ -137,7 +137,7 @@ DURABLE = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[2])
     from datetime import timedelta
-    from test_serve_log import run_pages
+    from tests.serve.test_log import run_pages
     from slate.serve import DecisionLogger
     decisions = run_pages(None, 50)
     logger = DecisionLogger(sys.argv[1], batch_pages=8, durable=True)
@@ -224,7 +224,7 @@ EXIT_WITHOUT_CLOSE = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[2])
-    from test_serve_log import run_pages
+    from tests.serve.test_log import run_pages
     from slate.serve import DecisionLogger
     logger = DecisionLogger(sys.argv[1], batch_pages=2)
     for d in run_pages(None, 5):

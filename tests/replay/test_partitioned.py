@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_replay_world import World
 
 from slate.logs import read_impressions, write_impressions
 from slate.replay import InvalidReplayInputError, LinearPolicy, ReplayMethod, _exact, evaluate
 from slate.replay.distributed import evaluate_dask, evaluate_stream
+from tests.replay.test_world import World
 
 ALL = ["snips", "ips", "replay", "dm", "dr", "neighbourhood", "page", "pi"]
 

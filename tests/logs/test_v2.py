@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_logs import CORRUPTIONS, ROW_CORRUPTIONS, base_rows, table_of
 
 from slate.logs import (
     ImpressionWriter,
@@ -22,6 +21,7 @@ from slate.logs import (
 )
 from slate.logs.schema import SCHEMA_KEY, impressions_schema
 from slate.logs.stream import page_ordered_units
+from tests.logs.test_logs import CORRUPTIONS, ROW_CORRUPTIONS, base_rows, table_of
 
 FIELDS = ("member_id", "session_id", "page_id", "timestamp", "title", "row", "col", "image",
           "candidates", "n_candidates", "shown", "propensity", "propensities", "explored",

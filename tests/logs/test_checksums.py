@@ -9,12 +9,12 @@ import struct
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from test_replay_world import World
 
 from slate.logs import InvalidLogError, read_impressions, scan_impressions, write_impressions
 from slate.logs.stream import merge_reports
 from slate.replay import LinearPolicy
 from slate.replay.distributed import evaluate_dask, evaluate_stream
+from tests.replay.test_world import World
 
 FIELDS = ("member_id", "page_id", "timestamp", "row", "col", "propensity", "explored", "reward",
           "n_candidates", "shown", "source_row")
@@ -190,9 +190,8 @@ def test_a_file_with_a_broken_footer_is_reported_and_the_folder_still_reads(worl
 def test_every_writer_stores_page_checksums(tmp_path):
     """The decision logger's files (through write_impressions) and the sweep's table: a flipped
     byte inside a data page is caught by verification."""
-    from test_serve_log import run_pages
-
     from slate.serve import DecisionLogger
+    from tests.serve.test_log import run_pages
 
     with DecisionLogger(tmp_path / "log", batch_pages=20, partition=None) as logger:
         for d in run_pages(None, 20):

@@ -1,5 +1,5 @@
 """slate.replay: estimators against reference formulas, policies, decision tables, metrics,
-the registry, and bad inputs. (Statistical properties: tests/test_replay_statistics.py.)"""
+the registry, and bad inputs. (Statistical properties: tests/replay/test_statistics.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from test_replay_world import World
 
 from slate.logs import read_impressions, write_impressions
 from slate.logs.parquet import example_table
@@ -30,6 +29,7 @@ from slate.replay import (
 )
 from slate.replay.estimators import neighbour_rows
 from slate.replay.metrics import churn_rate, consecutive_pairs, image_coverage, logged_distribution
+from tests.replay.test_world import World
 
 
 def random_probs(rng, n, k):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_replay_world import World
 
 from slate.errors import InvalidRuleError
 from slate.replay import ReplayData, get_estimator
@@ -17,6 +16,7 @@ from slate.replay.stats import bootstrap_ratio
 from slate.tune.config import Constraints
 from slate.tune.paired import PAIRED_COLUMNS, logging_replicates, paired_comparison, selection_bias
 from slate.tune.pareto import recommend
+from tests.replay.test_world import World
 
 
 def test_the_logging_policy_as_a_target_has_exactly_the_logging_replicates():

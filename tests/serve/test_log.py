@@ -15,13 +15,13 @@ from datetime import timedelta
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from test_serve_compose import T0, TableScorer, cfg, make_request
 
 from slate.errors import InvalidProblemError
 from slate.logs import read_impressions
 from slate.serve import Composer, DecisionLogger, Fault, StickyEpsilon, decisions_table
 from slate.serve import decision_log as decision_log_module
 from slate.stability import InMemoryStore, StabilityRules
+from tests.serve.test_compose import T0, TableScorer, cfg, make_request
 
 
 def run_pages(logger, n_pages, *, members=5, every=timedelta(hours=1), n_titles=6):
@@ -159,7 +159,7 @@ WRITER = textwrap.dedent(
     import sys, numpy as np
     sys.path.insert(0, sys.argv[2])
     from datetime import timedelta
-    from test_serve_compose import T0, TableScorer, cfg, make_request
+    from tests.serve.test_compose import T0, TableScorer, cfg, make_request
     from slate.serve import Composer, DecisionLogger
     logger = DecisionLogger(sys.argv[1], batch_pages=7)
     composer = Composer(TableScorer(), None, config=cfg(solver="independent"), logger=logger)
@@ -175,7 +175,7 @@ WRITER = textwrap.dedent(
 
 def test_a_killed_process_loses_at_most_the_unflushed_batch(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(tmp_path / "log"), os.path.dirname(__file__)],
+        [sys.executable, "-c", WRITER, str(tmp_path / "log"), os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "bandits.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "bandits.md"
 
 
 def test_bandits_doc_examples_run(tmp_path, monkeypatch):

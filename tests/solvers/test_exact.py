@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 from slate.errors import InfeasibleProblemError, InvalidProblemError
 from slate.page import PageProblem, random_problem, read_optimum, read_problem
@@ -25,6 +24,7 @@ from slate.solvers.exact import (
 )
 from slate.solvers.independent import IndependentSolver
 from slate.solvers.milp_model import build_milp, reduce_problem
+from tests.pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 TOL = 1e-6
 INSTANCES = {p.stem: p for p in instance_paths()}

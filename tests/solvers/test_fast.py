@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 from slate.errors import InfeasibleProblemError, InvalidProblemError
 from slate.page import PageProblem, random_problem, read_problem
 from slate.solvers import Status, get_solver
 from slate.solvers.bounds import trivial_upper_bound
 from slate.solvers.fast import FastSolver, lagrangian_bound, local_search
+from tests.pages import assert_valid_result, brute_force, certified_objective, instance_paths
 
 PATHS = instance_paths()
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pages import brute_force, instance_paths
 
 import slate
 from slate.errors import InfeasibleProblemError, InvalidProblemError
@@ -23,6 +22,7 @@ from slate.solvers.certify import (
     meets,
     polytope_certificate,
 )
+from tests.pages import brute_force, instance_paths
 
 TOL = 1e-9
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tune_sweep import sim_experiment
 
 from slate.tune.adaptive import adaptive_search
 from slate.tune.config import InvalidExperimentError
+from tests.tune.test_sweep import sim_experiment
 
 pytest.importorskip("optuna")
 

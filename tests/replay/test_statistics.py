@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_replay_world import World
 
 from slate.replay import ReplayData, get_estimator, take_rate_model
+from tests.replay.test_world import World
 
 R = 200
 N_BOOT = 200
