@@ -1157,6 +1157,12 @@ class WholePageMatch(LayoutNeighbourhood):
     ratios of *all* titles on the page. Unbiased under any interaction within a page (with
     independent logging across titles); usable only for small pages, where whole pages match
     often enough.
+
+    Parameters
+    ----------
+    self_normalized : bool, default False
+        Divide by the sum of the page weights instead of the number of rows (the SNIPS form of
+        the same weights): bounded by the largest reward, slightly biased in small logs.
     """
 
     name = "page"
