@@ -56,11 +56,13 @@ def bodies(n: int, *, n_members: int = 2000, n_titles: int = 40, n_images: int =
     return out
 
 
-def start_service(workers: int, store: str, log_dir: str, solver: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(
+    workers: int, store: str, log_dir: str, solver: str, shared_socket: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "slate.serve.asgi", "--workers", str(workers), "--port", str(port),
-         "--store", store, "--log-dir", log_dir, "--solver", solver],
+         "--store", store, "--log-dir", log_dir, "--solver", solver, *(["--shared-socket"] if shared_socket else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     url = f"http://127.0.0.1:{port}"
@@ -131,16 +133,24 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, duration: floa
     return summary(latencies, elapsed, errors)
 
 
-def wrk_capacity(url: str, payloads: list[bytes], connections: int, duration: float, folder: str) -> dict[str, Any]:
+def wrk_capacity(
+    url: str, payloads: list[bytes], connections: int, duration: float, folder: str, rate: float = 0.0
+) -> dict[str, Any]:
     """Capacity measured by ``wrk`` (a compiled closed-loop client: one thread, a few % of a core),
-    cycling through the first 256 request bodies. Percentiles from wrk's ``--latency`` table."""
+    cycling through the first 256 request bodies. Percentiles from wrk's ``--latency`` table.
+
+    With ``rate`` > 0, each connection waits ``connections / rate`` seconds before each request
+    (wrk's ``delay()``), pacing the total near ``rate`` pages/s; latency is then measured from
+    each request's sending, not from a fixed schedule (a slow response delays that connection's
+    next request, so with enough connections the pace holds)."""
     script = Path(folder) / "bodies.lua"
     quoted = ",\n".join("[==[" + b.decode() + "]==]" for b in payloads[:256])
+    pacing = f"delay = function()\n  return {1000.0 * connections / rate:.3f}\nend\n" if rate > 0 else ""
     script.write_text(
         "local bodies = {\n" + quoted + "\n}\nlocal i = 0\n"
         "request = function()\n  i = i + 1\n"
         "  return wrk.format('POST', '/compose', {['Content-Type'] = 'application/json'}, bodies[(i % #bodies) + 1])\n"
-        "end\n"
+        "end\n" + pacing
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script),
@@ -177,6 +187,9 @@ def main() -> None:
     parser.add_argument("--solver", default="fast")
     parser.add_argument("--repeat", type=int, default=1, help="alternate the worker counts this many times")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--sockets", default="per-worker",
+                        help="comma-separated: per-worker (SO_REUSEPORT, the service's default), shared (uvicorn's "
+                             "one socket); each worker count runs with each")
     parser.add_argument("--client", choices=["httpx", "wrk"], default="httpx",
                         help="capacity phase client: httpx in this process, or wrk (compiled; apt-get install wrk), "
                              "whose own CPU use is a few %% of a core")
@@ -186,22 +199,27 @@ def main() -> None:
     payloads = bodies(args.requests)
     print(f"# service load — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 40x10 pages, "
           f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; capacity client {args.client}, "
-          "80% load client httpx in this process")
+          f"80% load client {'wrk paced by delay()' if args.client == 'wrk' else 'httpx in this process'}; "
+          "sockets: p = one per worker (SO_REUSEPORT), s = shared")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
           f"{'max ms':>8}{'errors':>7}{'load':>6}")
     results: dict[str, list[Any]] = {}
-    counts = [int(w) for w in args.workers.split(",")] * args.repeat
+    sockets = args.sockets.split(",")
+    if not set(sockets) <= {"per-worker", "shared"}:
+        parser.error("--sockets takes per-worker and/or shared")
+    counts = [(int(w), s) for w in args.workers.split(",") for s in sockets] * args.repeat
     with redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
-        for i, workers in enumerate(counts):
-            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver)
+        for i, (workers, socket_mode) in enumerate(counts):
+            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver,
+                                      shared_socket=socket_mode == "shared")
             try:
                 cpu0 = time.process_time()
                 if args.client == "wrk":
                     cap = wrk_capacity(url, payloads, args.concurrency * workers, args.duration, tmp)
                 else:
                     cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
-                if args.client == "wrk":  # wrk has no fixed rate: one connection per worker instead
-                    load = wrk_capacity(url, payloads, workers, args.duration, tmp)
+                if args.client == "wrk":  # paced by wrk's delay(): 8 connections per worker
+                    load = wrk_capacity(url, payloads, 8 * workers, args.duration, tmp, rate=0.8 * cap["pages_per_s"])
                 else:
                     rate = 0.8 * cap["pages_per_s"]
                     load = asyncio.run(open_loop(url, payloads, rate, args.duration, 8 * workers))
@@ -209,20 +227,21 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-            results.setdefault(str(workers), []).append(
+            key = str(workers) if socket_mode == sockets[0] else f"{workers} {socket_mode}"
+            results.setdefault(key, []).append(
                 {"capacity": cap, "at_80pct": load, "client_cpu_s": client_cpu, "load_average": os.getloadavg()[0]})
-            second = "1 conn/w" if args.client == "wrk" else "80% load"
-            for phase, r in (("capacity", cap), (second, load)):
-                print(f"{workers:>7}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
+            for phase, r in (("capacity", cap), ("80% load", load)):
+                print(f"{workers:>4}{socket_mode[0]:>3}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
                       f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
                       f"{os.getloadavg()[0]:>6.1f}")
             print(f"        (client CPU {client_cpu:.1f} s over both phases)")
     med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
     p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
-    second = "with 1 connection per worker" if args.client == "wrk" else "at 80%"
-    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 {second} {p99[w]:.1f} ms" for w in med))
+    print("medians: " + "; ".join(f"{w} worker(s) {med[w]:.0f} pages/s, p99 at 80% {p99[w]:.1f} ms" for w in med))
     if "1" in med and "2" in med:
         print(f"2 workers / 1 worker capacity (medians): {med['2'] / med['1']:.2f}x")
+    if "1" in med and "2 shared" in med:
+        print(f"2 workers on one shared socket / 1 worker capacity (medians): {med['2 shared'] / med['1']:.2f}x")
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -166,8 +166,77 @@ def app_from_env() -> Any:
     return create_app(lambda: demo_composer(store, log_dir, solver), threaded=threaded)
 
 
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A bound, listening TCP socket; with ``reuse_port`` each worker binds its own (SO_REUSEPORT)."""
+    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says it is TCP (with proto 0, Nagle + delayed ACKs add ~40 ms to every response)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _serve_worker(host: str, port: int) -> None:
+    """One worker process: its own SO_REUSEPORT socket, its own uvicorn server and composer."""
+    import uvicorn
+
+    sock = _listening_socket(host, port, reuse_port=True)
+    config = uvicorn.Config("slate.serve.asgi:app_from_env", factory=True, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _serve_reuse_port(host: str, port: int, workers: int) -> int:
+    """Run ``workers`` processes, each accepting on its own socket bound to the same port.
+
+    With one shared listening socket (uvicorn's ``--workers``), whichever process is idle first
+    accepts a burst of new connections, so a few long-lived client connections can all land in
+    one process while the others sit idle. With SO_REUSEPORT the kernel spreads connections over
+    the workers' sockets by their address hash. A worker that exits is started again; SIGTERM or
+    SIGINT stops them all.
+    """
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> Any:
+        process = context.Process(target=_serve_worker, args=(host, port), daemon=True)
+        process.start()
+        return process
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    processes = [start() for _ in range(workers)]
+    restarts = 0
+    while not stopping:
+        time.sleep(0.2)
+        for i, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                restarts += 1
+                processes[i] = start()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=30)
+    return restarts
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m slate.serve.asgi``: serve :func:`app_from_env` with uvicorn on 127.0.0.1."""
+    """``python -m slate.serve.asgi``: serve :func:`app_from_env` with uvicorn on 127.0.0.1.
+
+    With ``--workers N`` (N > 1) on a system with SO_REUSEPORT (Linux, BSD, macOS), each worker
+    process listens on its own socket bound to the port, so the kernel balances connections
+    across workers; ``--shared-socket`` uses uvicorn's one shared socket instead.
+    """
     import uvicorn
 
     parser = argparse.ArgumentParser(description="slate's reference compose() service (uvicorn + Starlette)")
@@ -178,12 +247,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-dir", default="", help="decision logs (one file prefix per process)")
     parser.add_argument("--solver", default="fast")
     parser.add_argument("--threaded", action="store_true", help="compose in the thread pool")
+    parser.add_argument("--shared-socket", action="store_true",
+                        help="with --workers > 1: one listening socket shared by the workers (uvicorn's own)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     os.environ.update(SLATE_STORE=args.store, SLATE_LOG_DIR=args.log_dir, SLATE_SOLVER=args.solver,
                       SLATE_THREADED="1" if args.threaded else "")
     started = time.time()
+    if args.workers > 1 and not args.shared_socket and hasattr(socket, "SO_REUSEPORT"):
+        restarts = _serve_reuse_port(args.host, args.port, args.workers)
+        print(f"served for {time.time() - started:.0f} s ({restarts} worker restarts)")
+        return
     uvicorn.run("slate.serve.asgi:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning", access_log=False)
     print(f"served for {time.time() - started:.0f} s")
