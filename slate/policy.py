@@ -200,12 +200,18 @@ def mix_uniform(probs: ArrayLike, epsilon: float | ArrayLike, mask: ArrayLike) -
 
 
 # ---------------------------------------------------------------------------- object adapters
-def as_scorer(obj: Any, *, what: str = "The scorer", error: type[Exception] = InvalidProblemError) -> Any:
+def as_scorer(
+    obj: Any, *, what: str = "The scorer", error: type[Exception] = InvalidProblemError,
+    features: Any = None, needs_features: bool = False,
+) -> Any:
     """The callable ``context -> scores`` behind ``obj``.
 
     Accepted: a callable (a :class:`Scorer`); an object with ``score_page(request)``
     (``slate.serve.PageScorer``); an object with ``score(features)`` returning scores with a
-    ``mean`` (``slate.bandit.ScoringPolicy``: its mean scores, no propensities).
+    ``mean`` (``slate.bandit.ScoringPolicy``: its mean scores, no propensities), scoring
+    ``features(context)`` when ``features`` is given, else the context itself (a
+    ``PageFeatures``). With ``needs_features`` (the context is a request, as in ``compose()``),
+    a ``score(features)`` object without ``features`` is refused with how to adapt it.
 
     Raises
     ------
@@ -218,8 +224,15 @@ def as_scorer(obj: Any, *, what: str = "The scorer", error: type[Exception] = In
     if callable(obj):
         return obj
     score = getattr(obj, "score", None)
-    if callable(score):
+    if callable(score) and features is not None:
+        return lambda context: np.asarray(score(features(context), propensities=False).mean)
+    if callable(score) and not needs_features:
         return lambda context: np.asarray(score(context, propensities=False).mean)
+    if callable(score):
+        raise error(
+            f"{what} must be a Scorer of requests: {type(obj).__name__} scores page features "
+            "(score(features)); adapt it with slate.serve.PolicyScorer(policy, features)."
+        )
     raise error(
         f"{what} must be a Scorer: callable as scorer(context) -> scores, or with a "
         f"score_page(request) or score(features) method; got {type(obj).__name__}, which has none of these."
