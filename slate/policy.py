@@ -264,14 +264,28 @@ def as_policy(
     )
 
 
+def _context_mask(context: Any, shape: tuple[int, ...]) -> NDArray[np.bool_] | None:
+    """The real candidates of a context, when it says: a ``mask`` of the scores' shape
+    (``PageFeatures``), or ``n_candidates`` per title (a simulated ``PageBatch``, a log); None
+    otherwise (then the finite scores are the candidates)."""
+    mask = getattr(context, "mask", None)
+    if isinstance(mask, np.ndarray) and mask.shape == shape:
+        return np.asarray(mask, dtype=bool)
+    n = getattr(context, "n_candidates", None)
+    if isinstance(n, np.ndarray) and len(shape) >= 1 and n.shape == shape[:-1]:
+        return np.asarray(np.arange(shape[-1]) < n[..., None])
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class GreedyPolicy:
     """The Policy of a Scorer: its best candidate per title (ties split evenly), mixed with
     uniform exploration with probability ``epsilon``. Build it with :func:`greedy` or
     :func:`epsilon_greedy`.
 
-    ``action_distribution(context)`` returns the ``(..., n_images)`` distribution; candidates
-    whose score is not finite are treated as padding (probability 0).
+    ``action_distribution(context)`` returns the ``(..., n_images)`` distribution, 0 on padding:
+    past the context's ``n_candidates`` (a log, a simulated batch), off its ``mask`` (page
+    features), or, when the context says neither, wherever the score is not finite.
     """
 
     scorer: Any
@@ -290,7 +304,8 @@ class GreedyPolicy:
 
     def action_distribution(self, context: Any) -> NDArray[np.float64]:
         """Per title, the probability of each candidate."""
-        s, m = _scores_and_mask(self.scores(context), None)
+        scores = self.scores(context)
+        s, m = _scores_and_mask(scores, _context_mask(context, scores.shape))
         probs = greedy_probabilities(s, m)
         return probs if self.epsilon == 0.0 else mix_uniform(probs, float(self.epsilon), m)
 

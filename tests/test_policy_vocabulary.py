@@ -158,6 +158,25 @@ def test_sim_decision_propensities_equal_the_old_formula():
         assert np.allclose(shown, d.propensity, rtol=1e-14, atol=0)
 
 
+def test_greedy_on_simulated_pages_agrees_with_the_argmax_chooser():
+    batch = _batch()
+    scorer = oracle_scorer()
+    probs = greedy(scorer).action_distribution(batch)
+    choice = ArgmaxPolicy(scorer)(batch)
+    k = probs.shape[-1]
+    assert np.allclose(probs.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
+    assert (probs[np.arange(k)[None, None, :] >= batch.n_candidates[..., None]] == 0).all()
+    assert (np.take_along_axis(probs, choice[..., None], axis=2) > 0).all()
+    untied = (probs > 0).sum(axis=-1) == 1
+    assert untied.mean() > 0.9
+    assert np.array_equal(probs.argmax(axis=-1)[untied], choice[untied])
+    # epsilon_greedy gives what the epsilon-greedy logging policy reports (no ties here)
+    decision = decide(EpsilonGreedyLogging(ArgmaxPolicy(scorer), 0.3, seed=5), batch)
+    mixed = epsilon_greedy(scorer, 0.3).action_distribution(batch)
+    expected = decision.propensities(batch.n_candidates, k)
+    assert np.array_equal(mixed[untied], expected[untied])
+
+
 # ---------------------------------------------------------------------------- one clear error
 def test_a_wrong_object_gets_one_error_naming_what_it_lacks():
     with pytest.raises(InvalidProblemError, match=r"must be a Policy \(with action_distribution\(context\)\).*got object"):
