@@ -30,6 +30,7 @@ from typing import Any
 
 PACKAGES = (
     "slate",
+    "slate.policy",
     "slate.page",
     "slate.solvers",
     "slate.bandit",

@@ -10,6 +10,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.errors import InvalidProblemError, UnknownPolicyError
+from slate.policy import argmax_choice as argmax_choice  # moved to slate.policy; kept here
+from slate.policy import tie_propensity as tie_propensity
 from slate.registry import Registry
 
 __all__ = [
@@ -25,7 +27,12 @@ __all__ = [
 
 @runtime_checkable
 class ScoringPolicy(Protocol):
-    """A per-image scoring policy: scores pages, learns from logged impressions.
+    """A :class:`slate.policy.Scorer` that learns: scores pages, learns from logged impressions.
+
+    In the one vocabulary (:mod:`slate.policy`) it is a scorer with a method: ``score(page)``
+    gives the scores (and, for the built-in learners, the choice and propensities of its own
+    argmax or sampling rule); :func:`slate.policy.as_scorer` turns it into ``page -> mean scores``
+    and :func:`slate.policy.greedy` into a policy.
 
     Every policy in :func:`available_policies` implements this. Learners follow scikit-learn:
     hyperparameters in ``__init__``, learned state with a trailing underscore, ``fit``/``update``
@@ -233,37 +240,6 @@ def check_page(page: object, n_features: int | None) -> PageFeatures:
             f"The page has {page.n_features} features but the model was fitted with {n_features}."
         )
     return page
-
-
-def argmax_choice(
-    adjusted: NDArray[np.floating[Any]], mask: NDArray[np.bool_], rng: np.random.Generator
-) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64]]:
-    """Per-row argmax of ``adjusted`` over real images, ties split uniformly at random.
-
-    Returns the choice, the boolean matrix of tied maxima and their count per row. Works on the
-    transposed (images x rows) copy, where every reduction runs across rows in vector steps.
-    """
-    n_images = adjusted.shape[1]
-    a_t = np.ascontiguousarray(adjusted.T)
-    if not mask.all():
-        a_t[~mask.T] = -np.inf
-    top = a_t.max(axis=0)
-    is_max_t = a_t == top[None, :]
-    count = np.count_nonzero(is_max_t, axis=0)
-    # the index of the (unique) maximum as a dot product; rows with ties are redone below
-    choice = (np.arange(n_images, dtype=np.float32) @ is_max_t.astype(np.float32)).astype(np.int64)
-    tied = np.flatnonzero(count > 1)
-    if len(tied):
-        sub = is_max_t[:, tied].T
-        pick = (rng.random(len(tied)) * count[tied]).astype(np.int64)
-        order = np.cumsum(sub, axis=1) - 1
-        choice[tied] = np.argmax(sub & (order == pick[:, None]), axis=1)
-    return choice, is_max_t.T, count.astype(np.int64)
-
-
-def tie_propensity(is_max: NDArray[np.bool_], count: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Exact propensity of a deterministic argmax policy that splits ties uniformly."""
-    return is_max / count[:, None].astype(np.float64)
 
 
 def mc_argmax_propensity(

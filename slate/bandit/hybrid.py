@@ -10,7 +10,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit._kernels import gram_update
 from slate.bandit.base import (
-    argmax_choice,
     check_dtype,
     check_log,
     check_merge,
@@ -22,11 +21,11 @@ from slate.bandit.base import (
     register_policy,
     rng_state,
     set_rng_state,
-    tie_propensity,
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.linear import _groups
 from slate.errors import InvalidProblemError
+from slate.policy import argmax_choice, tie_propensity
 
 __all__ = ["HybridLinUCB"]
 

@@ -28,7 +28,6 @@ from numpy.typing import ArrayLike, NDArray
 from slate.bandit._kernels import gram_update, gram_update_one
 from slate.bandit.base import (
     LoggedBatch,
-    argmax_choice,
     check_draws,
     check_dtype,
     check_log,
@@ -44,10 +43,10 @@ from slate.bandit.base import (
     rng_state,
     sampled_scores,
     set_rng_state,
-    tie_propensity,
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.errors import InvalidProblemError
+from slate.policy import argmax_choice, tie_propensity
 
 __all__ = ["EpsilonGreedy", "ImageFeaturePrior", "LinUCB", "LinearThompson"]
 

@@ -9,7 +9,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit._kernels import logistic_update
 from slate.bandit.base import (
-    argmax_choice,
     check_draws,
     check_log,
     check_merge,
@@ -23,6 +22,7 @@ from slate.bandit.base import (
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.linear import _groups, _LinearCore, forgetting_weights
 from slate.errors import InvalidProblemError
+from slate.policy import argmax_choice
 
 __all__ = ["LogisticThompson"]
 

@@ -8,7 +8,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit.base import (
-    argmax_choice,
     check_draws,
     check_log,
     check_merge,
@@ -24,6 +23,7 @@ from slate.bandit.base import (
 )
 from slate.bandit.batch import PageFeatures, PageScores
 from slate.bandit.linear import forgetting_weights
+from slate.policy import argmax_choice
 
 __all__ = ["TakeRateBandit", "UniformRandom"]
 

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from slate.errors import InputFileError, InvalidReplayInputError
 from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
+from slate.policy import Policy, as_policy, mix_uniform
 
 __all__ = [
     "ActionDistribution",
@@ -200,8 +201,10 @@ class ActionDistribution:
 
 
 @runtime_checkable
-class TargetPolicy(Protocol):
-    """Anything that says what it would have done on each row of a log."""
+class TargetPolicy(Policy, Protocol):
+    """A :class:`slate.policy.Policy` whose context is a log: says what it would have done on
+    each row, as an :class:`ActionDistribution` (or an ``(n_rows, k_max)`` probability array,
+    e.g. :func:`slate.policy.greedy` of a scorer ``log -> (n_rows, k_max)`` scores)."""
 
     def action_distribution(self, log: ImpressionLog) -> ActionDistribution:
         """The target's distribution over ``log.candidates`` on every row."""
@@ -457,10 +460,9 @@ class LinearPolicy:
         choice = self.choose(log)
         if self.epsilon == 0.0:
             return ActionDistribution.deterministic(choice, log.shown, log.k_max, name=self.name)
-        eps = float(self.epsilon)
-        real = log.candidates >= 0
-        probs = eps * real / log.n_candidates[:, None].astype(np.float64)
-        probs[np.arange(log.n_rows), choice] += 1.0 - eps
+        onehot = np.zeros(log.candidates.shape)
+        onehot[np.arange(log.n_rows), choice] = 1.0
+        probs = mix_uniform(onehot, float(self.epsilon), log.candidates >= 0)
         return ActionDistribution(
             prob_logged=probs[np.arange(log.n_rows), log.shown], probs=probs, name=self.name
         )
@@ -633,40 +635,49 @@ class DecisionTable:
         )
 
 
+def _from_probs(probs: Any, log: ImpressionLog, name: str) -> ActionDistribution:
+    shape = np.shape(probs)
+    if shape != (log.n_rows, log.k_max):
+        raise InvalidReplayInputError(
+            f"The 'probs' of a target policy must have shape ({log.n_rows}, {log.k_max}); "
+            f"got {shape} instead."
+        )
+    return ActionDistribution.from_probs(probs, log.shown, n_candidates=log.n_candidates, name=name)
+
+
 def as_action_distribution(policy: Any, log: ImpressionLog) -> ActionDistribution:
     """Turn what :func:`slate.replay.evaluate` accepts as a policy into an ActionDistribution.
 
-    Accepted: an :class:`ActionDistribution`; anything with ``action_distribution(log)``
-    (:class:`TargetPolicy`: :class:`LinearPolicy`, :class:`DecisionTable`, ...); a mapping
-    ``{"probs": (n, k_max)}`` or ``{"choice": (n,)}``; a Parquet path to a decision table.
+    Accepted: an :class:`ActionDistribution`; a :class:`slate.policy.Policy`, i.e. anything
+    with ``action_distribution(log)`` (:class:`TargetPolicy`: :class:`LinearPolicy`,
+    :class:`DecisionTable`, ...; or :func:`slate.policy.greedy` of a scorer of the log) returning
+    an ActionDistribution or ``(n_rows, k_max)`` probabilities; a mapping ``{"probs": (n, k_max)}``
+    or ``{"choice": (n,)}``; a Parquet path to a decision table. Anything else is refused by
+    :func:`slate.policy.as_policy`, naming what it lacks.
     """
     if isinstance(policy, ActionDistribution):
         dist = policy
-    elif isinstance(policy, TargetPolicy):
-        dist = policy.action_distribution(log)
     elif isinstance(policy, (str, os.PathLike)):
         dist = DecisionTable.from_parquet(policy).action_distribution(log)
     elif isinstance(policy, Mapping) and ("probs" in policy or "choice" in policy):
         if "probs" in policy:
-            shape = np.shape(policy["probs"])
-            if shape != (log.n_rows, log.k_max):
-                raise InvalidReplayInputError(
-                    f"The 'probs' of a target policy must have shape ({log.n_rows}, {log.k_max}); "
-                    f"got {shape} instead."
-                )
-            dist = ActionDistribution.from_probs(
-                policy["probs"], log.shown, n_candidates=log.n_candidates,
-                name=str(policy.get("name", "probs")),
-            )
+            dist = _from_probs(policy["probs"], log, str(policy.get("name", "probs")))
         else:
             dist = ActionDistribution.deterministic(
                 policy["choice"], log.shown, log.k_max, name=str(policy.get("name", "choice"))
             )
     else:
-        raise InvalidReplayInputError(
-            "The 'policy' parameter of evaluate must be an ActionDistribution, an object with "
-            "action_distribution(log), a decision-table path, or a mapping with 'probs' or "
-            f"'choice'; got {type(policy).__name__} instead."
+        target = as_policy(
+            policy, what="The 'policy' parameter of evaluate", error=InvalidReplayInputError,
+            also="an ActionDistribution, a decision-table path, a mapping with 'probs' or 'choice', ",
         )
+        if not isinstance(target, Policy):
+            raise InvalidReplayInputError(
+                f"The 'policy' parameter of evaluate must say what it would do on each logged row "
+                f"(action_distribution(log)); {type(policy).__name__} only samples pages (decide)."
+            )
+        result = target.action_distribution(log)
+        dist = result if isinstance(result, ActionDistribution) else _from_probs(
+            result, log, str(getattr(target, "name", type(target).__name__)))
     dist.check_log(log)
     return dist

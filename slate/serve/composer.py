@@ -56,6 +56,7 @@ from slate.errors import ResourceLimitError, ScorerOutputError, StoreReplacedErr
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
+from slate.policy import as_scorer
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.exploration import Exploration, NoExploration
 from slate.serve.request import (
@@ -80,7 +81,8 @@ BoolArray = NDArray[np.bool_]
 
 @runtime_checkable
 class PageScorer(Protocol):
-    """A scoring policy as compose sees it: scores for every (title, candidate image) of a page.
+    """A :class:`slate.policy.Scorer` as compose sees it: scores for every (title, candidate
+    image) of a page, from a ``score_page`` method (:func:`slate.policy.as_scorer` reads it).
 
     ``score_page(request)`` returns an array of shape ``(request.n_titles, request.n_images)``
     whose row ``t`` holds the scores of ``request.titles[t].image_ids`` in order (entries past a
@@ -545,13 +547,9 @@ class Composer:
         self.catalog = catalog
         self.logger = logger
         self.stats_ = stats if stats is not None else ServeStats()
-        score = getattr(policy, "score_page", None)
-        if score is None and not callable(policy):
-            raise InvalidRequestError(
-                f"The 'policy' parameter of compose must have a score_page(request) method or be "
-                f"callable; got {type(policy).__name__} instead."
-            )
-        self._score: Callable[[PageRequest], ArrayLike] = score if score is not None else policy  # type: ignore[assignment]
+        self._score: Callable[[PageRequest], ArrayLike] = as_scorer(
+            policy, what="The 'policy' parameter of compose", error=InvalidRequestError, needs_features=True
+        )
         self.strict = strict_default() if strict is None else bool(strict)
         if catalog is None and self.config.diversity > 0 and "diversity" in self.config.model_fields_set:
             from slate.errors import InvalidProblemError

@@ -32,7 +32,9 @@ __all__ = ["ComposePolicy"]
 
 
 class ComposePolicy:
-    """The decisions ``compose()`` would make with ``config`` (see the module docstring).
+    """The decisions ``compose()`` would make with ``config`` (see the module docstring): a
+    :class:`slate.policy.Policy` (a replay ``TargetPolicy``) made from a
+    :class:`slate.policy.Scorer` by the page optimiser (read through :func:`slate.policy.as_scorer`).
 
     Parameters
     ----------

@@ -21,7 +21,6 @@ batched:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slate.errors import InvalidProblemError
+from slate.policy import Chooser, PageSampler, mix_uniform
+from slate.policy import Scorer as _Scorer
 from slate.sim.config import ResponseConfig
 from slate.sim.response import PageBatch, candidate_probabilities
 
@@ -53,24 +54,27 @@ IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-Scorer = Callable[[PageBatch], FloatArray]
-"""``scorer(batch) -> (B, P, K)`` scores of every candidate image (ignored on padding)."""
+Scorer = _Scorer
+"""A :class:`slate.policy.Scorer` on simulated pages: ``scorer(batch) -> (B, P, K)`` scores of
+every candidate image (ignored on padding)."""
 
 
 @runtime_checkable
-class Policy(Protocol):
-    """``policy(batch) -> (B, P)`` local image indices, one candidate per title."""
+class Policy(Chooser, Protocol):
+    """A :class:`slate.policy.Chooser` (a deterministic policy) on simulated pages:
+    ``policy(batch) -> (B, P)`` local image indices, one candidate per title, propensity 1."""
 
-    def __call__(self, batch: PageBatch) -> IntArray: ...
+    def __call__(self, batch: PageBatch, /) -> IntArray: ...
 
 
 @runtime_checkable
-class LoggingPolicy(Protocol):
-    """A randomised policy that reports the exact probability of what it shows."""
+class LoggingPolicy(PageSampler, Protocol):
+    """A :class:`slate.policy.PageSampler` on simulated pages: a randomised policy that reports
+    the exact probability of what it shows (a :class:`Decision`)."""
 
     name: str
 
-    def decide(self, batch: PageBatch) -> Decision: ...
+    def decide(self, batch: PageBatch, /) -> Decision: ...
 
 
 # ---------------------------------------------------------------------- hashing
@@ -145,10 +149,8 @@ class Decision:
         """``(B, P, K)`` logging distribution over candidates (0 on padding)."""
         k = int(n_candidates.max()) if k_max is None else k_max
         local = np.arange(k)[None, None, :]
-        n = n_candidates[..., None].astype(np.float64)
-        eps = self.epsilon[..., None]
-        p = eps / n + (1.0 - eps) * (local == self.greedy[..., None])
-        return np.asarray(np.where(local < n_candidates[..., None], p, 0.0))
+        greedy = (local == self.greedy[..., None]).astype(np.float64)
+        return mix_uniform(greedy, self.epsilon, local < n_candidates[..., None])
 
 
 def _mixture_decision(
@@ -184,10 +186,15 @@ def _check_images(batch: PageBatch, images: NDArray[Any], who: str) -> IntArray:
 def decide(policy: Policy | LoggingPolicy, batch: PageBatch) -> Decision:
     """Run any policy on a batch: logging policies report their decision, plain callables are
     deterministic (propensity 1). The images are checked to be candidates."""
-    if isinstance(policy, LoggingPolicy):
+    if isinstance(policy, PageSampler):
         decision = policy.decide(batch)
         _check_images(batch, decision.images, policy.name)
         return decision
+    if not callable(policy):
+        raise InvalidProblemError(
+            f"The policy must be a LoggingPolicy (decide(batch) and a name) or a deterministic policy "
+            f"callable as policy(batch) -> images; got {type(policy).__name__}, which is neither."
+        )
     name = getattr(policy, "name", type(policy).__name__)
     return Decision.deterministic(_check_images(batch, policy(batch), str(name)))
 
@@ -367,7 +374,9 @@ def _masked(batch: PageBatch, scores: NDArray[Any]) -> FloatArray:
 
 @dataclass(frozen=True)
 class ArgmaxPolicy:
-    """Per-title argmax of a scorer's scores (ties to the lowest index).
+    """Per-title argmax of a scorer's scores (ties to the lowest index): a Chooser from a Scorer.
+
+    For the tie-aware distribution (ties split evenly) use :func:`slate.policy.greedy`.
 
     Examples
     --------

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slate.policy import as_scorer
 from slate.tune.engine import (
     History,
     RuleHistory,
@@ -34,6 +35,9 @@ DAY = 86_400.0
 class TunedPagePolicy:
     """``policy(batch) -> (B, P)`` images: one sweep setting, with its own history per member.
 
+    A :class:`slate.policy.Chooser` made from a :class:`slate.policy.Scorer` (read through
+    :func:`slate.policy.as_scorer`) by the page optimiser.
+
     Parameters
     ----------
     scorer : callable
@@ -47,7 +51,7 @@ class TunedPagePolicy:
     name = "tuned page optimizer"
 
     def __init__(self, scorer: Any, setting: Setting, config: SolverConfig) -> None:
-        self.scorer = scorer
+        self.scorer = as_scorer(scorer, what="The scorer of TunedPagePolicy")
         self.setting = setting
         self.config = config
         self._history: dict[int, History] = {}
@@ -91,7 +95,8 @@ class TunedPagePolicy:
 
 class StickyEpsilonPolicy:
     """``policy(batch) -> (B, P)`` images: sticky epsilon exploration over another policy, holding
-    draws as :class:`slate.serve.StickyEpsilon` does (with no per-page cap).
+    draws as :class:`slate.serve.StickyEpsilon` does (with no per-page cap). A
+    :class:`slate.policy.Chooser` wrapping another Chooser.
 
     A title with no held draw flips a coin (probability ``epsilon``); when it comes up the title
     shows a uniformly drawn candidate. The draw (explored or not) is held for the rest of its
