@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_replay_world import World
 
 from slate.bandit import PageFeatures, ScoringPolicy, available_policies, make_policy
 from slate.errors import InvalidProblemError, InvalidReplayInputError, InvalidRequestError
@@ -44,6 +43,7 @@ from slate.sim import (
     oracle_scorer,
 )
 from slate.sim import Policy as SimPolicy
+from tests.replay.test_world import World
 
 
 def _page(n_rows: int = 4, n_images: int = 5, d: int = 3, seed: int = 1) -> PageFeatures:
