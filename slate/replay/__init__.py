@@ -35,6 +35,7 @@ from slate.replay.metrics import (
     image_coverage,
     layout_diversity,
 )
+from slate.replay.page_dr import PageAwareDoublyRobust
 from slate.replay.policy import (
     ActionDistribution,
     DecisionTable,
@@ -69,6 +70,7 @@ __all__ = [
     "LayoutNeighbourhood",
     "LinearPolicy",
     "MarginalizedNeighbourhood",
+    "PageAwareDoublyRobust",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
