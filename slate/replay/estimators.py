@@ -422,6 +422,17 @@ class Estimate:
     assumption : str
         What the estimator assumes about the rewards and the logging policy to be unbiased
         (consistent, for the self-normalised ones).
+    logged_value : float
+        The logging policy's own (on-policy) value on the same rows: their mean reward.
+    difference, difference_interval : float, (float, float)
+        ``value - logged_value`` and its paired interval at ``level`` (the bootstrap resamples
+        the same clusters for both; normal with the linearised standard error without
+        replicates).
+    separated : bool
+        The difference interval excludes 0: the log tells the target from the logging policy.
+    separation : str
+        Says so in words, or that the interval is too wide to tell them apart (then the
+        estimate cannot be trusted to rank the target against what is deployed).
     """
 
     estimator: str
@@ -444,6 +455,11 @@ class Estimate:
     status: str = "ok"
     reason: str = ""
     assumption: str = ""
+    logged_value: float = float("nan")
+    difference: float = float("nan")
+    difference_interval: tuple[float, float] = (float("nan"), float("nan"))
+    separated: bool = False
+    separation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -522,6 +538,48 @@ def no_match_checked(estimate: Estimate, weighted: bool) -> Estimate:
     )
     return replace(estimate, value=nan, se=nan, interval=(nan, nan), page_value=nan,
                    page_interval=(nan, nan), status="no_match", reason=reason)
+
+
+def separation_fields(
+    data: ReplayData, c: Contributions, value: float, reps: NDArray[np.float64],
+    boot_seed: int | None, level: float,
+) -> dict[str, Any]:
+    """The :class:`Estimate` fields comparing the target with the logging policy on the same
+    rows: ``logged_value``, ``difference``, its paired ``difference_interval``, ``separated``
+    and the ``separation`` text.
+
+    The logging policy's replicates resample the clusters of ``reps`` (same seed, same number
+    of clusters), so ``reps - logged_reps`` is a paired bootstrap of the difference.
+    """
+    P = data.n_clusters
+    R, N = data.cluster_sums(np.bincount(data.cluster, data.reward, P).astype(np.float64),
+                             np.bincount(data.cluster, minlength=P).astype(np.float64))
+    U, V = data.cluster_sums(c.U, c.V)
+    logged = float(R.sum() / N.sum()) if N.sum() > 0 else float("nan")
+    diff = value - logged
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = (U - value * V) / V.sum() - (R - logged * N) / N.sum()
+    n = len(phi)
+    resid = phi - phi.mean() if n else phi
+    se = float(np.sqrt(n / (n - 1) * float(resid @ resid))) if n > 1 else float("nan")
+    logged_reps = bootstrap_ratio(R, N, len(reps), boot_seed)
+    interval, _ = interval_from(diff, se, reps - logged_reps, level)
+    lo, hi = interval
+    pct = f"{100 * level:g}%"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        separated, text = False, "no interval of the difference from the logging policy"
+    elif lo > 0 or hi < 0:
+        separated = True
+        side = "above" if lo > 0 else "below"
+        text = (f"separated: {side} the logging policy by {diff:+.4g} "
+                f"({pct} paired interval [{lo:.4g}, {hi:.4g}])")
+    else:
+        separated = False
+        text = (f"not separated: the {pct} paired interval of the difference from the logging "
+                f"policy, [{lo:.4g}, {hi:.4g}], includes 0; this log cannot tell the target from "
+                f"the logging policy")
+    return {"logged_value": logged, "difference": diff, "difference_interval": (lo, hi),
+            "separated": separated, "separation": text}
 
 
 def _check_options(n_bootstrap: int, level: float) -> None:
@@ -627,6 +685,7 @@ class BaseEstimator:
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
             assumption=self.assumption,
+            **separation_fields(data, c, value, reps, boot_seed, float(level)),
         ), weighted=c.weights is not None), reps
 
     def per_title(

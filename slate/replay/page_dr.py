@@ -170,6 +170,7 @@ class PageAwareDoublyRobust(MarginalizedNeighbourhood):
 
     name = "page-aware-dr"
     long_name = "PageAwareDoublyRobust"
+    fits_reward_model = True
     assumption = (
         "a title's reward depends on the page only through its own image and how many of its "
         "neighbours show an image of the same visual group; logging independent across titles "
