@@ -5,6 +5,7 @@
 True
 """
 
+from slate.replay.detect import PageEffectTest, detect_page_effects
 from slate.replay.distributed import evaluate_dask, evaluate_stream
 from slate.replay.estimators import (
     ESTIMATORS,
@@ -71,6 +72,7 @@ __all__ = [
     "LinearPolicy",
     "MarginalizedNeighbourhood",
     "PageAwareDoublyRobust",
+    "PageEffectTest",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -88,6 +90,7 @@ __all__ = [
     "WholePageMatch",
     "available_estimators",
     "churn_rate",
+    "detect_page_effects",
     "diversity_sums",
     "evaluate",
     "evaluate_dask",
