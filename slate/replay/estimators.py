@@ -1385,9 +1385,10 @@ def available_estimators() -> list[str]:
 
     Examples
     --------
-    >>> available_estimators()
-    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware', 'page-aware-dr', 'pi', 'replay',
-     'snips']
+    >>> available_estimators()[:6]
+    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware']
+    >>> available_estimators()[6:]
+    ['page-aware-dr', 'pi', 'replay', 'snips']
     """
     return ESTIMATORS.names()
 
