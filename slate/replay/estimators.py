@@ -537,7 +537,9 @@ def no_match_checked(estimate: Estimate, weighted: bool) -> Estimate:
         else f"no logged row of {estimate.n_rows} matches the target policy's choice"
     )
     return replace(estimate, value=nan, se=nan, interval=(nan, nan), page_value=nan,
-                   page_interval=(nan, nan), status="no_match", reason=reason)
+                   page_interval=(nan, nan), status="no_match", reason=reason,
+                   difference=nan, difference_interval=(nan, nan), separated=False,
+                   separation="no estimate, so no comparison with the logging policy")
 
 
 def separation_fields(
