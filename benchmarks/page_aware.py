@@ -12,9 +12,14 @@ Two targets, each with page effects on (``--page-effect``) and off (0):
 * ``same-style``: every title shows its image 0 (style 0), so neighbours look alike;
 * ``greedy``: the per-title argmax of (noisy) true scores, which mixes styles.
 
-Estimators: per-title ``snips``, ``neighbourhood`` (product of the neighbours' ratios) and
-``page-aware`` (marginalised over the same-style neighbour count, self-normalised; and
-``page-aware-u``, its unnormalised, unbiased form), given the images' style as ``groups``.
+Estimators: per-title ``snips``, ``neighbourhood`` (product of the neighbours' ratios; and
+``neighbourhood-cv`` with the optimal control variate / additive baseline), ``pi-cv`` (the
+pseudoinverse with its control variate; it assumes additive page rewards, so page effects bias
+it) and the page-aware ones, given the images' style as ``groups``: ``page-aware-sn``
+(marginalised over the same-style neighbour count, self-normalised), ``page-aware-u`` (its
+unnormalised, unbiased form), ``page-aware-cv`` (unnormalised with the optimal control variate)
+and ``page-aware-dr`` (doubly robust around the cross-fitted page-aware take model, refitted in
+the bootstrap).
 
 Printed per (world, target, estimator): truth, mean estimate, bias in standard errors of the
 mean (``bias / (sd / sqrt(R))``), spread (sd over repetitions) and its ratio to per-title
@@ -39,16 +44,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from slate.replay import ReplayData, get_estimator
 from tests.replay.test_world import World
 
-NAMES = ("snips", "neighbourhood", "page-aware", "page-aware-u")
+NAMES = ("snips", "neighbourhood", "neighbourhood-cv", "pi-cv", "page-aware-sn", "page-aware-u",
+         "page-aware-cv", "page-aware-dr")
 
 
 def estimator(name: str, groups: np.ndarray):
     """The estimator behind a row name."""
-    if name == "page-aware":
-        return get_estimator("page-aware", groups=groups)
-    if name == "page-aware-u":
-        return get_estimator("page-aware", groups=groups, self_normalized=False)
-    return get_estimator(name)
+    options = {
+        "neighbourhood-cv": ("neighbourhood", {"baseline": True}),
+        "pi-cv": ("pi", {"baseline": True}),
+        "page-aware-sn": ("mips", {"groups": groups, "self_normalized": True}),
+        "page-aware-u": ("mips", {"groups": groups, "self_normalized": False}),
+        "page-aware-cv": ("mips", {"groups": groups, "baseline": True}),
+        "page-aware-dr": ("page-aware-dr", {"groups": groups}),
+    }
+    base, kw = options.get(name, (name, {}))
+    return get_estimator(base, **kw)
 
 
 def run(world: World, choose, reps: int, pages: int, n_boot: int) -> dict[str, np.ndarray]:
@@ -71,10 +82,14 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=6)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--page-effect", type=float, default=1.5)
+    ap.add_argument("--only", default="", help="comma-separated estimators (default: all)")
     args = ap.parse_args()
+    global NAMES
+    if args.only:
+        NAMES = tuple(["snips"] + [k for k in args.only.split(",") if k != "snips"])
     print(f"{args.reps} seeded logs of {args.pages} pages x {args.slots} titles, uniform logging, "
           f"{args.bootstrap} bootstrap replicates")
-    print(f"{'page effect':>11} {'target':>10} {'estimator':>13} {'truth':>7} {'mean':>7} "
+    print(f"{'page effect':>11} {'target':>10} {'estimator':>16} {'truth':>7} {'mean':>7} "
           f"{'bias/se':>8} {'spread':>7} {'x snips':>7} {'cover':>6}")
     t0 = time.perf_counter()
     for effect in (args.page_effect, 0.0):
@@ -93,7 +108,7 @@ def main() -> None:
                 sd = v.std(ddof=1)
                 z = (v.mean() - truth) / (sd / np.sqrt(len(v)))
                 cover = np.mean((lo <= truth) & (truth <= hi))
-                print(f"{effect:>11.2f} {tname:>10} {k:>13} {truth:7.4f} {v.mean():7.4f} "
+                print(f"{effect:>11.2f} {tname:>10} {k:>16} {truth:7.4f} {v.mean():7.4f} "
                       f"{z:8.2f} {sd:7.4f} {sd / sd_snips:7.2f} {cover:6.2f}", flush=True)
     print(f"wall {time.perf_counter() - t0:.0f} s")
 

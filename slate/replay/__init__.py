@@ -5,6 +5,7 @@
 True
 """
 
+from slate.replay.detect import PageEffectTest, detect_page_effects
 from slate.replay.distributed import evaluate_dask, evaluate_stream
 from slate.replay.estimators import (
     ESTIMATORS,
@@ -35,6 +36,7 @@ from slate.replay.metrics import (
     image_coverage,
     layout_diversity,
 )
+from slate.replay.page_dr import PageAwareDoublyRobust
 from slate.replay.policy import (
     ActionDistribution,
     DecisionTable,
@@ -69,6 +71,8 @@ __all__ = [
     "LayoutNeighbourhood",
     "LinearPolicy",
     "MarginalizedNeighbourhood",
+    "PageAwareDoublyRobust",
+    "PageEffectTest",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -86,6 +90,7 @@ __all__ = [
     "WholePageMatch",
     "available_estimators",
     "churn_rate",
+    "detect_page_effects",
     "diversity_sums",
     "evaluate",
     "evaluate_dask",

@@ -422,6 +422,17 @@ class Estimate:
     assumption : str
         What the estimator assumes about the rewards and the logging policy to be unbiased
         (consistent, for the self-normalised ones).
+    logged_value : float
+        The logging policy's own (on-policy) value on the same rows: their mean reward.
+    difference, difference_interval : float, (float, float)
+        ``value - logged_value`` and its paired interval at ``level`` (the bootstrap resamples
+        the same clusters for both; normal with the linearised standard error without
+        replicates).
+    separated : bool
+        The difference interval excludes 0: the log tells the target from the logging policy.
+    separation : str
+        Says so in words, or that the interval is too wide to tell them apart (then the
+        estimate cannot be trusted to rank the target against what is deployed).
     """
 
     estimator: str
@@ -444,6 +455,11 @@ class Estimate:
     status: str = "ok"
     reason: str = ""
     assumption: str = ""
+    logged_value: float = float("nan")
+    difference: float = float("nan")
+    difference_interval: tuple[float, float] = (float("nan"), float("nan"))
+    separated: bool = False
+    separation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -521,7 +537,51 @@ def no_match_checked(estimate: Estimate, weighted: bool) -> Estimate:
         else f"no logged row of {estimate.n_rows} matches the target policy's choice"
     )
     return replace(estimate, value=nan, se=nan, interval=(nan, nan), page_value=nan,
-                   page_interval=(nan, nan), status="no_match", reason=reason)
+                   page_interval=(nan, nan), status="no_match", reason=reason,
+                   difference=nan, difference_interval=(nan, nan), separated=False,
+                   separation="no estimate, so no comparison with the logging policy")
+
+
+def separation_fields(
+    data: ReplayData, c: Contributions, value: float, reps: NDArray[np.float64],
+    boot_seed: int | None, level: float,
+) -> dict[str, Any]:
+    """The :class:`Estimate` fields comparing the target with the logging policy on the same
+    rows: ``logged_value``, ``difference``, its paired ``difference_interval``, ``separated``
+    and the ``separation`` text.
+
+    The logging policy's replicates resample the clusters of ``reps`` (same seed, same number
+    of clusters), so ``reps - logged_reps`` is a paired bootstrap of the difference.
+    """
+    P = data.n_clusters
+    R, N = data.cluster_sums(np.bincount(data.cluster, data.reward, P).astype(np.float64),
+                             np.bincount(data.cluster, minlength=P).astype(np.float64))
+    U, V = data.cluster_sums(c.U, c.V)
+    logged = float(R.sum() / N.sum()) if N.sum() > 0 else float("nan")
+    diff = value - logged
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = (U - value * V) / V.sum() - (R - logged * N) / N.sum()
+    n = len(phi)
+    resid = phi - phi.mean() if n else phi
+    se = float(np.sqrt(n / (n - 1) * float(resid @ resid))) if n > 1 else float("nan")
+    logged_reps = bootstrap_ratio(R, N, len(reps), boot_seed)
+    interval, _ = interval_from(diff, se, reps - logged_reps, level)
+    lo, hi = interval
+    pct = f"{100 * level:g}%"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        separated, text = False, "no interval of the difference from the logging policy"
+    elif lo > 0 or hi < 0:
+        separated = True
+        side = "above" if lo > 0 else "below"
+        text = (f"separated: {side} the logging policy by {diff:+.4g} "
+                f"({pct} paired interval [{lo:.4g}, {hi:.4g}])")
+    else:
+        separated = False
+        text = (f"not separated: the {pct} paired interval of the difference from the logging "
+                f"policy, [{lo:.4g}, {hi:.4g}], includes 0; this log cannot tell the target from "
+                f"the logging policy")
+    return {"logged_value": logged, "difference": diff, "difference_interval": (lo, hi),
+            "separated": separated, "separation": text}
 
 
 def _check_options(n_bootstrap: int, level: float) -> None:
@@ -554,6 +614,14 @@ class BaseEstimator:
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
         """``(u0, v, coef)`` when the row terms are linear in the reward model,
         ``u = u0 + sum_k coef[:, k] q[:, k]`` (DM, DR), else None."""
+        return None
+
+    def refit_replicates(
+        self, data: ReplayData, n_bootstrap: int, seed: int | None
+    ) -> NDArray[np.float64] | None:
+        """Bootstrap replicates with a model refitted on every replicate's clusters, resampled
+        as :func:`~slate.replay.stats.bootstrap_ratio` resamples them (so paired differences
+        stay paired), for estimators that fit their own model; None (default) otherwise."""
         return None
 
     def estimate(
@@ -591,10 +659,13 @@ class BaseEstimator:
         else:
             U, V = data.cluster_sums(c.U, c.V)
             se = ratio_se(U, V)
-            reps = bootstrap_ratio(U, V, int(n_bootstrap), boot_seed)
+            refit = self.refit_replicates(data, int(n_bootstrap), boot_seed)
+            reps = bootstrap_ratio(U, V, int(n_bootstrap), boot_seed) if refit is None else refit
             interval, method = interval_from(value, se, reps, float(level))
             if linear is not None:
                 method += ", model fixed"
+            elif refit is not None and method == "bootstrap":
+                method += ", model refit"
         diag = weight_diagnostics(c.weights, data.n_rows)
         per_page = data.n_rows / max(data.n_clusters, 1)
         return no_match_checked(Estimate(
@@ -616,6 +687,7 @@ class BaseEstimator:
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
             assumption=self.assumption,
+            **separation_fields(data, c, value, reps, boot_seed, float(level)),
         ), weighted=c.weights is not None), reps
 
     def per_title(
@@ -914,6 +986,42 @@ NEIGHBOURHOODS: dict[str, tuple[tuple[int, int], ...]] = {
 """Named neighbourhoods: left/right in the row, or also above/below."""
 
 
+def optimal_baseline(
+    data: ReplayData, u: NDArray[np.float64], z: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], float]:
+    """Row terms ``u - beta z`` and ``beta``: the control variate ``z`` (per row, expectation 0
+    under the logging policy, e.g. ``w - 1``) subtracted with the variance-minimising ``beta``.
+
+    ``beta`` is the regression over the independent clusters of ``U - value n`` on ``Z``
+    (page sums of ``u`` and ``z``; ``n`` rows per page), i.e. the optimal additive baseline
+    ``b`` of ``mean(w (r - b)) + b`` (Vlassis et al. 2021). Estimated from the same data, it
+    adds an O(1/n) bias; the standard error is that of a fixed ``beta`` (first-order exact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slate.logs import read_impressions
+    >>> from slate.logs.parquet import example_table
+    >>> from slate.replay import ActionDistribution
+    >>> log, _ = read_impressions(example_table())
+    >>> data = ReplayData.build(log, ActionDistribution(prob_logged=np.full(4, 0.5)))
+    >>> u, beta = optimal_baseline(data, np.array([1.0, 0.0, 1.0, 2.0]), np.zeros(4))
+    >>> beta, u.tolist()
+    (0.0, [1.0, 0.0, 1.0, 2.0])
+    """
+    P = data.n_clusters
+    n = np.bincount(data.cluster, minlength=P).astype(np.float64)
+    U, Z = data.cluster_sums(np.bincount(data.cluster, u, P).astype(np.float64),
+                             np.bincount(data.cluster, z, P).astype(np.float64))
+    N = data.cluster_sums(n, n)[0]
+    value = float(U.sum() / N.sum()) if N.sum() > 0 else 0.0
+    y = U - value * N
+    zc = Z - Z.mean()
+    var = float(zc @ zc)
+    beta = float((y - y.mean()) @ zc / var) if var > 0 else 0.0
+    return u - beta * z, beta
+
+
 class LayoutNeighbourhood(BaseEstimator):
     """Match a title *and its layout neighbours*: weight its reward by the product of the
     propensity ratios over the neighbourhood.
@@ -930,6 +1038,10 @@ class LayoutNeighbourhood(BaseEstimator):
         Who counts as a neighbour: left/right in the row; also above/below; or explicit offsets.
     self_normalized : bool, default False
         Divide by the sum of the weights (SNIPS form) instead of the number of rows.
+    baseline : bool, default False
+        Subtract the control variate ``beta (W - 1)`` (the weights' expectation under logging is
+        1) with the variance-minimising ``beta`` (:func:`optimal_baseline`; Vlassis et al.
+        2021); divides by the number of rows, so ``self_normalized`` is ignored.
     exploration : ExplorationColumns, optional
         The decision log's exploration columns (:class:`slate.replay.joint.ExplorationColumns`).
         Given, the logging probability of a title and its neighbours is their exact joint
@@ -946,7 +1058,7 @@ class LayoutNeighbourhood(BaseEstimator):
 
     def __init__(
         self, neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = False,
-        exploration: ExplorationColumns | None = None,
+        exploration: ExplorationColumns | None = None, baseline: bool = False,
     ) -> None:
         if isinstance(neighbours, str):
             if neighbours not in NEIGHBOURHOODS:
@@ -965,6 +1077,7 @@ class LayoutNeighbourhood(BaseEstimator):
         self.offsets = offsets
         self.self_normalized = bool(self_normalized)
         self.exploration = exploration
+        self.baseline = bool(baseline)
 
     def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
         """Product of the weights of each row and its neighbours (with ``exploration``: the
@@ -985,12 +1098,15 @@ class LayoutNeighbourhood(BaseEstimator):
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
         W = self.row_weights(data)
+        if self.baseline:
+            u = optimal_baseline(data, W * data.reward, W - 1.0)[0]
+            return Contributions.from_rows(data, u, np.ones(data.n_rows), W, W > 0)
         v = W if self.self_normalized else np.ones(data.n_rows)
         return Contributions.from_rows(data, W * data.reward, v, W, W > 0)
 
     def __repr__(self) -> str:
         return (f"LayoutNeighbourhood(neighbours={self.neighbours!r}, "
-                f"self_normalized={self.self_normalized})")
+                f"self_normalized={self.self_normalized}, baseline={self.baseline})")
 
 
 def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -1072,6 +1188,10 @@ class MarginalizedNeighbourhood(BaseEstimator):
     self_normalized : bool, default True
         Divide by the sum of the weights (SNIPS form; consistent, lower variance) instead of the
         number of rows (unbiased).
+    baseline : bool, default False
+        Subtract the control variate ``beta (W - 1)`` (the weights' expectation under logging is
+        1) with the variance-minimising ``beta`` (:func:`optimal_baseline`; Vlassis et al.
+        2021); divides by the number of rows, so ``self_normalized`` is ignored.
     exploration : ExplorationColumns, optional
         The decision log's exploration columns: the logging probability of (own image, count) is
         then exact under capped exploration (:func:`slate.replay.joint.group_count_propensity`)
@@ -1094,9 +1214,10 @@ class MarginalizedNeighbourhood(BaseEstimator):
     def __init__(
         self, groups: ArrayLike | Mapping[str, int] | None = None,
         neighbours: str | Sequence[tuple[int, int]] = "row", self_normalized: bool = True,
-        exploration: ExplorationColumns | None = None,
+        exploration: ExplorationColumns | None = None, baseline: bool = False,
     ) -> None:
         self.groups = groups
+        self.baseline = bool(baseline)
         self.exploration = exploration
         self.offsets = LayoutNeighbourhood(neighbours).offsets
         self.neighbours = neighbours
@@ -1144,12 +1265,15 @@ class MarginalizedNeighbourhood(BaseEstimator):
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
         W = self.row_weights(data)
+        if self.baseline:
+            u = optimal_baseline(data, W * data.reward, W - 1.0)[0]
+            return Contributions.from_rows(data, u, np.ones(data.n_rows), W, W > 0)
         v = W if self.self_normalized else np.ones(data.n_rows)
         return Contributions.from_rows(data, W * data.reward, v, W, W > 0)
 
     def __repr__(self) -> str:
         return (f"MarginalizedNeighbourhood(neighbours={self.neighbours!r}, "
-                f"self_normalized={self.self_normalized})")
+                f"self_normalized={self.self_normalized}, baseline={self.baseline})")
 
 
 class WholePageMatch(LayoutNeighbourhood):
@@ -1173,6 +1297,7 @@ class WholePageMatch(LayoutNeighbourhood):
         self.neighbours = "page"
         self.offsets = ()
         self.self_normalized = bool(self_normalized)
+        self.baseline = False
 
     def row_weights(self, data: ReplayData) -> NDArray[np.float64]:
         log = data.log
@@ -1193,6 +1318,13 @@ class PseudoInverse(BaseEstimator):
     ``sum_t w_t - L + 1``; the estimate is ``sum_p weight_p R_p / sum_p L_p`` (per title, to be
     comparable with the others). No per-title estimates.
 
+    Parameters
+    ----------
+    baseline : bool, default False
+        Subtract the control variate ``beta (weight_p - 1)`` (the page weight's expectation under
+        logging is 1) with the variance-minimising ``beta`` (:func:`optimal_baseline`;
+        Vlassis et al. 2021).
+
     References
     ----------
     Swaminathan, A., Krishnamurthy, A., Agarwal, A., Dudík, M., Langford, J., Jose, D. &
@@ -1203,6 +1335,9 @@ class PseudoInverse(BaseEstimator):
     assumption = "a page's reward is additive over titles; logging independent across titles"
     long_name = "PseudoInverse"
 
+    def __init__(self, baseline: bool = False) -> None:
+        self.baseline = bool(baseline)
+
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
         P = data.n_clusters
         L = np.bincount(data.cluster, minlength=P).astype(np.float64)
@@ -1210,7 +1345,28 @@ class PseudoInverse(BaseEstimator):
         R = np.bincount(data.cluster, data.reward, minlength=P)
         weight = S - L + 1.0
         matched = (data.weight > 0)
-        return Contributions(weight * R, L, None, None, weight, matched)
+        U = weight * R
+        if self.baseline:  # page terms: the rows of a page are one row of a page-level "log"
+            U = _page_baseline(data, U, L, weight - 1.0)
+        return Contributions(U, L, None, None, weight, matched)
+
+    def __repr__(self) -> str:
+        return f"PseudoInverse(baseline={self.baseline})"
+
+
+def _page_baseline(
+    data: ReplayData, U: NDArray[np.float64], L: NDArray[np.float64], Z: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Page sums ``U - beta Z`` with the variance-minimising ``beta`` (as
+    :func:`optimal_baseline`, from page sums)."""
+    Uc, Zc = data.cluster_sums(U, Z)
+    Lc = data.cluster_sums(L, L)[0]
+    value = float(Uc.sum() / Lc.sum()) if Lc.sum() > 0 else 0.0
+    y = Uc - value * Lc
+    z = Zc - Zc.mean()
+    var = float(z @ z)
+    beta = float((y - y.mean()) @ z / var) if var > 0 else 0.0
+    return U - beta * Z
 
 
 # ====================================================================== registry
@@ -1231,8 +1387,10 @@ def available_estimators() -> list[str]:
 
     Examples
     --------
-    >>> available_estimators()
-    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware', 'pi', 'replay', 'snips']
+    >>> available_estimators()[:6]
+    ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware']
+    >>> available_estimators()[6:]
+    ['page-aware-dr', 'pi', 'replay', 'snips']
     """
     return ESTIMATORS.names()
 

@@ -129,6 +129,9 @@ class ReplayReport:
                 f"{e.ess:>11.1f}{e.n_matched:>9}  "
                 f"{'no estimate: ' + e.reason if e.status != 'ok' else 'weights!' if e.weights_exploded else ''}"
             )
+        for name, e in self.estimates.items():  # can the estimate tell the target from logging?
+            if e.status == "ok" and e.separation:
+                lines.append(f"{name} vs logging ({e.logged_value:.4f}): {e.separation}")
         width = max([24, *(len(k) + 1 for k in self.metrics)])
         for k, v in self.metrics.items():
             lines.append(f"{k:<{width}}{v:.4f}")

@@ -111,6 +111,7 @@ def adaptive_search(
 
     from slate.tune.config import InvalidExperimentError
     from slate.tune.data import prepare
+    from slate.tune.estimator_choice import choose_estimator
     from slate.tune.metrics import ExplorationSimilarity
     from slate.tune.sweep import EvalContext, _solver_config, evaluate_point, plan_blocks
 
@@ -121,11 +122,11 @@ def adaptive_search(
     prep = prepare(experiment, Path(base_dir))
     blocks = plan_blocks(prep.log, experiment.compute.block_pages)
     config = _solver_config(experiment, prep)
+    choice = choose_estimator(experiment, prep)
     ctx = EvalContext(
         log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
         pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=None,
-        estimator=experiment.estimator.name,
-        estimator_options=tuple(sorted(experiment.estimator.options.items())),
+        estimator=choice.name, estimator_options=choice.options,
         n_bootstrap=experiment.estimator.n_bootstrap, level=experiment.estimator.level,
         seed=experiment.seed,
         exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j),

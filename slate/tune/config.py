@@ -403,10 +403,15 @@ class SolverSpec(_Frozen):
 
 
 class EstimatorSpec(_Frozen):
-    """The replay estimator (a :func:`slate.replay.available_estimators` name), its options (e.g.
-    ``{neighbours = "grid", self_normalized = true}`` for ``neighbourhood``) and its interval."""
+    """The replay estimator (a :func:`slate.replay.available_estimators` name, or ``"auto"``), its
+    options (e.g. ``{neighbours = "grid", self_normalized = true}`` for ``neighbourhood``) and its
+    interval.
 
-    name: str = "snips"
+    ``"auto"`` (the default) lets the sweep choose: ``page-aware`` when page effects are
+    configured (simulator) or detected in the log, per-title ``snips`` otherwise
+    (:mod:`slate.tune.estimator_choice`); the sweep says which it used and why."""
+
+    name: str = "auto"
     options: dict[str, str | float | int | bool] = Field(default_factory=dict)
     n_bootstrap: int = Field(default=1000, ge=0, le=1_000_000)
     level: float = Field(default=0.95, gt=0, lt=1)
@@ -416,7 +421,7 @@ class EstimatorSpec(_Frozen):
     def _known_estimator(cls, value: str) -> str:
         from slate.replay import available_estimators
 
-        if value not in available_estimators():
+        if value != "auto" and value not in available_estimators():
             raise ValueError(f"unknown estimator {value!r}; available: {', '.join(available_estimators())}")
         return value
 
@@ -424,6 +429,10 @@ class EstimatorSpec(_Frozen):
     def _options(self) -> EstimatorSpec:
         from slate.replay import get_estimator
 
+        if self.name == "auto":
+            if self.options:
+                raise ValueError("the 'auto' estimator takes no options; name the estimator to pass them")
+            return self
         try:
             get_estimator(self.name, **self.options)
         except (TypeError, ValueError) as err:

@@ -51,6 +51,7 @@ from slate.replay.policy import ActionDistribution
 from slate.tune.config import Constraints, Experiment, InvalidExperimentError, SweepPoint
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
+from slate.tune.estimator_choice import choose_estimator
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
 from slate.tune.paired import PAIRED_COLUMNS, clear_front_mask, logging_replicates, paired_comparison
 from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
@@ -701,6 +702,8 @@ def run_sweep(
     prep = prepare(experiment, Path(base_dir))
     t_prepared = time.perf_counter()
     say(f"prepared {prep.log.n_pages} pages ({prep.log.n_rows} rows) in {t_prepared - t_start:.1f} s")
+    choice = choose_estimator(experiment, prep)
+    say(f"estimator: {choice.name} ({choice.reason})")
     points = experiment.points()
     settings: list[Setting] = []
     setting_of: dict[tuple[Any, ...], int] = {}
@@ -771,8 +774,7 @@ def run_sweep(
             ctx = EvalContext(
                 log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
                 pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=prep.truth_table,
-                estimator=experiment.estimator.name,
-                estimator_options=tuple(sorted(experiment.estimator.options.items())),
+                estimator=choice.name, estimator_options=choice.options,
                 n_bootstrap=experiment.estimator.n_bootstrap,
                 level=experiment.estimator.level, seed=experiment.seed,
                 exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j)
@@ -796,7 +798,7 @@ def run_sweep(
         prep.log, experiment.estimator.n_bootstrap, experiment.seed)
     reps = _load_replicates(work, points, experiment.estimator.n_bootstrap)
     table = _assemble(experiment, points, work, want_truth, manifest, truth_path,
-                      (logged_value, logged_reps, reps))
+                      (logged_value, logged_reps, reps), estimator_name=choice.name)
     _write_table(out, table, manifest)
     _atomic_write(out / "replicates.npz", lambda p: _save_replicates(p, reps, logged_reps))
     examples = _examples(prep, points, settings, setting_of, choices)
@@ -808,6 +810,8 @@ def run_sweep(
         "seed": experiment.seed,
         "n_points": len(points),
         "n_settings": len(settings),
+        "estimator": choice.name,
+        "estimator_reason": choice.reason,
         "base_dir": str(Path(base_dir).resolve()),
         "n_pages": prep.log.n_pages,
         "n_rows": prep.log.n_rows,
@@ -894,7 +898,8 @@ def load_replicates(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], 
 
 def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, truth: bool,
               manifest: dict[str, Any], truth_path: Callable[[SweepPoint], Path],
-              paired: tuple[float, NDArray[np.float64], NDArray[np.float64]] | None = None) -> pa.Table:
+              paired: tuple[float, NDArray[np.float64], NDArray[np.float64]] | None = None,
+              estimator_name: str | None = None) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for p in points:
         row: dict[str, Any] = {
@@ -944,7 +949,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         for name in PAIRED_COLUMNS:
             cols[name] = [False if name == "tied_best" else float("nan")] * n
         cols["front_paired"] = front.tolist()
-    cols["estimator"] = [experiment.estimator.name] * n
+    cols["estimator"] = [estimator_name or experiment.estimator.name] * n
     cols["config_hash"] = [manifest["config_hash"]] * n
     cols["slate_version"] = [manifest["slate_version"]] * n
     cols["seed"] = [experiment.seed] * n

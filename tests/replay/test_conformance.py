@@ -13,7 +13,8 @@ from slate.testing import ESTIMATOR_CHECKS, check_estimator
 from slate.testing.estimators import example_log
 
 # Options a factory needs to run on the kit's log (page-aware groups images by a visual group).
-OPTIONS = {"page-aware": {"groups": {image: int(image[-1]) % 2 for image in example_log().image_ids}}}
+_GROUPS = {"groups": {image: int(image[-1]) % 2 for image in example_log().image_ids}}
+OPTIONS = {"page-aware": _GROUPS, "page-aware-dr": _GROUPS}
 
 # Failures the kit found that are being fixed where the estimators live (replay/ is being
 # restructured in parallel): strict, so an entry fails the suite once it is fixed.

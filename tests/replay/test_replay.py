@@ -206,7 +206,8 @@ def test_per_title_estimates_equal_estimates_on_each_title(softmax_case):
 
 
 def test_registry_names_and_aliases():
-    assert available_estimators() == ["dm", "dr", "ips", "neighbourhood", "page", "page-aware", "pi", "replay", "snips"]
+    assert available_estimators() == ["dm", "dr", "ips", "neighbourhood", "page", "page-aware", "page-aware-dr",
+                                      "pi", "replay", "snips"]
     pairs = [("ReplayMethod", "replay"), ("InverseProbabilityWeighting", "ips"), ("ipw", "ips"),
              ("SelfNormalizedIPS", "snips"), ("DirectMethod", "dm"), ("DoublyRobust", "dr"),
              ("LayoutNeighbourhood", "neighbourhood"), ("PseudoInverse", "pi"), ("WholePageMatch", "page")]
