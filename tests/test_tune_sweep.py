@@ -403,14 +403,19 @@ def test_paired_columns_use_the_same_replicates_as_the_estimates(sim_run):
 
 
 def test_paired_front_keeps_every_classic_front_point_and_the_report_says_so(sim_run, tmp_path):
-    from slate.tune import load_replicates
-    from slate.tune.paired import clear_front_mask
+    from slate.tune import Constraints, front, load_replicates
 
-    front = sim_run.column("pareto").astype(bool)
+    plain = sim_run.column("pareto").astype(bool)
     clear = sim_run.column("front_paired").astype(bool)
-    assert (clear | ~front).all()        # a front point is never clearly dominated
+    assert (clear | ~plain).all()        # a front point is never clearly dominated
     reps, _ = load_replicates(sim_run.path)
-    assert np.array_equal(clear, clear_front_mask(reps, sim_run.column("diversity"), sim_run.column("churn")))
+    cols = [sim_run.column(k) for k in ("take_fraction", "diversity", "churn")]
+    assert np.array_equal(clear, front(*cols, replicates=reps))
+    assert np.array_equal(sim_run.front(), np.flatnonzero(clear))             # paired by default
+    assert np.array_equal(sim_run.front(paired=False), np.flatnonzero(plain))
+    cons = Constraints(max_churn=0.3)
+    assert np.array_equal(sim_run.front(cons), np.flatnonzero(front(*cols, replicates=reps, constraints=cons)))
+    assert (cols[2][sim_run.front(cons)] <= 0.3).all()
     md, _ = write_report(sim_run, tmp_path / "rep")
     text = md.read_text()
     assert "not clearly dominated on paired differences" in text

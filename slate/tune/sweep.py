@@ -52,8 +52,8 @@ from slate.tune.config import Constraints, Experiment, InvalidExperimentError, S
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
-from slate.tune.paired import PAIRED_COLUMNS, clear_front_mask, logging_replicates, paired_comparison
-from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
+from slate.tune.paired import PAIRED_COLUMNS, logging_replicates, paired_comparison
+from slate.tune.pareto import Recommendation, front, near_front_mask, pareto_mask, recommend
 
 __all__ = ["SweepError", "SweepResults", "load_replicates", "load_results", "run_sweep"]
 
@@ -103,9 +103,26 @@ class SweepResults:
         """Points in the table."""
         return self.table.num_rows
 
-    def front(self) -> NDArray[np.int64]:
-        """Rows on the Pareto front."""
-        return np.flatnonzero(self.column("pareto"))
+    def front(self, constraints: Constraints | None = None, *, paired: bool | None = None) -> NDArray[np.int64]:
+        """Rows on the front (see :func:`slate.tune.front`).
+
+        By default the paired front (a point leaves it only when another point is clearly
+        better, on paired bootstrap differences) when the sweep kept replicates, else the plain
+        Pareto front of the estimates; ``paired=False`` gives the plain one. ``constraints``
+        (default: none) filter the points first.
+        """
+        names = self.table.column_names
+        if constraints is None and paired is not False and "front_paired" in names:
+            mask = self.column("front_paired").astype(bool)
+        elif constraints is None and not paired:
+            mask = self.column("pareto").astype(bool)
+        else:
+            reps = load_replicates(self.path) if paired is not False else None
+            if paired and reps is None:
+                raise SweepError(f"The sweep in {self.path} kept no paired replicates: no paired front.")
+            mask = _front_of(self.table, None if reps is None else reps[0], constraints,
+                             self.experiment.estimator.level)
+        return np.flatnonzero(mask)
 
     def recommended(self, constraints: Constraints | None = None) -> int | None:
         """Row of the recommended point under ``constraints`` (default: the experiment's)."""
@@ -850,6 +867,10 @@ def _paired_summary(results: SweepResults, rec: Recommendation) -> dict[str, Any
         "rule": rec.rule, "n_tied_with_best": len(rec.tied),
         "tied_points": [int(results.column("point")[i]) for i in rec.tied],
         "prob_best": rec.prob_best, "selection_bias": rec.selection_bias,
+        "n_indistinguishable": len(rec.indistinguishable),
+        "indistinguishable_points": [int(results.column("point")[i]) for i in rec.indistinguishable],
+        "n_front_plain": int(results.column("pareto").sum()),
+        "n_front_paired": int(results.column("front_paired").sum()),
     }
     if rec.index is not None:
         value = float(results.column("take_fraction")[rec.index])
@@ -919,12 +940,12 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     lo = np.asarray(cols["take_fraction_low"], dtype=np.float64)
     hi = np.asarray(cols["take_fraction_high"], dtype=np.float64)
     ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
-    front = np.zeros(len(rows), bool)
+    plain = np.zeros(len(rows), bool)
     near = np.zeros(len(rows), bool)
     if ok.any():
-        front[ok] = pareto_mask(take[ok], div[ok], churn[ok])
-        near[ok] = near_front_mask(take[ok], lo[ok], hi[ok], div[ok], churn[ok], front[ok])
-    cols["pareto"] = front.tolist()
+        plain[ok] = pareto_mask(take[ok], div[ok], churn[ok])
+        near[ok] = near_front_mask(take[ok], lo[ok], hi[ok], div[ok], churn[ok], plain[ok])
+    cols["pareto"] = plain.tolist()
     cols["near_front"] = near.tolist()
     n = len(rows)
     exploded = np.asarray(cols["weights_exploded"], dtype=bool)
@@ -936,14 +957,11 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
                                level=experiment.estimator.level, eligible=eligible)
         for name in PAIRED_COLUMNS:
             cols[name] = pc.columns[name].tolist()
-        with_reps = np.isfinite(paired[2]).all(axis=1) & (paired[2].shape[1] >= 2)
-        clear = clear_front_mask(paired[2], div, churn, experiment.estimator.level, eligible=ok & with_reps)
-        # without replicates a point keeps its ordinary front mark
-        cols["front_paired"] = np.where(with_reps, clear, front).tolist()
+        cols["front_paired"] = _front_of(cols, paired[2], None, experiment.estimator.level).tolist()
     else:
         for name in PAIRED_COLUMNS:
             cols[name] = [False if name == "tied_best" else float("nan")] * n
-        cols["front_paired"] = front.tolist()
+        cols["front_paired"] = plain.tolist()
     cols["estimator"] = [experiment.estimator.name] * n
     cols["config_hash"] = [manifest["config_hash"]] * n
     cols["slate_version"] = [manifest["slate_version"]] * n
@@ -964,6 +982,27 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         b"slate.experiment": json.dumps(manifest["experiment"], sort_keys=True).encode(),
     }
     return pa.table(arrays).replace_schema_metadata(meta)
+
+
+def _front_of(table: pa.Table | dict[str, Any], reps: NDArray[np.float64] | None,
+              constraints: Constraints | None, level: float) -> NDArray[np.bool_]:
+    """The front of a results table's points with an estimate and an interval (paired when
+    ``reps`` has at least 2 replicates; a point without replicates is compared on estimates)."""
+    def col(name: str) -> NDArray[np.float64]:
+        v = table.column(name).to_numpy(zero_copy_only=False) if isinstance(table, pa.Table) else table[name]
+        return np.asarray(v, dtype=np.float64)
+
+    take, lo, hi = col("take_fraction"), col("take_fraction_low"), col("take_fraction_high")
+    # diversity or churn is NaN for every point alike when the pages have no layout pairs or
+    # no member comes back; they then do not separate points
+    div, churn = np.nan_to_num(col("diversity"), nan=0.0), np.nan_to_num(col("churn"), nan=0.0)
+    ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
+    mask = np.zeros(len(take), dtype=bool)
+    if ok.any():
+        paired = reps is not None and reps.shape[1] >= 2
+        mask[ok] = front(take[ok], div[ok], churn[ok], replicates=reps[ok] if paired else None,
+                         paired=paired, constraints=constraints, level=level)
+    return mask
 
 
 def _write_table(out: Path, table: pa.Table, manifest: dict[str, Any]) -> None:
