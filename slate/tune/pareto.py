@@ -193,18 +193,18 @@ def front(
         return mask
     if R is None or R.shape[1] < 2:
         raise ValueError("A paired front needs paired bootstrap replicates (n_points, B >= 2).")
-    has = np.isfinite(R).all(axis=1)
+    has: BoolArray = np.asarray(np.isfinite(R).all(axis=1), dtype=bool)
     q = (1.0 - level) / 2
     for i in np.flatnonzero(ok):
         cover = ok & (t >= t[i]) & (d >= d[i]) & (c <= c[i])
         cover[i] = False
         if (cover & ((d > d[i]) | (c < c[i]))).any():
             continue  # clearly better on an exact objective, no worse on the others
+        both = has & bool(has[i])
         rival = cover & ((d == d[i]) & (c == c[i]))
-        plain = rival & ~(has & has[i])
-        if (t[plain] > t[i]).any():
+        if (t[rival & ~both] > t[i]).any():
             continue
-        rival &= has & has[i]
+        rival &= both
         if rival.any() and (np.quantile(R[rival] - R[i][None, :], q, axis=1) > 0).any():
             continue
         mask[i] = True

@@ -999,9 +999,9 @@ def _front_of(table: pa.Table | dict[str, Any], reps: NDArray[np.float64] | None
     ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
     mask = np.zeros(len(take), dtype=bool)
     if ok.any():
-        paired = reps is not None and reps.shape[1] >= 2
-        mask[ok] = front(take[ok], div[ok], churn[ok], replicates=reps[ok] if paired else None,
-                         paired=paired, constraints=constraints, level=level)
+        use = reps[ok] if reps is not None and reps.shape[1] >= 2 else None
+        mask[ok] = front(take[ok], div[ok], churn[ok], replicates=use, paired=use is not None,
+                         constraints=constraints, level=level)
     return mask
 
 
