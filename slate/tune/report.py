@@ -99,7 +99,7 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         facts.append(("front", f"{int(results.column('pareto').sum())} of {results.n_points} points on the Pareto "
                                f"front of the estimates; {int(results.column('front_paired').sum())} not clearly "
                                "dominated on paired differences (front_paired); "
-                               f"{len(front_rows)} of these meet the constraints"))
+                               f"{len(front_rows)} on the paired front of the points meeting the constraints"))
     if rec.index is not None and load_replicates(results.path) is not None:
         facts.append(("indistinguishable", f"{len(rec.indistinguishable)} other points meeting the constraints "
                                            "cannot be told apart from the recommended one"))
