@@ -18,9 +18,14 @@ true take fraction inside its replay interval, its true churn within the constra
 re-estimates every point's stored decisions with per-title SNIPS and prints how many intervals
 of each estimator cover the deployed truth and replay's logged-page estimand.
 
+With ``--fronts`` it runs the 50-point sweep only and prints how many points the plain Pareto
+front and the paired front (a point dominated only when clearly, on paired bootstrap
+differences) mark, with and without the churn constraint, checks the paired front by brute force,
+and prints how many points are indistinguishable from the recommended one.
+
 Usage::
 
-    python benchmarks/sweep.py [--out DIR] [--workers 2] [--rerun] [--resume] [--pages 5000] [--sim]
+    python benchmarks/sweep.py [--out DIR] [--workers 2] [--rerun] [--resume] [--pages 5000] [--sim] [--fronts]
 """
 
 from __future__ import annotations
@@ -321,6 +326,56 @@ def run_paired(root: Path, workers: int, n_worlds: int) -> None:
     print(f"mean over {n_worlds} worlds:", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}))
 
 
+def run_fronts(root: Path, workers: int) -> None:
+    """The 50-point sweep, then its fronts: how many points the plain front and the paired front
+    (dominated only when clearly, on paired bootstrap differences) mark, with and without the
+    churn constraint, and how many points are indistinguishable from the recommended one."""
+    from slate.tune import Constraints, front, load_experiment, load_replicates, run_sweep
+
+    exp_path = root / "experiment.toml"
+    exp_path.write_text(EXPERIMENT.format(workers=workers))
+    experiment, base = load_experiment(exp_path)
+    out = root / "fronts"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    res = run_sweep(experiment, out, base_dir=base, plots=False)
+    print(f"sweep: {res.n_points} points in {time.perf_counter() - t0:.0f} s")
+    reps, _ = load_replicates(out)
+    take, div, churn = (res.column(k) for k in ("take_fraction", "diversity", "churn"))
+    cons = experiment.constraints
+    for label, c in (("no constraints", None), (f"churn <= {cons.max_churn:g}", cons)):
+        plain = res.front(c, paired=False)
+        paired = res.front(c)
+        print(f"{label}: plain front {len(plain)} points, paired front {len(paired)} points "
+              f"(plain inside paired: {set(plain.tolist()) <= set(paired.tolist())})")
+    # the bar: no marked point is clearly dominated, every unmarked feasible one is
+    mask = front(take, div, churn, replicates=reps, constraints=cons)
+    ok = churn <= cons.max_churn
+    wrong = 0
+    for i in range(res.n_points):
+        beaten = False
+        for j in np.flatnonzero(ok):
+            if j == i or not (take[j] >= take[i] and div[j] >= div[i] and churn[j] <= churn[i]):
+                continue
+            clear = np.quantile(reps[j] - reps[i], 0.025) > 0 or div[j] > div[i] or churn[j] < churn[i]
+            beaten |= bool(clear)
+        wrong += int(mask[i] != (ok[i] and not beaten))
+    print(f"brute-force check of the paired front under the constraint: {wrong} points marked wrongly")
+    for label, c in (("experiment's constraints", cons),
+                     ("same, allow_unproven", Constraints(max_churn=cons.max_churn, allow_unproven=True))):
+        rec = res.recommendation(c)
+        if rec.index is None:
+            print(f"{label}: no recommendation ({rec.reason})")
+            continue
+        pts = [int(res.column("point")[j]) for j in rec.indistinguishable]
+        print(f"{label}: recommended point {int(res.column('point')[rec.index])} "
+              f"(take {take[rec.index]:.4f}, churn {churn[rec.index]:.3f}, prob_best {rec.prob_best:.3f}); "
+              f"{len(pts)} of the other {rec.n_feasible - 1} eligible points are indistinguishable from it: {pts}")
+
+
 def _same(a: Path, b: Path) -> bool:
     """The two results tables hold exactly the same values (NaN equal to NaN)."""
     x, y = pq.read_table(a / "results.parquet"), pq.read_table(b / "results.parquet")
@@ -351,6 +406,9 @@ def main() -> None:
                         help="only measure the paired intervals and recommendation regret on N seeded worlds")
     parser.add_argument("--adaptive", type=int, default=0, metavar="N",
                         help="only run the Optuna search on the first N worlds of --paired (run that first)")
+    parser.add_argument("--fronts", action="store_true",
+                        help="run the 50-point sweep and count the plain and paired fronts and the "
+                        "points indistinguishable from the recommended one")
     parser.add_argument("--trials", type=int, default=8, help="trials of the adaptive search")
     args = parser.parse_args()
 
@@ -370,6 +428,9 @@ def main() -> None:
         return
     if args.paired:
         run_paired(root, args.workers, args.paired)
+        return
+    if args.fronts:
+        run_fronts(root, args.workers)
         return
     if args.sim_only:
         run_sim(root, args.workers)

@@ -22,7 +22,7 @@ from slate.tune.config import (
     load_experiment,
 )
 from slate.tune.paired import PairedComparison, paired_comparison
-from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
+from slate.tune.pareto import Recommendation, front, near_front_mask, pareto_mask, recommend
 from slate.tune.plots import draw_all
 from slate.tune.report import write_report
 from slate.tune.sweep import SweepError, SweepResults, load_replicates, load_results, run_sweep
@@ -38,6 +38,7 @@ __all__ = [
     "SweepResults",
     "draw_all",
     "experiment_from_dict",
+    "front",
     "load_experiment",
     "load_replicates",
     "load_results",

@@ -198,7 +198,9 @@ def clear_front_mask(
     ``take[j] - take[i]`` lies wholly above 0 (its lower ``(1 - level) / 2`` quantile over the
     replicates ``reps`` (n, B) is positive). A take fraction that the data cannot separate never
     removes a point from the front. Points not ``eligible`` (default: finite replicates) are
-    neither on the front nor dominate.
+    neither on the front nor dominate. Sweeps mark their paired front with
+    :func:`slate.tune.front`, which also removes a point that another point beats on the exact
+    diversity or churn while no worse on the take estimate.
 
     Examples
     --------

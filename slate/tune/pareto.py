@@ -12,6 +12,18 @@ standard error (taken from its interval, as if normal at 95%), and none has its 
 take-fraction interval above this point's interval. With wide intervals, "no point beats it with
 confidence" alone holds for nearly every point; the standard-error margin keeps the mark for the
 points that are off the front by noise only.
+
+**The paired front** (:func:`front`, the default of a sweep with paired bootstrap replicates)
+removes a point only when another point is *clearly* better: ``B`` clearly dominates ``A`` when
+``B`` is at least as good on all three objectives (estimates: take fraction ``>=``, diversity
+``>=``, churn ``<=``) and clearly better on one of them. For the take fraction "clearly" means
+the paired interval of ``take[B] - take[A]`` (the same bootstrap replicates for both, see
+:mod:`slate.tune.paired`) lies wholly above 0; diversity and churn are exact, deterministic
+properties of the decisions on the logged pages (no replicates are kept for them), so for them
+any strict difference is clear. The user's constraints filter first: a point breaking them is
+neither on the front nor removes another point from it. Every point of the plain front is on
+the paired front; the paired front adds the points whose only better rivals are better in take
+fraction by noise.
 """
 
 from __future__ import annotations
@@ -23,9 +35,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.tune.config import Constraints
-from slate.tune.paired import RULES, InvalidRuleError, paired_comparison
+from slate.tune.paired import RULES, InvalidRuleError, _interval, paired_comparison
 
-__all__ = ["Recommendation", "near_front_mask", "pareto_mask", "recommend"]
+__all__ = ["Recommendation", "feasible_mask", "front", "near_front_mask", "pareto_mask", "recommend"]
 
 BoolArray = NDArray[np.bool_]
 
@@ -106,6 +118,99 @@ def near_front_mask(
     return ~on_front & ~beaten & ~far
 
 
+def feasible_mask(
+    take: ArrayLike, diversity: ArrayLike, churn: ArrayLike, constraints: Constraints | None = None
+) -> tuple[BoolArray, str]:
+    """Which points meet ``constraints`` (point estimates), and the constraints in words.
+
+    Examples
+    --------
+    >>> from slate.tune.config import Constraints
+    >>> ok, where = feasible_mask([0.1, 0.2], [0.3, 0.3], [0.05, 0.2], Constraints(max_churn=0.1))
+    >>> ok.tolist(), where
+    ([True, False], 'churn <= 0.1')
+    """
+    cons = constraints or Constraints()
+    t, d, c = _columns(take, diversity, churn)
+    ok = np.ones(len(t), dtype=bool)
+    parts = []
+    if cons.max_churn is not None:
+        ok &= c <= cons.max_churn
+        parts.append(f"churn <= {cons.max_churn:g}")
+    if cons.min_diversity is not None:
+        ok &= d >= cons.min_diversity
+        parts.append(f"diversity >= {cons.min_diversity:g}")
+    if cons.min_take_fraction is not None:
+        ok &= t >= cons.min_take_fraction
+        parts.append(f"take fraction >= {cons.min_take_fraction:g}")
+    return ok, " and ".join(parts) if parts else "no constraints"
+
+
+def front(
+    take: ArrayLike,
+    diversity: ArrayLike,
+    churn: ArrayLike,
+    *,
+    replicates: ArrayLike | None = None,
+    paired: bool | None = None,
+    constraints: Constraints | None = None,
+    level: float = 0.95,
+) -> BoolArray:
+    """The front over (take up, diversity up, churn down) of the points meeting ``constraints``.
+
+    With ``paired`` (the default when ``replicates`` (n_points, B), paired bootstrap replicates
+    of the take fraction, are given) a point is removed only when another point *clearly*
+    dominates it (see the module docstring): at least as good on all three estimates, and
+    clearly better on one -- on the take fraction, the ``level`` paired interval of the
+    difference lies above 0 (replicates); on diversity or churn, any strict difference (exact,
+    deterministic values). A pair in which either point has no finite replicates falls back to
+    the plain comparison of estimates for the take fraction. With ``paired=False`` this is
+    :func:`pareto_mask` of the feasible points. Points breaking the constraints are never on the
+    front and remove no point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> page = rng.normal(0, 1, 400)                                    # shared page effect
+    >>> noise = rng.normal(0, 0.05, (4, 400))                           # what is not shared
+    >>> reps = np.stack([page + 0.5, page + 0.49, page + 0.0, page + 0.5]) + noise
+    >>> take, div, churn = [0.5, 0.49, 0.0, 0.5], [0.2, 0.2, 0.2, 0.2], [0.1, 0.1, 0.1, 0.3]
+    >>> front(take, div, churn).tolist()                                # plain
+    [True, False, False, False]
+    >>> front(take, div, churn, replicates=reps).tolist()               # 1 ~ 0, 2 << 0
+    [True, True, False, False]
+    """
+    t, d, c = _columns(take, diversity, churn)
+    ok, _ = feasible_mask(t, d, c, constraints)
+    R = None if replicates is None else np.asarray(replicates, dtype=np.float64).reshape(len(t), -1)
+    if paired is None:
+        paired = R is not None and R.shape[1] >= 2
+    mask = np.zeros(len(t), dtype=bool)
+    if not paired:
+        if ok.any():
+            mask[ok] = pareto_mask(t[ok], d[ok], c[ok])
+        return mask
+    if R is None or R.shape[1] < 2:
+        raise ValueError("A paired front needs paired bootstrap replicates (n_points, B >= 2).")
+    has: BoolArray = np.asarray(np.isfinite(R).all(axis=1), dtype=bool)
+    q = (1.0 - level) / 2
+    for i in np.flatnonzero(ok):
+        cover = ok & (t >= t[i]) & (d >= d[i]) & (c <= c[i])
+        cover[i] = False
+        if (cover & ((d > d[i]) | (c < c[i]))).any():
+            continue  # clearly better on an exact objective, no worse on the others
+        both = has & bool(has[i])
+        rival = cover & ((d == d[i]) & (c == c[i]))
+        if (t[rival & ~both] > t[i]).any():
+            continue
+        rival &= both
+        if rival.any() and (np.quantile(R[rival] - R[i][None, :], q, axis=1) > 0).any():
+            continue
+        mask[i] = True
+    return mask
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """The recommended setting and why.
@@ -127,6 +232,11 @@ class Recommendation:
     selection_bias : float
         Bootstrap optimism of the best eligible estimate (subtract it from the chosen point's
         estimate when the chosen point is the best one, see :mod:`slate.tune.paired`).
+    indistinguishable : tuple of int
+        The *other* eligible rows that cannot be told apart from the chosen one: the 95% paired
+        interval of their take fraction minus the chosen point's includes 0 (the chosen row
+        itself is not listed); empty without replicates. Differs from ``tied`` when the rule
+        chooses a point other than the best.
     """
 
     index: int | None
@@ -136,6 +246,7 @@ class Recommendation:
     tied: tuple[int, ...] = ()
     prob_best: float = float("nan")
     selection_bias: float = float("nan")
+    indistinguishable: tuple[int, ...] = ()
 
 
 def recommend(
@@ -178,18 +289,7 @@ def recommend(
         raise InvalidRuleError(f"The 'rule' parameter must be one of {', '.join(RULES)}; got {rule!r}.")
     cons = constraints or Constraints()
     t, d, c = _columns(columns["take_fraction"], columns["diversity"], columns["churn"])
-    ok = np.ones(len(t), dtype=bool)
-    parts = []
-    if cons.max_churn is not None:
-        ok &= c <= cons.max_churn
-        parts.append(f"churn <= {cons.max_churn:g}")
-    if cons.min_diversity is not None:
-        ok &= d >= cons.min_diversity
-        parts.append(f"diversity >= {cons.min_diversity:g}")
-    if cons.min_take_fraction is not None:
-        ok &= t >= cons.min_take_fraction
-        parts.append(f"take fraction >= {cons.min_take_fraction:g}")
-    where = " and ".join(parts) if parts else "no constraints"
+    ok, where = feasible_mask(t, d, c, cons)
     n_ok = int(ok.sum())
     if n_ok == 0:
         return Recommendation(None, 0, f"no point meets {where}", rule=rule)
@@ -237,14 +337,27 @@ def recommend(
     else:
         prob_col = None
     chosen, how = _apply_rule(rule, columns, best, idx, t, tied)
-    if prob_col is not None:
+    same: tuple[int, ...] = ()
+    if prob_col is not None and R is not None:
         prob = float(prob_col[chosen])
+        same = _indistinguishable(R, ok, chosen)
     ties = (f"; {len(tied)} of them cannot be told apart from the best on paired differences"
             if tied else "")
     return Recommendation(
         chosen, n_ok, f"{how} among the {n_ok} points meeting {where}{ties}",
-        rule=rule, tied=tied, prob_best=prob, selection_bias=bias,
+        rule=rule, tied=tied, prob_best=prob, selection_bias=bias, indistinguishable=same,
     )
+
+
+def _indistinguishable(R: NDArray[np.float64], eligible: BoolArray, chosen: int, level: float = 0.95) -> tuple[int, ...]:
+    """Eligible rows other than ``chosen`` whose paired interval against it includes 0."""
+    others = eligible & np.isfinite(R).all(axis=1)
+    others[chosen] = False
+    idx = np.flatnonzero(others)
+    if not len(idx):
+        return ()
+    lo, hi = _interval(R[idx] - R[chosen][None, :], level)
+    return tuple(int(j) for j in idx[(lo <= 0) & (hi >= 0)])
 
 
 def _paired_low(columns: Mapping[str, ArrayLike]) -> NDArray[np.float64] | None:

@@ -4,6 +4,9 @@
   weight, one line per setting of the other weights (and the simulator's truth when known);
 * :func:`plot_front` -- take fraction against diversity, coloured by churn, the Pareto front
   outlined, points near the front hollow, the recommended point starred;
+* :func:`plot_front_by_churn` -- the same in one panel per churn band (the third objective
+  shown, not only coloured), the points breaking the constraints greyed, the constraints drawn,
+  the paired front ringed and the plain front dotted;
 * :func:`plot_paired` -- every point's paired difference against the logging policy and
   against the best point, with the marginal interval beside it for scale;
 * :func:`plot_page` -- one page as a grid of tiles coloured by image style, before and after
@@ -26,7 +29,17 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from slate.tune.sweep import SweepResults
 
-__all__ = ["draw_all", "plot_front", "plot_page", "plot_paired", "plot_sessions", "plot_take_vs_weight"]
+__all__ = [
+    "churn_bands",
+    "draw_all",
+    "front_by_churn_figure",
+    "plot_front",
+    "plot_front_by_churn",
+    "plot_page",
+    "plot_paired",
+    "plot_sessions",
+    "plot_take_vs_weight",
+]
 
 _FORMATS = ("png", "svg")
 
@@ -135,6 +148,107 @@ def plot_front(results: SweepResults, stem: Path, recommended: int | None = None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, stem)
+
+
+def churn_bands(churn: NDArray[np.float64], max_churn: float | None = None, n_bands: int = 3) -> NDArray[np.float64]:
+    """Edges of the churn bands of :func:`front_by_churn_figure`: ``n_bands`` quantile bands,
+    with the constraint ``max_churn`` as an edge when it falls inside the range (so that a band
+    never straddles it). Bands are ``[e[k], e[k + 1]]`` for the first, ``(e[k], e[k + 1]]`` after.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> churn_bands(np.array([0.0, 0.05, 0.2, 0.4, 0.6]), max_churn=0.1).round(3).tolist()
+    [0.0, 0.1, 0.333, 0.6]
+    """
+    c = np.asarray(churn, dtype=np.float64)
+    c = c[np.isfinite(c)]
+    if not len(c):
+        return np.array([0.0, 0.0])
+    edges = set(np.quantile(c, np.linspace(0.0, 1.0, n_bands + 1)).tolist())
+    if max_churn is not None and c.min() < max_churn < c.max():
+        edges.add(float(max_churn))
+    return np.array(sorted(edges)) if len(edges) > 1 else np.array([c.min(), c.max()])
+
+
+def front_by_churn_figure(results: SweepResults, constraints: Any = None, recommended: int | None = None) -> Any:
+    """The figure of :func:`plot_front_by_churn` (a :class:`matplotlib.figure.Figure`).
+
+    One panel per churn band (:func:`churn_bands`), take fraction against diversity. In each
+    panel the points of other bands are faint grey context; the band's points that break the
+    constraints are grey crosses (gid ``"filtered"``), the others coloured dots (``"feasible"``);
+    the front under the constraints on paired differences (:meth:`SweepResults.front`) is ringed
+    in black (``"front_paired"``), the plain Pareto front of the feasible points marked with a
+    small black dot (``"front_plain"``), the recommended point starred (``"recommended"``).
+    ``min_diversity`` and ``min_take_fraction`` are drawn as dashed lines (gids
+    ``"min_diversity"``, ``"min_take_fraction"``); a band above ``max_churn`` is shaded and
+    titled as breaking it.
+    """
+    from matplotlib import colormaps
+
+    cons = results.experiment.constraints if constraints is None else constraints
+    take, div = results.column("take_fraction"), results.column("diversity")
+    churn = np.asarray(results.column("churn"), dtype=np.float64)
+    c0 = np.nan_to_num(churn, nan=0.0)
+    from slate.tune.pareto import feasible_mask
+
+    ok, where = feasible_mask(np.nan_to_num(take, nan=-np.inf), np.nan_to_num(div, nan=0.0), c0, cons)
+    paired_front = np.zeros(len(take), dtype=bool)
+    paired_front[results.front(cons)] = True
+    plain_front = np.zeros(len(take), dtype=bool)
+    plain_front[results.front(cons, paired=False)] = True
+    rec = results.recommendation(cons).index if recommended is None else recommended
+    edges = churn_bands(c0, cons.max_churn)
+    n = len(edges) - 1
+    fig = _figure(3.4 * n + 1.0, 4.2)
+    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    cmap = colormaps["viridis"]
+    for k, ax in enumerate(axes):
+        lo, hi = edges[k], edges[k + 1]
+        band = (c0 <= hi) & ((c0 >= lo) if k == 0 else (c0 > lo))
+        ax.scatter(div[~band], take[~band], s=10, c="0.85", zorder=1, gid="context")
+        sel = band & ok
+        ax.scatter(div[sel], take[sel], s=22, color=cmap(np.full(int(sel.sum()), k / max(n - 1, 1))),
+                   zorder=2, gid="feasible", label="meets the constraints")
+        out = band & ~ok
+        ax.scatter(div[out], take[out], marker="x", s=26, c="0.5", lw=1.0, zorder=2, gid="filtered",
+                   label=f"breaks {where}")
+        pf = band & paired_front
+        ax.scatter(div[pf], take[pf], s=80, facecolors="none", edgecolors="black", lw=1.3, zorder=3,
+                   gid="front_paired", label="front: not clearly dominated (paired)")
+        lf = band & plain_front
+        ax.scatter(div[lf], take[lf], s=6, c="black", zorder=4, gid="front_plain", label="plain Pareto front")
+        if rec is not None and band[rec]:
+            ax.scatter([div[rec]], [take[rec]], marker="*", s=240, c="crimson", edgecolors="black", zorder=5,
+                       gid="recommended", label=f"recommended (point {rec})")
+        if cons.min_diversity is not None:
+            ax.axvline(cons.min_diversity, ls="--", color="crimson", lw=0.9, gid="min_diversity")
+        if cons.min_take_fraction is not None:
+            ax.axhline(cons.min_take_fraction, ls="--", color="crimson", lw=0.9, gid="min_take_fraction")
+        broken = cons.max_churn is not None and lo >= cons.max_churn
+        if broken:
+            ax.set_facecolor("0.95")
+        ax.set_title(f"churn {'[' if k == 0 else '('}{lo:.3g}, {hi:.3g}]: {int(band.sum())} points"
+                     + (f"\nbreaks churn <= {cons.max_churn:g}" if broken else ""), fontsize=8)
+        ax.set_xlabel("page diversity")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("take fraction (replay estimate)")
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 3),
+               fontsize=7)
+    fig.suptitle(f"Front by churn band under {where}: {int(paired_front.sum())} points not clearly dominated "
+                 f"(paired), {int(plain_front.sum())} on the plain front", fontsize=9)
+    return fig
+
+
+def plot_front_by_churn(results: SweepResults, stem: Path, constraints: Any = None,
+                        recommended: int | None = None) -> list[Path]:
+    """Take fraction vs diversity in one panel per churn band, the constraints and the paired
+    front drawn (see :func:`front_by_churn_figure`)."""
+    return _save(front_by_churn_figure(results, constraints, recommended), stem)
 
 
 def plot_paired(results: SweepResults, stem: Path) -> list[Path]:
@@ -328,6 +442,7 @@ def draw_all(results: SweepResults, folder: Path | None = None) -> list[Path]:
     paths = []
     paths += plot_take_vs_weight(results, out / "take_vs_diversity_weight")
     paths += plot_front(results, out / "front")
+    paths += plot_front_by_churn(results, out / "front_by_churn")
     if "diff_logged_low" in results.table.column_names and np.isfinite(results.column("diff_logged_low")).any():
         paths += plot_paired(results, out / "paired")
     paths += plot_page(results, out / "page_before_after")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from slate.tune.config import Constraints
-from slate.tune.sweep import SweepResults, load_results
+from slate.tune.sweep import SweepResults, load_replicates, load_results
 
 __all__ = ["recommended_compose", "report_sections", "write_report"]
 
@@ -30,9 +30,14 @@ _FRONT_COLUMNS = (
 )
 _PAIRED = ("diff_logged", "diff_logged_low", "diff_logged_high", "diff_best", "diff_best_low",
            "diff_best_high", "prob_best", "tied_best")
+_FRONT_TITLE = ("Front (take fraction up, diversity up, churn down) of the points meeting the constraints; "
+                "a point leaves it only when another is clearly better on paired differences "
+                "(on the estimates when the sweep kept no replicates)")
 _TRUTH = ("true_take_fraction", "true_take_fraction_logged", "true_diversity", "true_churn")
 _PLOTS = (
     ("front", "Pareto front: take fraction vs diversity, coloured by churn"),
+    ("front_by_churn", "The front by churn band: constraints drawn, points breaking them greyed, "
+                       "the paired front ringed"),
     ("paired", "Paired differences against the logging policy and the best point (same bootstrap replicates)"),
     ("take_vs_diversity_weight", "Take fraction vs diversity weight (replay intervals)"),
     ("page_before_after", "One page before and after diversification (tiles coloured by image style)"),
@@ -64,10 +69,15 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     cons = results.experiment.constraints if constraints is None else constraints
     rows = results.rows()
     rec = results.recommendation(cons)
+    same = set(rec.indistinguishable)
+    for i, r in enumerate(rows):
+        r["indistinguishable"] = "recommended" if i == rec.index else i in same
     has_truth = bool(np.isfinite(results.column("true_take_fraction")).any())
     cols = list(_FRONT_COLUMNS) + ([c for c in _TRUTH if c in results.table.column_names] if has_truth else [])
-    front_rows = sorted((rows[i] for i in results.front()), key=lambda r: -r["take_fraction"])
+    cols.append("indistinguishable")
+    front_rows = sorted((rows[i] for i in results.front(cons)), key=lambda r: -r["take_fraction"])
     paired = [c for c in _PAIRED if c in results.table.column_names]
+    marks = ["pareto", *(["front_paired"] if "front_paired" in results.table.column_names else []), "near_front"]
     exp = results.experiment
     s = results.summary
     timing = s.get("timing", {})
@@ -88,7 +98,11 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     if "front_paired" in results.table.column_names:
         facts.append(("front", f"{int(results.column('pareto').sum())} of {results.n_points} points on the Pareto "
                                f"front of the estimates; {int(results.column('front_paired').sum())} not clearly "
-                               "dominated on paired differences (front_paired)"))
+                               "dominated on paired differences (front_paired); "
+                               f"{len(front_rows)} on the paired front of the points meeting the constraints"))
+    if rec.index is not None and load_replicates(results.path) is not None:
+        facts.append(("indistinguishable", f"{len(rec.indistinguishable)} other points meeting the constraints "
+                                           "cannot be told apart from the recommended one"))
     data = s.get("data", {})
     if data.get("in_sample"):
         facts.append(("warning", "the policy was fitted on the evaluated log itself (in-sample): estimates are optimistic"))
@@ -106,8 +120,8 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         "reason": rec.reason,
         "columns": cols,
         "front": _table(front_rows, cols),
-        "all": _table(rows, [*cols, *paired, "pareto", "near_front", "weights_exploded"]),
-        "all_columns": [*cols, *paired, "pareto", "near_front", "weights_exploded"],
+        "all": _table(rows, [*cols, *paired, *marks, "weights_exploded"]),
+        "all_columns": [*cols, *paired, *marks, "weights_exploded"],
         "paired": _paired_lines(results, rec),
         "logged": [[k, _fmt(v)] for k, v in logged.items()],
         "has_truth": has_truth,
@@ -130,6 +144,10 @@ def _paired_lines(results: SweepResults, rec: Any) -> list[str]:
         f"eligible one (paired interval includes 0): points "
         f"{', '.join(str(int(col('point')[j])) for j in rec.tied) or 'none'}; "
         f"bootstrap probability that the chosen point is the best: {_fmt(rec.prob_best)}.",
+        f"{len(rec.indistinguishable)} other points meeting the constraints are indistinguishable from "
+        f"the recommended one (their paired interval against it includes 0): points "
+        f"{', '.join(str(int(col('point')[j])) for j in rec.indistinguishable) or 'none'} "
+        "(column indistinguishable; each point's bootstrap probability of being the best: column prob_best).",
     ]
     if np.isfinite(rec.selection_bias):
         lines.append(
@@ -150,7 +168,8 @@ def _logging_row(logged: dict[str, Any], n_rows: int, level: float) -> dict[str,
     return {"point": "logging (now)", "w_diversity": None, "w_churn": None, "max_changes": None,
             "exploration": None, "take_fraction": p, "take_fraction_low": p - half,
             "take_fraction_high": p + half, "diversity": logged.get("diversity"),
-            "churn": logged.get("churn"), "pareto": None, "near_front": None, "weights_exploded": None}
+            "churn": logged.get("churn"), "pareto": None, "near_front": None, "weights_exploded": None,
+            "front_paired": None, "indistinguishable": False}
 
 
 def recommended_compose(results: SweepResults, row: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +250,7 @@ def _markdown(sec: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# {sec['title']}", ""]
     lines += table(["", ""], [[k, _fmt(v)] for k, v in sec["facts"]])
     lines += ["", "## Recommended setting", "", *_recommended_lines(sec)]
-    lines += ["", "## Pareto front (take fraction up, diversity up, churn down)", ""]
+    lines += ["", f"## {_FRONT_TITLE}", ""]
     lines += table(sec["columns"], sec["front"])
     for key, caption in _PLOTS:
         if key in plots:
@@ -242,7 +261,11 @@ def _markdown(sec: dict[str, Any], plots: dict[str, str]) -> str:
     lines += ["", "## Every point", ""]
     lines += table(sec["all_columns"], sec["all"])
     lines += ["", "Points marked *near_front* are off the front but no point beats them with confidence "
-              "(their take-fraction intervals overlap a point at least as diverse and as stable).", ""]
+              "(their take-fraction intervals overlap a point at least as diverse and as stable). "
+              "*front_paired*: no point is clearly better (at least as good on all three estimates, and "
+              "its paired take-fraction interval above 0 or strictly more diverse or less churny). "
+              "*indistinguishable*: meets the constraints and its paired interval against the recommended "
+              "point includes 0.", ""]
     return "\n".join(lines)
 
 
@@ -265,7 +288,7 @@ def _html(sec: dict[str, Any], images: dict[str, bytes]) -> str:
         table(["", ""], [[k, _fmt(v)] for k, v in sec["facts"]]),
         "<h2>Recommended setting</h2>",
         "".join(f"<p>{e(line)}</p>" for line in _recommended_lines(sec)),
-        "<h2>Pareto front (take fraction up, diversity up, churn down)</h2>",
+        f"<h2>{e(_FRONT_TITLE)}</h2>",
         table(sec["columns"], sec["front"]),
     ]
     for key, caption in _PLOTS:
@@ -316,6 +339,7 @@ def write_report(
         rec = res.recommendation(constraints).index
         plotting.plot_take_vs_weight(res, plot_dir / "take_vs_diversity_weight")
         plotting.plot_front(res, plot_dir / "front", recommended=rec)
+        plotting.plot_front_by_churn(res, plot_dir / "front_by_churn", constraints, recommended=rec)
         if paired:
             plotting.plot_paired(res, plot_dir / "paired")
         plotting.plot_page(res, plot_dir / "page_before_after", after=rec)

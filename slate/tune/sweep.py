@@ -51,10 +51,10 @@ from slate.replay.policy import ActionDistribution
 from slate.tune.config import Constraints, Experiment, InvalidExperimentError, SweepPoint
 from slate.tune.data import Prepared, SimContext, prepare
 from slate.tune.engine import BlockResult, PageBlock, Setting, SolverConfig, solve_block
-from slate.tune.estimator_choice import choose_estimator
+from slate.tune.estimator_choice import EstimatorChoice, choose_estimator
 from slate.tune.metrics import ExplorationSimilarity, page_diversity, pair_similarity
-from slate.tune.paired import PAIRED_COLUMNS, clear_front_mask, logging_replicates, paired_comparison
-from slate.tune.pareto import Recommendation, near_front_mask, pareto_mask, recommend
+from slate.tune.paired import PAIRED_COLUMNS, logging_replicates, paired_comparison
+from slate.tune.pareto import Recommendation, front, near_front_mask, pareto_mask, recommend
 
 __all__ = ["SweepError", "SweepResults", "load_replicates", "load_results", "run_sweep"]
 
@@ -104,9 +104,26 @@ class SweepResults:
         """Points in the table."""
         return self.table.num_rows
 
-    def front(self) -> NDArray[np.int64]:
-        """Rows on the Pareto front."""
-        return np.flatnonzero(self.column("pareto"))
+    def front(self, constraints: Constraints | None = None, *, paired: bool | None = None) -> NDArray[np.int64]:
+        """Rows on the front (see :func:`slate.tune.front`).
+
+        By default the paired front (a point leaves it only when another point is clearly
+        better, on paired bootstrap differences) when the sweep kept replicates, else the plain
+        Pareto front of the estimates; ``paired=False`` gives the plain one. ``constraints``
+        (default: none) filter the points first.
+        """
+        names = self.table.column_names
+        if constraints is None and paired is not False and "front_paired" in names:
+            mask = self.column("front_paired").astype(bool)
+        elif constraints is None and not paired:
+            mask = self.column("pareto").astype(bool)
+        else:
+            reps = load_replicates(self.path) if paired is not False else None
+            if paired and reps is None:
+                raise SweepError(f"The sweep in {self.path} kept no paired replicates: no paired front.")
+            mask = _front_of(self.table, None if reps is None else reps[0], constraints,
+                             self.experiment.estimator.level)
+        return np.flatnonzero(mask)
 
     def recommended(self, constraints: Constraints | None = None) -> int | None:
         """Row of the recommended point under ``constraints`` (default: the experiment's)."""
@@ -695,123 +712,32 @@ def run_sweep(
     say = log or (lambda _msg: None)
     compute = experiment.compute
     sched, workers = _where_to_run(compute, scheduler, n_workers, allow_remote_scheduler)
-    show = compute.progress if progress is None else progress
     out = Path(output) if output is not None else Path(base_dir) / f"{experiment.name}-{experiment.config_hash()}"
     t_start = time.perf_counter()
-
     prep = prepare(experiment, Path(base_dir))
     t_prepared = time.perf_counter()
     say(f"prepared {prep.log.n_pages} pages ({prep.log.n_rows} rows) in {t_prepared - t_start:.1f} s")
-    choice = choose_estimator(experiment, prep)
-    say(f"estimator: {choice.name} ({choice.reason})")
-    points = experiment.points()
-    settings: list[Setting] = []
-    setting_of: dict[tuple[Any, ...], int] = {}
-    for pt in points:
-        if pt.solve_key not in setting_of:
-            setting_of[pt.solve_key] = len(settings)
-            settings.append(pt.solve_key)
-    blocks = plan_blocks(prep.log, compute.block_pages)
-    blocking = {"block_pages": compute.block_pages, "n_blocks": len(blocks)}
-    manifest = _open_output(experiment, out, prep.info, blocking, say)
-    work = out / "work"
-    solve_dir = _solve_dir(experiment, prep, blocking, work, Path(base_dir))
-    config = _solver_config(experiment, prep)
-
-    def truth_path(p: SweepPoint) -> Path:
-        if solve_dir == work:
-            return work / f"truth-{p.point:05d}.json"
-        # in the shared cache a point's truth is keyed by its setting and exploration rate
-        key = json.dumps([p.solve_key, p.exploration, *_sticky_key(p)])
-        return solve_dir / f"truth-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
+    run = _plan_run(experiment, prep, out, Path(base_dir), say)
+    run.show = compute.progress if progress is None else progress
     with _Executor(sched, workers) as ex:
-        # ---------------------------------------------------------- 1. solve
-        todo = [b for b in range(len(blocks))
-                if not _usable_block(solve_dir / f"solve-{b:05d}.npz", len(settings), say)]
-        bar = _progress(len(todo), "solve", show)
-        tasks = [(b, (_make_block(prep, blocks[b]), settings, config)) for b in todo]
-        for b, result in ex.run(_solve_block, tasks):
-            _save_block(solve_dir / f"solve-{b:05d}.npz", result)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        n_solved = _solve_stage(run, ex)
         t_solved = time.perf_counter()
-        say(f"solved {len(todo)} of {len(blocks)} blocks x {len(settings)} settings in {t_solved - t_prepared:.1f} s")
-
-        # ---------------------------------------------------------- 2. truth (simulated data)
-        want_truth = prep.sim is not None and getattr(experiment.data, "truth", "none") == "all"
-        if want_truth:
-            assert prep.sim is not None
-            missing = [p for p in points if not _usable_json(truth_path(p), say)]
-            shared = ex.share(prep.sim) if missing else None
-            bar = _progress(len(missing), "truth", show)
-            by_point = {p.point: p for p in points}
-            truth_tasks = [(p.point, (shared, p.solve_key, p.exploration, config, (p.sticky_sessions, p.sticky_days)))
-                           for p in missing]
-            for key, value in ex.run(_true_point, truth_tasks):
-                _write_json(truth_path(by_point[key]), value)
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
+        say(f"solved {n_solved} of {len(run.blocks)} blocks x {len(run.settings)} settings in "
+            f"{t_solved - t_prepared:.1f} s")
+        want_truth = _truth_stage(run, ex)
         t_truth = time.perf_counter()
-
-        # ---------------------------------------------------------- 3. evaluate
-        choices = np.full((prep.log.n_rows, len(settings)), -1, dtype=np.int16)
-        totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
-        for b in range(len(blocks)):
-            with np.load(solve_dir / f"solve-{b:05d}.npz", allow_pickle=False) as z:
-                choices[z["rows"]] = z["choices"]
-                for key in totals:
-                    totals[key] += z[key].item()
-        if (choices < 0).any():  # pragma: no cover - every row belongs to one block
-            raise SweepError("Some rows were not solved; remove the work folder and run again.")
-        missing_pts = [p for p in points if not _usable_json(work / f"point-{p.point:05d}.json", say)]
-        if missing_pts:
-            need_explore = any(p.exploration > 0 for p in missing_pts)
-            ctx = EvalContext(
-                log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
-                pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=prep.truth_table,
-                estimator=choice.name, estimator_options=choice.options,
-                n_bootstrap=experiment.estimator.n_bootstrap,
-                level=experiment.estimator.level, seed=experiment.seed,
-                exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j)
-                if need_explore else None,
-            )
-            shared_ctx = ex.share(ctx)
-            bar = _progress(len(missing_pts), "evaluate", show)
-            eval_tasks = [
-                (p.point, (shared_ctx, p, choices[:, setting_of[p.solve_key]])) for p in missing_pts
-            ]
-            for key, value in ex.run(evaluate_point, eval_tasks):
-                _save_point_replicates(work / f"reps-{key:05d}.npy", value.pop("replicates"))
-                _write_json(work / f"point-{key:05d}.json", value)
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
+        choices, totals = _evaluate_stage(run, ex)
     t_evaluated = time.perf_counter()
-
-    logged_value, logged_reps = logging_replicates(
-        prep.log, experiment.estimator.n_bootstrap, experiment.seed)
-    reps = _load_replicates(work, points, experiment.estimator.n_bootstrap)
-    table = _assemble(experiment, points, work, want_truth, manifest, truth_path,
-                      (logged_value, logged_reps, reps), estimator_name=choice.name)
-    _write_table(out, table, manifest)
-    _atomic_write(out / "replicates.npz", lambda p: _save_replicates(p, reps, logged_reps))
-    examples = _examples(prep, points, settings, setting_of, choices)
-    np.savez(out / "examples.npz", **examples)
+    table = _write_outputs(run, want_truth, choices)
     ms = 1000.0 * totals["solve_seconds"] / max(totals["n_solves"], 1)
     summary: dict[str, Any] = {
-        "config_hash": manifest["config_hash"],
-        "slate_version": manifest["slate_version"],
+        "config_hash": run.manifest["config_hash"],
+        "slate_version": run.manifest["slate_version"],
         "seed": experiment.seed,
-        "n_points": len(points),
-        "n_settings": len(settings),
-        "estimator": choice.name,
-        "estimator_reason": choice.reason,
+        "n_points": len(run.points),
+        "n_settings": len(run.settings),
+        "estimator": run.estimator.name,
+        "estimator_reason": run.estimator.reason,
         "base_dir": str(Path(base_dir).resolve()),
         "n_pages": prep.log.n_pages,
         "n_rows": prep.log.n_rows,
@@ -821,9 +747,9 @@ def run_sweep(
             "ms_per_solve": ms,
             "ms_per_page_build": 1000.0 * totals["build_seconds"] / max(prep.log.n_pages, 1),
             "n_solves": totals["n_solves"],
-            "n_blocks": len(blocks),
-            "n_blocks_solved_this_run": len(todo),
-            "solve_folder": str(solve_dir.resolve()),
+            "n_blocks": len(run.blocks),
+            "n_blocks_solved_this_run": n_solved,
+            "solve_folder": str(run.solve_dir.resolve()),
             "n_flagged_solves": totals["n_flagged"],
             "seconds_prepare": t_prepared - t_start,
             "seconds_solve": t_solved - t_prepared,
@@ -834,6 +760,153 @@ def run_sweep(
         },
     }
     results = SweepResults(path=out, table=table, experiment=experiment, summary=summary)
+    _recommend_and_draw(results, rule, plots)
+    summary["timing"]["seconds_total"] = time.perf_counter() - t_start
+    _write_json(out / "summary.json", summary)
+    say(f"{len(run.points)} points, {ms:.2f} ms per page solve, results in {out}")
+    return results
+
+
+@dataclass(eq=False)
+class _Run:
+    """What the stages of one :func:`run_sweep` share."""
+
+    experiment: Experiment
+    prep: Prepared
+    out: Path
+    points: list[SweepPoint]
+    settings: list[Setting]
+    setting_of: dict[tuple[Any, ...], int]
+    blocks: list[NDArray[np.int64]]
+    manifest: dict[str, Any]
+    work: Path
+    solve_dir: Path
+    config: SolverConfig
+    say: Callable[[str], None]
+    estimator: EstimatorChoice
+    show: bool = False
+
+    def truth_path(self, p: SweepPoint) -> Path:
+        if self.solve_dir == self.work:
+            return self.work / f"truth-{p.point:05d}.json"
+        # in the shared cache a point's truth is keyed by its setting and exploration rate
+        key = json.dumps([p.solve_key, p.exploration, *_sticky_key(p)])
+        return self.solve_dir / f"truth-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _plan_run(experiment: Experiment, prep: Prepared, out: Path, base_dir: Path,
+              say: Callable[[str], None]) -> _Run:
+    """The points, their distinct solver settings, the page blocks and the folders of a run."""
+    points = experiment.points()
+    settings: list[Setting] = []
+    setting_of: dict[tuple[Any, ...], int] = {}
+    for pt in points:
+        if pt.solve_key not in setting_of:
+            setting_of[pt.solve_key] = len(settings)
+            settings.append(pt.solve_key)
+    blocks = plan_blocks(prep.log, experiment.compute.block_pages)
+    blocking = {"block_pages": experiment.compute.block_pages, "n_blocks": len(blocks)}
+    manifest = _open_output(experiment, out, prep.info, blocking, say)
+    work = out / "work"
+    solve_dir = _solve_dir(experiment, prep, blocking, work, base_dir)
+    choice = choose_estimator(experiment, prep)
+    say(f"estimator: {choice.name} ({choice.reason})")
+    return _Run(experiment, prep, out, points, settings, setting_of, blocks, manifest, work, solve_dir,
+                _solver_config(experiment, prep), say, choice)
+
+
+def _run_tasks(ex: _Executor, fn: Callable[..., Any], tasks: Sequence[tuple[Any, tuple[Any, ...]]],
+               desc: str, show: bool, keep: Callable[[Any, Any], None]) -> None:
+    """Run ``tasks`` on the executor, ``keep(key, value)`` each result, with a progress bar."""
+    bar = _progress(len(tasks), desc, show)
+    for key, value in ex.run(fn, tasks):
+        keep(key, value)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def _solve_stage(run: _Run, ex: _Executor) -> int:
+    """Stage 1: solve every page block not already stored at every setting; returns how many."""
+    todo = [b for b in range(len(run.blocks))
+            if not _usable_block(run.solve_dir / f"solve-{b:05d}.npz", len(run.settings), run.say)]
+    tasks = [(b, (_make_block(run.prep, run.blocks[b]), run.settings, run.config)) for b in todo]
+    _run_tasks(ex, _solve_block, tasks, "solve", run.show,
+               lambda b, result: _save_block(run.solve_dir / f"solve-{b:05d}.npz", result))
+    return len(todo)
+
+
+def _truth_stage(run: _Run, ex: _Executor) -> bool:
+    """Stage 2 (simulated data with ``truth = "all"``): simulate every point on-policy."""
+    prep = run.prep
+    want_truth = prep.sim is not None and getattr(run.experiment.data, "truth", "none") == "all"
+    if not want_truth:
+        return False
+    missing = [p for p in run.points if not _usable_json(run.truth_path(p), run.say)]
+    shared = ex.share(prep.sim) if missing else None
+    by_point = {p.point: p for p in run.points}
+    tasks = [(p.point, (shared, p.solve_key, p.exploration, run.config, (p.sticky_sessions, p.sticky_days)))
+             for p in missing]
+    _run_tasks(ex, _true_point, tasks, "truth", run.show,
+               lambda key, value: _write_json(run.truth_path(by_point[key]), value))
+    return True
+
+
+def _evaluate_stage(run: _Run, ex: _Executor) -> tuple[NDArray[np.int16], dict[str, Any]]:
+    """Stage 3: gather the stored choices, estimate every point not already estimated; returns
+    the choices (rows x settings) and the solve totals."""
+    prep, experiment, work = run.prep, run.experiment, run.work
+    choices = np.full((prep.log.n_rows, len(run.settings)), -1, dtype=np.int16)
+    totals = {"n_solves": 0, "solve_seconds": 0.0, "build_seconds": 0.0, "n_flagged": 0}
+    for b in range(len(run.blocks)):
+        with np.load(run.solve_dir / f"solve-{b:05d}.npz", allow_pickle=False) as z:
+            choices[z["rows"]] = z["choices"]
+            for key in totals:
+                totals[key] += z[key].item()
+    if (choices < 0).any():  # pragma: no cover - every row belongs to one block
+        raise SweepError("Some rows were not solved; remove the work folder and run again.")
+    missing = [p for p in run.points if not _usable_json(work / f"point-{p.point:05d}.json", run.say)]
+    if not missing:
+        return choices, totals
+    need_explore = any(p.exploration > 0 for p in missing)
+    ctx = EvalContext(
+        log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
+        pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=prep.truth_table,
+        estimator=run.estimator.name, estimator_options=run.estimator.options,
+        n_bootstrap=experiment.estimator.n_bootstrap,
+        level=experiment.estimator.level, seed=experiment.seed,
+        exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j)
+        if need_explore else None,
+    )
+    shared_ctx = ex.share(ctx)
+    tasks = [(p.point, (shared_ctx, p, choices[:, run.setting_of[p.solve_key]])) for p in missing]
+
+    def keep(key: int, value: dict[str, Any]) -> None:
+        _save_point_replicates(work / f"reps-{key:05d}.npy", value.pop("replicates"))
+        _write_json(work / f"point-{key:05d}.json", value)
+
+    _run_tasks(ex, evaluate_point, tasks, "evaluate", run.show, keep)
+    return choices, totals
+
+
+def _write_outputs(run: _Run, want_truth: bool, choices: NDArray[np.int16]) -> pa.Table:
+    """Stage 4: the table (with the paired columns), the replicates and the plot examples."""
+    experiment = run.experiment
+    logged_value, logged_reps = logging_replicates(run.prep.log, experiment.estimator.n_bootstrap, experiment.seed)
+    reps = _load_replicates(run.work, run.points, experiment.estimator.n_bootstrap)
+    table = _assemble(experiment, run.points, run.work, want_truth, run.manifest, run.truth_path,
+                      (logged_value, logged_reps, reps), estimator_name=run.estimator.name)
+    _write_table(run.out, table, run.manifest)
+    _atomic_write(run.out / "replicates.npz", lambda p: _save_replicates(p, reps, logged_reps))
+    examples = _examples(run.prep, run.points, run.settings, run.setting_of, choices)
+    np.savez(run.out / "examples.npz", **examples)
+    return table
+
+
+def _recommend_and_draw(results: SweepResults, rule: str, plots: bool) -> None:
+    """Stage 5: the recommendation and its paired facts into the summary, and the plots."""
+    summary = results.summary
     rec = results.recommendation(rule=rule)
     summary["recommended"] = None if rec.index is None else results.rows()[rec.index]
     summary["recommendation"] = rec.reason
@@ -841,11 +914,7 @@ def run_sweep(
     if plots:
         from slate.tune.plots import draw_all
 
-        summary["plots"] = [str(p.relative_to(out)) for p in draw_all(results)]
-    summary["timing"]["seconds_total"] = time.perf_counter() - t_start
-    _write_json(out / "summary.json", summary)
-    say(f"{len(points)} points, {ms:.2f} ms per page solve, results in {out}")
-    return results
+        summary["plots"] = [str(p.relative_to(results.path)) for p in draw_all(results)]
 
 
 def _paired_summary(results: SweepResults, rec: Recommendation) -> dict[str, Any]:
@@ -854,6 +923,10 @@ def _paired_summary(results: SweepResults, rec: Recommendation) -> dict[str, Any
         "rule": rec.rule, "n_tied_with_best": len(rec.tied),
         "tied_points": [int(results.column("point")[i]) for i in rec.tied],
         "prob_best": rec.prob_best, "selection_bias": rec.selection_bias,
+        "n_indistinguishable": len(rec.indistinguishable),
+        "indistinguishable_points": [int(results.column("point")[i]) for i in rec.indistinguishable],
+        "n_front_plain": int(results.column("pareto").sum()),
+        "n_front_paired": int(results.column("front_paired").sum()),
     }
     if rec.index is not None:
         value = float(results.column("take_fraction")[rec.index])
@@ -924,12 +997,12 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
     lo = np.asarray(cols["take_fraction_low"], dtype=np.float64)
     hi = np.asarray(cols["take_fraction_high"], dtype=np.float64)
     ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
-    front = np.zeros(len(rows), bool)
+    plain = np.zeros(len(rows), bool)
     near = np.zeros(len(rows), bool)
     if ok.any():
-        front[ok] = pareto_mask(take[ok], div[ok], churn[ok])
-        near[ok] = near_front_mask(take[ok], lo[ok], hi[ok], div[ok], churn[ok], front[ok])
-    cols["pareto"] = front.tolist()
+        plain[ok] = pareto_mask(take[ok], div[ok], churn[ok])
+        near[ok] = near_front_mask(take[ok], lo[ok], hi[ok], div[ok], churn[ok], plain[ok])
+    cols["pareto"] = plain.tolist()
     cols["near_front"] = near.tolist()
     n = len(rows)
     exploded = np.asarray(cols["weights_exploded"], dtype=bool)
@@ -941,14 +1014,11 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
                                level=experiment.estimator.level, eligible=eligible)
         for name in PAIRED_COLUMNS:
             cols[name] = pc.columns[name].tolist()
-        with_reps = np.isfinite(paired[2]).all(axis=1) & (paired[2].shape[1] >= 2)
-        clear = clear_front_mask(paired[2], div, churn, experiment.estimator.level, eligible=ok & with_reps)
-        # without replicates a point keeps its ordinary front mark
-        cols["front_paired"] = np.where(with_reps, clear, front).tolist()
+        cols["front_paired"] = _front_of(cols, paired[2], None, experiment.estimator.level).tolist()
     else:
         for name in PAIRED_COLUMNS:
             cols[name] = [False if name == "tied_best" else float("nan")] * n
-        cols["front_paired"] = front.tolist()
+        cols["front_paired"] = plain.tolist()
     cols["estimator"] = [estimator_name or experiment.estimator.name] * n
     cols["config_hash"] = [manifest["config_hash"]] * n
     cols["slate_version"] = [manifest["slate_version"]] * n
@@ -969,6 +1039,27 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         b"slate.experiment": json.dumps(manifest["experiment"], sort_keys=True).encode(),
     }
     return pa.table(arrays).replace_schema_metadata(meta)
+
+
+def _front_of(table: pa.Table | dict[str, Any], reps: NDArray[np.float64] | None,
+              constraints: Constraints | None, level: float) -> NDArray[np.bool_]:
+    """The front of a results table's points with an estimate and an interval (paired when
+    ``reps`` has at least 2 replicates; a point without replicates is compared on estimates)."""
+    def col(name: str) -> NDArray[np.float64]:
+        v = table.column(name).to_numpy(zero_copy_only=False) if isinstance(table, pa.Table) else table[name]
+        return np.asarray(v, dtype=np.float64)
+
+    take, lo, hi = col("take_fraction"), col("take_fraction_low"), col("take_fraction_high")
+    # diversity or churn is NaN for every point alike when the pages have no layout pairs or
+    # no member comes back; they then do not separate points
+    div, churn = np.nan_to_num(col("diversity"), nan=0.0), np.nan_to_num(col("churn"), nan=0.0)
+    ok = ~np.isnan(take) & ~np.isnan(lo) & ~np.isnan(hi)
+    mask = np.zeros(len(take), dtype=bool)
+    if ok.any():
+        use = reps[ok] if reps is not None and reps.shape[1] >= 2 else None
+        mask[ok] = front(take[ok], div[ok], churn[ok], replicates=use, paired=use is not None,
+                         constraints=constraints, level=level)
+    return mask
 
 
 def _write_table(out: Path, table: pa.Table, manifest: dict[str, Any]) -> None:

@@ -255,13 +255,14 @@ def test_plots_are_written_and_not_empty(sim_run):
 def test_report_is_self_contained(sim_run, tmp_path):
     md, page = write_report(load_results(sim_run.path), tmp_path / "report")
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 5  # with the paired-differences plot
+    assert html.count("data:image/png;base64,") == 6  # with the paired-differences and churn-band plots
     assert sim_run.experiment.config_hash() in html and "Recommended setting" in html
     text = md.read_text()
-    assert "## Pareto front" in text and "](plots/front.png)" in text
+    assert "## Front (" in text and "](plots/front.png)" in text and "](plots/front_by_churn.png)" in text
     assert (tmp_path / "report" / "plots" / "front.png").stat().st_size > 5000
-    n_front = int(sim_run.column("pareto").sum())
-    front_section = text.split("## Pareto front")[1].split("###")[0]
+    # the paired front of the points meeting the experiment's constraints
+    n_front = len(sim_run.front(sim_run.experiment.constraints))
+    front_section = text.split("## Front (")[1].split("###")[0]
     assert front_section.count("\n| ") == n_front + 2  # header, one line per front point, the logging policy
 
 
@@ -403,15 +404,65 @@ def test_paired_columns_use_the_same_replicates_as_the_estimates(sim_run):
 
 
 def test_paired_front_keeps_every_classic_front_point_and_the_report_says_so(sim_run, tmp_path):
-    from slate.tune import load_replicates
-    from slate.tune.paired import clear_front_mask
+    from slate.tune import Constraints, front, load_replicates
 
-    front = sim_run.column("pareto").astype(bool)
+    plain = sim_run.column("pareto").astype(bool)
     clear = sim_run.column("front_paired").astype(bool)
-    assert (clear | ~front).all()        # a front point is never clearly dominated
+    assert (clear | ~plain).all()        # a front point is never clearly dominated
     reps, _ = load_replicates(sim_run.path)
-    assert np.array_equal(clear, clear_front_mask(reps, sim_run.column("diversity"), sim_run.column("churn")))
-    md, _ = write_report(sim_run, tmp_path / "rep")
+    cols = [sim_run.column(k) for k in ("take_fraction", "diversity", "churn")]
+    assert np.array_equal(clear, front(*cols, replicates=reps))
+    assert np.array_equal(sim_run.front(), np.flatnonzero(clear))             # paired by default
+    assert np.array_equal(sim_run.front(paired=False), np.flatnonzero(plain))
+    cons = Constraints(max_churn=0.3)
+    assert np.array_equal(sim_run.front(cons), np.flatnonzero(front(*cols, replicates=reps, constraints=cons)))
+    assert (cols[2][sim_run.front(cons)] <= 0.3).all()
+    anyway = Constraints(max_churn=0.3, allow_unproven=True)
+    md, _ = write_report(sim_run, tmp_path / "rep", constraints=anyway)
     text = md.read_text()
     assert "not clearly dominated on paired differences" in text
     assert (tmp_path / "rep" / "plots" / "paired.png").stat().st_size > 1000
+    rec = sim_run.recommendation(anyway)
+    assert rec.index is not None
+    n_same = len(rec.indistinguishable)
+    assert f"{n_same} other points meeting the constraints are indistinguishable from the recommended one" in text
+    assert f"{n_same} other points meeting the constraints cannot be told apart" in (tmp_path / "rep" / "report.html").read_text()
+    assert " indistinguishable |" in text                  # a column of the tables
+    assert sim_run.summary["paired"]["n_indistinguishable"] == 0   # no recommendation by default
+    assert sim_run.summary["paired"]["n_front_paired"] == int(clear.sum())
+
+
+def test_front_by_churn_figure_shows_the_constraint_and_the_paired_front(sim_run):
+    from slate.tune import Constraints
+    from slate.tune.plots import churn_bands, front_by_churn_figure
+
+    cons = Constraints(max_churn=0.3, min_diversity=0.8)
+    fig = front_by_churn_figure(sim_run, cons)
+    churn = sim_run.column("churn")
+    edges = churn_bands(churn, 0.3)
+    assert 0.3 in edges.tolist()                          # no panel straddles the constraint
+    panels = [ax for ax in fig.axes if ax.get_gid() is None and ax.collections]
+    assert len(panels) == len(edges) - 1
+
+    def offsets(gid):
+        pts = [c.get_offsets() for ax in panels for c in ax.collections if c.get_gid() == gid]
+        return np.concatenate(pts) if pts else np.empty((0, 2))
+
+    take, div = sim_run.column("take_fraction"), sim_run.column("diversity")
+    xy = {(round(float(x), 9), round(float(y), 9)) for x, y in zip(div, take, strict=True)}
+
+    def rows(gid):
+        got = {(round(float(x), 9), round(float(y), 9)) for x, y in offsets(gid)}
+        assert got <= xy
+        return {i for i in range(len(take)) if (round(float(div[i]), 9), round(float(take[i]), 9)) in got}
+
+    breaks = {i for i in range(len(take)) if churn[i] > 0.3 or div[i] < 0.8}
+    assert rows("filtered") == breaks                      # greyed: exactly the points breaking them
+    assert rows("feasible") == set(range(len(take))) - breaks
+    assert rows("front_paired") == set(sim_run.front(cons).tolist())
+    assert rows("front_plain") == set(sim_run.front(cons, paired=False).tolist())
+    assert rows("front_plain") <= rows("front_paired") and not rows("front_paired") & breaks
+    lines = [ln for ax in panels for ln in ax.lines if ln.get_gid() == "min_diversity"]
+    assert lines and all(np.allclose(ln.get_xdata(), 0.8) for ln in lines)
+    shaded = [ax for ax in panels if "breaks churn <= 0.3" in ax.get_title()]
+    assert len(shaded) == int((edges[:-1] >= 0.3).sum())
