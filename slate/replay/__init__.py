@@ -35,6 +35,7 @@ from slate.replay.metrics import (
     image_coverage,
     layout_diversity,
 )
+from slate.replay.options import ReplayOptions
 from slate.replay.policy import (
     ActionDistribution,
     DecisionTable,
@@ -73,6 +74,7 @@ __all__ = [
     "PseudoInverse",
     "ReplayData",
     "ReplayMethod",
+    "ReplayOptions",
     "ReplayReport",
     "SelfNormalizedIPS",
     "SequentialReplayResult",

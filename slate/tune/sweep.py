@@ -300,7 +300,7 @@ def target_distribution(log: ImpressionLog, choice: NDArray[Any], eps: float, na
 def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) -> dict[str, Any]:
     """Replay estimate, diversity and churn of one point (and the logged-page truth on
     simulated data)."""
-    from slate.replay import evaluate, get_estimator
+    from slate.replay import ReplayOptions, evaluate, get_estimator
 
     log = ctx.log
     c = np.asarray(choice, dtype=np.int64)
@@ -310,8 +310,9 @@ def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) ->
     if hasattr(estimator, "estimate_with_replicates"):
         est, reps = _estimate_with_replicates(ctx, target, estimator)
     else:  # a user's estimator without replicates: no paired intervals for it
-        est = evaluate(log, target, estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed,
-                       level=ctx.level, metrics=False).estimate
+        est = evaluate(log, target, options=ReplayOptions(
+            estimator=estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed, level=ctx.level,
+            metrics=False)).estimate
         reps = np.full(ctx.n_bootstrap, np.nan)
     images = log.candidates[np.arange(log.n_rows), c].astype(np.int64)
     if eps > 0 and ctx.exploration is not None:
