@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slate.logs.log import ImpressionLog
-from slate.replay.estimators import poisson_binomial_at
 from slate.replay.policy import InvalidReplayInputError
+from slate.replay.stats import poisson_binomial_at
 from slate.serve.exploration import (
     exactly_explored_matrix,
     explore_probability,

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from slate.tune.sweep import SweepResults
+    from slate.tune.results import SweepResults
 
 __all__ = ["draw_all", "plot_front", "plot_page", "plot_paired", "plot_sessions", "plot_take_vs_weight"]
 
