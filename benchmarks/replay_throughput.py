@@ -209,14 +209,14 @@ def main() -> None:
               f"{time.perf_counter() - t0:.0f} s; v1 {size['v1']:.0f} MB, v2 {size['v2']:.0f} MB")
         policy = LinearPolicy(ids, weights)
         by_id = dict(zip(ids, weights, strict=True))
-        evaluate_stream(v2[0], policy, "snips")  # compile the kernels
-        evaluate_stream(v1[0], policy, "snips")
+        evaluate_stream(v2[0], policy, "snips", n_bootstrap=0)  # compile the kernels
+        evaluate_stream(v1[0], policy, "snips", n_bootstrap=0)
 
         # ---------------------------------------------------------------- A: the bar
         mem_rows = pq.ParquetFile(v2[0]).metadata.num_rows
         cases = [
-            ("slate stream, v2 (SNIPS)", n, lambda: evaluate_stream(root / "v2", policy, "snips").estimate.value),
-            ("slate stream, v1 (SNIPS)", n, lambda: evaluate_stream(root / "v1", policy, "snips").estimate.value),
+            ("slate stream, v2 (SNIPS)", n, lambda: evaluate_stream(root / "v2", policy, "snips", n_bootstrap=0).estimate.value),
+            ("slate stream, v1 (SNIPS)", n, lambda: evaluate_stream(root / "v1", policy, "snips", n_bootstrap=0).estimate.value),
             ("slate evaluate(), v2, 1 file", mem_rows,
              lambda: evaluate(read_impressions(v2[0], use_threads=False)[0], policy, "snips",
                               n_bootstrap=0, metrics=False).estimate.value),
@@ -239,7 +239,7 @@ def main() -> None:
             print("\nB. each estimator, slate stream on v2, one process (dm/dr: two passes)")
             print(f"{'estimator':<16}{'cpu s':>8}{'M rows/s/core':>15}  value ± se")
             for est in ("snips", "ips", "replay", "dm", "dr", "neighbourhood", "page", "pi"):
-                secs, rep = timed(lambda est=est: evaluate_stream(root / "v2", policy, est), 1,
+                secs, rep = timed(lambda est=est: evaluate_stream(root / "v2", policy, est, n_bootstrap=0), 1,
                                   time.process_time)
                 e = rep.estimate  # type: ignore[attr-defined]
                 print(f"{est:<16}{secs:>8.2f}{n / secs / 1e6:>15.2f}  {e.value:.4f} ± {e.se:.4f}")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from slate._internal.version import VERSION
 from slate.errors import InfeasibleProblemError, InvalidProblemError, SlateError, UnknownSolverError
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 _SUBPACKAGES = ("bandit", "logs", "page", "replay", "serve", "sim", "solvers", "stability", "train", "tune", "visual")
 

@@ -31,9 +31,6 @@ ALLOWLIST = {
     "slate/page/problem.py:PageProblem.from_padded",
     "slate/serve/composer.py:Composer._compose",
     "slate/stability/rules.py:plan_page",
-    "slate/replay/evaluate.py:evaluate",
-    "slate/replay/distributed.py:evaluate_dask",
-    "slate/replay/distributed.py:evaluate_stream",
     "slate/replay/partials.py:EstimatorSums.from_pages",
     "slate/replay/partials.py:TitleSums.from_rows",
     "slate/serve/decision_log.py:DecisionLogger.__init__",  # serve/ is being restructured in parallel

@@ -138,7 +138,7 @@ DECISION_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _DECISION_FIELD
 ``explore_cap``, ``explore_probability``, ``compose_config``, ``context`` (per page, repeated on
 its rows). Writers accept them in either version; readers skip them (neither read nor reported
 as ignored). With the eligible titles, the rate and the cap of a page, the joint probability
-of any set of its titles being explored is exact (:mod:`slate.serve.exploration`)."""
+of any set of its titles being explored is exact (:mod:`slate.bandit.exploration`)."""
 
 
 def decision_field(name: str) -> pa.Field:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,17 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
+from slate._internal.text import examples
 from slate.errors import InvalidEmbeddingsError
 from slate.page.problem import unit_vectors
 
 __all__ = ["ImageEmbeddings", "as_image_embeddings"]
 
 FloatArray = NDArray[np.float64]
-
-
-def _examples(ids: Iterable[Any], n: int = 5) -> str:
-    shown = [repr(str(x)) for x in list(ids)[:n]]
-    return ", ".join(shown)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,20 +86,20 @@ class ImageEmbeddings:
             dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' ({self.source}) must have one vector per image id; got "
-                f"{len(dup)} repeated ids, e.g. {_examples(dup)}."
+                f"{len(dup)} repeated ids, e.g. {examples(dup)}."
             )
         bad = ~np.isfinite(v).all(axis=1)
         if bad.any():
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' ({self.source}) must be finite; got NaN or infinite "
-                f"values for {int(bad.sum())} images, e.g. {_examples(np.asarray(ids)[bad])}."
+                f"values for {int(bad.sum())} images, e.g. {examples(np.asarray(ids)[bad])}."
             )
         zero = ~(np.abs(v) > 0).any(axis=1)
         if zero.any():
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' ({self.source}) must be non-zero vectors (cosine "
                 f"similarity is undefined otherwise); got zero vectors for {int(zero.sum())} "
-                f"images, e.g. {_examples(np.asarray(ids)[zero])}."
+                f"images, e.g. {examples(np.asarray(ids)[zero])}."
             )
         v = unit_vectors(v)  # scaled first: magnitudes near 1e155 do not overflow the norm
         v.flags.writeable = False
@@ -139,7 +135,7 @@ class ImageEmbeddings:
             odd = [i for i, r in zip(ids, rows, strict=True) if r.ndim != 1 or r.shape != rows[0].shape]
             raise InvalidEmbeddingsError(
                 f"The 'image_embeddings' ({source}) vectors must be 1-D and all of one length; got "
-                f"lengths {lengths} (-1: not 1-D), e.g. {_examples(odd)} differ from "
+                f"lengths {lengths} (-1: not 1-D), e.g. {examples(odd)} differ from "
                 f"{ids[0]!r} ({rows[0].shape})."
             )
         dim = rows[0].size if rows else 1
@@ -167,14 +163,14 @@ class ImageEmbeddings:
             nulls = np.asarray(column.is_null().to_numpy(zero_copy_only=False))
             raise InvalidEmbeddingsError(
                 f"The 'embedding' column of {source} has {column.null_count} nulls, e.g. for "
-                f"{_examples(np.asarray(ids, dtype=object)[nulls])}."
+                f"{examples(np.asarray(ids, dtype=object)[nulls])}."
             )
         lengths = np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False))
         if len(lengths) and (lengths != lengths[0]).any():
             odd = np.asarray(ids, dtype=object)[lengths != lengths[0]]
             raise InvalidEmbeddingsError(
                 f"The 'embedding' vectors of {source} must all have one length; got lengths "
-                f"{sorted(set(lengths.tolist()))[:5]}, e.g. {_examples(odd)} differ from "
+                f"{sorted(set(lengths.tolist()))[:5]}, e.g. {examples(odd)} differ from "
                 f"{str(ids[0])!r} ({int(lengths[0])})."
             )
         dim = int(lengths[0]) if len(lengths) else 1

@@ -20,79 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from slate.errors import InvalidProblemError, ResourceLimitError
-from slate.limits import check_limit, load_json_file
-from slate.page.layout import GridLayout
+from slate.limits import load_json_file
+from slate.page.format import FORMAT
 from slate.page.problem import PageProblem
 
 __all__ = ["FORMAT", "problem_from_dict", "problem_to_dict", "read_optimum", "read_problem", "write_problem"]
-
-FORMAT = "slate.page-problem/1"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Image(_Frozen):
-    id: str
-    score: float
-    embedding: list[float] | None = None
-    tags: list[str] = Field(default_factory=list)
-
-
-_MAX_POSITION = 2**31 - 1  # grid positions are stored as int32 in the logs
-
-
-class _Title(_Frozen):
-    id: str
-    row: int | None = Field(default=None, ge=0, le=_MAX_POSITION)
-    col: int | None = Field(default=None, ge=0, le=_MAX_POSITION)
-    previous: str | None = None
-    locked: bool = False
-    images: list[_Image]
-
-
-class _Pair(_Frozen):
-    a: str
-    b: str
-    weight: float = 1.0
-
-
-class _Weights(_Frozen):
-    diversity: float = 0.0
-    churn: float = 0.0
-
-
-class _Layout(_Frozen):
-    rows: int = Field(ge=1, le=_MAX_POSITION)
-    cols: int = Field(ge=1, le=_MAX_POSITION)
-
-
-class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    format: str
-    name: str = ""
-    layout: _Layout | None = None
-    weights: _Weights = _Weights()
-    max_changes: int | None = Field(default=None, ge=0, le=2**62)
-    titles: list[_Title]
-    pairs: list[_Pair] | None = None
-    quotas: dict[str, int] = Field(default_factory=dict)
-    optimum: dict[str, Any] | None = None
-
-
-def _validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-    got = first.get("input")
-    got_text = repr(got)
-    if len(got_text) > 60:
-        got_text = got_text[:57] + "..."
-    return f"The page-problem field '{where}' is invalid: {first['msg']}; got {got_text}."
 
 
 def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
@@ -103,154 +36,12 @@ def problem_from_dict(data: Mapping[str, Any]) -> PageProblem:
     InvalidProblemError
         Naming the field and the value that was received.
     """
-    if not isinstance(data, Mapping):
-        raise InvalidProblemError(f"A page problem must be a JSON object; got {type(data).__name__} instead.")
-    try:
-        doc = _File.model_validate(dict(data))
-    except ValidationError as err:
-        raise InvalidProblemError(_validation_message(err)) from None
-    if doc.format != FORMAT:
-        raise InvalidProblemError(
-            f"The page-problem field 'format' must be '{FORMAT}'; got '{doc.format}' instead."
-        )
-    if not doc.titles:
-        raise InvalidProblemError("The page-problem field 'titles' must list at least one title; got none.")
-
-    n_titles = len(doc.titles)
-    n_images = max(len(t.images) for t in doc.titles)
-    check_limit("max_titles", n_titles, "titles in one page problem")
-    check_limit("max_page_cells", n_titles * n_images, "title x image cells in one page problem")
-    dims = {len(i.embedding) for t in doc.titles for i in t.images if i.embedding is not None}
-    has_emb = [i.embedding is not None for t in doc.titles for i in t.images]
-    if any(has_emb) and not all(has_emb):
-        raise InvalidProblemError(
-            "The page-problem field 'embedding' must be given for every image or for none."
-        )
-    if len(dims) > 1:
-        raise InvalidProblemError(
-            f"The page-problem field 'embedding' must have one dimension for every image; got dimensions {sorted(dims)}."
-        )
-    dim = dims.pop() if dims else 0
-
-    scores = np.zeros((n_titles, n_images))
-    cand = np.zeros((n_titles, n_images), dtype=bool)
-    emb = np.zeros((n_titles, n_images, dim)) if dim else None
-    all_tags = sorted({g for t in doc.titles for i in t.images for g in i.tags} | set(doc.quotas))
-    tags = {g: np.zeros((n_titles, n_images), dtype=bool) for g in all_tags}
-    previous = np.full(n_titles, -1, dtype=np.int64)
-    rows = np.zeros(n_titles, dtype=np.int64)
-    cols = np.zeros(n_titles, dtype=np.int64)
-    have_pos = all(t.row is not None and t.col is not None for t in doc.titles)
-    for ti, title in enumerate(doc.titles):
-        if not title.images:
-            raise InvalidProblemError(
-                f"The page-problem field 'titles[{ti}].images' is empty for title '{title.id}'."
-            )
-        ids = [i.id for i in title.images]
-        for k, image in enumerate(title.images):
-            scores[ti, k] = image.score
-            cand[ti, k] = True
-            if emb is not None and image.embedding is not None:
-                emb[ti, k] = image.embedding
-            for g in image.tags:
-                tags[g][ti, k] = True
-        if title.previous is not None:
-            if title.previous not in ids:
-                raise InvalidProblemError(
-                    f"The page-problem field 'titles[{ti}].previous' must name one of the title's images; "
-                    f"got '{title.previous}' for title '{title.id}'."
-                )
-            previous[ti] = ids.index(title.previous)
-        if have_pos:
-            rows[ti], cols[ti] = int(title.row or 0), int(title.col or 0)
-    title_ids = [t.id for t in doc.titles]
-    index = {tid: i for i, tid in enumerate(title_ids)}
-    # no 'pairs' key: the pairs follow from the layout (GridLayout weights); a 'pairs' list
-    # (even an empty one) is the page's interaction graph as given
-    derive = doc.pairs is None and doc.layout is not None
-    given = doc.pairs or []
-    pairs = []
-    for pi, pair in enumerate(given):
-        for side in (pair.a, pair.b):
-            if side not in index:
-                raise InvalidProblemError(
-                    f"The page-problem field 'pairs[{pi}]' names an unknown title '{side}'."
-                )
-        pairs.append((index[pair.a], index[pair.b]))
-    if have_pos and doc.layout is not None:
-        outside = [t.id for t in doc.titles if (t.row or 0) >= doc.layout.rows or (t.col or 0) >= doc.layout.cols]
-        if outside:
-            raise InvalidProblemError(
-                f"The page-problem field 'titles' places title '{outside[0]}' outside the layout "
-                f"({doc.layout.rows} rows x {doc.layout.cols} cols)."
-            )
-    layout = GridLayout(rows=doc.layout.rows, cols=doc.layout.cols) if derive and doc.layout else None
-    return PageProblem.from_arrays(
-        scores,
-        emb,
-        layout=layout,
-        pairs=None if layout is not None else np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
-        pair_weights=None if layout is not None else np.asarray([p.weight for p in given], dtype=np.float64),
-        candidates=cand,
-        previous=previous,
-        locked=np.array([t.locked for t in doc.titles]),
-        max_changes=doc.max_changes,
-        diversity=doc.weights.diversity,
-        churn=doc.weights.churn,
-        title_ids=title_ids,
-        image_ids=[[i.id for i in t.images] for t in doc.titles],
-        image_tags={g: tags[g] for g in doc.quotas},
-        tag_quotas=doc.quotas,
-        rows=rows if have_pos else None,
-        cols=cols if have_pos else None,
-        name=doc.name,
-    )
+    return PageProblem.from_dict(data)
 
 
 def problem_to_dict(problem: PageProblem) -> dict[str, Any]:
     """The ``slate.page-problem/1`` mapping of a problem (round-trips through :func:`problem_from_dict`)."""
-    titles = []
-    for t, tid in enumerate(problem.title_ids):
-        images = []
-        for k in np.flatnonzero(problem.candidates[t]):
-            image: dict[str, Any] = {"id": problem.image_id(t, int(k)), "score": float(problem.scores[t, k])}
-            if problem.embeddings is not None:
-                image["embedding"] = problem.embeddings[t, k].tolist()
-            tag_list = [g for gi, g in enumerate(problem.tag_names) if problem.image_tags[gi, t, k]]
-            if tag_list:
-                image["tags"] = tag_list
-            images.append(image)
-        prev = int(problem.previous[t])
-        titles.append(
-            {
-                "id": tid,
-                "row": int(problem.rows[t]),
-                "col": int(problem.cols[t]),
-                "previous": problem.image_id(t, prev) if prev >= 0 else None,
-                "locked": bool(problem.locked[t]),
-                "images": images,
-            }
-        )
-    if problem.embeddings is None and problem.n_pairs and problem.similarity.any():
-        raise InvalidProblemError(
-            "A page problem built from a precomputed similarity cannot be written as slate.page-problem/1, "
-            "which stores embeddings."
-        )
-    out: dict[str, Any] = {
-        "format": FORMAT,
-        "name": problem.name,
-        "layout": {"rows": int(problem.rows.max()) + 1, "cols": int(problem.cols.max()) + 1},
-        "weights": {"diversity": problem.diversity, "churn": problem.churn},
-        "max_changes": problem.max_changes,
-        "titles": titles,
-        "pairs": [
-            {"a": problem.title_ids[a], "b": problem.title_ids[b], "weight": float(w)}
-            for (a, b), w in zip(problem.pairs.tolist(), problem.pair_weights.tolist(), strict=True)
-        ],
-    }
-    if problem.has_quotas:
-        out["quotas"] = {g: int(m) for g, m in zip(problem.tag_names, problem.tag_max.tolist(), strict=True)}
-    return out
+    return problem.to_dict()
 
 
 def _load_json(path: str | Path) -> Any:

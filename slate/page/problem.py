@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import InfeasibleProblemError, InvalidProblemError
 from slate.limits import check_limit
+from slate.page.format import FORMAT, problem_arguments
 from slate.page.layout import GridLayout, Layout, grid_positions
 
 __all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs", "unit_vectors"]
@@ -941,16 +942,53 @@ class PageProblem:
     # ------------------------------------------------------------------ interchange
     def to_dict(self) -> dict[str, Any]:
         """The ``slate.page-problem/1`` representation (see :mod:`slate.page.io`)."""
-        from slate.page.io import problem_to_dict
-
-        return problem_to_dict(self)
+        titles = []
+        for t, tid in enumerate(self.title_ids):
+            images = []
+            for k in np.flatnonzero(self.candidates[t]):
+                image: dict[str, Any] = {"id": self.image_id(t, int(k)), "score": float(self.scores[t, k])}
+                if self.embeddings is not None:
+                    image["embedding"] = self.embeddings[t, k].tolist()
+                tag_list = [g for gi, g in enumerate(self.tag_names) if self.image_tags[gi, t, k]]
+                if tag_list:
+                    image["tags"] = tag_list
+                images.append(image)
+            prev = int(self.previous[t])
+            titles.append(
+                {
+                    "id": tid,
+                    "row": int(self.rows[t]),
+                    "col": int(self.cols[t]),
+                    "previous": self.image_id(t, prev) if prev >= 0 else None,
+                    "locked": bool(self.locked[t]),
+                    "images": images,
+                }
+            )
+        if self.embeddings is None and self.n_pairs and self.similarity.any():
+            raise InvalidProblemError(
+                "A page problem built from a precomputed similarity cannot be written as slate.page-problem/1, "
+                "which stores embeddings."
+            )
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "name": self.name,
+            "layout": {"rows": int(self.rows.max()) + 1, "cols": int(self.cols.max()) + 1},
+            "weights": {"diversity": self.diversity, "churn": self.churn},
+            "max_changes": self.max_changes,
+            "titles": titles,
+            "pairs": [
+                {"a": self.title_ids[a], "b": self.title_ids[b], "weight": float(w)}
+                for (a, b), w in zip(self.pairs.tolist(), self.pair_weights.tolist(), strict=True)
+            ],
+        }
+        if self.has_quotas:
+            out["quotas"] = {g: int(m) for g, m in zip(self.tag_names, self.tag_max.tolist(), strict=True)}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PageProblem:
         """Build from a ``slate.page-problem/1`` mapping (see :mod:`slate.page.io`)."""
-        from slate.page.io import problem_from_dict
-
-        return problem_from_dict(data)
+        return cls.from_arrays(**problem_arguments(data))
 
 
 def _first_duplicate(items: Sequence[str]) -> str | None:

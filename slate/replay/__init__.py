@@ -36,6 +36,7 @@ from slate.replay.metrics import (
     image_coverage,
     layout_diversity,
 )
+from slate.replay.options import ReplayOptions
 from slate.replay.page_dr import PageAwareDoublyRobust
 from slate.replay.policy import (
     ActionDistribution,
@@ -77,6 +78,7 @@ __all__ = [
     "PseudoInverse",
     "ReplayData",
     "ReplayMethod",
+    "ReplayOptions",
     "ReplayReport",
     "SelfNormalizedIPS",
     "SequentialReplayResult",

@@ -16,6 +16,7 @@ which partition or chunk the page is in.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numba
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "poisson_bootstrap",
     "poisson_bootstrap_grouped",
     "ratios",
+    "seed_key",
     "to_int",
     "window_of",
     "window_to_ints",
@@ -451,3 +453,9 @@ def ratios(
 
 POISSON1_CDF: NDArray[np.float64] = _POISSON1_CDF
 """Cumulative Poisson(1) probabilities (the last set to 1)."""
+
+
+def seed_key(seed: int | None, stream: int) -> int:
+    """A 64-bit key for the counter-based draws of ``stream`` (None: fresh entropy)."""
+    entropy = int(cast(int, np.random.SeedSequence().entropy)) if seed is None else int(seed)
+    return int(np.random.SeedSequence([entropy, stream]).generate_state(1, np.uint64)[0])

@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from slate.errors import NoEstimateError
 from slate.limits import check_limit, check_nesting, read_text_file
+from slate.replay.options import ReplayOptions
 from slate.replay.policy import DecisionTable, InvalidReplayInputError, LinearPolicy, UniformPolicy
 
 __all__ = ["PolicyConfig", "add_replay_parser", "check_output_path", "cmd_replay", "load_policy_config"]
@@ -277,31 +279,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     log = Path(args.log)
     if not log.exists():
         raise InvalidReplayInputError(f"The log must be an existing Parquet file or folder; got '{log}'.")
-    diversity: dict[str, Any] = {}
+    options = ReplayOptions(estimator=estimators, n_bootstrap=args.bootstrap, seed=args.seed,
+                            level=args.level, per_title=args.per_title)
     if getattr(args, "embeddings", None):
         from slate.replay.metrics import ImageEmbeddings
 
         layout = getattr(args, "diversity_layout", "grid-weights")
-        diversity = {
-            "image_embeddings": ImageEmbeddings.load(args.embeddings),
-            "diversity_layout": None if layout == "grid-weights" else layout,
-            "missing_embeddings": getattr(args, "missing_embeddings", "raise"),
-        }
+        options = replace(options, image_embeddings=ImageEmbeddings.load(args.embeddings),
+                          diversity_layout=None if layout == "grid-weights" else layout,
+                          missing_embeddings=getattr(args, "missing_embeddings", "raise"))
     cluster = getattr(args, "cluster", "page")
-    clustering: dict[str, Any] = {}
     if cluster != "page":
-        clustering = {"cluster": cluster, "n_buckets": getattr(args, "buckets", 65536)}
+        options = replace(options, cluster=cluster, n_buckets=getattr(args, "buckets", 65536))
     if args.engine == "memory":
-        report = evaluate(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
-                          level=args.level, per_title=args.per_title, **diversity, **clustering)
+        report = evaluate(log, policy, options=options)
     elif args.engine == "stream":
-        report = evaluate_stream(log, policy, estimators, n_bootstrap=args.bootstrap,
-                                 seed=args.seed, level=args.level, per_title=args.per_title,
-                                 **diversity, **clustering)
+        report = evaluate_stream(log, policy, options=options)
     else:
-        report = evaluate_dask(log, policy, estimators, n_bootstrap=args.bootstrap, seed=args.seed,
-                               level=args.level, n_workers=args.workers, address=args.address,
-                               per_title=args.per_title, **diversity, **clustering)
+        report = evaluate_dask(log, policy, n_workers=args.workers, address=args.address,
+                               options=options)
     print(report)
     if report.rejections.n_rejected or report.rejections.damaged:
         print(report.rejections)

@@ -68,6 +68,7 @@ from slate.replay.metrics import (
     diversity_sums,
     logged_distribution,
 )
+from slate.replay.options import ReplayOptions, replay_options
 from slate.replay.partials import BucketSums, EstimatorSums, TitleSums, page_ids_of
 from slate.replay.policy import InvalidReplayInputError, as_action_distribution
 from slate.replay.reward_model import TakeRateCounts
@@ -354,13 +355,14 @@ def _min_propensity(files: Sequence[Path]) -> float:
 
 
 def _prepare(
-    source: PathLike | Iterable[PathLike], policy: Any, estimator: Any, n_bootstrap: int,
-    seed: int | None, level: float, reward_model: Any, known_images: Iterable[str] | None,
-    n_features: int | None, columns: Iterable[str] | None, chunk_rows: int,
-    image_embeddings: Any = None, diversity_layout: DiversityLayout = None,
-    missing_embeddings: MissingEmbeddings = "raise", per_title: bool = False,
-    cluster: str = "page", n_buckets: int = DEFAULT_N_BUCKETS, who: str = "evaluate_stream",
+    source: PathLike | Iterable[PathLike], policy: Any, o: ReplayOptions, who: str,
 ) -> tuple[list[Path], ReplaySpec]:
+    estimator, n_bootstrap, seed, level, reward_model = (
+        o.estimator, o.n_bootstrap, o.seed, o.level, o.reward_model)
+    known_images, n_features, columns, chunk_rows = o.known_images, o.n_features, o.columns, o.chunk_rows
+    image_embeddings, diversity_layout, missing_embeddings = (
+        o.image_embeddings, o.diversity_layout, o.missing_embeddings)
+    per_title, cluster, n_buckets = o.per_title, o.cluster, o.n_buckets
     _check_options(n_bootstrap, level)
     cluster = check_cluster(cluster, who)
     n_buckets = check_n_buckets(n_buckets, who)
@@ -463,22 +465,10 @@ def _report(
 def evaluate_stream(
     source: PathLike | Iterable[PathLike],
     policy: Any,
-    estimator: str | Estimator | Sequence[str | Estimator] = "snips",
+    estimator: str | Estimator | Sequence[str | Estimator] | None = None,
     *,
-    n_bootstrap: int = 0,
-    seed: int | None = 0,
-    level: float = 0.95,
-    reward_model: Any = "take_rate",
-    known_images: Iterable[str] | None = None,
-    n_features: int | None = None,
-    columns: Iterable[str] | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    image_embeddings: Any = None,
-    diversity_layout: DiversityLayout = None,
-    missing_embeddings: MissingEmbeddings = "raise",
-    per_title: bool = False,
-    cluster: str = "page",
-    n_buckets: int = DEFAULT_N_BUCKETS,
+    options: ReplayOptions | None = None,
+    **overrides: Any,
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log in this process, one chunk of pages at a time.
 
@@ -490,9 +480,12 @@ def evaluate_stream(
     ----------
     source : path, folder or iterable of paths
         ``slate.impressions`` Parquet files (a page never split across files).
-    policy, estimator, seed, level
+    policy, estimator, options, **overrides
+        As for :func:`slate.replay.evaluate` (:class:`~slate.replay.ReplayOptions`; its
+        ``refit_reward_model``, ``metrics`` and ``extra_metrics`` are not used here). Of them:
+    seed, level
         As for :func:`slate.replay.evaluate`.
-    n_bootstrap : int, default 0
+    n_bootstrap : int, default 1000
         Poisson bootstrap replicates; 0 for a normal interval.
     reward_model : "take_rate", callable or None, default "take_rate"
         For ``dm``/``dr`` (a second pass over the log counts the take rates).
@@ -538,10 +531,8 @@ def evaluate_stream(
     >>> by_member.estimate.value, by_member.options["cluster"]
     (0.5, 'member')
     """
-    files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
-                           known_images, n_features, columns, chunk_rows, image_embeddings,
-                           diversity_layout, missing_embeddings, per_title, cluster, n_buckets,
-                           "evaluate_stream")
+    o = replay_options(options, estimator, overrides, "evaluate_stream")
+    files, spec = _prepare(source, policy, o, "evaluate_stream")
     if _needs_take_rate(spec):
         counts = None
         for i, f in enumerate(files):
@@ -552,32 +543,20 @@ def evaluate_stream(
     total = Partials(_empty_sums(spec))
     for i, f in enumerate(files):
         total = total.merge(file_partials(i, f, spec))
-    return _report(total, files, spec, float(level), str(source) if isinstance(
+    return _report(total, files, spec, float(o.level), str(source) if isinstance(
         source, (str, os.PathLike)) else "<files>")
 
 
 def evaluate_dask(
     source: PathLike | Iterable[PathLike],
     policy: Any,
-    estimator: str | Estimator | Sequence[str | Estimator] = "snips",
+    estimator: str | Estimator | Sequence[str | Estimator] | None = None,
     *,
     client: Any = None,
     address: str | None = None,
     n_workers: int = 2,
-    n_bootstrap: int = 0,
-    seed: int | None = 0,
-    level: float = 0.95,
-    reward_model: Any = "take_rate",
-    known_images: Iterable[str] | None = None,
-    n_features: int | None = None,
-    columns: Iterable[str] | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    image_embeddings: Any = None,
-    diversity_layout: DiversityLayout = None,
-    missing_embeddings: MissingEmbeddings = "raise",
-    per_title: bool = False,
-    cluster: str = "page",
-    n_buckets: int = DEFAULT_N_BUCKETS,
+    options: ReplayOptions | None = None,
+    **overrides: Any,
 ) -> ReplayReport:
     """Evaluate ``policy`` on a Parquet log with dask: one task per file, partial sums merged.
 
@@ -591,17 +570,15 @@ def evaluate_dask(
         Else start a :class:`distributed.LocalCluster` of this many single-threaded worker
         processes (with dask's worker profiler off: it costs 20-25% on this workload), and
         close it afterwards.
-    other parameters
+    source, policy, estimator, options, **overrides
         As for :func:`evaluate_stream`, whose estimates this returns bit for bit.
 
     Returns
     -------
     ReplayReport
     """
-    files, spec = _prepare(source, policy, estimator, n_bootstrap, seed, level, reward_model,
-                           known_images, n_features, columns, chunk_rows, image_embeddings,
-                           diversity_layout, missing_embeddings, per_title, cluster, n_buckets,
-                           "evaluate_dask")
+    o = replay_options(options, estimator, overrides, "evaluate_dask")
+    files, spec = _prepare(source, policy, o, "evaluate_dask")
     import dask
     from distributed import Client, LocalCluster
 
@@ -640,5 +617,5 @@ def evaluate_dask(
             own_client.close()
         if own_cluster is not None:
             own_cluster.close()
-    return _report(total, files, spec, float(level), str(source) if isinstance(
+    return _report(total, files, spec, float(o.level), str(source) if isinstance(
         source, (str, os.PathLike)) else "<files>")

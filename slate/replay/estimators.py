@@ -45,6 +45,7 @@ from slate.errors import UnknownEstimatorError
 from slate.limits import check_limit
 from slate.logs.log import ImpressionLog
 from slate.registry import Registry
+from slate.replay._exact import seed_key
 from slate.replay.clusters import DEFAULT_N_BUCKETS, check_cluster, check_n_buckets, page_buckets
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 from slate.replay.reward_model import TakeRateFit
@@ -52,6 +53,7 @@ from slate.replay.stats import (
     _BOOTSTRAP_CELLS,
     bootstrap_ratio,
     interval_from,
+    poisson_binomial_at,
     ratio_se,
     weight_diagnostics,
 )
@@ -854,12 +856,6 @@ def bootstrap_seed(seed: int | None) -> int | None:
     return None if seed is None else int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
 
 
-def seed_key(seed: int | None, stream: int) -> int:
-    """A 64-bit key for the counter-based draws of ``stream`` (None: fresh entropy)."""
-    entropy = int(cast(int, np.random.SeedSequence().entropy)) if seed is None else int(seed)
-    return int(np.random.SeedSequence([entropy, stream]).generate_state(1, np.uint64)[0])
-
-
 def row_uniforms(log: ImpressionLog, seed: int | None, stream: int) -> NDArray[np.float64]:
     """One uniform number per row, a hash of ``(seed, stream, page id, row, col)``: the same
     for a row whatever chunk or partition of the log it is read in."""
@@ -1107,27 +1103,6 @@ class LayoutNeighbourhood(BaseEstimator):
     def __repr__(self) -> str:
         return (f"LayoutNeighbourhood(neighbours={self.neighbours!r}, "
                 f"self_normalized={self.self_normalized}, baseline={self.baseline})")
-
-
-def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Probability that the sum of independent Bernoulli(``p[i, m]``) over ``m`` equals ``s[i]``,
-    per row (a dynamic programme over the columns, vectorised over rows).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> poisson_binomial_at(np.array([[0.5, 0.5], [0.2, 0.0]]), np.array([1, 0])).tolist()
-    [0.5, 0.8]
-    """
-    n, M = p.shape
-    pmf = np.zeros((n, M + 1))
-    pmf[:, 0] = 1.0
-    for m in range(M):
-        pm = p[:, m:m + 1]
-        shifted = np.zeros_like(pmf)
-        shifted[:, 1:] = pmf[:, :-1]
-        pmf = pmf * (1.0 - pm) + shifted * pm
-    return pmf[np.arange(n), s]
 
 
 def image_groups(log: ImpressionLog, groups: ArrayLike | Mapping[str, int]) -> NDArray[np.int64]:

@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from slate.logs.log import ImpressionLog, RejectionReport
 from slate.logs.parquet import read_impressions
-from slate.replay.clusters import DEFAULT_N_BUCKETS
 from slate.replay.estimators import (
     Estimate,
     Estimator,
@@ -24,7 +23,6 @@ from slate.replay.estimators import (
 from slate.replay.metrics import (
     DiversityLayout,
     DiversitySums,
-    MetricFunction,
     MissingEmbeddings,
     as_image_embeddings,
     churn_rate,
@@ -34,6 +32,7 @@ from slate.replay.metrics import (
     image_coverage,
     logged_distribution,
 )
+from slate.replay.options import ReplayOptions, replay_options
 from slate.replay.policy import (
     ActionDistribution,
     InvalidReplayInputError,
@@ -225,22 +224,10 @@ def _diversity_metrics(
 def evaluate(
     log: ImpressionLog | pa.Table | str | os.PathLike[str],
     policy: Any,
-    estimator: str | Estimator | Sequence[str | Estimator] = "snips",
+    estimator: str | Estimator | Sequence[str | Estimator] | None = None,
     *,
-    n_bootstrap: int = 1000,
-    seed: int | None = 0,
-    level: float = 0.95,
-    reward_model: Any = "take_rate",
-    refit_reward_model: bool = True,
-    cluster: str = "page",
-    n_buckets: int = DEFAULT_N_BUCKETS,
-    per_title: bool = False,
-    metrics: bool = True,
-    extra_metrics: Mapping[str, MetricFunction] | None = None,
-    known_images: Iterable[str] | None = None,
-    image_embeddings: Any = None,
-    diversity_layout: DiversityLayout = None,
-    missing_embeddings: MissingEmbeddings = "raise",
+    options: ReplayOptions | None = None,
+    **overrides: Any,
 ) -> ReplayReport:
     """Estimate what ``policy`` would have achieved on the logged pages.
 
@@ -252,8 +239,14 @@ def evaluate(
         The target: an :class:`~slate.replay.ActionDistribution`, a :class:`TargetPolicy`
         (e.g. :class:`~slate.replay.LinearPolicy`, :class:`~slate.replay.DecisionTable`), a path
         to a decision table, or ``{"probs": (n, k_max)}`` / ``{"choice": (n,)}``.
-    estimator : str, Estimator or sequence of them, default "snips"
-        See :func:`~slate.replay.available_estimators`.
+    estimator : str, Estimator or sequence of them, optional
+        Replaces ``options.estimator`` (default "snips"); see
+        :func:`~slate.replay.available_estimators`.
+    options : ReplayOptions, optional
+        Every other option (:class:`~slate.replay.ReplayOptions`, defaults below).
+    **overrides
+        Fields of :class:`~slate.replay.ReplayOptions`, replacing those of ``options``; an
+        unknown one raises :class:`~slate.errors.UnknownOptionError`. They are:
     n_bootstrap : int, default 1000
         Bootstrap replicates (pages resampled); 0 for a normal interval.
     seed : int, optional
@@ -309,19 +302,43 @@ def evaluate(
     >>> round(report.estimate.value, 3), report.estimate.n_matched
     (0.5, 4)
     """
-    the_log = _as_log(log, known_images)
+    o = replay_options(options, estimator, overrides, "evaluate")
+    the_log = _as_log(log, o.known_images)
     empty = nothing_left(the_log.rejections)
     if empty is not None:
         raise empty
     target = as_action_distribution(policy, the_log)
-    names = [estimator] if isinstance(estimator, (str, Estimator)) else list(estimator)
+    names = o.estimator_list()
     if not names:
         raise InvalidReplayInputError("The 'estimator' parameter must name at least one estimator.")
     estimators = [get_estimator(e) for e in names]
     need_q = any(getattr(e, "needs_reward_model", False) for e in estimators)
-    q = (fit_reward_model(reward_model, the_log, seed, refit=refit_reward_model)
+    q = (fit_reward_model(o.reward_model, the_log, o.seed, refit=o.refit_reward_model)
          if need_q else None)
-    data = ReplayData.build(the_log, target, q, cluster=cluster, n_buckets=n_buckets)
+    data = ReplayData.build(the_log, target, q, cluster=o.cluster, n_buckets=o.n_buckets)
+    estimates, titles = _estimates(data, estimators, o)
+    values = _metrics(data, o)
+    return ReplayReport(
+        estimates=estimates,
+        per_title=titles,
+        metrics=values,
+        policy=target.name,
+        n_rows=data.n_rows,
+        n_pages=data.log.n_pages,
+        n_undecided=the_log.n_rows - data.n_rows,
+        rejections=the_log.rejections,
+        options={"n_bootstrap": o.n_bootstrap, "seed": o.seed, "level": o.level,
+                 **({"refit_reward_model": bool(o.refit_reward_model)} if need_q else {}),
+                 **({"cluster": "member", "n_buckets": data.n_buckets,
+                     "n_clusters": int(data.page_cluster.max()) + 1}
+                    if data.page_cluster is not None else {})},
+    )
+
+
+def _estimates(
+    data: ReplayData, estimators: list[Estimator], o: ReplayOptions
+) -> tuple[dict[str, Estimate], dict[str, PerTitleEstimates]]:
+    n_bootstrap, seed, level, per_title = o.n_bootstrap, o.seed, o.level, o.per_title
     estimates: dict[str, Estimate] = {}
     titles: dict[str, PerTitleEstimates] = {}
     for est in estimators:
@@ -333,6 +350,12 @@ def evaluate(
             pt = est.per_title(data, seed=seed, level=level)
             if pt is not None:
                 titles[key] = pt
+    return estimates, titles
+
+
+def _metrics(data: ReplayData, o: ReplayOptions) -> dict[str, float]:
+    metrics, image_embeddings, extra_metrics = o.metrics, o.image_embeddings, o.extra_metrics
+    diversity_layout, missing_embeddings = o.diversity_layout, o.missing_embeddings
     values: dict[str, float] = {}
     if metrics:
         logged = logged_distribution(data.log)
@@ -347,18 +370,4 @@ def evaluate(
                                          diversity_layout, missing_embeddings))
     for name, fn in (extra_metrics or {}).items():
         values[name] = float(fn(data.log, data.target))
-    return ReplayReport(
-        estimates=estimates,
-        per_title=titles,
-        metrics=values,
-        policy=target.name,
-        n_rows=data.n_rows,
-        n_pages=data.log.n_pages,
-        n_undecided=the_log.n_rows - data.n_rows,
-        rejections=the_log.rejections,
-        options={"n_bootstrap": n_bootstrap, "seed": seed, "level": level,
-                 **({"refit_reward_model": bool(refit_reward_model)} if need_q else {}),
-                 **({"cluster": "member", "n_buckets": data.n_buckets,
-                     "n_clusters": int(data.page_cluster.max()) + 1}
-                    if data.page_cluster is not None else {})},
-    )
+    return values

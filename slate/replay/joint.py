@@ -7,7 +7,7 @@ cap 1). A decision log (:class:`slate.serve.DecisionLogger`) records, per title,
 the page's draw (``explore_eligible``) or shows a held draw (``explore_held``), and per page the
 coin probability (``explore_rate``) and the cap of the draw (``explore_cap``).
 :class:`ExplorationColumns` reads them; :func:`set_propensity` turns them into the exact joint
-propensity of a set of rows of one page (:func:`slate.serve.exploration.joint_choice_probabilities`),
+propensity of a set of rows of one page (:func:`slate.bandit.exploration.joint_choice_probabilities`),
 which :class:`~slate.replay.estimators.LayoutNeighbourhood` uses in place of the product.
 
 Titles outside the draw (locked, single image, or holding an earlier draw) enter the joint
@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from slate.logs.log import ImpressionLog
-from slate.replay.estimators import poisson_binomial_at
-from slate.replay.policy import InvalidReplayInputError
-from slate.serve.exploration import (
+from slate.bandit.exploration import (
     exactly_explored_matrix,
     explore_probability,
     joint_choice_probabilities,
 )
+from slate.logs.log import ImpressionLog
+from slate.replay.policy import InvalidReplayInputError
+from slate.replay.stats import poisson_binomial_at
 
 __all__ = ["ExplorationColumns", "group_count_propensity", "set_propensity"]
 
@@ -162,7 +162,7 @@ def group_count_propensity(
     exploration (the page-aware estimator's denominator).
 
     By the symmetry of the draw, which members of the set ``{i} + neighbours`` were explored
-    depends only on how many (:func:`~slate.serve.exploration.exactly_explored_matrix`); the
+    depends only on how many (:func:`~slate.bandit.exploration.exactly_explored_matrix`); the
     sum runs over the subsets ``E`` of the set's titles in the draw. Given ``E``, an explored
     title shows each candidate with probability ``1 / A`` and the others the optimiser's choice
     (the mode of the logged distribution), independently; titles outside the draw enter through

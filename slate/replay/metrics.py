@@ -29,9 +29,11 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from slate._internal.similarity import PAIR_CHUNK, diversity_from_pairs
+from slate._internal.text import examples
 from slate.errors import InvalidEmbeddingsError
 from slate.logs.log import ImpressionLog
-from slate.page.embeddings import ImageEmbeddings, _examples, as_image_embeddings
+from slate.page.embeddings import ImageEmbeddings, as_image_embeddings
 from slate.page.layout import GridLayout
 from slate.replay import _exact
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
@@ -203,7 +205,7 @@ def image_coverage(
 
 
 # ====================================================================== page diversity
-_CHUNK = 200_000
+_CHUNK = PAIR_CHUNK
 """Pairs per chunk of the deterministic similarity (arrays of ``_CHUNK x dim``)."""
 _CHUNK_ELEMENTS = 2_000_000
 """Elements per chunk of the stochastic expectation (``pairs x k x (k + 2 dim)``)."""
@@ -228,17 +230,6 @@ def pair_similarity(
         hi = lo + _CHUNK
         out[lo:hi] = np.einsum("pd,pd->p", vectors[images_i[lo:hi]], vectors[images_j[lo:hi]])
     return np.maximum(out, 0.0)
-
-
-def _diversity_from_pairs(sim: FloatArray, w: FloatArray, page: IntArray, n_pages: int) -> float:
-    if len(sim) == 0:
-        return float("nan")
-    num = np.bincount(page, w * sim, minlength=n_pages)
-    den = np.bincount(page, w, minlength=n_pages)
-    has = den > 0
-    if not has.any():
-        return float("nan")
-    return float(1.0 - np.mean(num[has] / den[has]))
 
 
 def page_diversity(
@@ -273,7 +264,7 @@ def page_diversity(
     0.5
     """
     sim = pair_similarity(images[pair_i], images[pair_j], vectors)
-    return _diversity_from_pairs(sim, pair_w, pair_page, n_pages)
+    return diversity_from_pairs(sim, pair_w, pair_page, n_pages)
 
 
 # ---------------------------------------------------------------------- embeddings
@@ -425,7 +416,7 @@ def _missing_error(ids: Iterable[str], embeddings: ImageEmbeddings) -> InvalidEm
     ids = sorted(ids)
     return InvalidEmbeddingsError(
         f"The 'image_embeddings' ({embeddings.source}) have no vector for {len(ids)} images the "
-        f"page diversity needs, e.g. {_examples(ids, 10)}; add them, or pass "
+        f"page diversity needs, e.g. {examples(ids, 10)}; add them, or pass "
         f"missing_embeddings='skip' to leave their pairs out (counted in the report)."
     )
 

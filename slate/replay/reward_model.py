@@ -402,8 +402,7 @@ class TakeRateCounts:
         """Fold of each row: a hash of ``(seed, page id)`` modulo ``n_folds``."""
         if n_folds == 1:
             return np.zeros(log.n_rows, np.int64)
-        from slate.replay._exact import counter_uniform
-        from slate.replay.estimators import seed_key
+        from slate.replay._exact import counter_uniform, seed_key
 
         u = counter_uniform(np.uint64(seed_key(0 if seed is None else seed, 3)), log.page_id,
                             np.zeros(log.n_rows, np.int64))

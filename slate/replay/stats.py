@@ -22,6 +22,7 @@ __all__ = [
     "TOP_SHARE",
     "WeightDiagnostics",
     "bootstrap_ratio",
+    "poisson_binomial_at",
     "ratio_se",
     "top_sum",
     "weight_diagnostics",
@@ -176,3 +177,24 @@ def weight_diagnostics(w: NDArray[np.float64] | None, n_rows: int) -> WeightDiag
     # NaN, which compare False above: such weights have exploded by definition
     exploded = exploded or not (np.isfinite(a).all() and np.isfinite(ess) and np.isfinite(share))
     return WeightDiagnostics(ess, float(a.max()), share, bool(exploded))
+
+
+def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Probability that the sum of independent Bernoulli(``p[i, m]``) over ``m`` equals ``s[i]``,
+    per row (a dynamic programme over the columns, vectorised over rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> poisson_binomial_at(np.array([[0.5, 0.5], [0.2, 0.0]]), np.array([1, 0])).tolist()
+    [0.5, 0.8]
+    """
+    n, M = p.shape
+    pmf = np.zeros((n, M + 1))
+    pmf[:, 0] = 1.0
+    for m in range(M):
+        pm = p[:, m:m + 1]
+        shifted = np.zeros_like(pmf)
+        shifted[:, 1:] = pmf[:, :-1]
+        pmf = pmf * (1.0 - pm) + shifted * pm
+    return pmf[np.arange(n), s]

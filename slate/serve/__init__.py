@@ -5,16 +5,16 @@
 StickyPeriod(sessions=None, days=3.0)
 """
 
-from slate.serve.composer import Composer, DecisionSink, PageScorer, PolicyScorer, compose
-from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
-from slate.serve.decision_log import DecisionLogger, decisions_table
-from slate.serve.exploration import (
+from slate.bandit.exploration import (
     Exploration,
     ExplorationDraw,
     NoExploration,
     StickyEpsilon,
     explore_probability,
 )
+from slate.serve.composer import Composer, DecisionSink, PageScorer, PolicyScorer, compose
+from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
+from slate.serve.decision_log import DecisionLogger, decisions_table
 from slate.serve.request import (
     ComposeConfig,
     ExplorationConfig,

@@ -52,13 +52,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from slate.bandit.exploration import Exploration, NoExploration
 from slate.errors import ResourceLimitError, ScorerOutputError, StoreReplacedError, StoreTimeoutError
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
 from slate.policy import as_scorer
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
-from slate.serve.exploration import Exploration, NoExploration
 from slate.serve.request import (
     ComposeConfig,
     ImageCatalog,

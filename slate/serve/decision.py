@@ -133,7 +133,7 @@ class PageDecision:
     exploration : ExplorationParams or None
         The page's exploration parameters (rate, cap, probability; None: no exploration).
         With ``explore_eligible`` and ``explore_held`` they give the joint probability of any
-        set of titles' choices exactly (see :mod:`slate.serve.exploration`).
+        set of titles' choices exactly (see :mod:`slate.bandit.exploration`).
     config_json : str
         The :class:`~slate.serve.ComposeConfig` the page was composed with, as JSON.
     context_json : str

@@ -55,10 +55,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from slate._internal.threads import lower_thread_priority
 from slate.errors import InvalidProblemError
 from slate.serve import _logfiles
 from slate.serve.decision import PageDecision
-from slate.stability.store import _lower_thread_priority
 
 __all__ = ["DecisionLogger", "decisions_table"]
 
@@ -493,7 +493,7 @@ class DecisionLogger:
 
     def _run_writer(self) -> None:
         if self.background:
-            _lower_thread_priority()
+            lower_thread_priority()
         while True:
             with self._lock:
                 while not self._queue and not self._stop:

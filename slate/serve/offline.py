@@ -123,14 +123,14 @@ class ComposePolicy:
         title_ids, image_ids = log.title_ids, log.image_ids
         for a, b in itertools.pairwise(cuts.tolist()):
             rows = by_page[a:b]
-            request = _request(log, rows, title_ids, image_ids, locked, context)
+            request = logged_request(log, rows, title_ids, image_ids, locked, context)
             decision = composer.compose(request)
             for j, (r, shown) in enumerate(zip(rows.tolist(), decision.image_ids, strict=True)):
                 choice[r] = request["titles"][j]["image_ids"].index(shown)
         return ActionDistribution.deterministic(choice, log.shown, log.k_max, name=self.name)
 
 
-def _request(
+def logged_request(
     log: ImpressionLog,
     rows: NDArray[np.int64],
     title_ids: tuple[str, ...],

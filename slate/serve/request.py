@@ -211,7 +211,7 @@ class ExplorationConfig(BaseModel):
 
     def make(self) -> Any:
         """The :class:`slate.serve.StickyEpsilon` these parameters describe."""
-        from slate.serve.exploration import StickyEpsilon
+        from slate.bandit.exploration import StickyEpsilon
 
         return StickyEpsilon(**self.model_dump())
 

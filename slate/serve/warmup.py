@@ -13,13 +13,25 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from slate.serve.composer import Composer
     from slate.serve.request import PageRequest
 
 __all__ = ["warm_up"]
+
+
+class _Composer(Protocol):
+    """What :func:`warm_up` uses of a :class:`~slate.serve.Composer` (this module sits below
+    ``slate.serve.composer``, whose ``Composer.warm_up`` calls it)."""
+
+    policy: Any
+    exploration: Any
+    config: Any
+    catalog: Any
+    store: Any
+
+    def compose(self, request: Any) -> Any: ...
 
 
 def _synthetic(n_titles: int, n_images: int, session: int) -> dict[str, Any]:
@@ -36,7 +48,7 @@ def _synthetic(n_titles: int, n_images: int, session: int) -> dict[str, Any]:
 
 
 def warm_up(
-    composer: Composer,
+    composer: _Composer,
     requests: Iterable[PageRequest | Mapping[str, Any]] | None = None,
     *,
     pages: int = 50,
@@ -70,14 +82,13 @@ def warm_up(
     >>> composer.warm_up(pages=3, freeze_gc=False) >= 0, composer.stats_.pages
     (True, 0)
     """
-    from slate.serve.composer import Composer
-
     started = time.perf_counter()
     if composer.config.solver == "fast":
         from slate.solvers.fast import warm_up as warm_kernels
 
         warm_kernels()
-    shadow = Composer(
+    make: Any = type(composer)
+    shadow = make(  # a stateless twin: no store, so nothing saved or logged
         composer.policy, None, composer.exploration, config=composer.config, catalog=composer.catalog
     )
     todo = requests if requests is not None else (_synthetic(40, 10, s) for s in range(pages))

@@ -30,13 +30,13 @@ import math
 import os
 import random
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from slate._internal.threads import lower_thread_priority
 from slate.errors import (
     InvalidProblemError,
     StoreError,
@@ -57,21 +57,6 @@ __all__ = [
     "make_store",
     "register_store",
 ]
-
-
-def _lower_thread_priority(increment: int = 10) -> None:
-    """Lower the calling thread's CPU priority (Linux: per-thread nice), best effort.
-
-    Background workers (this store's checkpointer, :class:`slate.serve.DecisionLogger`'s writer)
-    call it on themselves so that, on a busy core, the scheduler runs request threads first.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
-    except (AttributeError, OSError):  # pragma: no cover - not permitted or not supported
-        pass
 
 
 @runtime_checkable
@@ -680,7 +665,7 @@ class SQLiteStore:
             self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        _lower_thread_priority()
+        lower_thread_priority()
         while True:
             self._wake.wait()
             self._wake.clear()

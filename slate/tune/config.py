@@ -43,7 +43,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePath, PureWindowsPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -59,6 +59,9 @@ from pydantic import (
 
 from slate.errors import InputFileError, InvalidExperimentError, ResourceLimitError
 from slate.limits import check_limit, check_nesting, read_text_file
+
+if TYPE_CHECKING:
+    from slate.replay.options import ReplayOptions
 
 __all__ = [
     "Axis",
@@ -438,6 +441,15 @@ class EstimatorSpec(_Frozen):
         except (TypeError, ValueError) as err:
             raise ValueError(f"invalid options {dict(self.options)} for estimator {self.name!r}: {err}") from None
         return self
+
+    def replay_options(self, seed: int | None = 0, **overrides: Any) -> ReplayOptions:
+        """These settings as the :class:`~slate.replay.ReplayOptions` a sweep replays with
+        (the estimator built with its options; ``overrides`` are further fields)."""
+        from slate.replay import ReplayOptions, get_estimator
+
+        return ReplayOptions(estimator=get_estimator(self.name, **self.options),
+                             n_bootstrap=self.n_bootstrap, seed=seed,
+                             level=self.level).with_overrides("EstimatorSpec", **overrides)
 
 
 class Constraints(_Frozen):

@@ -382,7 +382,7 @@ def scorer_rows(spec: str, log: ImpressionLog, base: Path) -> FloatArray:
     """Scores ``(n, k_max)`` of every candidate of every row from the team's scorer
     (``"module:function"`` or a score table), each page rebuilt as a compose request."""
     from slate.serve import parse_request
-    from slate.serve.offline import ComposePolicy, _request
+    from slate.serve.offline import ComposePolicy, logged_request
     from slate.serve.scorer import load_scorer
 
     scorer = load_scorer(spec, base)
@@ -393,7 +393,7 @@ def scorer_rows(spec: str, log: ImpressionLog, base: Path) -> FloatArray:
     cuts = np.flatnonzero(np.r_[True, page_of[1:] != page_of[:-1], True])
     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
         rows = order[a:b]
-        request = parse_request(_request(log, rows, log.title_ids, log.image_ids, locked, context))
+        request = parse_request(logged_request(log, rows, log.title_ids, log.image_ids, locked, context))
         got = np.asarray(scorer(request), dtype=np.float64)
         if got.shape != (request.n_titles, request.n_images):
             raise InvalidExperimentError(

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from slate.replay.metrics import _CHUNK, _diversity_from_pairs, page_diversity, pair_similarity
+from slate._internal.similarity import PAIR_CHUNK, diversity_from_pairs
+from slate.replay.metrics import page_diversity, pair_similarity
 
 __all__ = ["ExplorationSimilarity", "page_diversity", "pair_similarity"]
 
@@ -49,7 +50,7 @@ class ExplorationSimilarity:
         self.row_mean = np.zeros((n_pairs, k))
         self.col_mean = np.zeros((n_pairs, k))
         self.mean = np.zeros(n_pairs)
-        step = max(1, _CHUNK // max(k * k, 1))
+        step = max(1, PAIR_CHUNK // max(k * k, 1))
         for lo in range(0, n_pairs, step):
             hi = min(lo + step, n_pairs)
             ci = candidates[pair_i[lo:hi]].astype(np.int64)
@@ -87,4 +88,4 @@ class ExplorationSimilarity:
             + e * (1 - e) * self.col_mean[p, choice[j]]
             + e * e * self.mean
         )
-        return _diversity_from_pairs(expected, pair_w, pair_page, n_pages)
+        return diversity_from_pairs(expected, pair_w, pair_page, n_pages)

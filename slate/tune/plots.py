@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from slate.tune.sweep import SweepResults
+    from slate.tune.results import SweepResults
 
 __all__ = [
     "churn_bands",
