@@ -509,3 +509,33 @@ def estimate_effects(
         layout_weights={"neighbour": o.neighbour, "same_row": o.same_row, "vertical": o.vertical},
         source=source,
     )
+
+
+# ---------------------------------------------------------------------- command line
+def _cmd_effects(args: Any) -> int:
+    from slate.page.embeddings import ImageEmbeddings
+
+    log_path = Path(args.log)
+    if not log_path.exists():
+        raise InvalidReplayInputError(f"The log '{log_path}' must exist.")
+    options = EffectsOptions(min_rows=args.min_rows)
+    result = estimate_effects(str(log_path), ImageEmbeddings.load(args.embeddings), options, source=str(log_path))
+    print(result)
+    if args.out:
+        result.to_json(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_effects_parser(sub: Any) -> None:
+    """Add ``slate effects LOG --embeddings E.parquet [--out effects.json]``."""
+    p = sub.add_parser(
+        "effects",
+        help="estimate page effects (neighbour similarity, image change) from an exploration log, "
+        "with 95%% intervals, as diversity and churn weights",
+    )
+    p.add_argument("log", help="a slate.impressions Parquet log with exploration and propensities")
+    p.add_argument("--embeddings", required=True, help="Parquet (image_id, embedding) or .npz of the images")
+    p.add_argument("--out", default=None, help="write the result as JSON (for --centre-on and from_effects)")
+    p.add_argument("--min-rows", type=int, default=200, help="fewest explored rows/pairs an effect needs")
+    p.set_defaults(func=_cmd_effects)

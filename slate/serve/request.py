@@ -266,6 +266,26 @@ class ComposeConfig(BaseModel):
     stability: StabilityRules = StabilityRules()
     exploration: ExplorationConfig | None = None
 
+    @classmethod
+    def from_effects(cls, effects: Any, **overrides: Any) -> ComposeConfig:
+        """A config whose diversity and churn weights are the estimated ones (:mod:`slate.replay.effects`).
+
+        ``diversity = effects.diversity.estimate`` and ``stability.churn = effects.churn.estimate``
+        (take-probability units: ``2 * strength * take rate`` and ``-change * take rate``),
+        clipped at 0; an effect that could not be estimated keeps the default. ``effects`` is a
+        :class:`~slate.replay.effects.PageEffects` or the path of a ``slate effects --out`` file;
+        ``overrides`` are further fields.
+        """
+        from slate.replay.effects import PageEffects, load_effects
+
+        result = effects if isinstance(effects, PageEffects) else load_effects(effects)
+        fields: dict[str, Any] = dict(overrides)
+        if result.diversity.estimate is not None and "diversity" not in overrides:
+            fields["diversity"] = max(0.0, float(result.diversity.estimate))
+        if result.churn.estimate is not None and "stability" not in overrides:
+            fields["stability"] = StabilityRules(churn=max(0.0, float(result.churn.estimate)))
+        return cls(**fields)
+
 
 class ImageCatalog:
     """A serving view of :class:`~slate.page.embeddings.ImageEmbeddings`: float32 unit vectors
