@@ -9,10 +9,12 @@ For each seed a world is made with its own page-effect strength (``crowding``, u
 [0.2, 1.0]) and change effects (``change_noticed`` in [-0.6, 0], ``change_unnoticed`` in
 [0, 0.3]); two weeks of uniform exploration are logged with exact propensities, written to
 Parquet, read back and passed to :func:`~slate.replay.effects.estimate_effects` with the world's
-embeddings. The truths:
+embeddings. The logging policy's seed differs from the schedule's (whose seed also drives the
+outcome uniforms), so the logged images are independent of the outcome draws. The truths:
 
 * strength: the configured ``crowding`` (the layout weights of the estimate are the world's);
-* change effect: ``log(sum P_on / sum P_off)`` over the explored changed rows, ``P_on`` and
+* change effect: ``log(sum P_on / sum P_off)`` over the explored changed rows of titles the
+  member has not taken earlier in the log (the rows the estimate uses), ``P_on`` and
   ``P_off`` the exact take probabilities of the logged pages with and without the session shift
   (each row with its own latent ``noticed`` state) -- the average effect the log can show;
 * truth-maximizing diversity weight: a small sweep of :class:`~slate.sim.PageOptimizerPolicy`
@@ -36,7 +38,7 @@ import numpy as np
 
 from slate.logs import read_impressions
 from slate.page.embeddings import ImageEmbeddings
-from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects
+from slate.replay.effects import EffectsOptions, PageEffects, _took_before, estimate_effects
 from slate.sim import (
     PageOptimizerPolicy,
     UniformRandomLogging,
@@ -123,7 +125,7 @@ def one_world(seed: int, n_weights: int, n_members: int, out: Path) -> Row:
     pc = world.config.page
     options = EffectsOptions(neighbour=pc.neighbour, same_row=pc.same_row, vertical=pc.vertical)
     effects = estimate_effects(log, ImageEmbeddings(tuple(world.image_ids), world.embeddings), options)
-    explored = log.explored.reshape(run.images.shape)
+    explored = (log.explored & ~_took_before(log)).reshape(run.images.shape)
     truth = change_truth(run, world, explored)
     best, lo, hi = sweep(world, n_weights, 14, seed)
     return Row(seed, crowding, effects, truth, best, lo, hi, time.perf_counter() - t0)

@@ -416,6 +416,20 @@ def _effect(name: str, fit: tuple[FloatArray, FloatArray] | None, k: int, n: int
     return Effect(name, b, b - Z95 * se, b + Z95 * se, se, n, note)
 
 
+def _took_before(log: Any) -> NDArray[np.bool_]:
+    """The member had a take of the row's title earlier in the log (their history with the title,
+    which the response conditions on: a member who played a title responds less to its artwork)."""
+    order = np.lexsort((log.page_id, log.timestamp, log.title, log.member_id))
+    m, t, y = log.member_id[order], log.title[order], log.reward[order].astype(np.int64)
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = (m[1:] != m[:-1]) | (t[1:] != t[:-1])
+    cum = np.cumsum(y) - y  # takes strictly before, over the whole sorted log
+    base = np.maximum.accumulate(np.where(start, cum, 0))  # takes before each group's first row
+    out = np.empty(len(order), dtype=bool)
+    out[order] = (cum - base) > 0
+    return out
+
+
 def _position_dummies(log: Any) -> FloatArray:
     cols = []
     for v in (log.row, log.col):
@@ -471,7 +485,7 @@ def estimate_effects(
     x_pool = np.column_stack([D @ w, C @ w, changed, repeat, pos])
     fit_pool = _poisson_fe(y, x_pool, group, cluster, o.max_iter)
     # change: explored rows with a previous image
-    sel = has_prev & log.explored
+    sel = has_prev & log.explored & ~_took_before(log)
     x_chg = np.column_stack([changed, D @ w, C @ w, pos])[sel]
     fit_chg = _poisson_fe(y[sel], x_chg, group[sel], cluster[sel], o.max_iter) if sel.any() else None
     n_pairs = int(pair_counts.sum())
@@ -484,7 +498,7 @@ def estimate_effects(
                        "attention lost per unit layout-weighted similarity", "explored neighbour pairs", -1.0)
     n_changed = int(sel.sum())
     change = _effect("change", fit_chg, 0, n_changed, o.min_rows, "log take prob, changed vs same image",
-                     "explored rows with a previous image")
+                     "explored rows with a previous image and no earlier take")
     repeat_e = _effect("repeat", fit_rel, 7, int(has_prev.sum()), o.min_rows,
                        "log take prob, same image again vs first (association)", "rows with a previous image")
     if not strength.estimated and not change.estimated:
