@@ -109,7 +109,7 @@ def test_missing_embedding_names_the_file_and_image(strong: tuple[Path, Path, Pa
 def test_bad_effects_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "other"}))
-    with pytest.raises(InvalidReplayInputError, match="bad.json"):
+    with pytest.raises(InvalidReplayInputError, match=r"bad\.json"):
         load_effects(bad)
     with pytest.raises(InvalidReplayInputError, match="must exist"):
         load_effects(tmp_path / "none.json")
@@ -130,3 +130,20 @@ def test_cli_writes_effects_and_exits_2_on_bad_input(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.parquet" in err[0]
     assert main(["effects", str(log), "--embeddings", str(emb), "--min-rows", "1000000000"]) == 3
+
+
+def test_sweep_centres_on_the_intervals(strong: tuple[Path, Path, PageEffects]) -> None:
+    from slate.cli import build_parser
+    from slate.replay.effects import centre_on_effects
+    from slate.tune.config import Experiment
+
+    result = strong[2]
+    exp = Experiment.model_validate({"name": "x", "data": {"kind": "sim"}, "policy": {"kind": "oracle"},
+                                     "search": {"diversity": [0.0, 0.5], "churn": [0.0], "weights": "relative"}})
+    grid = centre_on_effects(exp, result).search
+    div = grid.diversity.grid()
+    assert len(div) == 5 and div[0] == pytest.approx(max(0.0, result.diversity_relative.low))
+    assert div[-1] == pytest.approx(result.diversity_relative.high)
+    assert grid.churn.grid()[-1] == pytest.approx(result.churn_relative.high)
+    args = build_parser().parse_args(["sweep", "exp.toml", "--centre-on", "effects.json"])
+    assert args.centre_on == "effects.json"
