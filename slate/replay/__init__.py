@@ -26,6 +26,7 @@ from slate.replay.estimators import (
     get_estimator,
     register_estimator,
 )
+from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects, load_effects
 from slate.replay.evaluate import ReplayReport, evaluate
 from slate.replay.metrics import (
     ImageEmbeddings,
@@ -60,6 +61,7 @@ __all__ = [
     "DecisionTable",
     "DirectMethod",
     "DoublyRobust",
+    "EffectsOptions",
     "Estimate",
     "Estimator",
     "ImageEmbeddings",
@@ -69,6 +71,7 @@ __all__ = [
     "LayoutNeighbourhood",
     "LinearPolicy",
     "MarginalizedNeighbourhood",
+    "PageEffects",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -87,6 +90,7 @@ __all__ = [
     "available_estimators",
     "churn_rate",
     "diversity_sums",
+    "estimate_effects",
     "evaluate",
     "evaluate_dask",
     "evaluate_stream",
@@ -94,6 +98,7 @@ __all__ = [
     "get_estimator",
     "image_coverage",
     "layout_diversity",
+    "load_effects",
     "previous_shown",
     "register_estimator",
     "sequential_replay",

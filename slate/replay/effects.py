@@ -78,7 +78,9 @@ ASSUMPTION = (
     "the logged exploration with the logged propensities, independently of the member's outcome; "
     "similarity effects use only the exploration-made part of the similarity (observed minus its "
     "expectation under the neighbours' propensities); the change effect compares explored images "
-    "with image fixed effects. Intervals: Poisson quasi-likelihood, 95% Wald, clustered on member. "
+    "with image fixed effects, on rows of titles the member has not taken earlier in the log (the "
+    "history the response conditions on). Intervals: Poisson quasi-likelihood, 95% Wald, clustered "
+    "on member. "
     "The repeat effect is an association (exposure history is not randomized)."
 )
 
