@@ -6,6 +6,7 @@ True
 """
 
 from slate.replay.distributed import evaluate_dask, evaluate_stream
+from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects, load_effects
 from slate.replay.estimators import (
     ESTIMATORS,
     DirectMethod,
@@ -26,7 +27,6 @@ from slate.replay.estimators import (
     get_estimator,
     register_estimator,
 )
-from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects, load_effects
 from slate.replay.evaluate import ReplayReport, evaluate
 from slate.replay.metrics import (
     ImageEmbeddings,
