@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_parser(sub)
     _add_join_parser(sub)
 
+    from slate.replay.effects import add_effects_parser
+
+    add_effects_parser(sub)
+
     from slate.train.cli import add_train_parser
 
     add_train_parser(sub)

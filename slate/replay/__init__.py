@@ -7,6 +7,7 @@ True
 
 from slate.replay.detect import PageEffectTest, detect_page_effects
 from slate.replay.distributed import evaluate_dask, evaluate_stream
+from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects, load_effects
 from slate.replay.estimators import (
     ESTIMATORS,
     DirectMethod,
@@ -63,6 +64,7 @@ __all__ = [
     "DecisionTable",
     "DirectMethod",
     "DoublyRobust",
+    "EffectsOptions",
     "Estimate",
     "Estimator",
     "ImageEmbeddings",
@@ -74,6 +76,7 @@ __all__ = [
     "MarginalizedNeighbourhood",
     "PageAwareDoublyRobust",
     "PageEffectTest",
+    "PageEffects",
     "PerTitleEstimates",
     "PseudoInverse",
     "ReplayData",
@@ -94,6 +97,7 @@ __all__ = [
     "churn_rate",
     "detect_page_effects",
     "diversity_sums",
+    "estimate_effects",
     "evaluate",
     "evaluate_dask",
     "evaluate_stream",
@@ -101,6 +105,7 @@ __all__ = [
     "get_estimator",
     "image_coverage",
     "layout_diversity",
+    "load_effects",
     "previous_shown",
     "register_estimator",
     "sequential_replay",

@@ -266,6 +266,65 @@ class ComposeConfig(BaseModel):
     stability: StabilityRules = StabilityRules()
     exploration: ExplorationConfig | None = None
 
+    @classmethod
+    def from_effects(cls, effects: Any, **overrides: Any) -> ComposeConfig:
+        """A config whose diversity and churn weights are the estimated ones (:mod:`slate.replay.effects`).
+
+        ``diversity = effects.diversity.estimate`` and ``stability.churn = effects.churn.estimate``
+        (take-probability units: ``2 * strength * take rate`` and ``-change * take rate``),
+        clipped at 0; an effect that could not be estimated keeps the default. ``effects`` is a
+        :class:`~slate.replay.effects.PageEffects`, its ``to_dict()``, or the path of a
+        ``slate effects --out`` file (a ``slate.effects/1`` document); ``overrides`` are further
+        fields.
+
+        Raises
+        ------
+        InvalidConfigError
+            The file is missing, not JSON, or not a ``slate.effects/1`` document.
+
+        Examples
+        --------
+        >>> doc = {"format": "slate.effects/1", "diversity": {"estimate": 0.012}, "churn": {"estimate": None}}
+        >>> cfg = ComposeConfig.from_effects(doc)
+        >>> cfg.diversity, cfg.stability.churn == StabilityRules().churn
+        (0.012, True)
+        """
+        diversity, churn = _effect_weights(effects)
+        fields: dict[str, Any] = dict(overrides)
+        if diversity is not None and "diversity" not in overrides:
+            fields["diversity"] = max(0.0, diversity)
+        if churn is not None and "stability" not in overrides:
+            fields["stability"] = StabilityRules(churn=max(0.0, churn))
+        return cls(**fields)
+
+
+def _effect_weights(effects: Any) -> tuple[float | None, float | None]:
+    """The (diversity, churn) estimates of a PageEffects, its dict, or a ``slate effects`` file.
+
+    Read by duck typing: serve sits beside replay, not above it (docs/architecture.md)."""
+    import json
+    import os
+
+    from slate.errors import InvalidConfigError
+
+    if isinstance(effects, (str, os.PathLike)):
+        try:
+            with open(effects, encoding="utf-8") as f:
+                effects = json.load(f)
+        except (OSError, ValueError) as err:
+            raise InvalidConfigError(f"The effects file '{os.fspath(effects)}' cannot be read as JSON: {err}.") from None
+    if isinstance(effects, dict):
+        if effects.get("format") != "slate.effects/1":
+            raise InvalidConfigError("The effects must be a slate.effects/1 document (from `slate effects --out`).")
+        try:
+            values = [effects[k]["estimate"] for k in ("diversity", "churn")]
+        except (KeyError, TypeError) as err:
+            raise InvalidConfigError(f"The effects document is missing {err}.") from None
+    else:
+        values = [getattr(getattr(effects, k, None), "estimate", None) for k in ("diversity", "churn")]
+    out = [None if v is None else float(v) for v in values]
+    return out[0], out[1]
+
 
 class ImageCatalog:
     """A serving view of :class:`~slate.page.embeddings.ImageEmbeddings`: float32 unit vectors

@@ -53,6 +53,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     experiment, base = load_experiment(args.experiment)
     if not args.allow_outside_paths:
         check_paths_inside(experiment, base)
+    if getattr(args, "centre_on", None):
+        from slate.replay.effects import load_effects
+        from slate.tune.effects import centre_on_effects
+
+        experiment = centre_on_effects(experiment, load_effects(args.centre_on))
     results = run_sweep(
         experiment,
         args.output,
@@ -176,6 +181,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="workers of the local dask cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--centre-on", default=None, metavar="EFFECTS_JSON",
+                   help="span the diversity and churn search over the 95%% intervals of `slate effects --out`")
     p.set_defaults(func=cmd_sweep)
     return p
 
