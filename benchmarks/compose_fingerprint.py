@@ -107,6 +107,8 @@ def fingerprint(n_pages: int, seed: int = 0) -> tuple[str, dict[str, int]]:
             counts["explored"] += int(d.explored.sum())
             counts["changed"] += int(d.changed.sum())
             counts["degraded"] += d.status != "ok"
+            for fault in d.faults:
+                counts[f"fault:{fault.value}"] = counts.get(f"fault:{fault.value}", 0) + 1
         logger.close()
         import pyarrow.parquet as pq
 

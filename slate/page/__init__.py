@@ -4,6 +4,7 @@ from slate.page.io import problem_from_dict, problem_to_dict, read_optimum, read
 from slate.page.layout import DenseLayout, ExplicitPairs, GridLayout, Layout, grid_positions
 from slate.page.problem import ObjectiveParts, PageProblem, cosine_similarity_pairs
 from slate.page.random import LAYOUT_KINDS, make_layout, random_problem
+from slate.page.request import Page, PageRequest, TitleRequest, parse_request
 
 __all__ = [
     "LAYOUT_KINDS",
@@ -12,10 +13,14 @@ __all__ = [
     "GridLayout",
     "Layout",
     "ObjectiveParts",
+    "Page",
     "PageProblem",
+    "PageRequest",
+    "TitleRequest",
     "cosine_similarity_pairs",
     "grid_positions",
     "make_layout",
+    "parse_request",
     "problem_from_dict",
     "problem_to_dict",
     "random_problem",

@@ -56,6 +56,7 @@ from slate.errors import ResourceLimitError, ScorerOutputError, StoreReplacedErr
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
+from slate.page.request import Page
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.exploration import Exploration, NoExploration
 from slate.serve.request import (
@@ -183,46 +184,7 @@ def _ro(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
-@dataclass(frozen=True, eq=False)
-class _Page:
-    """The request as arrays."""
-
-    title_ids: tuple[str, ...]
-    image_ids: tuple[tuple[str, ...], ...]
-    candidates: BoolArray
-    rows: IntArray
-    cols: IntArray
-    locked: BoolArray
-
-    @property
-    def n_titles(self) -> int:
-        return len(self.title_ids)
-
-    @property
-    def n_images(self) -> int:
-        return int(self.candidates.shape[1])
-
-    @classmethod
-    def of(cls, request: PageRequest) -> _Page:
-        titles = request.titles
-        n = len(titles)
-        # one pass over the titles, then one array per field
-        title_ids, image_ids, rows, cols, locked = zip(
-            *[(t.title_id, t.image_ids, t.row, t.col, t.locked) for t in titles], strict=True
-        )
-        counts = np.fromiter(map(len, image_ids), dtype=np.int64, count=n)
-        candidates = np.arange(int(counts.max()))[None, :] < counts[:, None]
-        return cls(
-            title_ids=title_ids,
-            image_ids=image_ids,
-            candidates=_ro(candidates),
-            rows=_ro(np.array(rows, dtype=np.int64)),
-            cols=_ro(np.array(cols, dtype=np.int64)),
-            locked=_ro(np.array(locked, dtype=bool)),
-        )
-
-
-def _check_page_size(kind: str, page: _Page, n_images: int) -> None:
+def _check_page_size(kind: str, page: Page, n_images: int) -> None:
     """Refuse a page whose similarity tables (pairs x images x images) would not fit the serving
     budget, before anything of that size is allocated (a 500 x 50 grid page needs 6.9 million
     cells and about a second; see ``max_pair_cells`` in :mod:`slate.limits`)."""
@@ -262,7 +224,7 @@ def _layout(kind: str, rows: IntArray, cols: IntArray) -> tuple[IntArray, FloatA
 
 
 def _similarity(
-    page: _Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
+    page: Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
 ) -> tuple[FloatArray, int]:
     """``max(0, cosine)`` per pair and image pair, and the number of images missing from the catalog."""
     n_images = page.n_images
@@ -275,7 +237,7 @@ def _similarity(
 
 
 def _build_problem(
-    page: _Page,
+    page: Page,
     plan: StabilityPlan,
     scores: FloatArray,
     pairs: IntArray,
@@ -337,7 +299,7 @@ def _objective(
     return ObjectiveParts(relevance - div - churn_penalty, relevance, div, churn_penalty, n_changes)
 
 
-def _fallback_assignment(page: _Page, previous: IntArray, scores: FloatArray | None) -> IntArray:
+def _fallback_assignment(page: Page, previous: IntArray, scores: FloatArray | None) -> IntArray:
     """Previous image where there is one, else the best-scored image, else the first candidate."""
     if scores is None:
         best = np.zeros(page.n_titles, dtype=np.int64)
@@ -574,7 +536,7 @@ class Composer:
         req = parse_request(request)
         solver = _solver(self.config.solver, self.config.solver_options)
         now = req.timestamp.timestamp() if req.timestamp is not None else time.time()
-        page = _Page.of(req)
+        page = Page.of(req)
         _check_page_size(self.config.layout, page, req.n_images)
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
@@ -598,7 +560,7 @@ class Composer:
     def _compose(
         self,
         req: PageRequest,
-        page: _Page,
+        page: Page,
         solver: Solver,
         now: float,
         timings: dict[str, float],
@@ -918,7 +880,7 @@ class Composer:
     def _last_resort(
         self,
         req: PageRequest,
-        page: _Page,
+        page: Page,
         now: float,
         error: BaseException,
         timings: dict[str, float],
