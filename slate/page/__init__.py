@@ -2,7 +2,15 @@
 
 from slate.page.io import problem_from_dict, problem_to_dict, read_optimum, read_problem, write_problem
 from slate.page.layout import DenseLayout, ExplicitPairs, GridLayout, Layout, grid_positions
-from slate.page.problem import ObjectiveParts, PageProblem, cosine_similarity_pairs
+from slate.page.problem import (
+    Interactions,
+    ObjectiveParts,
+    PageProblem,
+    Quotas,
+    Stability,
+    Weights,
+    cosine_similarity_pairs,
+)
 from slate.page.random import LAYOUT_KINDS, make_layout, random_problem
 from slate.page.request import Page, PageRequest, TitleRequest, parse_request
 
@@ -11,12 +19,16 @@ __all__ = [
     "DenseLayout",
     "ExplicitPairs",
     "GridLayout",
+    "Interactions",
     "Layout",
     "ObjectiveParts",
     "Page",
     "PageProblem",
     "PageRequest",
+    "Quotas",
+    "Stability",
     "TitleRequest",
+    "Weights",
     "cosine_similarity_pairs",
     "grid_positions",
     "make_layout",

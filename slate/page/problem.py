@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -30,6 +30,9 @@ from numpy.typing import ArrayLike, NDArray
 from slate.errors import InfeasibleProblemError, InvalidProblemError
 from slate.limits import check_limit
 from slate.page.layout import GridLayout, Layout, grid_positions
+
+if TYPE_CHECKING:
+    from slate.page.request import Page
 
 __all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs", "unit_vectors"]
 
@@ -181,6 +184,52 @@ def _check_candidates(candidates: ArrayLike, shape: tuple[int, ...], t_ids: Sequ
     if len(empty):
         raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'")
     return cand
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Which titles interact and how similar their images are: padded ``pairs`` (sorted unique
+    ``a < b``), ``pair_weights`` and ``similarity`` (n_pairs, n_images, n_images); or a
+    ``layout`` and ``embeddings`` (similarity ``max(0, cosine)``). Validated by
+    :meth:`PageProblem.build`."""
+
+    pairs: ArrayLike | None = None
+    pair_weights: ArrayLike | None = None
+    similarity: ArrayLike | None = None
+    layout: Layout | None = None
+    embeddings: ArrayLike | None = None
+
+    @property
+    def is_padded(self) -> bool:
+        """Pairs and similarity given in the problem's layout (nothing to derive)."""
+        return self.pairs is not None and self.similarity is not None and self.layout is None and self.embeddings is None
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Last session's images (``previous``, -1 for none), titles that must keep theirs
+    (``locked``) and the budget on changed titles (``max_changes``). Validated by
+    :meth:`PageProblem.build` and :meth:`PageProblem.with_stability`."""
+
+    previous: ArrayLike | None = None
+    locked: ArrayLike | None = None
+    max_changes: int | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights of the diversity and churn penalties (finite, >= 0; validated where used)."""
+
+    diversity: float = 0.0
+    churn: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Style tags per candidate image and, per tag, at most how many titles may show one."""
+
+    image_tags: Mapping[str, ArrayLike] | None = None
+    tag_quotas: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -504,6 +553,70 @@ class PageProblem:
         )
         problem._check_feasibility()
         return problem
+
+    @classmethod
+    def build(
+        cls,
+        page: Page,
+        scores: ArrayLike,
+        *,
+        interactions: Interactions | None = None,
+        stability: Stability | None = None,
+        weights: Weights | None = None,
+        quotas: Quotas | None = None,
+        name: str = "",
+    ) -> PageProblem:
+        """The page problem of a :class:`~slate.page.Page` (titles, image ids, candidates and
+        positions come from it) plus its parts, each validated by the one check of its rule.
+
+        Parameters
+        ----------
+        page : Page
+        scores : array_like (page.n_titles, page.n_images)
+        interactions : Interactions, optional
+            Padded ``pairs`` / ``pair_weights`` / ``similarity`` (the vectorised path of
+            :meth:`from_padded`), or a ``layout`` (default: a grid over the page's positions) and
+            ``embeddings``, as in :meth:`from_arrays`. Default: a grid without similarity.
+        stability : Stability, optional
+            ``previous``, ``locked`` (the problem's locks: titles that must keep their previous
+            image, not ``page.locked``, the member's engagement that stability rules turn into
+            locks) and ``max_changes``.
+        weights : Weights, optional
+            ``diversity`` and ``churn`` (default 0).
+        quotas : Quotas, optional
+        name : str
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slate.page import Page, PageRequest, Stability
+        >>> page = Page.of(PageRequest(member_id=1, session_id=1, titles=[
+        ...     {"title_id": "A", "image_ids": ["a1", "a2"], "row": 0, "col": 0},
+        ...     {"title_id": "B", "image_ids": ["b1"], "row": 0, "col": 1}]))
+        >>> problem = PageProblem.build(page, [[0.1, 0.2], [0.3, np.nan]], stability=Stability(previous=[0, -1]))
+        >>> problem.title_ids, problem.image_ids, problem.n_pairs, problem.previous.tolist()
+        (('A', 'B'), (('a1', 'a2'), ('b1',)), 1, [0, -1])
+        """
+        inter = interactions if interactions is not None else Interactions()
+        stab = stability if stability is not None else Stability()
+        w = weights if weights is not None else Weights()
+        common: dict[str, Any] = {
+            "title_ids": page.title_ids, "image_ids": page.image_ids, "candidates": page.candidates,
+            "previous": stab.previous, "locked": stab.locked, "max_changes": stab.max_changes,
+            "diversity": w.diversity, "churn": w.churn, "rows": page.rows, "cols": page.cols, "name": name,
+        }
+        if inter.is_padded and quotas is None:
+            n_pairs = len(np.asarray(inter.pairs).reshape(-1, 2))
+            pair_weights = np.ones(n_pairs) if inter.pair_weights is None else inter.pair_weights
+            return cls.from_padded(scores=scores, pairs=inter.pairs, pair_weights=pair_weights,  # type: ignore[arg-type]
+                                   similarity=inter.similarity, **common)  # type: ignore[arg-type]
+        layout = inter.layout
+        if layout is None and inter.pairs is None:
+            layout = GridLayout(rows=int(page.rows.max()) + 1, cols=int(page.cols.max()) + 1)
+        q = quotas if quotas is not None else Quotas()
+        return cls.from_arrays(scores, inter.embeddings, similarity=inter.similarity, layout=layout,
+                               pairs=inter.pairs, pair_weights=inter.pair_weights, image_tags=q.image_tags,
+                               tag_quotas=q.tag_quotas, **common)
 
     @classmethod
     def from_padded(
