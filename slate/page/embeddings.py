@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import InvalidEmbeddingsError
-from slate.page.problem import unit_vectors
+from slate.page.similarity import unit_vectors
 
 __all__ = ["ImageEmbeddings", "as_image_embeddings"]
 

@@ -57,6 +57,7 @@ from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
 from slate.page.request import Page
+from slate.page.similarity import positive_cosine
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.exploration import Exploration, NoExploration
 from slate.serve.request import (
@@ -232,7 +233,7 @@ def _similarity(
         return np.zeros((len(pairs), n_images, n_images)), 0
     unit, n_missing = catalog.page_units(page.image_ids, n_images)
     sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
-    np.maximum(sim, 0.0, out=sim)
+    positive_cosine(sim, out=sim)
     return sim.astype(np.float64), n_missing
 
 

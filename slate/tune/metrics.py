@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from slate.page.similarity import positive_cosine
 from slate.replay.metrics import _CHUNK, _diversity_from_pairs, page_diversity, pair_similarity
 
 __all__ = ["ExplorationSimilarity", "page_diversity", "pair_similarity"]
@@ -57,7 +58,7 @@ class ExplorationSimilarity:
             mi, mj = ci >= 0, cj >= 0
             vi = vectors[np.maximum(ci, 0)] * mi[:, :, None]
             vj = vectors[np.maximum(cj, 0)] * mj[:, :, None]
-            s = np.maximum(np.einsum("pkd,pld->pkl", vi, vj), 0.0)
+            s = positive_cosine(np.einsum("pkd,pld->pkl", vi, vj))
             ni = mi.sum(axis=1).astype(np.float64)
             nj = mj.sum(axis=1).astype(np.float64)
             self.row_mean[lo:hi] = s.sum(axis=2) / nj[:, None]
