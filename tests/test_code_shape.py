@@ -29,7 +29,6 @@ MAX_PARAMETERS = 10
 ALLOWLIST = {
     "slate/page/problem.py:PageProblem.from_arrays",
     "slate/page/problem.py:PageProblem.from_padded",
-    "slate/serve/composer.py:Composer._compose",
     "slate/stability/rules.py:plan_page",
     "slate/replay/partials.py:EstimatorSums.from_pages",
     "slate/replay/partials.py:TitleSums.from_rows",

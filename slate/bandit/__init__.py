@@ -23,6 +23,8 @@ name               policy
 :class:`ImageFeaturePrior` gives the linear policies a cold-start prior from image features.
 """
 
+from typing import Any
+
 from slate.bandit.base import (
     POLICIES,
     ScoringPolicy,
@@ -41,10 +43,10 @@ from slate.bandit.logistic import LogisticThompson
 from slate.bandit.persistence import FORMAT, load_policy, save_policy
 from slate.bandit.requests import (
     FeatureConfig,
+    FeatureRequest,
     ImageCandidate,
     ImpressionOutcome,
     MemberContext,
-    PageRequest,
     QualityPlayLabel,
     TitleCandidate,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "FeatureBuilder",
     "FeatureConfig",
     "FeatureInputs",
+    "FeatureRequest",
     "HybridLinUCB",
     "ImageCandidate",
     "ImageFeaturePrior",
@@ -68,7 +71,6 @@ __all__ = [
     "LogisticThompson",
     "MemberContext",
     "PageFeatures",
-    "PageRequest",
     "PageScores",
     "PendingImpressions",
     "QualityPlayLabel",
@@ -84,3 +86,10 @@ __all__ = [
     "register_policy",
     "save_policy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``slate.bandit.PageRequest``: the deprecated name of :class:`FeatureRequest`."""
+    from slate.bandit.requests import _deprecated_alias
+
+    return _deprecated_alias(__name__, name)

@@ -156,7 +156,7 @@ class PageFeatures:
     """Validated feature tensor of a page (or of a batch of decisions): the policies' input.
 
     Build it with :meth:`from_arrays` (the array-level entry point) or with
-    :meth:`slate.bandit.FeatureBuilder.build` (from a :class:`slate.bandit.PageRequest`).
+    :meth:`slate.bandit.FeatureBuilder.build` (from a :class:`slate.bandit.FeatureRequest`).
     All arrays are read-only.
 
     Attributes

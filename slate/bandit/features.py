@@ -15,7 +15,7 @@ large exactly when the image shows what the member watches. ``cast match`` is th
 affinity summed over the cast visible in the image, so no cast vocabulary is needed.
 
 :meth:`FeatureBuilder.encode` is the vectorised core on arrays (many rows at once, e.g. from a
-simulator); :meth:`FeatureBuilder.build` turns a validated :class:`PageRequest` into those
+simulator); :meth:`FeatureBuilder.build` turns a validated :class:`FeatureRequest` into those
 arrays and returns :class:`PageFeatures`.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from slate.bandit.batch import PageFeatures
-from slate.bandit.requests import FeatureConfig, PageRequest
+from slate.bandit.requests import FeatureConfig, FeatureRequest
 from slate.errors import InvalidProblemError
 
 __all__ = ["BLOCKS", "ArmIndex", "FeatureBuilder", "FeatureInputs"]
@@ -152,10 +152,10 @@ class FeatureBuilder:
 
     Examples
     --------
-    >>> from slate.bandit import (FeatureBuilder, FeatureConfig, PageRequest, MemberContext,
+    >>> from slate.bandit import (FeatureBuilder, FeatureConfig, FeatureRequest, MemberContext,
     ...                           TitleCandidate, ImageCandidate)
     >>> builder = FeatureBuilder(FeatureConfig(genres=("comedy", "romance")))
-    >>> request = PageRequest(
+    >>> request = FeatureRequest(
     ...     member=MemberContext(member_id="m1", genre_affinity={"comedy": 0.9}),
     ...     titles=[TitleCandidate(title_id="good-will-hunting", images=[
     ...         ImageCandidate(image_id="comedian", themes=("comedy",), cast=("Robin Williams",)),
@@ -383,12 +383,12 @@ class FeatureBuilder:
         return a
 
     # ------------------------------------------------------------------ request -> features
-    def build(self, request: PageRequest, *, grow: bool = True, dtype: type[np.floating[Any]] | str = np.float64) -> PageFeatures:
+    def build(self, request: FeatureRequest, *, grow: bool = True, dtype: type[np.floating[Any]] | str = np.float64) -> PageFeatures:
         """Features of a validated page request, one row per title.
 
         Parameters
         ----------
-        request : PageRequest
+        request : FeatureRequest
         grow : bool, default True
             Give images not yet in ``self.arms`` a new arm (a new image then starts at the
             model's prior); when false an unknown image id raises.
@@ -400,8 +400,8 @@ class FeatureBuilder:
             A tag outside the configured vocabularies (unless ``unknown_tags="ignore"``), an
             embedding of the wrong length, or an unknown image id with ``grow=False``.
         """
-        if not isinstance(request, PageRequest):
-            raise InvalidProblemError(f"FeatureBuilder.build needs a PageRequest; got {type(request).__name__} instead.")
+        if not isinstance(request, FeatureRequest):
+            raise InvalidProblemError(f"FeatureBuilder.build needs a FeatureRequest; got {type(request).__name__} instead.")
         c = self.config
         member = request.member
         n_rows = len(request.titles)

@@ -1,7 +1,9 @@
 """Request and outcome models at the boundary (pydantic, frozen, ``extra="forbid"``).
 
-The serving path and the simulator both describe a page as a :class:`PageRequest`: the member's
-context and, per title, the candidate images with their signals. :class:`FeatureConfig` fixes the
+A bandit builds its feature vectors from a :class:`FeatureRequest`: the member's context and, per
+title, the candidate images with their signals. (The page request of serving, titles with their
+images and positions, is :class:`slate.page.PageRequest`; ``slate.bandit.PageRequest`` is a
+deprecated alias of :class:`FeatureRequest`.) :class:`FeatureConfig` fixes the
 vocabularies that turn requests into feature vectors (see :class:`slate.bandit.FeatureBuilder`).
 Outcomes (:class:`ImpressionOutcome`) become labels through :class:`QualityPlayLabel`: a
 *quality* play, not a click.
@@ -9,7 +11,8 @@ Outcomes (:class:`ImpressionOutcome`) become labels through :class:`QualityPlayL
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import warnings
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -19,10 +22,10 @@ from slate.errors import InvalidProblemError
 
 __all__ = [
     "FeatureConfig",
+    "FeatureRequest",
     "ImageCandidate",
     "ImpressionOutcome",
     "MemberContext",
-    "PageRequest",
     "QualityPlayLabel",
     "TitleCandidate",
 ]
@@ -91,13 +94,13 @@ class TitleCandidate(_Frozen):
         return self
 
 
-class PageRequest(_Frozen):
+class FeatureRequest(_Frozen):
     """One member's homepage to score: the member context and the titles with candidate images.
 
     Examples
     --------
-    >>> req = PageRequest(member=MemberContext(member_id="m1"),
-    ...                   titles=[TitleCandidate(title_id="t1", images=[ImageCandidate(image_id="i1")])])
+    >>> req = FeatureRequest(member=MemberContext(member_id="m1"),
+    ...                      titles=[TitleCandidate(title_id="t1", images=[ImageCandidate(image_id="i1")])])
     >>> len(req.titles), req.titles[0].images[0].image_id
     (1, 'i1')
     """
@@ -107,7 +110,7 @@ class PageRequest(_Frozen):
     request_id: str = ""
 
     @model_validator(mode="after")
-    def _unique_titles(self) -> PageRequest:
+    def _unique_titles(self) -> FeatureRequest:
         seen: set[str] = set()
         for t in self.titles:
             if t.title_id in seen:
@@ -199,3 +202,20 @@ class QualityPlayLabel(_Frozen):
     def label_outcomes(self, outcomes: list[ImpressionOutcome]) -> NDArray[np.float64]:
         """Labels of validated outcomes."""
         return self.label([o.minutes_played for o in outcomes], [o.fraction_completed for o in outcomes])
+
+
+def _deprecated_alias(module: str, name: str) -> Any:
+    """``PageRequest`` of the bandit modules: :class:`FeatureRequest`, with a DeprecationWarning."""
+    if name == "PageRequest":
+        warnings.warn(
+            f"{module}.PageRequest is deprecated: it is slate.bandit.FeatureRequest "
+            "(the page request of serving is slate.page.PageRequest)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return FeatureRequest
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> Any:
+    return _deprecated_alias(__name__, name)

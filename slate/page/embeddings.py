@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from slate._internal.text import examples
 from slate.errors import InvalidEmbeddingsError
-from slate.page.problem import unit_vectors
+from slate.page.similarity import unit_vectors
 
 __all__ = ["ImageEmbeddings", "as_image_embeddings"]
 

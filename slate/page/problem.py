@@ -16,11 +16,12 @@ a title with fewer candidates has ``candidates[t, k] = False`` for the padding.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -30,12 +31,19 @@ from slate.errors import InfeasibleProblemError, InvalidProblemError
 from slate.limits import check_limit
 from slate.page.format import FORMAT, problem_arguments
 from slate.page.layout import GridLayout, Layout, grid_positions
+from slate.page.similarity import cosine_similarity_pairs, unit_vectors
+
+if TYPE_CHECKING:
+    from slate.page.request import Page
 
 __all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs", "unit_vectors"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+
+
+_KEEP: Any = object()  # a with_* argument not given: keep the part
 
 
 def _readonly(array: NDArray[Any]) -> NDArray[Any]:
@@ -67,54 +75,115 @@ def _check_totals_finite(
             raise _fail(name, "be small enough that the page's objective is finite", "values that overflow")
 
 
-def unit_vectors(x: FloatArray) -> FloatArray:
-    """``x`` scaled to unit length along its last axis (zero vectors stay zero).
-
-    Each vector is first divided by its largest absolute entry, so the norm neither overflows
-    (entries near 1e155 and beyond) nor underflows (entries near 1e-160): the direction, and so
-    the cosine similarity, is that of the vector whatever its magnitude.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> unit_vectors(np.array([[3e200, 4e200], [0.0, 0.0], [3e-170, -4e-170]])).tolist()
-    [[0.6, 0.8], [0.0, 0.0], [0.6, -0.8]]
-    """
-    x = np.asarray(x, dtype=np.float64)
-    scale = np.max(np.abs(x), axis=-1, keepdims=True) if x.shape[-1] else np.zeros((*x.shape[:-1], 1))
-    scaled = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
-    norms = np.linalg.norm(scaled, axis=-1, keepdims=True)
-    return np.divide(scaled, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def cosine_similarity_pairs(embeddings: FloatArray, pairs: IntArray, candidates: BoolArray) -> FloatArray:
-    """``max(0, cosine)`` between every image of title ``a`` and every image of title ``b``.
+# ---------------------------------------------------------------------- one check per rule
+# Every constructor (from_arrays, from_padded, from_dict) and every with_* method runs the same
+# check for a field, so a bad input gets the same message whichever way it comes in.
+def _check_previous(previous: ArrayLike | None, cand: BoolArray, t_ids: Sequence[str]) -> IntArray:
+    """``previous``: one int per title, -1 (none) or the index of a candidate image."""
+    n_titles, n_images = cand.shape
+    prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
+    if prev.shape != (n_titles,) or prev.dtype.kind not in "iu":  # an integer array
+        raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
+    prev = prev.astype(np.int64, copy=False)
+    has = np.flatnonzero(prev >= 0)
+    ok = prev[has] < n_images
+    ok[ok] = cand[has[ok], prev[has[ok]]]
+    if not ok.all():
+        t = int(has[~ok][0])
+        raise _fail("previous", "name a candidate image of its title", f"index {prev[t]} for title '{t_ids[t]}'")
+    if (prev < -1).any():
+        t = int(np.flatnonzero(prev < -1)[0])
+        raise _fail("previous", "be -1 (none) or a candidate index", f"{prev[t]} for title '{t_ids[t]}'")
+    return prev
 
-    Parameters
-    ----------
-    embeddings : ndarray of shape (n_titles, n_images, dim)
-    pairs : ndarray of shape (n_pairs, 2)
-    candidates : ndarray of shape (n_titles, n_images), bool
 
-    Returns
-    -------
-    ndarray of shape (n_pairs, n_images, n_images)
-        Zero wherever either image is padding.
+def _check_locked(locked: ArrayLike | None, prev: IntArray, t_ids: Sequence[str]) -> BoolArray:
+    """``locked``: one bool per title, only titles with a previous image."""
+    n_titles = len(prev)
+    lock = np.zeros(n_titles, bool) if locked is None else np.asarray(locked)
+    if lock.shape != (n_titles,):
+        raise _fail("locked", f"have shape ({n_titles},)", f"shape {lock.shape}")
+    lock = lock.astype(bool, copy=False)
+    orphan = np.flatnonzero(lock & (prev < 0))
+    if len(orphan):
+        raise _fail("locked", "lock only titles with a previous image", f"title '{t_ids[orphan[0]]}' locked with none")
+    return lock
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> emb = np.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [-1.0, 0.0]]])
-    >>> sim = cosine_similarity_pairs(emb, np.array([[0, 1]]), np.ones((2, 2), bool))
-    >>> np.round(sim[0], 3).tolist()
-    [[0.707, 0.0], [0.707, 0.0]]
-    """
-    unit = unit_vectors(embeddings) * candidates[:, :, None]
-    if len(pairs) == 0:
-        k = embeddings.shape[1]
-        return np.zeros((0, k, k))
-    sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
-    return np.maximum(sim, 0.0)
+
+def _check_max_changes(max_changes: Any) -> int | None:
+    """``max_changes``: None or an integer >= 0."""
+    if max_changes is None:
+        return None
+    if isinstance(max_changes, bool) or not isinstance(max_changes, (int, np.integer)) or max_changes < 0:
+        raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
+    return int(max_changes)
+
+
+def _check_weights(diversity: Any, churn: Any) -> None:
+    """``diversity`` and ``churn``: finite numbers >= 0."""
+    for wname, wval in (("diversity", diversity), ("churn", churn)):
+        if not isinstance(wval, (int, float, np.floating, np.integer)) or not np.isfinite(wval) or wval < 0:
+            raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
+
+
+def _check_candidates(candidates: ArrayLike, shape: tuple[int, ...], t_ids: Sequence[str]) -> BoolArray:
+    """``candidates``: a bool mask of the shape of scores, at least one image per title."""
+    cand = np.asarray(candidates)
+    if cand.shape != shape:
+        raise _fail("candidates", f"have the shape of scores {shape}", f"shape {cand.shape}")
+    cand = cand.astype(bool, copy=False)
+    empty = np.flatnonzero(~cand.any(axis=1))
+    if len(empty):
+        raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'")
+    return cand
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Which titles interact and how similar their images are: padded ``pairs`` (sorted unique
+    ``a < b``), ``pair_weights`` and ``similarity`` (n_pairs, n_images, n_images); or a
+    ``layout`` and ``embeddings`` (similarity ``max(0, cosine)``). Validated by
+    :meth:`PageProblem.build`."""
+
+    pairs: ArrayLike | None = None
+    pair_weights: ArrayLike | None = None
+    similarity: ArrayLike | None = None
+    layout: Layout | None = None
+    embeddings: ArrayLike | None = None
+
+    @property
+    def is_padded(self) -> bool:
+        """Pairs and similarity given in the problem's layout (nothing to derive)."""
+        return self.pairs is not None and self.similarity is not None and self.layout is None and self.embeddings is None
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Last session's images (``previous``, -1 for none), titles that must keep theirs
+    (``locked``) and the budget on changed titles (``max_changes``). Validated by
+    :meth:`PageProblem.build` and :meth:`PageProblem.with_stability`."""
+
+    previous: ArrayLike | None = None
+    locked: ArrayLike | None = None
+    max_changes: int | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights of the diversity and churn penalties (finite, >= 0; validated where used)."""
+
+    diversity: float = 0.0
+    churn: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Style tags per candidate image and, per tag, at most how many titles may show one."""
+
+    image_tags: Mapping[str, ArrayLike] | None = None
+    tag_quotas: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -406,50 +475,10 @@ class PageProblem:
             sim = np.zeros((len(pair_arr), n_images, n_images))
 
         # stability
-        prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
-        if prev.shape != (n_titles,) or not np.issubdtype(prev.dtype, np.integer):
-            raise _fail(
-                "previous",
-                f"be an integer array of shape ({n_titles},)",
-                f"{prev.dtype} of shape {prev.shape}",
-            )
-        prev = prev.astype(np.int64)
-        for ti in np.flatnonzero(prev >= 0).tolist():
-            if prev[ti] >= n_images or not cand[ti, prev[ti]]:
-                raise _fail(
-                    "previous",
-                    "name a candidate image of its title",
-                    f"index {prev[ti]} for title '{t_ids[ti]}'",
-                )
-        if (prev < -1).any():
-            t = int(np.flatnonzero(prev < -1)[0])
-            raise _fail("previous", "be -1 (none) or a candidate index", f"{prev[t]} for title '{t_ids[t]}'")
-        lock = np.zeros(n_titles, bool) if locked is None else np.asarray(locked)
-        if lock.shape != (n_titles,):
-            raise _fail("locked", f"have shape ({n_titles},)", f"shape {lock.shape}")
-        lock = lock.astype(bool)
-        orphan = np.flatnonzero(lock & (prev < 0))
-        if len(orphan):
-            raise _fail(
-                "locked",
-                "lock only titles with a previous image",
-                f"title '{t_ids[orphan[0]]}' locked with none",
-            )
-        if max_changes is not None:
-            if (
-                isinstance(max_changes, bool)
-                or not isinstance(max_changes, (int, np.integer))
-                or max_changes < 0
-            ):
-                raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
-            max_changes = int(max_changes)
-        for wname, wval in (("diversity", diversity), ("churn", churn)):
-            if (
-                not isinstance(wval, (int, float, np.floating, np.integer))
-                or not np.isfinite(wval)
-                or wval < 0
-            ):
-                raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
+        prev = _check_previous(previous, cand, t_ids)
+        lock = _check_locked(locked, prev, t_ids)
+        max_changes = _check_max_changes(max_changes)
+        _check_weights(diversity, churn)
 
         # quotas
         _check_totals_finite(score_arr, w, float(diversity), float(churn), n_titles)
@@ -478,6 +507,70 @@ class PageProblem:
         )
         problem._check_feasibility()
         return problem
+
+    @classmethod
+    def build(
+        cls,
+        page: Page,
+        scores: ArrayLike,
+        *,
+        interactions: Interactions | None = None,
+        stability: Stability | None = None,
+        weights: Weights | None = None,
+        quotas: Quotas | None = None,
+        name: str = "",
+    ) -> PageProblem:
+        """The page problem of a :class:`~slate.page.Page` (titles, image ids, candidates and
+        positions come from it) plus its parts, each validated by the one check of its rule.
+
+        Parameters
+        ----------
+        page : Page
+        scores : array_like (page.n_titles, page.n_images)
+        interactions : Interactions, optional
+            Padded ``pairs`` / ``pair_weights`` / ``similarity`` (the vectorised path of
+            :meth:`from_padded`), or a ``layout`` (default: a grid over the page's positions) and
+            ``embeddings``, as in :meth:`from_arrays`. Default: a grid without similarity.
+        stability : Stability, optional
+            ``previous``, ``locked`` (the problem's locks: titles that must keep their previous
+            image, not ``page.locked``, the member's engagement that stability rules turn into
+            locks) and ``max_changes``.
+        weights : Weights, optional
+            ``diversity`` and ``churn`` (default 0).
+        quotas : Quotas, optional
+        name : str
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slate.page import Page, PageRequest, Stability
+        >>> page = Page.of(PageRequest(member_id=1, session_id=1, titles=[
+        ...     {"title_id": "A", "image_ids": ["a1", "a2"], "row": 0, "col": 0},
+        ...     {"title_id": "B", "image_ids": ["b1"], "row": 0, "col": 1}]))
+        >>> problem = PageProblem.build(page, [[0.1, 0.2], [0.3, np.nan]], stability=Stability(previous=[0, -1]))
+        >>> problem.title_ids, problem.image_ids, problem.n_pairs, problem.previous.tolist()
+        (('A', 'B'), (('a1', 'a2'), ('b1',)), 1, [0, -1])
+        """
+        inter = interactions if interactions is not None else Interactions()
+        stab = stability if stability is not None else Stability()
+        w = weights if weights is not None else Weights()
+        common: dict[str, Any] = {
+            "title_ids": page.title_ids, "image_ids": page.image_ids, "candidates": page.candidates,
+            "previous": stab.previous, "locked": stab.locked, "max_changes": stab.max_changes,
+            "diversity": w.diversity, "churn": w.churn, "rows": page.rows, "cols": page.cols, "name": name,
+        }
+        if inter.is_padded and quotas is None:
+            n_pairs = len(np.asarray(inter.pairs).reshape(-1, 2))
+            pair_weights = np.ones(n_pairs) if inter.pair_weights is None else inter.pair_weights
+            return cls.from_padded(scores=scores, pairs=inter.pairs, pair_weights=pair_weights,  # type: ignore[arg-type]
+                                   similarity=inter.similarity, **common)  # type: ignore[arg-type]
+        layout = inter.layout
+        if layout is None and inter.pairs is None:
+            layout = GridLayout(rows=int(page.rows.max()) + 1, cols=int(page.cols.max()) + 1)
+        q = quotas if quotas is not None else Quotas()
+        return cls.from_arrays(scores, inter.embeddings, similarity=inter.similarity, layout=layout,
+                               pairs=inter.pairs, pair_weights=inter.pair_weights, image_tags=q.image_tags,
+                               tag_quotas=q.tag_quotas, **common)
 
     @classmethod
     def from_padded(
@@ -643,33 +736,10 @@ class PageProblem:
         if mask is not None:  # zero the similarity of padding (and of removed images), in a copy
             sim = np.where(mask, sim, 0.0)
 
-        prev = np.full(n_titles, -1, np.int64) if previous is None else np.asarray(previous)
-        if prev.shape != (n_titles,) or prev.dtype.kind not in "iu":  # an integer array
-            raise _fail("previous", f"be an integer array of shape ({n_titles},)", f"{prev.dtype} of shape {prev.shape}")
-        prev = prev.astype(np.int64, copy=False)
-        if (prev < -1).any():
-            t = int(np.flatnonzero(prev < -1)[0])
-            raise _fail("previous", "be -1 (none) or a candidate index", f"{prev[t]} for title '{t_ids[t]}'")
-        has = np.flatnonzero(prev >= 0)
-        ok = prev[has] < n_images
-        ok[ok] = cand[has[ok], prev[has[ok]]]
-        if not ok.all():
-            t = int(has[~ok][0])
-            raise _fail("previous", "name a candidate image of its title", f"index {prev[t]} for title '{t_ids[t]}'")
-        lock = np.zeros(n_titles, bool) if locked is None else np.asarray(locked)
-        if lock.shape != (n_titles,):
-            raise _fail("locked", f"have shape ({n_titles},)", f"shape {lock.shape}")
-        lock = lock.astype(bool, copy=False)
-        orphan = np.flatnonzero(lock & (prev < 0))
-        if len(orphan):
-            raise _fail("locked", "lock only titles with a previous image", f"title '{t_ids[orphan[0]]}' locked with none")
-        if max_changes is not None:
-            if isinstance(max_changes, bool) or not isinstance(max_changes, (int, np.integer)) or max_changes < 0:
-                raise _fail("max_changes", "be None or an integer >= 0", repr(max_changes))
-            max_changes = int(max_changes)
-        for wname, wval in (("diversity", diversity), ("churn", churn)):
-            if not isinstance(wval, (int, float, np.floating, np.integer)) or not np.isfinite(wval) or wval < 0:
-                raise _fail(f"weights.{wname}", "be a finite number >= 0", repr(wval))
+        prev = _check_previous(previous, cand, t_ids)
+        lock = _check_locked(locked, prev, t_ids)
+        max_changes = _check_max_changes(max_changes)
+        _check_weights(diversity, churn)
         if rows is None or cols is None:
             r, c = grid_positions(n_titles, 8)
         else:
@@ -904,6 +974,82 @@ class PageProblem:
         if ((a < 0) | (a >= self.n_images)).any() or not self.candidates[np.arange(self.n_titles), a].all():
             raise InvalidProblemError("The assignment names an image that is not a candidate of its title.")
         return a.astype(np.int64)
+
+    # ------------------------------------------------------------------ swapping parts
+    def with_weights(self, *, diversity: float | None = None, churn: float | None = None) -> PageProblem:
+        """This problem with other penalty weights (validated; nothing else is checked again).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = PageProblem.from_arrays(np.ones((2, 2)), np.ones((2, 2, 3)), diversity=0.1)
+        >>> q = p.with_weights(diversity=0.5)
+        >>> q.diversity, q.churn, p.diversity
+        (0.5, 0.0, 0.1)
+        >>> p.with_weights(churn=-1.0)
+        Traceback (most recent call last):
+        ...
+        slate.errors.InvalidProblemError: The 'weights.churn' field of the page problem must be a finite number >= 0; got -1.0 instead.
+        """
+        div = self.diversity if diversity is None else diversity
+        ch = self.churn if churn is None else churn
+        _check_weights(div, ch)
+        _check_totals_finite(self.scores, self.pair_weights, float(div), float(ch), self.n_titles)
+        return dataclasses.replace(self, diversity=float(div), churn=float(ch), _ids={})
+
+    def with_stability(
+        self,
+        *,
+        previous: ArrayLike | object | None = _KEEP,
+        locked: ArrayLike | object | None = _KEEP,
+        max_changes: int | object | None = _KEEP,
+        candidates: ArrayLike | object = _KEEP,
+    ) -> PageProblem:
+        """This problem with other stability parts, each validated as the constructors do.
+
+        Parameters
+        ----------
+        previous : array_like (n_titles,) of int, or None (no previous images), optional
+        locked : array_like (n_titles,) of bool, or None (nothing locked), optional
+        max_changes : int or None (no budget), optional
+        candidates : array_like (n_titles, n_images) of bool, optional
+            Restrict the images the optimiser may choose (a subset of the problem's candidates,
+            e.g. a :class:`slate.stability.StabilityPlan`'s ``solver_candidates``); the image ids
+            stay those of the full candidate lists.
+
+        Parts not given are kept. ``previous`` and ``locked`` are checked against the new
+        candidates and each other; then feasibility with quotas, as at construction.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = PageProblem.from_arrays(np.ones((2, 2)))
+        >>> p.with_stability(previous=[1, -1], locked=[True, False], max_changes=1).locked.tolist()
+        [True, False]
+        >>> p.with_stability(locked=[False, True])
+        Traceback (most recent call last):
+        ...
+        slate.errors.InvalidProblemError: The 'locked' field of the page problem must lock only titles with a previous image; got title 'T001' locked with none instead.
+        """
+        cand = self.candidates
+        if candidates is not _KEEP:
+            cand = _check_candidates(candidates, self.scores.shape, self.title_ids)  # type: ignore[arg-type]
+            if (cand & ~self.candidates).any():
+                raise _fail("candidates", "be a subset of the problem's candidates", "an image that is not one")
+        prev = self.previous if previous is _KEEP else previous
+        prev = _check_previous(prev, cand, self.title_ids)  # type: ignore[arg-type]
+        lock = _check_locked(self.locked if locked is _KEEP else locked, prev, self.title_ids)  # type: ignore[arg-type]
+        budget = _check_max_changes(self.max_changes if max_changes is _KEEP else max_changes)
+        problem = dataclasses.replace(
+            self,
+            candidates=_readonly_view(cand),
+            previous=_readonly_view(prev),
+            locked=_readonly_view(lock),
+            max_changes=budget,
+            _ids={},
+        )
+        problem._check_feasibility()
+        return problem
 
     # ------------------------------------------------------------------ feasibility
     def _check_feasibility(self) -> None:

@@ -57,6 +57,8 @@ from slate.errors import ResourceLimitError, ScorerOutputError, StoreReplacedErr
 from slate.limits import check_limit
 from slate.page.layout import DenseLayout, GridLayout, Layout
 from slate.page.problem import ObjectiveParts, PageProblem
+from slate.page.request import Page
+from slate.page.similarity import positive_cosine
 from slate.policy import as_scorer
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.request import (
@@ -185,46 +187,7 @@ def _ro(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
-@dataclass(frozen=True, eq=False)
-class _Page:
-    """The request as arrays."""
-
-    title_ids: tuple[str, ...]
-    image_ids: tuple[tuple[str, ...], ...]
-    candidates: BoolArray
-    rows: IntArray
-    cols: IntArray
-    locked: BoolArray
-
-    @property
-    def n_titles(self) -> int:
-        return len(self.title_ids)
-
-    @property
-    def n_images(self) -> int:
-        return int(self.candidates.shape[1])
-
-    @classmethod
-    def of(cls, request: PageRequest) -> _Page:
-        titles = request.titles
-        n = len(titles)
-        # one pass over the titles, then one array per field
-        title_ids, image_ids, rows, cols, locked = zip(
-            *[(t.title_id, t.image_ids, t.row, t.col, t.locked) for t in titles], strict=True
-        )
-        counts = np.fromiter(map(len, image_ids), dtype=np.int64, count=n)
-        candidates = np.arange(int(counts.max()))[None, :] < counts[:, None]
-        return cls(
-            title_ids=title_ids,
-            image_ids=image_ids,
-            candidates=_ro(candidates),
-            rows=_ro(np.array(rows, dtype=np.int64)),
-            cols=_ro(np.array(cols, dtype=np.int64)),
-            locked=_ro(np.array(locked, dtype=bool)),
-        )
-
-
-def _check_page_size(kind: str, page: _Page, n_images: int) -> None:
+def _check_page_size(kind: str, page: Page, n_images: int) -> None:
     """Refuse a page whose similarity tables (pairs x images x images) would not fit the serving
     budget, before anything of that size is allocated (a 500 x 50 grid page needs 6.9 million
     cells and about a second; see ``max_pair_cells`` in :mod:`slate.limits`)."""
@@ -264,7 +227,7 @@ def _layout(kind: str, rows: IntArray, cols: IntArray) -> tuple[IntArray, FloatA
 
 
 def _similarity(
-    page: _Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
+    page: Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
 ) -> tuple[FloatArray, int]:
     """``max(0, cosine)`` per pair and image pair, and the number of images missing from the catalog."""
     n_images = page.n_images
@@ -272,12 +235,12 @@ def _similarity(
         return np.zeros((len(pairs), n_images, n_images)), 0
     unit, n_missing = catalog.page_units(page.image_ids, n_images)
     sim = np.matmul(unit[pairs[:, 0]], unit[pairs[:, 1]].transpose(0, 2, 1))
-    np.maximum(sim, 0.0, out=sim)
+    positive_cosine(sim, out=sim)
     return sim.astype(np.float64), n_missing
 
 
 def _build_problem(
-    page: _Page,
+    page: Page,
     plan: StabilityPlan,
     scores: FloatArray,
     pairs: IntArray,
@@ -339,7 +302,7 @@ def _objective(
     return ObjectiveParts(relevance - div - churn_penalty, relevance, div, churn_penalty, n_changes)
 
 
-def _fallback_assignment(page: _Page, previous: IntArray, scores: FloatArray | None) -> IntArray:
+def _fallback_assignment(page: Page, previous: IntArray, scores: FloatArray | None) -> IntArray:
     """Previous image where there is one, else the best-scored image, else the first candidate."""
     if scores is None:
         best = np.zeros(page.n_titles, dtype=np.int64)
@@ -414,6 +377,34 @@ def _store_failed(faults: _Faults, fault: Fault, err: BaseException) -> None:
     faults.add(fault, _err(err))
     if isinstance(err, StoreTimeoutError):
         faults.add(Fault.STORE_LATE, "timed out")
+
+
+class _Run:
+    """One attempt at a page: what its stages pass along (see :meth:`Composer._compose`)."""
+
+    def __init__(self, req: PageRequest, page: Page, now: float, timings: dict[str, float], attempt: int) -> None:
+        self.req, self.page, self.now, self.timings = req, page, now, timings
+        self.faults = _Faults()
+        self.stored_only = attempt >= 2  # after two conflicts: the stored images, no write
+        self.t = 0.0  # the clock at the end of the last stage
+        self.states: Mapping[str, TitleState] = {}
+        self.version = 0
+        self.state_ok = False
+        self.versioned = False
+        self.scores: FloatArray | None = None
+        self.fallback_scores: FloatArray | None = None
+        self.plan: StabilityPlan = None  # type: ignore[assignment]  # set by the plan stage
+        self.pairs: IntArray = np.zeros((0, 2), dtype=np.int64)
+        self.weights: FloatArray = np.zeros(0)
+        self.sim: FloatArray | None = None
+        self.exploit: IntArray | None = None
+        self.solver_status = "skipped"
+        self.eligible: BoolArray = np.zeros(0, dtype=bool)
+        self.explore_on = False
+        self.params: ExplorationParams | None = None
+        self.propensity: FloatArray = np.zeros(0)
+        self.explored: BoolArray = np.zeros(0, dtype=bool)
+        self.propensities: FloatArray = np.zeros(0)
 
 
 _CONFLICT = (
@@ -572,7 +563,7 @@ class Composer:
         req = parse_request(request)
         solver = _solver(self.config.solver, self.config.solver_options)
         now = req.timestamp.timestamp() if req.timestamp is not None else time.time()
-        page = _Page.of(req)
+        page = Page.of(req)
         _check_page_size(self.config.layout, page, req.n_images)
         timings = {"validate": (time.perf_counter() - started) * 1000.0}
         try:
@@ -596,46 +587,51 @@ class Composer:
     def _compose(
         self,
         req: PageRequest,
-        page: _Page,
+        page: Page,
         solver: Solver,
         now: float,
         timings: dict[str, float],
         started: float,
         attempt: int = 0,
     ) -> PageDecision | None:
-        """The page; None when its conditional state write lost to another page (re-plan)."""
-        cfg = self.config
-        rules = cfg.stability
-        faults = _Faults()
-        clock = time.perf_counter
-        stored_only = attempt >= 2  # after two conflicts: the stored images, no write
-        if attempt:
-            faults.add(Fault.STORE_CONFLICT, _CONFLICT[min(attempt, 2)])
+        """The page; None when its conditional state write lost to another page (re-plan).
 
-        # ---- state
-        t0 = clock()
-        states: Mapping[str, TitleState] = {}
-        state_ok = self.store is not None
+        Stages: state read, scores, stability plan, problem and solve, exploration, state write
+        and the decision (each a method below, timed in ``timings``)."""
+        run = _Run(req, page, now, timings, attempt)
+        if attempt:
+            run.faults.add(Fault.STORE_CONFLICT, _CONFLICT[min(attempt, 2)])
+        self._read_state(run)
+        self._score_page(run)
+        self._plan(run)
+        self._solve(run, solver)
+        draw = self._explore(run)
+        return self._write_and_decide(run, draw, started)
+
+    def _read_state(self, run: _Run) -> None:
+        """Stage: the member's stored state of the page's titles."""
+        req, page, faults, timings, cfg = run.req, run.page, run.faults, run.timings, self.config
+        t0 = time.perf_counter()
         store = self.store
-        versioned = store is not None and hasattr(store, "read") and hasattr(store, "write")
-        version = 0
+        run.state_ok = store is not None
+        run.versioned = store is not None and hasattr(store, "read") and hasattr(store, "write")
         if store is not None:
             try:
-                if versioned:
-                    states, version = store.read(req.member_id, page.title_ids)  # type: ignore[attr-defined]
+                if run.versioned:
+                    run.states, run.version = store.read(req.member_id, page.title_ids)  # type: ignore[attr-defined]
                 else:
-                    states = store.get(req.member_id, page.title_ids)
+                    run.states = store.get(req.member_id, page.title_ids)
             except Exception as err:
-                state_ok = False
+                run.state_ok = False
                 _store_failed(faults, Fault.STORE_READ_FAILED, err)
-        t1 = clock()
-        timings["store_get"] = (t1 - t0) * 1000.0
-        if state_ok and timings["store_get"] > cfg.store_budget_ms:
+        run.t = time.perf_counter()
+        timings["store_get"] = (run.t - t0) * 1000.0
+        if run.state_ok and timings["store_get"] > cfg.store_budget_ms:
             faults.add(Fault.STORE_LATE, f"read took {timings['store_get']:.1f} ms")
 
-        # ---- scores
-        scores: FloatArray | None = None
-        fallback_scores: FloatArray | None = None
+    def _score_page(self, run: _Run) -> None:
+        """Stage: the policy's scores (a fault, and no scores, when they are unusable)."""
+        req, page, faults, timings, cfg = run.req, run.page, run.faults, run.timings, self.config
         try:
             raw = np.asarray(self._score(req), dtype=np.float64)
             if raw.shape != page.candidates.shape:
@@ -655,78 +651,83 @@ class Composer:
                     f"{int(bad.sum())} non-finite scores, e.g. {raw[t, k]} for image "
                     f"'{page.image_ids[t][k]}' of title '{page.title_ids[t]}'",
                 )
-                fallback_scores = raw
+                run.fallback_scores = raw
             else:
-                scores = raw
+                run.scores = raw
         except ScorerOutputError:
             raise
         except Exception as err:
             faults.add(Fault.SCORING_FAILED, _err(err))
-        t2 = clock()
-        timings["score"] = (t2 - t1) * 1000.0
-        if scores is not None and timings["score"] > cfg.scoring_budget_ms:
+        t2 = time.perf_counter()
+        timings["score"] = (t2 - run.t) * 1000.0
+        run.t = t2
+        if run.scores is not None and timings["score"] > cfg.scoring_budget_ms:
             faults.add(Fault.SCORING_LATE, f"scoring took {timings['score']:.1f} ms")
 
-        # ---- stability plan
-        sticky = self.exploration.sticky
+    def _plan(self, run: _Run) -> None:
+        """Stage: the stability plan (held titles, allowed images, explore candidates)."""
+        req, page = run.req, run.page
+        rules = self.config.stability
         plan_args = dict(
-            now=now,
+            now=run.now,
             session_id=req.session_id,
             title_ids=page.title_ids,
             image_ids=page.image_ids,
             candidates=page.candidates,
             locked=page.locked,
-            scores=scores,
+            scores=run.scores,
             seen_title_ids=req.seen_title_ids,
-            sticky=sticky,
+            sticky=self.exploration.sticky,
         )
         try:
-            plan = plan_page(rules, states=states, **plan_args)  # type: ignore[arg-type]
+            run.plan = plan_page(rules, states=run.states, **plan_args)  # type: ignore[arg-type]
         except Exception as err:  # a store that returned something unusable
-            state_ok = False
-            faults.add(Fault.STORE_READ_FAILED, f"unusable state: {_err(err)}")
-            plan = plan_page(rules, states={}, **plan_args)  # type: ignore[arg-type]
-        t3 = clock()
-        timings["plan"] = (t3 - t2) * 1000.0
+            run.state_ok = False
+            run.faults.add(Fault.STORE_READ_FAILED, f"unusable state: {_err(err)}")
+            run.plan = plan_page(rules, states={}, **plan_args)  # type: ignore[arg-type]
+        t3 = time.perf_counter()
+        run.timings["plan"] = (t3 - run.t) * 1000.0
+        run.t = t3
 
-        # ---- problem and solve
-        pairs, weights = _layout(cfg.layout, page.rows, page.cols)
-        sim: FloatArray | None = None
-        exploit: IntArray | None = None
-        solver_status = "skipped"
-        healthy = scores is not None
-        eligible = ~plan.held & (plan.explore_candidates.sum(axis=1) >= 2)
+    def _solve(self, run: _Run, solver: Solver) -> None:
+        """Stage: the page problem (layout, similarity, stability) and its solve."""
+        req, page, faults, plan, cfg = run.req, run.page, run.faults, run.plan, self.config
+        rules = cfg.stability
+        scores = run.scores
+        run.pairs, run.weights = _layout(cfg.layout, page.rows, page.cols)
+        run.eligible = ~plan.held & (plan.explore_candidates.sum(axis=1) >= 2)
         # no new draws without the member's state (held draws unknown), except when serving statelessly
-        explore_on = (
-            healthy and (state_ok or self.store is None) and not isinstance(self.exploration, NoExploration)
+        run.explore_on = (
+            scores is not None and (run.state_ok or self.store is None)
+            and not isinstance(self.exploration, NoExploration)
         )
         reserve = 0
-        if explore_on:
+        if run.explore_on:
             reserve = self.exploration.reserve(
-                int((eligible & (plan.previous >= 0)).sum()), rules.max_changes
+                int((run.eligible & (plan.previous >= 0)).sum()), rules.max_changes
             )
         budget = None if rules.max_changes is None else rules.max_changes - reserve
-        t4 = t3
-        if scores is not None and not stored_only:
-            sim, n_missing = _similarity(page, self.catalog, pairs, cfg.diversity)
+        t3 = t4 = run.t
+        if scores is not None and not run.stored_only:
+            run.sim, n_missing = _similarity(page, self.catalog, run.pairs, cfg.diversity)
             if n_missing:
                 faults.add(Fault.EMBEDDINGS_MISSING, f"{n_missing} images have no embedding")
             problem = _build_problem(
                 page,
                 plan,
                 scores,
-                pairs,
-                weights,
-                sim,
+                run.pairs,
+                run.weights,
+                run.sim,
                 diversity=cfg.diversity,
                 churn=rules.churn,
                 max_changes=budget,
                 name=f"member-{req.member_id}",
             )
-            t4 = clock()
+            t4 = time.perf_counter()
             try:
                 result = solver.solve(problem, time_limit_ms=cfg.solver_time_ms)
-                wall_ms = (clock() - t4) * 1000.0
+                wall_ms = (time.perf_counter() - t4) * 1000.0
                 a = np.asarray(result.assignment)
                 broken = _invalid(a, plan, budget)
                 if result.status is Status.INFEASIBLE or broken:
@@ -736,8 +737,8 @@ class Composer:
                         f"{broken or 'status infeasible'}",
                     )
                 else:
-                    exploit = a.astype(np.int64)
-                    solver_status = str(result.status.value)
+                    run.exploit = a.astype(np.int64)
+                    run.solver_status = str(result.status.value)
                     if wall_ms > cfg.solver_time_ms + cfg.solver_grace_ms:
                         faults.add(
                             Fault.SOLVER_LATE,
@@ -745,29 +746,35 @@ class Composer:
                         )
             except Exception as err:
                 faults.add(Fault.SOLVER_FAILED, _err(err))
-            if exploit is None:
-                solver_status = "failed"
-        t5 = clock()
-        timings["problem"] = (t4 - t3) * 1000.0
-        timings["solve"] = (t5 - t4) * 1000.0
+            if run.exploit is None:
+                run.solver_status = "failed"
+        t5 = time.perf_counter()
+        run.timings["problem"] = (t4 - t3) * 1000.0
+        run.timings["solve"] = (t5 - t4) * 1000.0
+        run.t = t5
 
-        # ---- exploration
+    def _explore(self, run: _Run) -> Any:
+        """Stage: sticky exploration around the solver's page (or the fallback page)."""
+        req, page, plan = run.req, run.page, run.plan
+        rules = self.config.stability
+        healthy = run.scores is not None
+        exploit = run.exploit
         if exploit is None:
             healthy = False
-            exploit = _fallback_assignment(page, plan.previous, scores if scores is not None else fallback_scores)
+            scores = run.scores if run.scores is not None else run.fallback_scores
+            exploit = _fallback_assignment(page, plan.previous, scores)
         n_held_explored = int((plan.draw_held & plan.draw_explored).sum())
-        params: ExplorationParams | None = None
-        if healthy and explore_on:
+        if healthy and run.explore_on:
             draw = self.exploration.draw(
                 exploit,
                 plan.explore_candidates,
-                eligible,
+                run.eligible,
                 max_changes=rules.max_changes,
                 key=(req.member_id, req.session_id),
                 n_held_explored=n_held_explored,
             )
             cap_of = getattr(self.exploration, "draw_cap", None)
-            params = ExplorationParams(
+            run.params = ExplorationParams(
                 rate=float(getattr(self.exploration, "epsilon", float("nan"))),
                 cap=cap_of(rules.max_changes, n_held_explored) if cap_of is not None else None,
                 probability=float(draw.probability),
@@ -775,75 +782,81 @@ class Composer:
                 n_held_explored=n_held_explored,
             )
         else:
-            draw = NoExploration().draw(exploit, page.candidates, eligible, max_changes=None, key=())
-        shown = draw.shown
-        propensity = draw.propensity
-        explored = draw.explored
-        propensities = draw.propensities
+            draw = NoExploration().draw(exploit, page.candidates, run.eligible, max_changes=None, key=())
+        run.propensity = draw.propensity
+        run.explored = draw.explored
+        run.propensities = draw.propensities
         held_draw = np.flatnonzero(plan.draw_held)
         if len(held_draw):
-            propensity = propensity.copy()
-            propensity[held_draw] = plan.draw_propensity[held_draw]
-            explored = explored | plan.draw_explored
-            propensities = propensities.copy()
-            propensities[held_draw] = np.nan
-        t6 = clock()
-        timings["explore"] = (t6 - t5) * 1000.0
+            run.propensity = run.propensity.copy()
+            run.propensity[held_draw] = plan.draw_propensity[held_draw]
+            run.explored = run.explored | plan.draw_explored
+            run.propensities = run.propensities.copy()
+            run.propensities[held_draw] = np.nan
+        t6 = time.perf_counter()
+        run.timings["explore"] = (t6 - run.t) * 1000.0
+        run.t = t6
+        return draw
 
-        # ---- state write (a durable logger: after the page is in the log, see _log_then_commit)
+    def _write_and_decide(self, run: _Run, draw: Any, started: float) -> PageDecision | None:
+        """Stages: the state write (a durable logger: after the page is in the log, see
+        :meth:`_log_then_commit`) and the decision; None when the write lost (re-plan)."""
+        req, page, plan, faults, timings, cfg = run.req, run.page, run.plan, run.faults, run.timings, self.config
+        rules = cfg.stability
+        shown = draw.shown
         shown_ids = tuple(ids[k] for ids, k in zip(page.image_ids, shown.tolist(), strict=True))
         log_first = bool(getattr(self.logger, "durable", False))
         new_state = None
-        write_version = version if versioned else None
+        write_version = run.version if run.versioned else None
         timings["store_put"] = 0.0
-        if store is not None and state_ok and not stored_only:
+        if self.store is not None and run.state_ok and not run.stored_only:
             new = next_states(
                 plan,
                 rules,
-                now=now,
+                now=run.now,
                 session_id=req.session_id,
                 title_ids=page.title_ids,
                 shown_ids=shown_ids,
                 drawn=draw.drawn,
-                propensity=propensity,
-                explored=explored,
+                propensity=run.propensity,
+                explored=run.explored,
             )
             new_state = new
-            if not log_first and not self._put_state(req.member_id, new, write_version, faults, timings, t6):
+            if not log_first and not self._put_state(req.member_id, new, write_version, faults, timings, run.t):
                 return None  # another page for the member was saved meanwhile: re-plan
 
         objective = None
-        if scores is not None and sim is not None:
+        if run.scores is not None and run.sim is not None:
             objective = _objective(
-                scores, shown, plan.previous, pairs, weights, sim, cfg.diversity, rules.churn
+                run.scores, shown, plan.previous, run.pairs, run.weights, run.sim, cfg.diversity, rules.churn
             )
         changed = ((plan.previous >= 0) & (shown != plan.previous)) | (plan.reason == Reason.RETIRED)
         decision = PageDecision(
             member_id=req.member_id,
             session_id=req.session_id,
-            page_id=_page_id(req, now),
-            timestamp=now,
+            page_id=_page_id(req, run.now),
+            timestamp=run.now,
             title_ids=page.title_ids,
             image_ids=shown_ids,
-            propensity=propensity,
-            explored=explored,
+            propensity=run.propensity,
+            explored=run.explored,
             changed=changed,
             reason=plan.reason,
             previous_image_ids=plan.previous_ids,
             objective=objective,
             solver=self.config.solver,
-            solver_status=solver_status,
+            solver_status=run.solver_status,
             faults=tuple(faults.faults),
             fault_details=tuple(faults.details),
             timings_ms=timings,
             candidate_ids=page.image_ids,
-            propensities=propensities,
+            propensities=run.propensities,
             rows=page.rows,
             cols=page.cols,
             locked=page.locked,
             explore_eligible=draw.drawn,
             explore_held=plan.draw_held,
-            exploration=params,
+            exploration=run.params,
             config_json=self._config_json,
             context_json=_context_json(req),
         )
@@ -916,7 +929,7 @@ class Composer:
     def _last_resort(
         self,
         req: PageRequest,
-        page: _Page,
+        page: Page,
         now: float,
         error: BaseException,
         timings: dict[str, float],

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from slate.logs.log import ImpressionLog
 from slate.logs.parquet import read_impressions
 from slate.page.layout import GridLayout
-from slate.page.problem import unit_vectors
+from slate.page.similarity import unit_vectors
 from slate.tune.config import Experiment, InvalidExperimentError, LogData, SimData
 
 __all__ = [

@@ -13,7 +13,6 @@ Everything here works on plain arrays so that blocks can be shipped to dask work
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import time
@@ -140,24 +139,19 @@ def with_setting(
 ) -> PageProblem:
     """``base`` with a setting's weights, budget and previous images.
 
-    ``base`` was validated by :meth:`PageProblem.from_arrays`; the fields swapped in here are
-    valid by construction (weights checked by the experiment, ``previous`` a candidate index or
-    ``-1``, nothing locked), so the problem is rebuilt without validating again. With a
-    :class:`slate.stability.StabilityPlan` (dwell, ``min_gain``), the optimiser may choose only
-    ``plan.solver_candidates`` and the held titles are locked, as in ``compose()``.
+    ``base`` was validated by :meth:`PageProblem.from_arrays`; the parts swapped in here are
+    validated by :meth:`PageProblem.with_stability` and :meth:`PageProblem.with_weights` (and
+    nothing else again). With a :class:`slate.stability.StabilityPlan` (dwell, ``min_gain``),
+    the optimiser may choose only ``plan.solver_candidates`` and the held titles are locked, as
+    in ``compose()``.
     """
     diversity, churn, max_changes = setting[:3]
     extra: dict[str, Any] = {}
     if plan is not None:
         extra = {"candidates": plan.solver_candidates, "locked": plan.held}
-    return dataclasses.replace(
-        base,
-        previous=_readonly(np.asarray(previous, dtype=np.int64)),
-        max_changes=max_changes,
-        diversity=float(diversity) * scale,
-        churn=float(churn) * scale,
-        **extra,
-    )
+    return base.with_stability(
+        previous=np.asarray(previous, dtype=np.int64), max_changes=max_changes, **extra
+    ).with_weights(diversity=float(diversity) * scale, churn=float(churn) * scale)
 
 
 def setting_rules(setting: Setting) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slate._internal.similarity import PAIR_CHUNK, diversity_from_pairs
+from slate.page.similarity import positive_cosine
 from slate.replay.metrics import page_diversity, pair_similarity
 
 __all__ = ["ExplorationSimilarity", "page_diversity", "pair_similarity"]
@@ -58,7 +59,7 @@ class ExplorationSimilarity:
             mi, mj = ci >= 0, cj >= 0
             vi = vectors[np.maximum(ci, 0)] * mi[:, :, None]
             vj = vectors[np.maximum(cj, 0)] * mj[:, :, None]
-            s = np.maximum(np.einsum("pkd,pld->pkl", vi, vj), 0.0)
+            s = positive_cosine(np.einsum("pkd,pld->pkl", vi, vj))
             ni = mi.sum(axis=1).astype(np.float64)
             nj = mj.sum(axis=1).astype(np.float64)
             self.row_mean[lo:hi] = s.sum(axis=2) / nj[:, None]

@@ -12,13 +12,13 @@ from slate.bandit import (
     ArmIndex,
     FeatureBuilder,
     FeatureConfig,
+    FeatureRequest,
     HybridLinUCB,
     ImageCandidate,
     ImpressionOutcome,
     LinUCB,
     MemberContext,
     PageFeatures,
-    PageRequest,
     PendingImpressions,
     QualityPlayLabel,
     TitleCandidate,
@@ -50,9 +50,9 @@ CATALOGUE = {
 }
 
 
-def _request(member: MemberContext, titles=None, embedding=(0.1, 0.2, 0.3)) -> PageRequest:
+def _request(member: MemberContext, titles=None, embedding=(0.1, 0.2, 0.3)) -> FeatureRequest:
     titles = titles or list(CATALOGUE)
-    return PageRequest(
+    return FeatureRequest(
         member=member,
         titles=[
             TitleCandidate(
@@ -116,7 +116,7 @@ def test_requests_are_frozen_and_forbid_extra_fields():
         TitleCandidate(title_id="t", images=[ImageCandidate(image_id="a")], recommender_score=float("nan"))
     # a request round-trips through JSON (what the serving path and the simulator exchange)
     req = _request(MemberContext(member_id="m"), ["notebook"])
-    assert PageRequest.model_validate(json.loads(req.model_dump_json())) == req
+    assert FeatureRequest.model_validate(json.loads(req.model_dump_json())) == req
 
 
 def test_quality_play_label_is_a_threshold_not_a_click():
@@ -272,7 +272,7 @@ def test_builder_rejects_what_it_cannot_encode():
         builder.build(_request(member, ["good-will-hunting"]), grow=False)
     with pytest.raises(InvalidProblemError, match=r"'member.genre_affinity'.*'horror'"):
         builder.build(_request(MemberContext(member_id="m", genre_affinity={"horror": 0.5}), ["notebook"]))
-    bad_theme = PageRequest(member=member, titles=[TitleCandidate(title_id="t", images=[
+    bad_theme = FeatureRequest(member=member, titles=[TitleCandidate(title_id="t", images=[
         ImageCandidate(image_id="x", themes=("western",), embedding=(0, 0, 0))])])
     with pytest.raises(InvalidProblemError, match=r"'titles\[0\].images\[0\].themes'.*'western'"):
         builder.build(bad_theme)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import slate.solvers.chain  # noqa: F401  (registers "chain")
 from slate.errors import UnknownSolverError
-from slate.page import PageProblem
+from slate.page import Page, PageProblem
 from slate.page.layout import GridLayout
 from slate.serve import (
     ComposeConfig,
@@ -24,7 +24,7 @@ from slate.serve import (
     StickyEpsilon,
     compose,
 )
-from slate.serve.composer import _build_problem, _layout, _Page, _similarity
+from slate.serve.composer import _build_problem, _layout, _similarity
 from slate.stability import InMemoryStore, Reason, SQLiteStore, StabilityRules, plan_page
 
 T0 = datetime(2024, 5, 1, 20, 0, tzinfo=timezone.utc)
@@ -338,7 +338,7 @@ def test_missing_embeddings_are_reported_not_hidden():
 def test_built_problem_equals_the_validated_constructor(layout):
     """compose() builds its PageProblem with the vectorised from_padded; it must equal from_arrays'."""
     request = make_request(n_titles=10, n_images=4, ragged=True, seed=2, locked=(3,))
-    page = _Page.of(request)
+    page = Page.of(request)
     scores = TableScorer().score_page(request)
     states = {}
     from slate.stability import TitleState
