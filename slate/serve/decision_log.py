@@ -38,6 +38,7 @@ returns; a new logger replays the journals of crashed ones, so no acknowledged p
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  (see _finish_handed_over_batches)
 import contextlib
 import json
 import math
@@ -660,7 +661,11 @@ _LIVE: weakref.WeakSet[DecisionLogger] = weakref.WeakSet()
 @atexit.register
 def _finish_handed_over_batches() -> None:
     """At interpreter exit, let writer threads finish the batches already handed to them (as a
-    synchronous write would have); the batch still being filled needs close()."""
+    synchronous write would have); the batch still being filled needs close().
+
+    A write at exit must not be the first to import ``concurrent.futures.thread`` (pyarrow may
+    import pandas lazily, which imports it): it registers its own exit hook, which Python refuses
+    once shutdown has begun, and the batch was lost. It is imported with this module instead."""
     for logger in list(_LIVE):
         logger.wait()
 
