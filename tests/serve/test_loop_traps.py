@@ -151,15 +151,28 @@ def test_forked_workers_draw_their_own_page_id_offsets():
     from slate.serve import composer as composer_module
 
     when = 1_700_000_000.0
-    with mp.get_context("fork").Pool(4) as pool:
-        results = pool.map(_child_page_ids, [when] * 16, chunksize=1)
+    ctx = mp.get_context("fork")
+    queue = ctx.SimpleQueue()
+    # four forked children, each composing 4 x 5 ids (a Pool may hand every task to one worker)
+    children = [ctx.Process(target=_child_into_queue, args=(queue, when)) for _ in range(4)]
+    for child in children:
+        child.start()
+    results = [queue.get() for _ in range(16)]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
     offsets = {pid: offset for pid, offset, _ in results}
-    assert len(offsets) >= 2 and composer_module._ID_OFFSET not in offsets.values()
+    assert len(offsets) == 4 and composer_module._ID_OFFSET not in offsets.values()
     assert len(set(offsets.values())) == len(offsets)  # a collision here has odds ~1e-6
     ids = [i for _, _, chunk in results for i in chunk]
     assert len(set(ids)) == len(ids)  # 16 x 5 pages in one millisecond: all distinct
     base = (int(when * 1000) - composer_module._ID_EPOCH_MS) << 22
     assert all(base <= i < base + 2 * (1 << 22) for i in ids)  # still ordered by millisecond
+
+
+def _child_into_queue(queue, when: float) -> None:
+    for _ in range(4):
+        queue.put(_child_page_ids(when))
 
 
 def _child_page_ids(when: float) -> tuple[int, int, list[int]]:
