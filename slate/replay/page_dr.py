@@ -28,7 +28,7 @@ from slate.replay.estimators import (
     image_groups,
     neighbour_rows,
 )
-from slate.replay.stats import _BOOTSTRAP_CELLS
+from slate.replay.stats import _BOOTSTRAP_CELLS, poisson_binomial_pmf
 
 if TYPE_CHECKING:
     from slate.replay.joint import ExplorationColumns
@@ -59,19 +59,6 @@ def page_folds(data: ReplayData) -> NDArray[np.int64]:
     h ^= h >> np.uint64(29)
     h *= _HASH
     return (h >> np.uint64(63)).astype(np.int64)
-
-
-def _pmf(p: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(N, M + 1) Poisson-binomial pmf of the sum of independent Bernoulli(``p[:, m]``)."""
-    N, M = p.shape
-    pmf = np.zeros((N, M + 1))
-    pmf[:, 0] = 1.0
-    for m in range(M):
-        pm = p[:, m:m + 1]
-        shifted = np.zeros_like(pmf)
-        shifted[:, 1:] = pmf[:, :-1]
-        pmf = pmf * (1.0 - pm) + shifted * pm
-    return pmf
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +190,7 @@ class PageAwareDoublyRobust(MarginalizedNeighbourhood):
         # P_pi(neighbour m in the group of my candidate k): (n, M, K)
         same = cand_group[j][:, :, :, None] == cand_group[:, None, None, :]  # (n, M, Kc, K)
         p = np.einsum("nmc,nmck->nmk", pi[j], same) * present[:, :, None]
-        pmf = _pmf(p.transpose(0, 2, 1).reshape(n * K, M)).reshape(n, K, M + 1)
+        pmf = poisson_binomial_pmf(p.transpose(0, 2, 1).reshape(n * K, M)).reshape(n, K, M + 1)
         n_img = len(log.image_ids)
         ti_log = log.title.astype(np.int64) * n_img + log.image.astype(np.int64)
         ti_c = log.title.astype(np.int64)[:, None] * n_img + np.maximum(log.candidates, 0)

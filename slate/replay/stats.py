@@ -23,6 +23,7 @@ __all__ = [
     "WeightDiagnostics",
     "bootstrap_ratio",
     "poisson_binomial_at",
+    "poisson_binomial_pmf",
     "ratio_se",
     "top_sum",
     "weight_diagnostics",
@@ -179,15 +180,15 @@ def weight_diagnostics(w: NDArray[np.float64] | None, n_rows: int) -> WeightDiag
     return WeightDiagnostics(ess, float(a.max()), share, bool(exploded))
 
 
-def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Probability that the sum of independent Bernoulli(``p[i, m]``) over ``m`` equals ``s[i]``,
-    per row (a dynamic programme over the columns, vectorised over rows).
+def poisson_binomial_pmf(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n, M + 1)``: per row, the distribution of the sum of independent Bernoulli(``p[i, m]``)
+    over ``m`` (a dynamic programme over the columns, vectorised over rows).
 
     Examples
     --------
     >>> import numpy as np
-    >>> poisson_binomial_at(np.array([[0.5, 0.5], [0.2, 0.0]]), np.array([1, 0])).tolist()
-    [0.5, 0.8]
+    >>> poisson_binomial_pmf(np.array([[0.5, 0.5]])).tolist()
+    [[0.25, 0.5, 0.25]]
     """
     n, M = p.shape
     pmf = np.zeros((n, M + 1))
@@ -197,4 +198,17 @@ def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray
         shifted = np.zeros_like(pmf)
         shifted[:, 1:] = pmf[:, :-1]
         pmf = pmf * (1.0 - pm) + shifted * pm
-    return pmf[np.arange(n), s]
+    return pmf
+
+
+def poisson_binomial_at(p: NDArray[np.float64], s: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Probability that the sum of independent Bernoulli(``p[i, m]``) over ``m`` equals ``s[i]``,
+    per row (:func:`poisson_binomial_pmf` read at ``s``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> poisson_binomial_at(np.array([[0.5, 0.5], [0.2, 0.0]]), np.array([1, 0])).tolist()
+    [0.5, 0.8]
+    """
+    return poisson_binomial_pmf(p)[np.arange(p.shape[0]), s]
