@@ -176,8 +176,8 @@ def paired_comparison(
     ``diff_best_high`` are therefore shifted up by the bootstrap optimism of the winner,
     ``mean_b (reps[j_b, b] - mean(reps[j_b]))`` with ``j_b`` the best point of replicate ``b``
     (``optimism``; as :func:`selection_bias`, centred on each point's replicate mean), which
-    restores 0.95-0.96 on the same worlds; ``diff_best`` itself stays the raw difference of the
-    estimates.
+    restores 0.95-0.96 on the same worlds; ``diff_best`` is shifted with them (the gap to the
+    best estimate less its optimism), and stays 0 for the best point itself.
 
     Examples
     --------
@@ -208,8 +208,10 @@ def paired_comparison(
         return PairedComparison(best, cols, float("nan"))
     lo, hi = _interval(R - R[best][None, :], level)
     shift = _optimism(R[idx])
-    lo, hi = lo + shift, hi + shift  # the best estimate is optimistic: its rivals' gaps are not
-    lo[best] = hi[best] = 0.0
+    # the best estimate is optimistic: its rivals' gaps to it are smaller than they look
+    lo, hi = lo + shift, hi + shift
+    cols["diff_best"] = cols["diff_best"] + shift
+    cols["diff_best"][best] = lo[best] = hi[best] = 0.0
     cols["diff_best_low"], cols["diff_best_high"] = lo, hi
     cols["tied_best"] = ok & (hi >= 0)
     sub = np.where(np.isfinite(R[idx]), R[idx], -np.inf)

@@ -97,7 +97,8 @@ def test_paired_comparison_invariants(n, B, seed):
     assert set(cols) == set(PAIRED_COLUMNS)
     assert pc.best == int(np.argmax(values))
     assert cols["diff_best"][pc.best] == 0.0 and cols["tied_best"][pc.best]
-    assert np.all(cols["diff_best"] <= 0.0)
+    assert np.all(cols["diff_best"] <= pc.optimism)  # the gap to the best, less its optimism
+    assert pc.optimism >= 0.0
     assert np.sum(cols["prob_best"]) == pytest.approx(1.0)
     assert np.all(cols["diff_logged_low"] <= cols["diff_logged_high"])
     assert np.allclose(cols["diff_logged"], values - 0.1)
