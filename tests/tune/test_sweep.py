@@ -310,6 +310,11 @@ def test_cli_sweep_and_report_on_a_log(log_files, capsys):
     printed = capsys.readouterr().out
     assert "ms each" in printed and "recommended: point" in printed and "config hash" in printed
     res = load_results(out)
+    # the front printed is the report's: paired differences, under the experiment's constraints
+    front_line = next(line for line in printed.splitlines() if line.startswith("front ("))
+    assert "Pareto front" not in printed
+    cons = res.experiment.constraints
+    assert front_line.endswith(", ".join(str(int(i)) for i in res.front(cons)) or "none")
     assert res.n_points == 8
     assert np.isnan(res.column("true_take_fraction")).all()  # no truth for a log
     rows = {(r["w_diversity"], r["w_churn"], r["max_changes"]): r for r in res.rows()}
