@@ -12,8 +12,8 @@ from numpy.typing import ArrayLike, NDArray
 from slate.errors import InvalidProblemError
 from slate.page.problem import PageProblem
 from slate.solvers.bounds import budgeted_unary_optimum
-from slate.solvers.certify.certificate import Certificate
-from slate.solvers.certify.embedding import embedding_certificate
+from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate
+from slate.solvers.certify.embedding import embedding_certificate, page_parts
 from slate.solvers.certify.polytope import polytope_certificate
 
 __all__ = ["certify", "is_dense", "warm_up"]
@@ -54,6 +54,8 @@ def certify(
     *,
     time_limit_ms: float | None = None,
     warm_start: Certificate | NDArray[np.float64] | None = None,
+    objective: float | None = None,
+    rtol: float = OPTIMAL_RTOL,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Certificate:
     """Certify a page: the tightest proven upper bound on the optimum within ``time_limit_ms``.
@@ -75,6 +77,12 @@ def certify(
         The certificate (or its ``duals``) of the previous session's page of the same member;
         used by the method whose duals have that shape, ignored (and said so in
         ``info["warm_start"]``) otherwise.
+    objective : float, optional
+        ``assignment``'s objective when the caller has it (saves an evaluation).
+    rtol : float, default OPTIMAL_RTOL
+        The embedding bound stops once it is within ``rtol`` of the best page it knows,
+        relative to the bound (the default asks for a proof; e.g. 0.005 stops at a 0.5% gap and
+        returns early); the other methods stop at a proof.
     clock : callable, default time.perf_counter
 
     Returns
@@ -101,12 +109,14 @@ def certify(
     # stop the methods early enough for the final exact evaluation and the result to fit
     deadline = None if time_limit_ms is None else t0 + _RESERVE * float(time_limit_ms) / 1000.0
     duals = warm_start.duals if isinstance(warm_start, Certificate) else warm_start
-    objective = problem.evaluate(a).objective
+    embedding = is_dense(problem) and problem.embeddings is not None and problem.diversity > 0
+    if objective is None:  # from the embeddings on the embedding route: no pass over the pair costs
+        objective = page_parts(problem, a).objective if embedding else problem.evaluate(a).objective
     found = [Certificate(budgeted_unary_optimum(problem)[1], objective, "page-blind")]
     # (a certificate may carry a better page it found; the bound holds for every page)
-    if is_dense(problem) and problem.embeddings is not None:
+    if embedding:
         cert = embedding_certificate(
-            problem, a, deadline=deadline, warm_start=duals, objective=objective, clock=clock
+            problem, a, deadline=deadline, warm_start=duals, objective=objective, rtol=rtol, clock=clock
         )
         if cert is not None:
             found.append(cert)
