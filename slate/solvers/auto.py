@@ -56,7 +56,7 @@ _TIGHT_TAIL_MS = 0.8
 # Without quotas such pages skip fast: the certificate starts from the page-blind page and its
 # Lagrangian pages beat fast's within the budget; after its deadline the final page's checks
 # and the result's evaluation take about this long (measured on 150x20, docs/solvers.md).
-_EMBEDDING_TAIL_MS = 0.5
+_EMBEDDING_TAIL_MS = 0.25
 
 
 @dataclass(frozen=True)
