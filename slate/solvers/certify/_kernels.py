@@ -472,7 +472,9 @@ def _record(data, par, st, point, exact):
     a = budgeted_argmax(theta, data[3], np.int64(par[2]))
     ints[_PAGES] += 1
     last = st[16]
-    fs[_LAST] = embedding_penalty_moved(data[1], pairs, weights, (data[7], data[8], data[9]), last, a, fs[_LAST])
+    fs[_LAST] = embedding_penalty_moved(
+        data[1], pairs, weights, (data[7], data[8], data[9]), last, a, fs[_LAST]
+    )
     value = -fs[_LAST]
     for t in range(a.shape[0]):
         value += unary[t, a[t]]

@@ -44,7 +44,7 @@ from slate.page.problem import ObjectiveParts, PageProblem
 from slate.page.similarity import unit_vectors
 from slate.solvers import _fast_kernels as fk
 from slate.solvers.certify import _kernels as ck
-from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate, meets
+from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate
 
 __all__ = [
     "embedding_bound",
@@ -161,15 +161,35 @@ class _Run:
     (:func:`~slate.solvers.certify._kernels.embedding_lbfgs`), the best exact bound so far with
     its multipliers and (``track``) the best page the multipliers have pointed at."""
 
-    def __init__(self, dual: _Dual, x0: NDArray[np.float64], track: bool, objective: float | None, rtol: float) -> None:
+    def __init__(
+        self, dual: _Dual, x0: NDArray[np.float64], track: bool, objective: float | None, rtol: float
+    ) -> None:
         self.dual = dual
         n = x0.shape[0]
         n_titles, n_images = dual.ut.shape
-        self.data = (dual.ut, dual.emb, dual.factor, dual.change, dual.unary, dual.pairs, dual.weights, *dual.adjacency)
+        self.data = (
+            dual.ut,
+            dual.emb,
+            dual.factor,
+            dual.change,
+            dual.unary,
+            dual.pairs,
+            dual.weights,
+            *dual.adjacency,
+        )
         budget = float(dual.budget if dual.budget >= 0 else 1 << 40)
         # tau, 1 / d, budget, priced, track, rtol, proof rtol, iterations per temperature
         self.par = np.array(
-            [0.0, 1.0 / dual.d, budget, float(dual.budget >= 0), float(track), rtol, OPTIMAL_RTOL, _ITERATIONS]
+            [
+                0.0,
+                1.0 / dual.d,
+                budget,
+                float(dual.budget >= 0),
+                float(track),
+                rtol,
+                OPTIMAL_RTOL,
+                _ITERATIONS,
+            ]
         )
         self.fs = np.array([0.0, np.inf, -np.inf if objective is None else float(objective), 1.0, np.nan])
         self.ints = np.zeros(7, dtype=np.int64)

@@ -113,7 +113,9 @@ def certify(
     deadline = None
     if time_limit_ms is not None:
         limit = float(time_limit_ms)
-        deadline = t0 + (limit - min(_EMBEDDING_TAIL_MS, 0.5 * limit) if embedding else _RESERVE * limit) / 1000.0
+        deadline = (
+            t0 + (limit - min(_EMBEDDING_TAIL_MS, 0.5 * limit) if embedding else _RESERVE * limit) / 1000.0
+        )
     duals = warm_start.duals if isinstance(warm_start, Certificate) else warm_start
     if objective is None:  # from the embeddings on the embedding route: no pass over the pair costs
         objective = page_parts(problem, a).objective if embedding else problem.evaluate(a).objective
