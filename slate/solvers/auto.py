@@ -170,8 +170,8 @@ class AutoSolver:
             info["certificate"] = {"method": "none", "bound": result.bound, "gap": result.gap}
             return result
         left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
-        if left is not None and tight:
-            left -= _TIGHT_TAIL_MS
+        if left is not None and dense:
+            left -= _TIGHT_TAIL_MS if tight else _EMBEDDING_TAIL_MS
         cert = certify(
             problem,
             result.assignment,
@@ -203,7 +203,7 @@ class AutoSolver:
         result = make_result(
             problem, page, status=Status.FEASIBLE, solver="fast", started=started, evaluate=page_parts
         )
-        info["start"] = "page-blind, then the embedding certificate's Lagrangian pages"
+        info["start"] = "page-blind"  # the first page (fast's key): then the certificate's Lagrangian pages
         return self._certified(problem, result, cert, started, info)
 
     @staticmethod
@@ -215,16 +215,19 @@ class AutoSolver:
         info["duals"] = cert.duals
         info["certify_ms"] = cert.info.get("certify_ms")
         status = result.status
-        found = cert.assignment is not None and not np.array_equal(cert.assignment, result.assignment)
-        if found and cert.objective > result.objective:  # the certifier found better
+        better = cert.assignment
+        if better is not None and np.array_equal(better, result.assignment):
+            better = None  # the page the result already holds
+        if better is not None and cert.objective > result.objective:  # the certifier found better
             info["improved_by_certificate"] = cert.objective - result.objective
             result = make_result(
                 problem,
-                cert.assignment,
+                better,
                 status=status,
                 solver=result.solver,
                 started=started,
                 info=result.info,
+                evaluate=page_parts if cert.method == "embedding" else None,
             )
         if cert.optimal and status is not Status.INFEASIBLE:
             status = Status.OPTIMAL
