@@ -7,11 +7,15 @@ The rules, in order:
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
 3. Otherwise ``fast`` runs within part of the limit (``fast_share``, 90% on dense pages, 40% on
-   dense pages whose embeddings are non-negative, where the embedding certificate is tight and
-   also returns the page its multipliers point at when that one is better; all of it when
+   dense pages whose embeddings are non-negative and that have quotas; all of it when
    ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
    on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
-   embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
+   embedding-sum bound. On dense pages whose embeddings are non-negative and that have no
+   quotas ``fast`` is skipped: the embedding certificate is tight there and the pages its
+   multipliers point at beat ``fast``'s within a serving budget, so it starts from the
+   page-blind page and its best Lagrangian page is returned (``info["start"] == "page-blind"``).
+   A bound that meets the page's objective makes the status ``optimal``; ``certify_rtol`` lets
+   the embedding certificate stop early once within that relative gap.
    ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
    every route (``"chain-dp"``, ``"milp"`` for ``exact``), and ``info["duals"]`` holds the duals
    to warm-start the next certification of the same member's page (``warm_start=``).
