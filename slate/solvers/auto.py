@@ -7,11 +7,15 @@ The rules, in order:
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
 3. Otherwise ``fast`` runs within part of the limit (``fast_share``, 90% on dense pages, 40% on
-   dense pages whose embeddings are non-negative, where the embedding certificate is tight and
-   also returns the page its multipliers point at when that one is better; all of it when
+   dense pages whose embeddings are non-negative and that have quotas; all of it when
    ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
    on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
-   embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
+   embedding-sum bound. On dense pages whose embeddings are non-negative and that have no
+   quotas ``fast`` is skipped: the embedding certificate is tight there and the pages its
+   multipliers point at beat ``fast``'s within a serving budget, so it starts from the
+   page-blind page and its best Lagrangian page is returned (``info["start"] == "page-blind"``).
+   A bound that meets the page's objective makes the status ``optimal``; ``certify_rtol`` lets
+   the embedding certificate stop early once within that relative gap.
    ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
    every route (``"chain-dp"``, ``"milp"`` for ``exact``), and ``info["duals"]`` holds the duals
    to warm-start the next certification of the same member's page (``warm_start=``).
@@ -56,7 +60,7 @@ _TIGHT_TAIL_MS = 0.8
 # Without quotas such pages skip fast: the certificate starts from the page-blind page and its
 # Lagrangian pages beat fast's within the budget; after its deadline the final page's checks
 # and the result's evaluation take about this long (measured on 150x20, docs/solvers.md).
-_EMBEDDING_TAIL_MS = 0.5
+_EMBEDDING_TAIL_MS = 0.25
 
 
 @dataclass(frozen=True)
@@ -170,8 +174,8 @@ class AutoSolver:
             info["certificate"] = {"method": "none", "bound": result.bound, "gap": result.gap}
             return result
         left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
-        if left is not None and tight:
-            left -= _TIGHT_TAIL_MS
+        if left is not None and dense:
+            left -= _TIGHT_TAIL_MS if tight else _EMBEDDING_TAIL_MS
         cert = certify(
             problem,
             result.assignment,
@@ -203,7 +207,7 @@ class AutoSolver:
         result = make_result(
             problem, page, status=Status.FEASIBLE, solver="fast", started=started, evaluate=page_parts
         )
-        info["start"] = "page-blind, then the embedding certificate's Lagrangian pages"
+        info["start"] = "page-blind"  # the first page (fast's key): then the certificate's Lagrangian pages
         return self._certified(problem, result, cert, started, info)
 
     @staticmethod
@@ -215,16 +219,19 @@ class AutoSolver:
         info["duals"] = cert.duals
         info["certify_ms"] = cert.info.get("certify_ms")
         status = result.status
-        found = cert.assignment is not None and not np.array_equal(cert.assignment, result.assignment)
-        if found and cert.objective > result.objective:  # the certifier found better
+        better = cert.assignment
+        if better is not None and np.array_equal(better, result.assignment):
+            better = None  # the page the result already holds
+        if better is not None and cert.objective > result.objective:  # the certifier found better
             info["improved_by_certificate"] = cert.objective - result.objective
             result = make_result(
                 problem,
-                cert.assignment,
+                better,
                 status=status,
                 solver=result.solver,
                 started=started,
                 info=result.info,
+                evaluate=page_parts if cert.method == "embedding" else None,
             )
         if cert.optimal and status is not Status.INFEASIBLE:
             status = Status.OPTIMAL

@@ -122,9 +122,7 @@ def normalize_time_limit(time_limit_ms: Any) -> float | None:
     """
     if time_limit_ms is None:
         return None
-    ok = isinstance(time_limit_ms, (int, float, np.integer, np.floating)) and not isinstance(
-        time_limit_ms, bool
-    )
+    ok = isinstance(time_limit_ms, (int, float, np.integer, np.floating)) and not isinstance(time_limit_ms, bool)
     value = float(time_limit_ms) if ok else math.nan
     if not value >= 0:
         raise InvalidProblemError(

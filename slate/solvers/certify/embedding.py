@@ -44,7 +44,7 @@ from slate.page.problem import ObjectiveParts, PageProblem
 from slate.page.similarity import unit_vectors
 from slate.solvers import _fast_kernels as fk
 from slate.solvers.certify import _kernels as ck
-from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate, meets
+from slate.solvers.certify.certificate import OPTIMAL_RTOL, Certificate
 
 __all__ = [
     "embedding_bound",
@@ -57,7 +57,8 @@ __all__ = [
 _TEMPERATURES = (1e-3, 3e-4, 1e-4)  # times the score scale
 _ITERATIONS = 25  # L-BFGS iterations per temperature
 _SCALED_FIRST_STEP = True
-_BOUND_SHARE = 0.85  # of the time, for the multipliers (the rest: the Lagrangian page)
+_MEMORY = 8  # L-BFGS pairs kept
+_TAIL_S = 5e-5  # seconds kept after the minimisation for the page's checks (measured on 150x20)
 _FACTORS: OrderedDict[tuple[int, bytes, bytes, int], tuple[NDArray[np.float64], float]] = OrderedDict()
 _FACTORS_LOCK = threading.Lock()
 
@@ -97,64 +98,6 @@ def layout_factor(problem: PageProblem, max_rank: int = 8) -> tuple[NDArray[np.f
     return factor, sigma
 
 
-def _lbfgs(
-    fun: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]],
-    x: NDArray[np.float64],
-    iterations: int,
-    stop: Callable[[bool], bool],
-    first: NDArray[np.float64] | None = None,
-    memory: int = 8,
-) -> NDArray[np.float64]:
-    """Minimise a smooth convex ``fun`` (value and gradient) by L-BFGS with backtracking, keeping
-    the last coordinate (the budget price) >= 0 by projection. ``stop(in_line_search)`` is asked
-    after every evaluation (and before the first); when it says so the last accepted iterate is
-    returned. ``first`` scales the first step per coordinate (an inverse curvature); without it
-    the first step is the gradient over its largest entry."""
-    value, grad = fun(x)
-    s_list: list[NDArray[np.float64]] = []
-    y_list: list[NDArray[np.float64]] = []
-    for _ in range(iterations):
-        if stop(False):
-            break
-        q = grad.copy()  # two-loop recursion
-        alphas = []
-        for s_k, y_k in zip(reversed(s_list), reversed(y_list), strict=True):
-            a_k = float(s_k @ q) / float(y_k @ s_k)
-            alphas.append(a_k)
-            q -= a_k * y_k
-        if s_list:
-            q *= float(s_list[-1] @ y_list[-1]) / float(y_list[-1] @ y_list[-1])
-        elif first is not None:
-            q *= first
-        else:
-            q /= max(1.0, float(np.abs(grad).max()))
-        for (s_k, y_k), a_k in zip(zip(s_list, y_list, strict=True), reversed(alphas), strict=True):
-            q += (a_k - float(y_k @ q) / float(y_k @ s_k)) * s_k
-        step = 1.0
-        first = True
-        while True:
-            if not first and stop(True):
-                return x  # mid line search: keep the last accepted iterate
-            first = False
-            trial = x - step * q
-            trial[-1] = max(0.0, trial[-1])
-            t_value, t_grad = fun(trial)
-            if t_value <= value - 1e-4 * float(grad @ (x - trial)) or step < 1e-8:
-                break
-            step *= 0.5
-        if t_value >= value:
-            break
-        s_k, y_k = trial - x, t_grad - grad
-        if float(y_k @ s_k) > 1e-12:
-            s_list.append(s_k)
-            y_list.append(y_k)
-            if len(s_list) > memory:
-                s_list.pop(0)
-                y_list.pop(0)
-        x, value, grad = trial, t_value, t_grad
-    return x
-
-
 class _Dual:
     """The bound's arrays for one problem and its exact and smoothed evaluations."""
 
@@ -177,6 +120,8 @@ class _Dual:
         self.pairs = np.ascontiguousarray(problem.pairs, dtype=np.int64)
         self.weights = problem.diversity * np.asarray(problem.pair_weights, dtype=np.float64)
         self.last_penalty: tuple[bytes, float] | None = None
+        ptr, nbr, pid, _ = fk.build_adjacency(problem.n_titles, self.pairs)
+        self.adjacency = (ptr, nbr, pid)
 
     def exact(self, y: NDArray[np.float64]) -> float:
         """``g(Y)``: the bound for multipliers ``y`` (rank, dim), evaluated exactly."""
@@ -196,63 +141,125 @@ class _Dual:
         self.last_penalty = (key, value)
         return value
 
+    def known_penalty(self, a: NDArray[np.int64]) -> float:
+        """Page ``a``'s penalty when it is the remembered one, else NaN."""
+        last = self.last_penalty
+        key = np.ascontiguousarray(a, dtype=np.int64).tobytes()
+        return last[1] if last is not None and last[0] == key else float("nan")
+
+    def remember(self, a: NDArray[np.int64], penalty: float) -> None:
+        """Remember page ``a``'s penalty (computed elsewhere, e.g. incrementally)."""
+        self.last_penalty = (np.ascontiguousarray(a, dtype=np.int64).tobytes(), penalty)
+
     def page_value(self, a: NDArray[np.int64]) -> float:
         """The objective of page ``a`` from the embeddings (``problem.evaluate`` up to rounding)."""
         return float(self.unary[np.arange(len(a)), a].sum()) - self.penalty(a)
 
 
 class _Run:
-    """One minimisation of the bound: its scratch arrays, the best exact bound so far with its
-    multipliers, and (``track``) the best page the multipliers have pointed at."""
+    """One minimisation of the bound: the state of the numba L-BFGS
+    (:func:`~slate.solvers.certify._kernels.embedding_lbfgs`), the best exact bound so far with
+    its multipliers and (``track``) the best page the multipliers have pointed at."""
 
-    def __init__(self, dual: _Dual, track: bool, objective: float | None, rtol: float) -> None:
+    def __init__(
+        self, dual: _Dual, x0: NDArray[np.float64], track: bool, objective: float | None, rtol: float
+    ) -> None:
         self.dual = dual
-        self.theta = np.empty(dual.ut.shape)
-        self.grad_m = np.empty((dual.ut.shape[0], dual.dim))
-        self.budget = dual.budget if dual.budget >= 0 else 1 << 40
-        self.best = np.inf
-        self.best_x: NDArray[np.float64] | None = None
-        self.track = track
-        self.page: NDArray[np.int64] | None = None
-        self.objective = -np.inf if objective is None else float(objective)
-        self.rtol = rtol
-        self.evaluations = 0
-        self.pages = 0
-
-    def __call__(self, x: NDArray[np.float64], tau: float) -> tuple[float, NDArray[np.float64]]:
-        """Smoothed ``g`` (budget priced by ``x[-1]``) and its gradient; records the exact ``g``."""
-        dual = self.dual
-        y = x[:-1].reshape(dual.rank, dual.dim)
-        mu = float(x[-1]) if dual.budget >= 0 else 0.0
-        value, dmu, top = ck.embedding_dual_step(
-            dual.ut, dual.emb, dual.factor @ y, dual.change, mu, tau, self.budget, self.grad_m, self.theta
+        n = x0.shape[0]
+        n_titles, n_images = dual.ut.shape
+        self.data = (
+            dual.ut,
+            dual.emb,
+            dual.factor,
+            dual.change,
+            dual.unary,
+            dual.pairs,
+            dual.weights,
+            *dual.adjacency,
         )
-        self.evaluations += 1
-        norm = float((y * y).sum()) / (2.0 * dual.d)
-        exact = float(top) + norm
-        if exact < self.best:
-            self.best, self.best_x = exact, x.copy()
-            if self.track and not self.met():
-                self._page()
-        grad = np.empty_like(x)
-        grad[:-1] = (dual.factor.T @ self.grad_m + y / dual.d).ravel()
-        grad[-1] = dmu + dual.budget if dual.budget >= 0 else 0.0
-        return value + norm + (mu * dual.budget if dual.budget >= 0 else 0.0), grad
+        budget = float(dual.budget if dual.budget >= 0 else 1 << 40)
+        # tau, 1 / d, budget, priced, track, rtol, proof rtol, iterations per temperature
+        self.par = np.array(
+            [
+                0.0,
+                1.0 / dual.d,
+                budget,
+                float(dual.budget >= 0),
+                float(track),
+                rtol,
+                OPTIMAL_RTOL,
+                _ITERATIONS,
+            ]
+        )
+        self.fs = np.array([0.0, np.inf, -np.inf if objective is None else float(objective), 1.0, np.nan])
+        self.ints = np.zeros(7, dtype=np.int64)
+        self.state = (
+            np.array(x0, dtype=np.float64),  # x
+            np.empty(n),  # gradient at x
+            np.zeros((_MEMORY, n)),  # steps
+            np.zeros((_MEMORY, n)),  # gradient changes
+            np.zeros(_MEMORY),  # 1 / (step . change)
+            self.fs,
+            self.ints,
+            np.array(x0, dtype=np.float64),  # best multipliers
+            np.zeros(n_titles, dtype=np.int64),  # best page
+            np.empty(n),  # trial point
+            np.empty(n),  # direction
+            np.empty(n),  # gradient at the trial point
+            np.empty((n_titles, n_images)),  # the Lagrangian
+            np.empty((3, max(dual.dim, n_images))),
+            np.full(n, -1.0),  # first-step scales (set per temperature)
+            np.empty(_MEMORY),
+            np.zeros(n_titles, dtype=np.int64),  # the last page scored
+        )
 
-    def _page(self) -> None:
-        """The page the current multipliers point at (``theta`` holds their Lagrangian)."""
-        page = ck.budgeted_argmax(self.theta, self.dual.change, self.budget)
-        self.pages += 1
-        value = self.dual.page_value(page)
-        if value > self.objective:
-            self.page, self.objective = page, value
+    def seed(self, page: NDArray[np.int64], penalty: float) -> None:
+        """The page to score the first Lagrangian page against (its penalty, or NaN)."""
+        self.state[16][:] = page
+        self.fs[4] = penalty
+
+    @property
+    def best(self) -> float:
+        return float(self.fs[1])
+
+    @property
+    def best_x(self) -> NDArray[np.float64]:
+        return self.state[7].copy()
+
+    @property
+    def objective(self) -> float:
+        return float(self.fs[2])
+
+    @property
+    def page(self) -> NDArray[np.int64] | None:
+        return self.state[8].copy() if self.ints[4] else None
+
+    @property
+    def evaluations(self) -> int:
+        return int(self.ints[2])
+
+    @property
+    def pages(self) -> int:
+        return int(self.ints[3])
 
     def met(self) -> bool:
         """The best bound meets the best page within ``rtol`` (relative to the bound)."""
-        if self.objective == -np.inf:
-            return False
-        slack = self.best - self.objective
-        return slack <= self.rtol * max(abs(self.best), 1e-9) or meets(self.best, self.objective)
+        return bool(ck._met(self.fs, self.par))
+
+    def temperature(self, tau: float) -> None:
+        """Start the next stage at temperature ``tau`` from the current point."""
+        self.par[0] = tau
+        self.ints[5] = 0
+        first = self.state[14]
+        if _SCALED_FIRST_STEP:
+            # the multipliers' quadratic term has curvature 1 / d; the budget price's is at most
+            # (titles with a change) / (4 tau)
+            first[:] = self.dual.d
+            first[-1] = 4.0 * tau / max(1.0, float(self.dual.change.any(axis=1).sum()))
+
+    def advance(self, max_evals: int) -> int:
+        """Up to ``max_evals`` evaluations: 1 when the bound meets the page, 2 when the stage is done."""
+        return int(ck.embedding_lbfgs(self.data, self.par, self.state, max_evals))
 
 
 def embedding_bound(
@@ -294,9 +301,9 @@ def embedding_bound(
     if problem.embeddings is None or problem.diversity <= 0 or problem.n_pairs == 0:
         return None
     dual = _dual(problem, max_rank, slope)
-    run = _Run(dual, track=False, objective=objective, rtol=rtol)
     x0, info = _start(problem, dual, assignment, warm_start)
-    _minimise(run, x0, deadline, clock)
+    run = _Run(dual, x0, track=False, objective=objective, rtol=rtol)
+    _minimise(run, deadline, clock)
     info["evaluations"] = run.evaluations
     assert run.best_x is not None
     return run.best, run.best_x, info
@@ -325,29 +332,37 @@ def _start(
     return x0, info
 
 
-def _minimise(run: _Run, x0: NDArray[np.float64], deadline: float | None, clock: Callable[[], float]) -> None:
-    """L-BFGS on the smoothed bound, temperature lowered in steps, until the bound meets the
-    best page within the run's tolerance, the deadline passes or the last step converges."""
-
-    def stop(in_line_search: bool) -> bool:
-        return run.met() or (deadline is not None and clock() >= deadline)
-
-    x = x0
-    for i, factor in enumerate(_TEMPERATURES):
-        tau = factor * run.dual.scale
-
-        def smoothed(v: NDArray[np.float64], tau: float = tau) -> tuple[float, NDArray[np.float64]]:
-            return run(v, tau)
-
-        if i and stop(False):
-            break
-        first = None
-        if _SCALED_FIRST_STEP:
-            # the multipliers' quadratic term has curvature 1 / d; the budget price's is at most
-            # (titles with a change) / (4 tau)
-            first = np.full(x.shape, run.dual.d)
-            first[-1] = 4.0 * tau / max(1.0, float(run.dual.change.any(axis=1).sum()))
-        x = _lbfgs(smoothed, x, _ITERATIONS, stop, first)
+def _minimise(run: _Run, deadline: float | None, clock: Callable[[], float]) -> None:
+    """L-BFGS on the smoothed bound, temperature lowered in stages, until the bound meets the
+    best page within the run's tolerance, the deadline passes or the last stage is done. At
+    least one evaluation always runs; the clock is read between chunks of evaluations sized to
+    about half the time left (from the measured cost of one)."""
+    per_eval: float | None = None
+    started = False
+    for factor in _TEMPERATURES:
+        run.temperature(factor * run.dual.scale)
+        while True:
+            chunk = 1 << 30
+            if deadline is not None:
+                now = clock()
+                if started and now >= deadline:
+                    return
+                if per_eval is not None and per_eval > 0.0:
+                    chunk = max(1, int(0.5 * (deadline - now) / per_eval))
+                elif per_eval is None:
+                    chunk = 1
+            t0 = clock()
+            before = run.evaluations
+            code = run.advance(chunk)
+            started = True
+            done = run.evaluations - before
+            if done and deadline is not None:
+                took = (clock() - t0) / done
+                per_eval = took if per_eval is None else max(0.5 * per_eval, min(2.0 * per_eval, took))
+            if code == 1:
+                return
+            if code == 2:
+                break
 
 
 _DUALS: weakref.WeakKeyDictionary[PageProblem, dict[tuple[int, float], _Dual]] = weakref.WeakKeyDictionary()
@@ -473,13 +488,15 @@ def embedding_certificate(
         objective = dual.page_value(a)
     x0, info = _start(problem, dual, a, warm_start)
     # quotas are not in the Lagrangian: its pages are only scored when there are none
-    run = _Run(dual, track=not problem.has_quotas, objective=objective, rtol=rtol)
-    stop = None if deadline is None else t0 + _BOUND_SHARE * (deadline - t0)
-    _minimise(run, x0, stop, clock)
-    assert run.best_x is not None
+    run = _Run(dual, x0, track=not problem.has_quotas, objective=objective, rtol=rtol)
+    run.seed(a, dual.known_penalty(a))
+    stop = None if deadline is None else deadline - _TAIL_S
+    _minimise(run, stop, clock)
     info["evaluations"] = run.evaluations
     info["pages"] = run.pages
     page, value = (a, objective) if run.page is None else (run.page, run.objective)
+    if run.page is not None:  # scored incrementally (rounding: 1e-13), remembered for the result
+        dual.remember(page, float(dual.unary[np.arange(len(page)), page].sum()) - value)
     if not run.met():
         searched = _local_search(problem, page, deadline, clock)
         if not np.array_equal(searched, page):
