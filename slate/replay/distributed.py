@@ -170,6 +170,7 @@ class Partials:
     titles: dict[str, TitleSums] = field(default_factory=dict)
     title_vocabulary: frozenset[str] = frozenset()
     damaged: tuple[str, ...] = ()  # row groups or files that could not be read (see RejectionReport)
+    logged: EstimatorSums | None = None  # the logging policy's: takes and rows per page
 
     def merge(self, other: Partials) -> Partials:
         """Sums and counts of both (the order of merging does not matter)."""
@@ -189,6 +190,8 @@ class Partials:
         def add(a: DiversitySums | None, b: DiversitySums | None) -> DiversitySums | None:
             return b if a is None else a if b is None else a.merge(b)
 
+        logged = other.logged if self.logged is None else (
+            self.logged if other.logged is None else self.logged.merge(other.logged))
         titles = dict(self.titles)
         for key, part in other.titles.items():
             titles[key] = titles[key].merge(part) if key in titles else part
@@ -197,7 +200,7 @@ class Partials:
                         add(self.diversity, other.diversity),
                         add(self.logged_diversity, other.logged_diversity), titles,
                         self.title_vocabulary | other.title_vocabulary,
-                        tuple(sorted(self.damaged + other.damaged)))
+                        tuple(sorted(self.damaged + other.damaged)), logged)
 
 
 def _empty_sums(spec: ReplaySpec) -> dict[str, EstimatorSums]:
@@ -262,12 +265,19 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
     buckets = None
     if spec.cluster == "member":
         buckets = page_buckets(data.log, spec.n_buckets)
+    # the logging policy on the same pages (its takes over its rows), for the paired difference
+    R = np.bincount(data.cluster, data.reward, data.n_clusters).astype(np.float64)
+    N = np.bincount(data.cluster, minlength=data.n_clusters).astype(np.float64)
+    out.logged = EstimatorSums.from_pages(
+        "logging", pages, R, N, None, None, data.n_rows, data.n_rows, spec.n_bootstrap, boot_key,
+        buckets=buckets, n_buckets=spec.n_buckets)
     for key, est in zip(spec.names, spec.estimators, strict=True):
         c = est.contributions(data, spec.seed)  # type: ignore[attr-defined]
         cluster = data.cluster if c.weights is not None and len(c.weights) == data.n_rows else None
         out.sums[key] = EstimatorSums.from_pages(
             est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()),
-            spec.n_bootstrap, boot_key, buckets=buckets, n_buckets=spec.n_buckets)
+            spec.n_bootstrap, boot_key, buckets=buckets, n_buckets=spec.n_buckets,
+        ).with_logged(c.U, c.V, R, N)
         if spec.per_title and c.u is not None and c.v is not None:
             # the bootstrap counts of a row are its page's, or under member clustering its
             # bucket's (TitleSums hashes the ids it is given)
@@ -433,7 +443,8 @@ def _report(
     empty = nothing_left(rejections)
     if empty is not None:
         raise empty
-    estimates = {k: s.estimate(level=level, seed=spec.seed) for k, s in total.sums.items()}
+    estimates = {k: s.estimate(level=level, seed=spec.seed, logged=total.logged)
+                 for k, s in total.sums.items()}
     first = next(iter(total.sums.values()))
     policy = spec.policy
     name = getattr(policy, "name", type(policy).__name__)

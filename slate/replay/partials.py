@@ -280,6 +280,10 @@ class EstimatorSums:
     buckets : BucketSums or None
         Under member clustering, the per-bucket sums (the standard error is over buckets, and
         the bootstrap counts were drawn per bucket); None for page clustering.
+    cross : ndarray (4, N_BINS) or (0, N_BINS), int64
+        ``sum U R``, ``sum U N``, ``sum V R``, ``sum V N`` over pages, with ``R``, ``N`` a page's
+        takes and rows (the logging policy's sums, :meth:`with_logged`): the covariance of the
+        paired difference from the logging policy. Empty when not kept.
     """
 
     estimator: str
@@ -298,6 +302,7 @@ class EstimatorSums:
         default_factory=lambda: np.zeros(_N_WEIGHT_BINS, np.float64))
     boot: NDArray[np.int64] = field(default_factory=lambda: _exact.new(2, 0))
     buckets: BucketSums | None = None
+    cross: NDArray[np.int64] = field(default_factory=lambda: _exact.new(0))
 
     @classmethod
     def from_pages(
@@ -377,6 +382,13 @@ class EstimatorSums:
         boot = self.boot + other.boot
         _exact.normalize(sums)
         _exact.normalize(boot)
+        cross = _exact.new(0)  # kept only when every part with pages kept it
+        if len(self.cross) and len(other.cross):
+            cross = self.cross + other.cross
+            _exact.normalize(cross)
+        elif len(self.cross) or len(other.cross):
+            part, empty = (self, other) if len(self.cross) else (other, self)
+            cross = part.cross.copy() if empty.n_pages == 0 else cross
         counts = self.weight_counts + other.weight_counts
         lo = np.where(self.weight_counts == 0, other.weight_lo,
                       np.where(other.weight_counts == 0, self.weight_lo,
@@ -392,7 +404,16 @@ class EstimatorSums:
             has_weights=self.has_weights and other.has_weights,
             max_weight=max(self.max_weight, other.max_weight),
             weight_counts=counts, weight_lo=lo, weight_hi=hi, boot=boot, buckets=buckets,
+            cross=cross,
         )
+
+    def with_logged(self, U: NDArray[np.float64], V: NDArray[np.float64],
+                    R: NDArray[np.float64], N: NDArray[np.float64]) -> EstimatorSums:
+        """Keep the cross sums of these pages' ``U``, ``V`` with their takes ``R`` and rows
+        ``N`` (the logging policy's per-page sums), for the paired difference (in place)."""
+        terms = (U * R, U * N, V * R, V * N)
+        self.cross = np.stack([_exact_sum(np.asarray(t, dtype=np.float64), "cross sums") for t in terms])
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the weight histogram sparsely (a dask task ships its sums back)."""
@@ -436,8 +457,71 @@ class EstimatorSums:
                 break
         return float(top * 2**_exact.SCALE_BITS / total)
 
-    def estimate(self, *, level: float, seed: int | None) -> Any:
-        """The :class:`~slate.replay.Estimate` of these sums."""
+    def replicates(self) -> NDArray[np.float64]:
+        """The Poisson bootstrap replicates ``sum c U / sum c V`` (NaN where ``sum c V = 0``)."""
+        n_boot = self.boot.shape[1]
+        reps = np.full(n_boot, np.nan)
+        for b in range(n_boot):
+            vb = _exact.to_int(self.boot[1, b])
+            if vb != 0:
+                reps[b] = _exact.to_int(self.boot[0, b]) / vb
+        return reps
+
+    def separation(self, logged: EstimatorSums | None, value: float, reps: NDArray[np.float64],
+                   level: float) -> dict[str, Any]:
+        """The :class:`~slate.replay.Estimate` fields comparing the target with the logging
+        policy (``logged``: its sums over the same pages, takes as ``U`` and rows as ``V``), as
+        :func:`slate.replay.estimators.separation_fields` computes them in memory: the standard
+        error of the paired difference from these sums and the cross sums (exactly, over pages;
+        over member buckets from the bucket sums), the interval from the difference of the
+        Poisson bootstrap replicates (the same counts for both)."""
+        from slate.replay.estimators import separation_from
+
+        nan = float("nan")
+        if logged is None or len(self.cross) == 0:
+            return {"logged_value": nan, "difference": nan, "difference_interval": (nan, nan),
+                    "separated": False, "separation": "no comparison with the logging policy: "
+                    "these partial sums keep no logging-policy sums"}
+        t, lt = self.totals(), logged.totals()
+        scale = 1 << _exact.SCALE_BITS
+        V, N = Fraction(t["V"], scale), Fraction(lt["V"], scale)
+        if V == 0 or N == 0:
+            return separation_from(nan, nan, nan, np.zeros(0), level)
+        theta, lam = Fraction(t["U"], scale) / V, Fraction(lt["U"], scale) / N
+        logged_value = float(lam)
+        se = self._difference_se(logged, theta, lam, V, N)
+        return separation_from(logged_value, value - logged_value, se, reps - logged.replicates(), level)
+
+    def _difference_se(self, logged: EstimatorSums, theta: Fraction, lam: Fraction,
+                       V: Fraction, N: Fraction) -> float:
+        """Cluster-robust standard error of ``theta - lam`` with
+        ``phi_c = (U_c - theta V_c) / V - (R_c - lam N_c) / N`` over the clusters."""
+        if self.buckets is not None and logged.buckets is not None:
+            ids, (Uk, Vk) = self.buckets.float_sums()
+            lids, (Rk, Nk) = logged.buckets.float_sums()
+            if not np.array_equal(ids, lids):
+                return float("nan")
+            phi = (Uk - float(theta) * Vk) / float(V) - (Rk - float(lam) * Nk) / float(N)
+            G = len(phi)
+            resid = phi - phi.mean()
+            return math.sqrt(G / (G - 1) * float(resid @ resid)) if G > 1 else float("nan")
+        G = self.n_pages
+        if G < 2:
+            return float("nan")
+        scale = 1 << _exact.SCALE_BITS
+        t, lt = self.totals(), logged.totals()
+        UR, UN, VR, VN = (Fraction(_exact.to_int(row), scale) for row in self.cross)
+        UU, UV, VV = (Fraction(t[k], scale) for k in ("UU", "UV", "VV"))
+        RR, RN, NN = (Fraction(lt[k], scale) for k in ("UU", "UV", "VV"))
+        a = UU - 2 * theta * UV + theta * theta * VV
+        c = RR - 2 * lam * RN + lam * lam * NN
+        b = UR - lam * UN - theta * VR + theta * lam * VN
+        total = a / (V * V) - 2 * b / (V * N) + c / (N * N)
+        return math.sqrt(G / (G - 1) * max(float(total), 0.0))
+
+    def estimate(self, *, level: float, seed: int | None, logged: EstimatorSums | None = None) -> Any:
+        """The :class:`~slate.replay.Estimate` of these sums; with ``logged`` (the logging
+        policy's sums over the same pages, see :meth:`separation`) its separation fields."""
         from slate.replay.estimators import Estimate, no_match_checked
 
         t = self.totals()
@@ -454,11 +538,7 @@ class EstimatorSums:
         else:
             se = float("nan")
         n_boot = self.boot.shape[1]
-        reps = np.full(n_boot, np.nan)
-        for b in range(n_boot):
-            vb = _exact.to_int(self.boot[1, b])
-            if vb != 0:
-                reps[b] = _exact.to_int(self.boot[0, b]) / vb
+        reps = self.replicates()
         interval, method = interval_from(value, se, reps, float(level))
         if method == "bootstrap":
             method = "poisson bootstrap"
@@ -481,6 +561,7 @@ class EstimatorSums:
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
             assumption=_assumption_of(self.estimator),
+            **self.separation(logged, value, reps, float(level)),
         ), weighted=self.has_weights)
 
 
