@@ -60,6 +60,7 @@ from slate.serve import (  # noqa: E402
     ComposeConfig,
     Composer,
     DecisionLogger,
+    DecisionLogOptions,
     Fault,
     ImageCatalog,
     PageDecision,
@@ -147,8 +148,10 @@ def open_store(kind: str, folder: Path) -> Any:
 def make_composer(world: World, folder: Path, *, solver: str, time_ms: float, sticky_days: float,
                   store_kind: str = "sqlite") -> tuple[Composer, Any, DecisionLogger]:
     store = open_store(store_kind, folder)
-    durable = {"durable": True, "fsync": LOGGER == "durable"} if LOGGER.startswith("durable") else {}
-    logger = DecisionLogger(folder / "decisions", batch_pages=512, background=LOGGER != "foreground", **durable)
+    durable = LOGGER.startswith("durable")
+    options = DecisionLogOptions(fsync=LOGGER == "durable") if durable else DecisionLogOptions()
+    logger = DecisionLogger(folder / "decisions", options, batch_pages=512, background=LOGGER != "foreground",
+                            durable=durable)
     rules = StabilityRules(churn=0.005, max_changes=max(2, world.n_titles // 4), dwell_sessions=3, dwell_days=7,
                            min_gain=0.005)
     options = {"compute_bound": False} if solver == "fast" else {}

@@ -671,20 +671,16 @@ class Composer:
         plan_args = dict(
             now=run.now,
             session_id=req.session_id,
-            title_ids=page.title_ids,
-            image_ids=page.image_ids,
-            candidates=page.candidates,
-            locked=page.locked,
             scores=run.scores,
             seen_title_ids=req.seen_title_ids,
             sticky=self.exploration.sticky,
         )
         try:
-            run.plan = plan_page(rules, states=run.states, **plan_args)  # type: ignore[arg-type]
+            run.plan = plan_page(rules, page, states=run.states, **plan_args)  # type: ignore[arg-type]
         except Exception as err:  # a store that returned something unusable
             run.state_ok = False
             run.faults.add(Fault.STORE_READ_FAILED, f"unusable state: {_err(err)}")
-            run.plan = plan_page(rules, states={}, **plan_args)  # type: ignore[arg-type]
+            run.plan = plan_page(rules, page, states={}, **plan_args)  # type: ignore[arg-type]
         t3 = time.perf_counter()
         run.timings["plan"] = (t3 - run.t) * 1000.0
         run.t = t3
