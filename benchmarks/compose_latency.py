@@ -56,13 +56,13 @@ import numpy as np  # noqa: E402
 
 import slate.solvers.chain  # noqa: E402  (registers the solvers the registry does not import yet)
 import slate.solvers.fast  # noqa: E402,F401
+from slate.page.embeddings import ImageEmbeddings  # noqa: E402
 from slate.serve import (  # noqa: E402
     ComposeConfig,
     Composer,
     DecisionLogger,
     DecisionLogOptions,
     Fault,
-    ImageCatalog,
     PageDecision,
     StickyEpsilon,
 )
@@ -85,7 +85,7 @@ class World:
         self.cols = 8 if n_titles <= 40 else 10
         self.image_ids = [[f"T{t}-I{k}" for k in range(n_images)] for t in range(n_catalog)]
         emb = rng.normal(size=(n_catalog * n_images, dim))
-        self.catalog = ImageCatalog([i for ids in self.image_ids for i in ids], emb)
+        self.catalog = ImageEmbeddings(tuple(i for ids in self.image_ids for i in ids), emb)
         self.members = rng.normal(size=(n_members, dim)).astype(np.float32) * 0.4
         self.pages = [rng.choice(n_catalog, n_titles, replace=False) for _ in range(n_members)]
         self.locked = [set(rng.choice(n_titles, max(1, n_titles // 20), replace=False).tolist())

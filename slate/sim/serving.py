@@ -133,12 +133,13 @@ class ComposePolicy:
         config: Any = None,
         catalog: Any = None,
     ) -> None:
-        from slate.serve import Composer, ImageCatalog
+        from slate.page.embeddings import ImageEmbeddings
+        from slate.serve import Composer
 
         self.world = world
         self.scorer = scorer
         if catalog is None:
-            catalog = ImageCatalog(list(world.image_ids), world.embeddings)
+            catalog = ImageEmbeddings(tuple(world.image_ids), world.embeddings)
         self._scores: FloatArray | None = None
         self.composer = Composer(self._page_scores, store, exploration, config=config, catalog=catalog)
         self.decisions_: list[Any] = []
