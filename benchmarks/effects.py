@@ -4,6 +4,11 @@ Run::
 
     python benchmarks/effects.py --seeds 20 --sweep 5     # the issue's bars (several minutes)
     python benchmarks/effects.py --seeds 3 --sweep 3      # quicker
+    python benchmarks/effects.py --seeds 40 --first-seed 20 --sweep 0   # more worlds, no sweep
+    python benchmarks/effects.py --replicate 7 --reps 20  # one world, 20 logs: spread vs se
+
+Besides coverage it prints the mean and spread of ``z = (estimate - truth) / se`` over the worlds
+(spread 1 when the intervals are calibrated).
 
 For each seed a world is made with its own page-effect strength (``crowding``, uniform in
 [0.2, 1.0]) and change effects (``change_noticed`` in [-0.6, 0], ``change_unnoticed`` in
@@ -31,14 +36,14 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from slate.logs import read_impressions
 from slate.page.embeddings import ImageEmbeddings
-from slate.replay.effects import EffectsOptions, PageEffects, _took_before, estimate_effects
+from slate.replay.effects import Z95, EffectsOptions, PageEffects, _took_before, estimate_effects
 from slate.sim import (
     PageOptimizerPolicy,
     UniformRandomLogging,
@@ -75,6 +80,12 @@ class Row:
         w = self.effects.diversity_relative.estimate
         return w is not None and self.weight_low <= w <= self.weight_high
 
+    def z(self, which: str) -> float:
+        """``(estimate - truth) / se`` of the strength or the change effect."""
+        e = self.effects.strength if which == "strength" else self.effects.change
+        truth = self.crowding if which == "strength" else self.change_truth
+        return float("nan") if e.estimate is None or not e.se else (e.estimate - truth) / e.se
+
 
 def change_truth(run, world, explored_rows: np.ndarray) -> float:
     """``log(sum P_on / sum P_off)`` over explored rows whose image changed."""
@@ -110,14 +121,7 @@ def sweep(world, n_weights: int, first_day: int, seed: int) -> tuple[float, floa
 
 def one_world(seed: int, n_weights: int, n_members: int, out: Path) -> Row:
     t0 = time.perf_counter()
-    rng = np.random.default_rng(10_000 + seed)
-    crowding = float(rng.uniform(0.2, 1.0))
-    response = {
-        "crowding": crowding,
-        "change_noticed": float(rng.uniform(-0.6, 0.0)),
-        "change_unnoticed": float(rng.uniform(0.0, 0.3)),
-    }
-    world = make_world(n_members=n_members, n_titles=120, n_days=17, seed=seed, response=response)
+    crowding, world = world_config(seed, n_members)
     run = simulate(make_schedule(world, n_days=14, seed=seed), UniformRandomLogging(seed=seed + 7919))
     path = out / f"log-{seed}.parquet"
     run.write(path, include_propensities=True)
@@ -127,8 +131,50 @@ def one_world(seed: int, n_weights: int, n_members: int, out: Path) -> Row:
     effects = estimate_effects(log, ImageEmbeddings(tuple(world.image_ids), world.embeddings), options)
     explored = (log.explored & ~_took_before(log)).reshape(run.images.shape)
     truth = change_truth(run, world, explored)
-    best, lo, hi = sweep(world, n_weights, 14, seed)
+    best, lo, hi = sweep(world, n_weights, 14, seed) if n_weights > 0 else (np.nan, np.nan, np.nan)
     return Row(seed, crowding, effects, truth, best, lo, hi, time.perf_counter() - t0)
+
+
+def world_config(seed: int, n_members: int):
+    """The benchmark's world ``seed`` (its own crowding and change effects)."""
+    rng = np.random.default_rng(10_000 + seed)
+    crowding = float(rng.uniform(0.2, 1.0))
+    response = {
+        "crowding": crowding,
+        "change_noticed": float(rng.uniform(-0.6, 0.0)),
+        "change_unnoticed": float(rng.uniform(0.0, 0.3)),
+    }
+    return crowding, make_world(n_members=n_members, n_titles=120, n_days=17, seed=seed, response=response)
+
+
+def replicate(seed: int, reps: int, n_members: int, out: Path) -> int:
+    """One world, ``reps`` independent logs (schedule, outcome and logging seeds redrawn): the
+    spread of the strength estimate against its mean reported standard error, and coverage;
+    also with the takes redrawn independently from the exact take probabilities of the same
+    pages (which leaves out the variation of the logged images, so it varies less)."""
+    crowding, world = world_config(seed, n_members)
+    pc = world.config.page
+    options = EffectsOptions(neighbour=pc.neighbour, same_row=pc.same_row, vertical=pc.vertical)
+    emb = ImageEmbeddings(tuple(world.image_ids), world.embeddings)
+    est = np.zeros((reps, 2))
+    se = np.zeros((reps, 2))
+    print(f"world {seed}: crowding {crowding:.4f}; {reps} independent logs")
+    for r in range(reps):
+        run = simulate(make_schedule(world, n_days=14, seed=1000 * r + seed), UniformRandomLogging(seed=r + 7919))
+        path = out / f"rep-{r}.parquet"
+        run.write(path, include_propensities=True)
+        log, _ = read_impressions(path)
+        redrawn = np.random.default_rng(r).random(run.probability.size) < run.probability.reshape(-1)
+        for k, lg in enumerate((log, replace(log, reward=redrawn))):
+            s = estimate_effects(lg, emb, options).strength
+            est[r, k], se[r, k] = s.estimate, s.se
+        print(f"  log {r:>3}: strength {est[r, 0]:.4f} (se {se[r, 0]:.4f}); takes redrawn {est[r, 1]:.4f}", flush=True)
+    for k, what in enumerate(("simulated takes", "takes redrawn on the same pages")):
+        z = (est[:, k] - crowding) / se[:, k]
+        print(f"{what}: mean {est[:, k].mean():.4f} (truth {crowding:.4f}), sd {est[:, k].std(ddof=1):.4f}, "
+              f"mean se {se[:, k].mean():.4f}, sd / se {est[:, k].std(ddof=1) / se[:, k].mean():.2f}, "
+              f"covered {int((np.abs(z) <= Z95).sum())}/{reps}")
+    return 0
 
 
 def _fmt(e) -> str:
@@ -140,15 +186,22 @@ def _fmt(e) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--sweep", type=int, default=5, help="diversity weights in the truth sweep")
+    parser.add_argument("--sweep", type=int, default=5, help="diversity weights in the truth sweep (0: no sweep)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--members", type=int, default=600)
+    parser.add_argument("--replicate", type=int, default=None, metavar="WORLD",
+                        help="instead: one world, --reps independent logs (spread vs reported se)")
+    parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.replicate is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return replicate(args.replicate, args.reps, args.members, Path(tmp))
     rows = []
     print(f"{'seed':>4} {'crowding':>8} {'strength estimate [95%]':>24} {'cov':>4} "
           f"{'change':>7} {'change estimate [95%]':>24} {'cov':>4} "
           f"{'rec. div':>8} {'truth-max [interval]':>22} {'cov':>4} {'s':>5}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = one_world(seed, args.sweep, args.members, Path(tmp))
             rows.append(r)
             rec = r.effects.diversity_relative.estimate
@@ -156,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.change_truth:>+7.3f} {_fmt(r.effects.change)} {'yes' if r.change_covered else 'NO':>4} "
                   f"{(rec if rec is not None else float('nan')):>8.3f} "
                   f"{r.best_weight:>5.2f} [{r.weight_low:.2f},{r.weight_high:.2f}]".ljust(8)
-                  + f" {'yes' if r.weight_covered else 'NO':>4} {r.seconds:>5.0f}", flush=True)  # fmt: skip
+                  + f" {('yes' if r.weight_covered else 'NO') if args.sweep > 0 else '-':>4} {r.seconds:>5.0f}",
+                  flush=True)  # fmt: skip
     n = len(rows)
     s_cov = sum(r.strength_covered for r in rows)
     c_cov = sum(r.change_covered for r in rows)
@@ -165,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"strength covered {s_cov}/{n} (bar >= {need}): {'PASS' if s_cov >= need else 'FAIL'}")
     print(f"change effect covered {c_cov}/{n} (bar >= {need}): {'PASS' if c_cov >= need else 'FAIL'}")
-    print(f"recommended diversity weight inside the truth-maximizing interval {w_cov}/{n}")
+    for which in ("strength", "change"):
+        z = np.array([r.z(which) for r in rows])
+        z = z[np.isfinite(z)]
+        if len(z) > 1:
+            print(f"{which}: z = (estimate - truth) / se over {len(z)} worlds: mean {z.mean():+.2f}, "
+                  f"sd {z.std(ddof=1):.2f} (1 when the intervals are calibrated)")
+    if args.sweep > 0:
+        print(f"recommended diversity weight inside the truth-maximizing interval {w_cov}/{n}")
     return 0
 
 

@@ -69,7 +69,7 @@ from slate.replay.metrics import (
     logged_distribution,
 )
 from slate.replay.options import ReplayOptions, replay_options
-from slate.replay.partials import BucketSums, EstimatorSums, TitleSums, page_ids_of
+from slate.replay.partials import BucketSums, ChunkBootstrap, EstimatorSums, TitleSums, page_ids_of
 from slate.replay.policy import InvalidReplayInputError, as_action_distribution
 from slate.replay.reward_model import TakeRateCounts
 
@@ -170,6 +170,7 @@ class Partials:
     titles: dict[str, TitleSums] = field(default_factory=dict)
     title_vocabulary: frozenset[str] = frozenset()
     damaged: tuple[str, ...] = ()  # row groups or files that could not be read (see RejectionReport)
+    logged: EstimatorSums | None = None  # the logging policy's: takes and rows per page
 
     def merge(self, other: Partials) -> Partials:
         """Sums and counts of both (the order of merging does not matter)."""
@@ -189,6 +190,8 @@ class Partials:
         def add(a: DiversitySums | None, b: DiversitySums | None) -> DiversitySums | None:
             return b if a is None else a if b is None else a.merge(b)
 
+        logged = other.logged if self.logged is None else (
+            self.logged if other.logged is None else self.logged.merge(other.logged))
         titles = dict(self.titles)
         for key, part in other.titles.items():
             titles[key] = titles[key].merge(part) if key in titles else part
@@ -197,7 +200,7 @@ class Partials:
                         add(self.diversity, other.diversity),
                         add(self.logged_diversity, other.logged_diversity), titles,
                         self.title_vocabulary | other.title_vocabulary,
-                        tuple(sorted(self.damaged + other.damaged)))
+                        tuple(sorted(self.damaged + other.damaged)), logged)
 
 
 def _empty_sums(spec: ReplaySpec) -> dict[str, EstimatorSums]:
@@ -262,19 +265,24 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
     buckets = None
     if spec.cluster == "member":
         buckets = page_buckets(data.log, spec.n_buckets)
+    bootstrap = ChunkBootstrap(spec.n_bootstrap, boot_key, buckets, spec.n_buckets)
+    # the logging policy on the same pages (its takes over its rows), for the paired difference
+    R = np.bincount(data.cluster, data.reward, data.n_clusters).astype(np.float64)
+    N = np.bincount(data.cluster, minlength=data.n_clusters).astype(np.float64)
+    out.logged = EstimatorSums.from_pages(
+        "logging", pages, R, N, None, None, data.n_rows, data.n_rows, bootstrap)
     for key, est in zip(spec.names, spec.estimators, strict=True):
         c = est.contributions(data, spec.seed)  # type: ignore[attr-defined]
         cluster = data.cluster if c.weights is not None and len(c.weights) == data.n_rows else None
         out.sums[key] = EstimatorSums.from_pages(
-            est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()),
-            spec.n_bootstrap, boot_key, buckets=buckets, n_buckets=spec.n_buckets)
+            est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()), bootstrap,
+        ).with_logged(c.U, c.V, R, N)
         if spec.per_title and c.u is not None and c.v is not None:
             # the bootstrap counts of a row are its page's, or under member clustering its
             # bucket's (TitleSums hashes the ids it is given)
             out.titles[key] = TitleSums.from_rows(
-                est.name, data.log.title_ids, data.log.title,
-                pages if buckets is None else buckets, data.cluster, c.u, c.v,
-                c.weights, c.matched, spec.n_bootstrap, boot_key)
+                est.name, data.log.title_ids, data.log.title, pages, data.cluster, c.u, c.v,
+                c.weights, c.matched, bootstrap)
     if spec.embeddings is not None:
         pairs = diversity_pairs(data.log, spec.diversity_layout)
         opts: dict[str, Any] = {"layout": spec.diversity_layout,
@@ -433,7 +441,8 @@ def _report(
     empty = nothing_left(rejections)
     if empty is not None:
         raise empty
-    estimates = {k: s.estimate(level=level, seed=spec.seed) for k, s in total.sums.items()}
+    estimates = {k: s.estimate(level=level, seed=spec.seed, logged=total.logged)
+                 for k, s in total.sums.items()}
     first = next(iter(total.sums.values()))
     policy = spec.policy
     name = getattr(policy, "name", type(policy).__name__)

@@ -567,7 +567,26 @@ def separation_fields(
     resid = phi - phi.mean() if n else phi
     se = float(np.sqrt(n / (n - 1) * float(resid @ resid))) if n > 1 else float("nan")
     logged_reps = bootstrap_ratio(R, N, len(reps), boot_seed)
-    interval, _ = interval_from(diff, se, reps - logged_reps, level)
+    return separation_from(logged, diff, se, reps - logged_reps, level)
+
+
+def separation_from(
+    logged: float, diff: float, se: float, diff_reps: NDArray[np.float64], level: float
+) -> dict[str, Any]:
+    """The :class:`Estimate` separation fields from the logging policy's value, the difference
+    ``value - logged``, its standard error and its paired bootstrap replicates (empty or NaN:
+    a normal interval).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = separation_from(0.10, 0.02, 0.005, np.zeros(0), 0.95)
+    >>> f["separated"], [round(x, 4) for x in f["difference_interval"]]
+    (True, [0.0102, 0.0298])
+    >>> f["separation"][:36]
+    'separated: above the logging policy '
+    """
+    interval, _ = interval_from(diff, se, np.asarray(diff_reps, dtype=np.float64), level)
     lo, hi = interval
     pct = f"{100 * level:g}%"
     if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -60,7 +60,7 @@ from slate.replay import _exact
 from slate.replay.policy import InvalidReplayInputError
 from slate.replay.stats import ESS_FRACTION, MIN_ESS, TOP_SHARE, interval_from
 
-__all__ = ["WEIGHT_BINS_PER_OCTAVE", "BucketSums", "EstimatorSums", "TitleSums", "page_ids_of"]
+__all__ = ["WEIGHT_BINS_PER_OCTAVE", "BucketSums", "ChunkBootstrap", "EstimatorSums", "TitleSums", "page_ids_of"]
 
 WEIGHT_BINS_PER_OCTAVE = 16
 """Resolution of the weight histogram (bins of ``2**(1/16)``: the top-1% share is exact when
@@ -259,6 +259,29 @@ class BucketSums:
         return math.sqrt(G / (G - 1) * max(ratio, 0.0))
 
 
+@dataclass(frozen=True, eq=False)
+class ChunkBootstrap:
+    """How a chunk draws its bootstrap counts: ``n`` Poisson(1) replicates keyed by ``key``,
+    one count per page id, or under member clustering per member bucket (``buckets``: the
+    bucket of each page, out of ``n_buckets``; the standard error is then over buckets too).
+
+    Attributes
+    ----------
+    n : int
+        Bootstrap replicates (0: none).
+    key : int
+        The replay's bootstrap key (the same for every chunk, so a page gets the same counts
+        in any chunk).
+    buckets : ndarray (n_pages,) of int64, optional
+    n_buckets : int
+    """
+
+    n: int = 0
+    key: int = 0
+    buckets: NDArray[np.int64] | None = None
+    n_buckets: int = 0
+
+
 @dataclass(eq=False)
 class EstimatorSums:
     """One estimator's exact partial sums over some pages; ``merge`` adds two of them.
@@ -280,6 +303,10 @@ class EstimatorSums:
     buckets : BucketSums or None
         Under member clustering, the per-bucket sums (the standard error is over buckets, and
         the bootstrap counts were drawn per bucket); None for page clustering.
+    cross : ndarray (4, N_BINS) or (0, N_BINS), int64
+        ``sum U R``, ``sum U N``, ``sum V R``, ``sum V N`` over pages, with ``R``, ``N`` a page's
+        takes and rows (the logging policy's sums, :meth:`with_logged`): the covariance of the
+        paired difference from the logging policy. Empty when not kept.
     """
 
     estimator: str
@@ -298,6 +325,7 @@ class EstimatorSums:
         default_factory=lambda: np.zeros(_N_WEIGHT_BINS, np.float64))
     boot: NDArray[np.int64] = field(default_factory=lambda: _exact.new(2, 0))
     buckets: BucketSums | None = None
+    cross: NDArray[np.int64] = field(default_factory=lambda: _exact.new(0))
 
     @classmethod
     def from_pages(
@@ -310,24 +338,21 @@ class EstimatorSums:
         cluster: NDArray[np.int64] | None,
         n_rows: int,
         n_matched: int,
-        n_bootstrap: int,
-        boot_key: int,
-        *,
-        buckets: NDArray[np.int64] | None = None,
-        n_buckets: int = 0,
+        bootstrap: ChunkBootstrap = ChunkBootstrap(),
     ) -> EstimatorSums:
         """Partial sums of one chunk from its per-page sums ``U``, ``V`` and its importance
         weights (one per row, with ``cluster`` the page index of each row; or one per page with
         ``cluster=None``; None for no weights). Per-page sums of the weights are summed in row
         order, so a page gives the same sums in any chunk.
 
-        With ``buckets`` (the member bucket of each page, out of ``n_buckets``), the clusters
-        are the buckets: their sums are kept (:class:`BucketSums`) and the bootstrap count of a
-        page is its bucket's."""
+        With ``bootstrap.buckets`` (the member bucket of each page, out of
+        ``bootstrap.n_buckets``), the clusters are the buckets: their sums are kept
+        (:class:`BucketSums`) and the bootstrap count of a page is its bucket's."""
+        n_bootstrap, boot_key, buckets = bootstrap.n, bootstrap.key, bootstrap.buckets
         out = cls(estimator, n_rows=int(n_rows), n_pages=len(pages), n_matched=int(n_matched),
                   boot=_exact.new(2, int(n_bootstrap)))
         if buckets is not None:
-            out.buckets = BucketSums.from_pages(buckets, U, V, n_buckets)
+            out.buckets = BucketSums.from_pages(buckets, U, V, bootstrap.n_buckets)
         terms = {"U": U, "V": V, "UU": U * U, "UV": U * V, "VV": V * V}
         for i, name in enumerate(_SUMS[:5]):
             out.sums[i] = _exact_sum(terms[name], name)
@@ -377,6 +402,13 @@ class EstimatorSums:
         boot = self.boot + other.boot
         _exact.normalize(sums)
         _exact.normalize(boot)
+        cross = _exact.new(0)  # kept only when every part with pages kept it
+        if len(self.cross) and len(other.cross):
+            cross = self.cross + other.cross
+            _exact.normalize(cross)
+        elif len(self.cross) or len(other.cross):
+            part, empty = (self, other) if len(self.cross) else (other, self)
+            cross = part.cross.copy() if empty.n_pages == 0 else cross
         counts = self.weight_counts + other.weight_counts
         lo = np.where(self.weight_counts == 0, other.weight_lo,
                       np.where(other.weight_counts == 0, self.weight_lo,
@@ -392,7 +424,16 @@ class EstimatorSums:
             has_weights=self.has_weights and other.has_weights,
             max_weight=max(self.max_weight, other.max_weight),
             weight_counts=counts, weight_lo=lo, weight_hi=hi, boot=boot, buckets=buckets,
+            cross=cross,
         )
+
+    def with_logged(self, U: NDArray[np.float64], V: NDArray[np.float64],
+                    R: NDArray[np.float64], N: NDArray[np.float64]) -> EstimatorSums:
+        """Keep the cross sums of these pages' ``U``, ``V`` with their takes ``R`` and rows
+        ``N`` (the logging policy's per-page sums), for the paired difference (in place)."""
+        terms = (U * R, U * N, V * R, V * N)
+        self.cross = np.stack([_exact_sum(np.asarray(t, dtype=np.float64), "cross sums") for t in terms])
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the weight histogram sparsely (a dask task ships its sums back)."""
@@ -436,8 +477,71 @@ class EstimatorSums:
                 break
         return float(top * 2**_exact.SCALE_BITS / total)
 
-    def estimate(self, *, level: float, seed: int | None) -> Any:
-        """The :class:`~slate.replay.Estimate` of these sums."""
+    def replicates(self) -> NDArray[np.float64]:
+        """The Poisson bootstrap replicates ``sum c U / sum c V`` (NaN where ``sum c V = 0``)."""
+        n_boot = self.boot.shape[1]
+        reps = np.full(n_boot, np.nan)
+        for b in range(n_boot):
+            vb = _exact.to_int(self.boot[1, b])
+            if vb != 0:
+                reps[b] = _exact.to_int(self.boot[0, b]) / vb
+        return reps
+
+    def separation(self, logged: EstimatorSums | None, value: float, reps: NDArray[np.float64],
+                   level: float) -> dict[str, Any]:
+        """The :class:`~slate.replay.Estimate` fields comparing the target with the logging
+        policy (``logged``: its sums over the same pages, takes as ``U`` and rows as ``V``), as
+        :func:`slate.replay.estimators.separation_fields` computes them in memory: the standard
+        error of the paired difference from these sums and the cross sums (exactly, over pages;
+        over member buckets from the bucket sums), the interval from the difference of the
+        Poisson bootstrap replicates (the same counts for both)."""
+        from slate.replay.estimators import separation_from
+
+        nan = float("nan")
+        if logged is None or len(self.cross) == 0:
+            return {"logged_value": nan, "difference": nan, "difference_interval": (nan, nan),
+                    "separated": False, "separation": "no comparison with the logging policy: "
+                    "these partial sums keep no logging-policy sums"}
+        t, lt = self.totals(), logged.totals()
+        scale = 1 << _exact.SCALE_BITS
+        V, N = Fraction(t["V"], scale), Fraction(lt["V"], scale)
+        if V == 0 or N == 0:
+            return separation_from(nan, nan, nan, np.zeros(0), level)
+        theta, lam = Fraction(t["U"], scale) / V, Fraction(lt["U"], scale) / N
+        logged_value = float(lam)
+        se = self._difference_se(logged, theta, lam, V, N)
+        return separation_from(logged_value, value - logged_value, se, reps - logged.replicates(), level)
+
+    def _difference_se(self, logged: EstimatorSums, theta: Fraction, lam: Fraction,
+                       V: Fraction, N: Fraction) -> float:
+        """Cluster-robust standard error of ``theta - lam`` with
+        ``phi_c = (U_c - theta V_c) / V - (R_c - lam N_c) / N`` over the clusters."""
+        if self.buckets is not None and logged.buckets is not None:
+            ids, (Uk, Vk) = self.buckets.float_sums()
+            lids, (Rk, Nk) = logged.buckets.float_sums()
+            if not np.array_equal(ids, lids):
+                return float("nan")
+            phi = (Uk - float(theta) * Vk) / float(V) - (Rk - float(lam) * Nk) / float(N)
+            G = len(phi)
+            resid = phi - phi.mean()
+            return math.sqrt(G / (G - 1) * float(resid @ resid)) if G > 1 else float("nan")
+        G = self.n_pages
+        if G < 2:
+            return float("nan")
+        scale = 1 << _exact.SCALE_BITS
+        t, lt = self.totals(), logged.totals()
+        UR, UN, VR, VN = (Fraction(_exact.to_int(row), scale) for row in self.cross)
+        UU, UV, VV = (Fraction(t[k], scale) for k in ("UU", "UV", "VV"))
+        RR, RN, NN = (Fraction(lt[k], scale) for k in ("UU", "UV", "VV"))
+        a = UU - 2 * theta * UV + theta * theta * VV
+        c = RR - 2 * lam * RN + lam * lam * NN
+        b = UR - lam * UN - theta * VR + theta * lam * VN
+        total = a / (V * V) - 2 * b / (V * N) + c / (N * N)
+        return math.sqrt(G / (G - 1) * max(float(total), 0.0))
+
+    def estimate(self, *, level: float, seed: int | None, logged: EstimatorSums | None = None) -> Any:
+        """The :class:`~slate.replay.Estimate` of these sums; with ``logged`` (the logging
+        policy's sums over the same pages, see :meth:`separation`) its separation fields."""
         from slate.replay.estimators import Estimate, no_match_checked
 
         t = self.totals()
@@ -454,11 +558,7 @@ class EstimatorSums:
         else:
             se = float("nan")
         n_boot = self.boot.shape[1]
-        reps = np.full(n_boot, np.nan)
-        for b in range(n_boot):
-            vb = _exact.to_int(self.boot[1, b])
-            if vb != 0:
-                reps[b] = _exact.to_int(self.boot[0, b]) / vb
+        reps = self.replicates()
         interval, method = interval_from(value, se, reps, float(level))
         if method == "bootstrap":
             method = "poisson bootstrap"
@@ -481,6 +581,7 @@ class EstimatorSums:
             page_value=value * per_page,
             page_interval=(interval[0] * per_page, interval[1] * per_page),
             assumption=_assumption_of(self.estimator),
+            **self.separation(logged, value, reps, float(level)),
         ), weighted=self.has_weights)
 
 
@@ -535,12 +636,12 @@ class TitleSums:
         v: NDArray[np.float64],
         weights: NDArray[np.float64] | None,
         matched: NDArray[np.bool_],
-        n_bootstrap: int,
-        boot_key: int,
+        bootstrap: ChunkBootstrap = ChunkBootstrap(),
     ) -> TitleSums:
         """Per-title sums of one chunk from its per-row terms ``u``, ``v`` (and weights),
         ``title`` the code of each row in the sorted ``title_ids``, ``cluster`` the index of its
-        page in ``pages`` (the page ids).
+        page in ``pages`` (the page ids). The bootstrap count of a row is its page's, or with
+        ``bootstrap.buckets`` (one per page) its page's bucket's.
 
         Examples
         --------
@@ -550,11 +651,13 @@ class TitleSums:
         ...     return TitleSums.from_rows(
         ...         "ips", ids, title[rows], np.array([7, 8])[: len(rows) and max(rows) + 1],
         ...         np.array([0, 0, 1])[rows], np.array([1.0, 0.5, 2.0])[rows], np.ones(len(rows)),
-        ...         None, np.ones(len(rows), bool), 0, 0)
+        ...         None, np.ones(len(rows), bool))
         >>> merged = part([0, 1]).merge(part([2]))
         >>> merged.title_ids, merged.estimate(level=0.95).value.tolist()
         (('a', 'b'), [1.0, 1.25])
         """
+        n_bootstrap, boot_key = bootstrap.n, bootstrap.key
+        draw_ids = pages if bootstrap.buckets is None else bootstrap.buckets
         title = np.asarray(title, dtype=np.int64)
         present, group = np.unique(title, return_inverse=True)
         group = np.ascontiguousarray(group.reshape(-1), dtype=np.int64)
@@ -579,7 +682,7 @@ class TitleSums:
             )
         if n_bootstrap and G:
             _exact.poisson_bootstrap_grouped(
-                np.uint64(boot_key), np.ascontiguousarray(pages, dtype=np.int64),
+                np.uint64(boot_key), np.ascontiguousarray(draw_ids, dtype=np.int64),
                 np.ascontiguousarray(cluster, dtype=np.int64), group,
                 np.ascontiguousarray(u), np.ascontiguousarray(v), out.boot, _exact.POISSON1_CDF)
         return out

@@ -275,8 +275,10 @@ def plot_paired(results: SweepResults, stem: Path) -> list[Path]:
         for c in np.unique(colour):
             sel = colour == c
             lab = ("cannot be told from the best" if c == "crimson" else "paired interval")
-            ax.errorbar(x[sel] + 0.15, d[sel], yerr=np.vstack([d[sel] - dl[sel], dh[sel] - d[sel]]), fmt="o",
-                        ms=3, capsize=2, lw=1.2, color=str(c), label=lab)
+            # drawn as a segment and a dot: an interval shifted for the winner's optimism need not
+            # contain the point estimate, so it is not an error bar around it
+            ax.vlines(x[sel] + 0.15, dl[sel], dh[sel], lw=1.2, color=str(c), label=lab)
+            ax.plot(x[sel] + 0.15, d[sel], "o", ms=3, color=str(c))
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(x, [str(int(p)) for p in pts], fontsize=6, rotation=90)
         ax.set_xlabel("point (best estimate first)")

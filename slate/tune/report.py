@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from slate.tune.config import Constraints
-from slate.tune.sweep import SweepResults, load_replicates, load_results
+from slate.tune.sweep import SweepResults, load_replicates, load_results, separation_summary
 
 __all__ = ["recommended_compose", "report_sections", "write_report"]
 
@@ -78,6 +78,7 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
     cols.append("indistinguishable")
     front_rows = sorted((rows[i] for i in results.front(cons)), key=lambda r: -r["take_fraction"])
     paired = [c for c in _PAIRED if c in results.table.column_names]
+    paired += [c for c in ("separated",) if c in results.table.column_names]
     marks = ["pareto", *(["front_paired"] if "front_paired" in results.table.column_names else []), "near_front"]
     exp = results.experiment
     s = results.summary
@@ -124,6 +125,7 @@ def report_sections(results: SweepResults, constraints: Constraints | None = Non
         "all": _table(rows, [*cols, *paired, *marks, "weights_exploded"]),
         "all_columns": [*cols, *paired, *marks, "weights_exploded"],
         "paired": _paired_lines(results, rec),
+        "separation": separation_summary(results, rec.index),
         "logged": [[k, _fmt(v)] for k, v in logged.items()],
         "has_truth": has_truth,
     }
@@ -233,6 +235,12 @@ def _recommended_lines(sec: dict[str, Any]) -> list[str]:
         f"{_fmt(r['take_fraction_high'])}], diversity {_fmt(r['diversity'])}, churn {_fmt(r['churn'])}.",
     ]
     lines += sec.get("paired", [])
+    sep = sec.get("separation") or {}
+    if sep.get("separation"):
+        lines.append(f"Against the logging policy (the estimate's own paired interval): {sep['separation']}.")
+    elif sep:
+        lines.append("Against the logging policy: not recorded (the point was estimated by an earlier slate "
+                     "version; rerun the sweep to record it).")
     if sec["has_truth"]:
         lines.append(
             f"Simulator truth: take fraction {_fmt(r.get('true_take_fraction'))} if deployed "

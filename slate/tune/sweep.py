@@ -69,6 +69,9 @@ ESTIMATE_COLUMNS = (
     "ess", "n_matched", "weights_exploded", "diversity", "churn",
 )
 TRUTH_COLUMNS = ("true_take_fraction_logged", "true_take_fraction", "true_diversity", "true_churn")
+SEPARATION_COLUMNS = ("separated", "separation")
+"""The estimate's comparison with the logging policy (:attr:`slate.replay.Estimate.separated` and
+its sentence); null for points estimated by an earlier version (resumed sweeps)."""
 
 
 def _page_ranks(log: ImpressionLog) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -176,6 +179,8 @@ def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) ->
         "diversity": div,
         "churn": churn_rate(log, target),
         "replicates": np.asarray(reps, dtype=np.float64).tolist(),
+        "separated": bool(getattr(est, "separated", False)) if getattr(est, "separation", "") else None,
+        "separation": str(getattr(est, "separation", "")) or None,
     }
     if ctx.truth_table is not None:
         probs = target.probabilities()
@@ -740,6 +745,7 @@ def _recommend_and_draw(results: SweepResults, rule: str, plots: bool) -> None:
     summary["recommended"] = None if rec.index is None else results.rows()[rec.index]
     summary["recommendation"] = rec.reason
     summary["paired"] = _paired_summary(results, rec)
+    summary["separation"] = separation_summary(results, rec.index)
     if plots:
         from slate.tune.plots import draw_all
 
@@ -761,6 +767,31 @@ def _paired_summary(results: SweepResults, rec: Recommendation) -> dict[str, Any
         value = float(results.column("take_fraction")[rec.index])
         out["take_fraction_corrected"] = value - rec.selection_bias if rec.index == _best_of(results, rec) else value
     return out
+
+
+def separation_summary(results: SweepResults, index: int | None) -> dict[str, Any] | None:
+    """Point ``index``'s comparison with the logging policy (for ``summary.json`` and the
+    report): the estimate's ``separated`` and sentence and the paired difference with its
+    interval (null where unknown); None without a point.
+
+    Examples
+    --------
+    >>> separation_summary(None, None) is None
+    True
+    """
+    if index is None:
+        return None
+    names = results.table.column_names
+    row = results.rows()[index]
+
+    def number(key: str) -> float | None:
+        v = row.get(key)
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    return {"point": int(row["point"]), "separated": row.get("separated") if "separated" in names else None,
+            "separation": row.get("separation") if "separation" in names else None,
+            "diff_logged": number("diff_logged"),
+            "diff_logged_interval": [number("diff_logged_low"), number("diff_logged_high")]}
 
 
 def _best_of(results: SweepResults, rec: Recommendation) -> int | None:
@@ -808,6 +839,8 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         cols[name] = [r[name] for r in rows]
     for name in TRUTH_COLUMNS:
         cols[name] = [r.get(name, float("nan")) for r in rows]
+    for name in SEPARATION_COLUMNS:
+        cols[name] = [r.get(name) for r in rows]
     take = np.asarray(cols["take_fraction"], dtype=np.float64)
     # diversity or churn is NaN for every point alike when the pages have no layout pairs or
     # no member comes back; they then do not separate points
@@ -846,6 +879,7 @@ def _assemble(experiment: Experiment, points: list[SweepPoint], work: Path, trut
         "point": pa.int64(), "max_changes": pa.int64(), "n_matched": pa.int64(), "seed": pa.int64(),
         "dwell_sessions": pa.int64(), "sticky_sessions": pa.int64(),
         "weights_exploded": pa.bool_(), "pareto": pa.bool_(), "near_front": pa.bool_(),
+        "separated": pa.bool_(), "separation": pa.string(),
         "tied_best": pa.bool_(), "front_paired": pa.bool_(),
         "estimator": pa.string(), "config_hash": pa.string(), "slate_version": pa.string(),
     }

@@ -108,6 +108,31 @@ def test_streamed_values_equal_the_in_memory_ones(logs):
     assert streamed.estimate.value == pytest.approx(rep.estimate.value, rel=1e-12)
 
 
+@pytest.mark.parametrize("cluster", ["page", "member"])
+def test_streamed_separation_equals_the_in_memory_one(logs, cluster):
+    """The difference from the logging policy (paired, same clusters) is filled in the stream as
+    in memory: same logged value and difference, same normal interval (float rounding apart)."""
+    root, log, policy = logs
+    names = ["snips", "ips", "neighbourhood"]
+    stream = evaluate_stream(root / "three", policy, names, n_bootstrap=0, cluster=cluster)
+    memory = evaluate(log, policy, names, n_bootstrap=0, metrics=False, cluster=cluster)
+    for k in names:
+        a, b = stream.estimates[k], memory.estimates[k]
+        assert a.logged_value == pytest.approx(b.logged_value, rel=1e-12) and 0 < a.logged_value < 1, k
+        assert a.difference == pytest.approx(b.difference, rel=1e-12, abs=1e-15), k
+        assert a.difference_interval == pytest.approx(b.difference_interval, rel=1e-9), k
+        assert (a.separated, a.separation) == (b.separated, b.separation), k
+        assert a.separation.startswith(("separated", "not separated")), k
+    # with a Poisson bootstrap: the paired interval is the bootstrap one, about as wide as the
+    # normal one (400 replicates: within 20%), and it does not depend on the partitioning
+    boot = [evaluate_stream(root / d, policy, "snips", n_bootstrap=400, seed=5, cluster=cluster).estimate
+            for d in ("three", "two", "one.parquet")]
+    assert boot[0] == boot[1] == boot[2]
+    lo, hi = boot[0].difference_interval
+    nlo, nhi = stream.estimates["snips"].difference_interval
+    assert (hi - lo) / (nhi - nlo) == pytest.approx(1.0, abs=0.2)
+
+
 def test_poisson_bootstrap_interval_matches_the_normal_one(logs):
     root, _, policy = logs
     report = evaluate_stream(root / "one.parquet", policy, "snips", n_bootstrap=400, seed=2)
@@ -167,7 +192,12 @@ def test_dask_local_cluster_gives_the_stream_estimates(logs):
     spec = ReplaySpec(policy, (get_estimator("snips"),), n_bootstrap=5)
     part = file_partials(0, sorted((root / "three").iterdir())[0], spec)
     back = pickle.loads(pickle.dumps(part))
-    assert back.sums["snips"].estimate(level=0.9, seed=0) == part.sums["snips"].estimate(level=0.9, seed=0)
+    assert (back.sums["snips"].estimate(level=0.9, seed=0, logged=back.logged)
+            == part.sums["snips"].estimate(level=0.9, seed=0, logged=part.logged))
+    assert part.sums["snips"].estimate(level=0.9, seed=0, logged=part.logged).separation.startswith(
+        ("separated", "not separated"))
+    # sums without the logging policy's say so instead of leaving the fields silently NaN
+    assert "no comparison with the logging policy" in part.sums["snips"].estimate(level=0.9, seed=0).separation
 
 
 def test_bad_partitioned_inputs_raise(logs):

@@ -4,6 +4,8 @@ the simulator's truth, plots, reports and the command line."""
 from __future__ import annotations
 
 import argparse
+import json
+from html import escape as html_escape
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -414,6 +416,34 @@ def test_paired_columns_use_the_same_replicates_as_the_estimates(sim_run):
     assert np.nansum(sim_run.column("prob_best")) == pytest.approx(1.0)
     paired = sim_run.summary["paired"]
     assert paired["rule"] == "best_estimate" and "selection_bias" in paired
+
+
+def test_separation_from_logging_is_in_the_table_summary_and_report(sim_run, tmp_path):
+    """Every point carries its estimate's separation from the logging policy; it agrees with the
+    paired columns (same replicates), and summary.json and both report pages state it for the
+    recommended point."""
+    sep = sim_run.column("separated")
+    text = sim_run.table.column("separation").to_pylist()
+    low, high = sim_run.column("diff_logged_low"), sim_run.column("diff_logged_high")
+    assert len(text) == sim_run.n_points and all(t.startswith(("separated", "not separated")) for t in text)
+    assert np.array_equal(sep.astype(bool), (low > 0) | (high < 0))
+    from slate.tune.config import Constraints
+    from slate.tune.sweep import separation_summary
+
+    summary = json.loads((sim_run.path / "summary.json").read_text())
+    assert sim_run.recommendation().index is None and summary["separation"] is None  # nothing recommended
+    anyway = Constraints(max_churn=0.1, allow_unproven=True)
+    rec = sim_run.recommendation(anyway).index
+    assert rec is not None
+    s = separation_summary(sim_run, rec)
+    assert s["point"] == int(sim_run.column("point")[rec]) and s["separation"] == text[rec]
+    assert s["diff_logged_interval"] == pytest.approx([low[rec], high[rec]])
+    md, page = write_report(sim_run, tmp_path / "rep", constraints=anyway)
+    line = f"Against the logging policy (the estimate's own paired interval): {text[rec]}."
+    assert line in md.read_text()
+    assert html_escape(line) in page.read_text()
+    every = md.read_text().split("## Every point")[1].strip().splitlines()
+    assert " separated " in every[0]  # a column of the table of every point
 
 
 def test_paired_front_keeps_every_classic_front_point_and_the_report_says_so(sim_run, tmp_path):
