@@ -31,8 +31,13 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import slate.solvers.fast  # noqa: E402,F401  (registers the serving solver)
+from slate.page.embeddings import ImageEmbeddings  # noqa: E402
 from slate.serve import ComposeConfig, Composer, DecisionLogger, ImageCatalog, StickyEpsilon  # noqa: E402
 from slate.stability import InMemoryStore, StabilityRules  # noqa: E402
+
+# The one embeddings class serves compose() itself (page_units); before, the serving view was
+# slate.serve.ImageCatalog: use whichever this tree has, so the script runs on both versions.
+CATALOG = ImageEmbeddings if hasattr(ImageEmbeddings, "page_units") else ImageCatalog
 
 T0 = 1_714_600_000.0  # 2024-05-01
 N_TITLES, N_IMAGES, COLS = 24, 6, 8
@@ -52,7 +57,7 @@ def fingerprint(n_pages: int, seed: int = 0) -> tuple[str, dict[str, int]]:
     rng = np.random.default_rng(seed)
     n_catalog, n_members, dim = 120, 40, 16
     image_ids = [[f"T{t}-I{k}" for k in range(N_IMAGES)] for t in range(n_catalog)]
-    catalog = ImageCatalog([i for ids in image_ids for i in ids], rng.normal(size=(n_catalog * N_IMAGES, dim)))
+    catalog = CATALOG(tuple(i for ids in image_ids for i in ids), rng.normal(size=(n_catalog * N_IMAGES, dim)))
     members = rng.normal(size=(n_members, dim)) * 0.5
     homepages = [rng.choice(n_catalog, N_TITLES, replace=False) for _ in range(n_members)]
     locked = [set(rng.choice(N_TITLES, 2, replace=False).tolist()) for _ in range(n_members)]

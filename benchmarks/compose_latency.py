@@ -56,12 +56,13 @@ import numpy as np  # noqa: E402
 
 import slate.solvers.chain  # noqa: E402  (registers the solvers the registry does not import yet)
 import slate.solvers.fast  # noqa: E402,F401
+from slate.page.embeddings import ImageEmbeddings  # noqa: E402
 from slate.serve import (  # noqa: E402
     ComposeConfig,
     Composer,
     DecisionLogger,
+    DecisionLogOptions,
     Fault,
-    ImageCatalog,
     PageDecision,
     StickyEpsilon,
 )
@@ -84,7 +85,7 @@ class World:
         self.cols = 8 if n_titles <= 40 else 10
         self.image_ids = [[f"T{t}-I{k}" for k in range(n_images)] for t in range(n_catalog)]
         emb = rng.normal(size=(n_catalog * n_images, dim))
-        self.catalog = ImageCatalog([i for ids in self.image_ids for i in ids], emb)
+        self.catalog = ImageEmbeddings(tuple(i for ids in self.image_ids for i in ids), emb)
         self.members = rng.normal(size=(n_members, dim)).astype(np.float32) * 0.4
         self.pages = [rng.choice(n_catalog, n_titles, replace=False) for _ in range(n_members)]
         self.locked = [set(rng.choice(n_titles, max(1, n_titles // 20), replace=False).tolist())
@@ -147,8 +148,10 @@ def open_store(kind: str, folder: Path) -> Any:
 def make_composer(world: World, folder: Path, *, solver: str, time_ms: float, sticky_days: float,
                   store_kind: str = "sqlite") -> tuple[Composer, Any, DecisionLogger]:
     store = open_store(store_kind, folder)
-    durable = {"durable": True, "fsync": LOGGER == "durable"} if LOGGER.startswith("durable") else {}
-    logger = DecisionLogger(folder / "decisions", batch_pages=512, background=LOGGER != "foreground", **durable)
+    durable = LOGGER.startswith("durable")
+    options = DecisionLogOptions(fsync=LOGGER == "durable") if durable else DecisionLogOptions()
+    logger = DecisionLogger(folder / "decisions", options, batch_pages=512, background=LOGGER != "foreground",
+                            durable=durable)
     rules = StabilityRules(churn=0.005, max_changes=max(2, world.n_titles // 4), dwell_sessions=3, dwell_days=7,
                            min_gain=0.005)
     options = {"compute_bound": False} if solver == "fast" else {}

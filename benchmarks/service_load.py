@@ -133,6 +133,56 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, duration: floa
     return summary(latencies, elapsed, errors)
 
 
+async def paced_raw(url: str, payloads: list[bytes], rate: float, duration: float, connections: int) -> dict[str, Any]:
+    """An open loop at a constant rate: request ``i`` is due at ``i / rate``, sent on the first free
+    keep-alive connection (raw HTTP/1.1 on asyncio streams, uvloop when installed: tens of
+    microseconds of client CPU per page, against about a millisecond for httpx), and its latency
+    runs from the due time, so a request that waited for a free connection counts its wait
+    (no coordinated omission). Percentiles over every request."""
+    host, port = url.removeprefix("http://").split(":")
+    n = min(len(payloads), int(rate * duration))
+    heads = [(f"POST /compose HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in payloads[:n]]
+    latencies = np.empty(n)
+    errors = 0
+    next_index = 0
+    started = 0.0
+
+    async def connection() -> None:
+        nonlocal next_index, errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while next_index < n:
+                i = next_index
+                next_index += 1
+                due = started + i / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(heads[i])
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+                await reader.readexactly(length)
+                latencies[i] = time.perf_counter() - due
+                errors += not head.startswith(b"HTTP/1.1 200")
+        finally:
+            writer.close()
+
+    started = time.perf_counter() + 0.05
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return summary(list(latencies), elapsed, errors)
+
+
+def run_paced(url: str, payloads: list[bytes], rate: float, duration: float, connections: int) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        return uvloop.run(paced_raw(url, payloads, rate, duration, connections))
+    except ImportError:  # pragma: no cover - uvloop comes with the service extra
+        return asyncio.run(paced_raw(url, payloads, rate, duration, connections))
+
+
 def wrk_capacity(
     url: str, payloads: list[bytes], connections: int, duration: float, folder: str, rate: float = 0.0
 ) -> dict[str, Any]:
@@ -193,13 +243,24 @@ def main() -> None:
     parser.add_argument("--client", choices=["httpx", "wrk"], default="httpx",
                         help="capacity phase client: httpx in this process, or wrk (compiled; apt-get install wrk), "
                              "whose own CPU use is a few %% of a core")
+    parser.add_argument("--paced", choices=["raw", "client"], default="raw",
+                        help="80%% load phase: raw (constant rate from a light raw-socket client, latency from each "
+                             "request's due time: the default) or client (the --client program: wrk paced by its "
+                             "delay(), or httpx)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="pages/s per worker for the paced phase, with no capacity phase before it (the first "
+                             "pages a fresh service serves; --paced raw)")
+    parser.add_argument("--no-log", action="store_true", help="workers write no decision log")
     args = parser.parse_args()
+    if args.rate and args.paced != "raw":
+        parser.error("--rate needs --paced raw")
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("--client wrk needs the wrk program (apt-get install wrk)")
     payloads = bodies(args.requests)
     print(f"# service load — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 40x10 pages, "
-          f"solver {args.solver}, RedisStore on loopback, per-process Parquet logs; capacity client {args.client}, "
-          f"80% load client {'wrk paced by delay()' if args.client == 'wrk' else 'httpx in this process'}; "
+          f"solver {args.solver}, RedisStore on loopback, {'no decision log' if args.no_log else 'per-process Parquet logs'}; "
+          f"capacity client {'none (--rate)' if args.rate else args.client}, "
+          f"80% load {'constant rate, raw sockets, latency from the due time' if args.paced == 'raw' else ('wrk paced by delay()' if args.client == 'wrk' else 'httpx in this process')}; "
           "sockets: p = one per worker (SO_REUSEPORT), s = shared")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
           f"{'max ms':>8}{'errors':>7}{'load':>6}")
@@ -210,15 +271,21 @@ def main() -> None:
     counts = [(int(w), s) for w in args.workers.split(",") for s in sockets] * args.repeat
     with redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         for i, (workers, socket_mode) in enumerate(counts):
-            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", f"{tmp}/logs-{i}", args.solver,
+            proc, url = start_service(workers, f"{redis.url[:-1]}{i % 15 + 1}", "" if args.no_log else f"{tmp}/logs-{i}",
+                                      args.solver,
                                       shared_socket=socket_mode == "shared")
             try:
                 cpu0 = time.process_time()
-                if args.client == "wrk":
+                if args.rate:  # no capacity phase: the paced phase starts on a fresh service
+                    cap = {"pages": 0, "errors": 0, "pages_per_s": args.rate * workers / 0.8, "p50_ms": float("nan"),
+                           "p99_ms": float("nan"), "p999_ms": float("nan"), "max_ms": float("nan")}
+                elif args.client == "wrk":
                     cap = wrk_capacity(url, payloads, args.concurrency * workers, args.duration, tmp)
                 else:
                     cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
-                if args.client == "wrk":  # paced by wrk's delay(): 8 connections per worker
+                if args.paced == "raw":  # constant rate, latency from the due time
+                    load = run_paced(url, payloads, 0.8 * cap["pages_per_s"], args.duration, 8 * workers)
+                elif args.client == "wrk":  # paced by wrk's delay(): 8 connections per worker
                     load = wrk_capacity(url, payloads, 8 * workers, args.duration, tmp, rate=0.8 * cap["pages_per_s"])
                 else:
                     rate = 0.8 * cap["pages_per_s"]

@@ -23,6 +23,14 @@ front and the paired front (a point dominated only when clearly, on paired boots
 differences) mark, with and without the churn constraint, checks the paired front by brute force,
 and prints how many points are indistinguishable from the recommended one.
 
+With ``--paired N`` it runs the simulator sweep on ``N`` seeded worlds (solves and on-policy
+truths kept in a content-keyed cache, so a rerun after an estimator change only re-estimates)
+and prints, per world and averaged: coverage of the paired intervals (against the logging
+policy and against the best point) of the deployed truth's difference, their widths and ratios
+to the marginal width, what limits the ratio (replicate correlation with the best point, share
+of rows whose neighbourhood agrees with it), the deployed regret of each recommendation rule,
+and the regret that the estimates' noise alone would cost with 1, 4, 16 and 64 times the pages.
+
 Usage::
 
     python benchmarks/sweep.py [--out DIR] [--workers 2] [--rerun] [--resume] [--pages 5000] [--sim] [--fronts]
@@ -142,6 +150,7 @@ scheduler = "local"
 n_workers = {workers}
 block_pages = 100
 progress = false
+solve_cache = "cache"      # solves and on-policy truths keyed by content: shared by estimator changes
 """
 
 
@@ -170,7 +179,7 @@ def run_sim(root: Path, workers: int) -> None:
     prep = prepare(experiment, base)
     keys = list(dict.fromkeys(p.solve_key for p in experiment.points()))
     choices = np.full((prep.log.n_rows, len(keys)), -1, dtype=np.int64)
-    for f in sorted((res.path / "work").glob("solve-*.npz")):
+    for f in sorted(_solve_folder(res).glob("solve-*.npz")):
         with np.load(f) as z:
             choices[z["rows"]] = z["choices"]
     snips = []
@@ -202,6 +211,11 @@ def run_sim(root: Path, workers: int) -> None:
           f"(constraint <= 0.10 met: {rec['true_churn'] <= 0.10})")
 
 
+def _solve_folder(res) -> Path:
+    """Where the sweep's solve blocks are (its work folder, or the shared solve cache)."""
+    return Path(res.summary.get("timing", {}).get("solve_folder", res.path / "work"))
+
+
 def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
     """One seeded simulated world: coverage and width of the paired intervals against the
     deployed truth, and the regret of the recommendation under each rule."""
@@ -230,11 +244,16 @@ def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
         "width_marginal": float(w_marg.mean()),
         "width_logged": float((res.column("diff_logged_high") - res.column("diff_logged_low")).mean()),
         "width_best": float((res.column("diff_best_high") - res.column("diff_best_low"))[others].mean()),
+        "ratio_logged": float((res.column("diff_logged_high") - res.column("diff_logged_low")).mean() / w_marg.mean()),
+        "ratio_best": float((res.column("diff_best_high") - res.column("diff_best_low"))[others].mean()
+                            / w_marg.mean()),
         "n_tied": int(res.column("tied_best").sum()),
         "n_front": int(res.column("pareto").sum()),
         "n_front_paired": int(res.column("front_paired").sum()) if "front_paired" in res.table.column_names else -1,
     }
-    out.update(_snips_paired(res, experiment, base, truth, logged_truth))
+    snips, log, decisions = _snips_paired(res, experiment, base, truth, logged_truth)
+    out.update(snips)
+    out.update(_why_paired(res, truth, best, feasible, log, decisions))
     from slate.tune.config import Constraints
 
     for rule in ("best_estimate", "lower_bound", "simplest"):
@@ -243,8 +262,53 @@ def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
     return out
 
 
-def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float]:
-    """The same points' stored decisions re-estimated with per-title SNIPS, paired the same way."""
+def _why_paired(res, truth, best: int, feasible, log, decisions) -> dict[str, float]:
+    """What limits the paired widths and the regret on this world.
+
+    * ``corr_best``: mean correlation of a point's replicates with the best point's; the paired
+      width is about ``sqrt(2 (1 - corr))`` times the marginal one (``implied_ratio``), so 1/3
+      needs a correlation of 0.944 or more (``n_corr_ge_0944`` points have it).
+    * ``agree_hood_best``: share of rows on which a point shows the same images as the best point
+      on the title and both its row neighbours, the only rows that drop out of the difference
+      exactly (for the row-neighbourhood estimator).
+    * ``cover_best_raw``: coverage of the unshifted percentile intervals against the best point
+      (before the correction for the optimism of choosing it).
+    * ``regret_noise_xK``: mean regret of the argmax of "deployed truth + the bootstrap noise of
+      the estimates with K times the pages" over the replicates: what the noise alone costs.
+    """
+    from slate.replay.estimators import NEIGHBOURHOODS, neighbour_rows
+    from slate.tune import load_replicates
+
+    R = load_replicates(res.path)[0]
+    others = np.arange(res.n_points) != best
+    rho = np.corrcoef(R)[best][others]
+    q = np.quantile(R - R[best], [0.025, 0.975], axis=1)
+    d_best = truth - truth[best]
+    top = float(truth[feasible].max())
+    idx = np.flatnonzero(feasible)
+    dev = R - R.mean(axis=1, keepdims=True)
+    out = {
+        "corr_best": float(rho.mean()),
+        "implied_ratio": float(np.sqrt(2 * (1 - rho)).mean()),
+        "n_corr_ge_0944": int((rho >= 0.944).sum()),
+        "cover_best_raw": float(((q[0] <= d_best) & (d_best <= q[1]))[others].mean()),
+    }
+    winners = idx[np.argmax(R[idx], axis=0)]
+    out["regret_prob_best"] = 1.0 - float(truth[np.bincount(winners, minlength=res.n_points).argmax()]) / top
+    for k in (1, 4, 16, 64):
+        picks = idx[np.argmax(truth[idx, None] + dev[idx] / np.sqrt(k), axis=0)]
+        out[f"regret_noise_x{k}"] = float(np.mean(1.0 - truth[picks] / top))
+    C = decisions
+    nb = neighbour_rows(log, NEIGHBOURHOODS["row"])
+    Cx = np.vstack([C, np.full((1, C.shape[1]), -2)])  # a missing neighbour agrees
+    same = (C == C[:, [best]]) & np.all(np.where(nb[:, :, None] >= 0, Cx[nb] == Cx[nb][:, :, [best]], True), axis=1)
+    out["agree_hood_best"] = float(same.mean(axis=0)[others].mean())
+    return out
+
+
+def _snips_paired(res, experiment, base, truth, logged_truth):
+    """The same points' stored decisions re-estimated with per-title SNIPS, paired the same way;
+    also the evaluated log and every point's decisions (rows x points)."""
     from slate.replay import ReplayData, get_estimator
     from slate.tune.data import prepare
     from slate.tune.paired import logging_replicates, paired_comparison
@@ -253,7 +317,7 @@ def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float
     prep = prepare(experiment, base)
     keys = list(dict.fromkeys(p.solve_key for p in experiment.points()))
     choices = np.full((prep.log.n_rows, len(keys)), -1, dtype=np.int64)
-    for f in sorted((res.path / "work").glob("solve-*.npz")):
+    for f in sorted(_solve_folder(res).glob("solve-*.npz")):
         with np.load(f) as z:
             choices[z["rows"]] = z["choices"]
     values, reps = [], []
@@ -271,6 +335,7 @@ def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float
     others = np.arange(len(v)) != best
     d_log, d_best = truth - logged_truth, truth - truth[best]
     marg = np.quantile(R, [0.025, 0.975], axis=1)
+    decisions = np.stack([choices[:, keys.index(p.solve_key)] for p in experiment.points()], axis=1)
     return {
         "snips_cover_logged": float(((c["diff_logged_low"] <= d_log) & (d_log <= c["diff_logged_high"])).mean()),
         "snips_cover_best": float(((c["diff_best_low"] <= d_best) & (d_best <= c["diff_best_high"]))[others].mean()),
@@ -278,7 +343,7 @@ def _snips_paired(res, experiment, base, truth, logged_truth) -> dict[str, float
         "snips_width_logged": float(np.mean(c["diff_logged_high"] - c["diff_logged_low"])),
         "snips_width_best": float(np.mean((c["diff_best_high"] - c["diff_best_low"])[others])),
         "snips_regret_best_estimate": 1.0 - float(truth[best]) / float(truth.max()),
-    }
+    }, prep.log, decisions
 
 
 def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[str, float]:

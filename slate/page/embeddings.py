@@ -1,9 +1,10 @@
 """Image embeddings: the one type every stage uses for visual vectors keyed by image id.
 
-Replay's diversity metrics, the page optimizer's similarity, ``compose()``'s catalog
-(:class:`slate.serve.ImageCatalog` is a serving view of one) and the tuning engine all take an
-:class:`ImageEmbeddings`; files written by ``slate embed`` load with :meth:`ImageEmbeddings.load`.
-Rows are scaled to unit length once, here, so cosine similarity is a dot product everywhere.
+Replay's diversity metrics, the page optimizer's similarity, ``compose()``'s catalog and the
+tuning engine all take an :class:`ImageEmbeddings`; files written by ``slate embed`` load with
+:meth:`ImageEmbeddings.load`. Rows are scaled to unit length once, here, so cosine similarity is
+a dot product everywhere. Serving reads it through :meth:`ImageEmbeddings.page_units` (float32
+rows with a per-title cache); ``slate.serve.ImageCatalog`` is a deprecated alias of this class.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ __all__ = ["ImageEmbeddings", "as_image_embeddings"]
 
 FloatArray = NDArray[np.float64]
 
+_BLOCK_CACHE_SIZE = 4096  # titles whose padded float32 rows page_units keeps (a few MB)
+
 
 @dataclass(frozen=True, eq=False)
 class ImageEmbeddings:
@@ -37,6 +42,10 @@ class ImageEmbeddings:
     ``(image_ids, array)`` pair, a pyarrow table or a file: Parquet with columns ``image_id``
     (string) and ``embedding`` (list of floats; the format of :func:`slate.tune.data.write_embeddings`,
     other columns ignored) or ``.npz`` with arrays ``image_id`` and ``embedding``.
+
+    It is also ``compose()``'s catalog: :attr:`unit`, :meth:`rows` and :meth:`page_units` are the
+    serving view (float32 unit rows plus a zero row for padding and unknown images, an index by
+    id, a bounded per-title cache of padded blocks), built on first use.
 
     Attributes
     ----------
@@ -60,12 +69,19 @@ class ImageEmbeddings:
     >>> vectors, has = emb.lookup(("b", "zz"))
     >>> vectors.tolist(), has.tolist()
     ([[0.0, 1.0], [0.0, 0.0]], [True, False])
+    >>> emb.rows(["b", "zz", "a"]).tolist(), emb.unit[0].tolist()
+    ([1, 2, 0], [0.6000000238418579, 0.800000011920929])
     """
 
     image_ids: tuple[str, ...]
     vectors: FloatArray
     source: str = "<arrays>"
     _ids: pa.Array = field(init=False, repr=False)
+    # a title's image list -> its rows of `unit` and how many are missing (derived data, bounded:
+    # a serving catalog repeats titles across members' pages)
+    _blocks: dict[tuple[str, ...], tuple[NDArray[np.float32], int]] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         ids = tuple(str(i) for i in self.image_ids)
@@ -123,6 +139,99 @@ class ImageEmbeddings:
         out = np.zeros((len(idx), self.dim))
         out[has] = self.vectors[idx[has].astype(np.int64)]
         return out, has
+
+    # ------------------------------------------------------------------ serving view
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Row of each image id."""
+        return {image: i for i, image in enumerate(self.image_ids)}
+
+    @cached_property
+    def unit(self) -> NDArray[np.float32]:
+        """The unit rows in float32, plus one zero row (at :attr:`missing_row`): the embedding
+        of padding and of unknown images. Read-only."""
+        unit = np.vstack([self.vectors, np.zeros((1, self.dim))]).astype(np.float32)
+        unit.flags.writeable = False
+        return unit
+
+    @property
+    def missing_row(self) -> int:
+        """The zero row of :attr:`unit`."""
+        return len(self.image_ids)
+
+    @property
+    def embeddings(self) -> ImageEmbeddings:
+        """This object (the attribute ``ImageCatalog`` had; kept for code written against it)."""
+        return self
+
+    def rows(self, image_ids: Any) -> NDArray[np.int64]:
+        """Row of each image in :attr:`unit` (the zero row for an unknown image)."""
+        ids = image_ids if isinstance(image_ids, (list, tuple)) else list(image_ids)
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        index = self.index
+        try:
+            found = itemgetter(*ids)(index)
+        except KeyError:
+            get = index.get
+            missing = self.missing_row
+            return np.array([get(i, missing) for i in ids], dtype=np.int64)
+        return np.array(found if len(ids) > 1 else (found,), dtype=np.int64)
+
+    def page_units(self, image_ids: Sequence[Sequence[str]], n_images: int) -> tuple[NDArray[np.float32], int]:
+        """Unit embeddings of a page's candidates, padded, and how many images are unknown.
+
+        Parameters
+        ----------
+        image_ids : sequence of sequences of str
+            Each title's candidate images (at most ``n_images`` per title).
+        n_images : int
+            Padded width.
+
+        Returns
+        -------
+        units : ndarray (n_titles, n_images, dim), float32
+            ``unit[rows(image_ids[t])]`` padded with the zero row (the row of unknown images).
+        n_missing : int
+            Images without an embedding.
+
+        Examples
+        --------
+        >>> emb = ImageEmbeddings(("a", "b"), np.array([[3.0, 4.0], [0.0, 2.0]]))
+        >>> units, n_missing = emb.page_units([("b", "zz"), ("a",)], 2)
+        >>> units.shape, n_missing, units[1, 1].tolist()
+        ((2, 2, 2), 1, [0.0, 0.0])
+        """
+        get = self._blocks.get
+        try:
+            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]  # tuples from a PageRequest
+        except TypeError:  # lists: unhashable
+            image_ids = [tuple(ids) for ids in image_ids]
+            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]
+        found = [
+            hit if hit is not None else self._block(tuple(ids))
+            for hit, ids in zip(hits, image_ids, strict=True)
+        ]
+        blocks = [h[0] for h in found]
+        n_missing = sum([h[1] for h in found])
+        if blocks and all([len(b) == n_images for b in blocks]):
+            return np.concatenate(blocks).reshape(len(blocks), n_images, -1), n_missing
+        unit = self.unit
+        units = np.zeros((len(blocks), n_images, unit.shape[1]), dtype=unit.dtype)
+        for t, block in enumerate(blocks):
+            units[t, : len(block)] = block
+        return units, n_missing
+
+    def _block(self, ids: tuple[str, ...]) -> tuple[NDArray[np.float32], int]:
+        """A title's rows of :attr:`unit` and its number of unknown images (cached)."""
+        rows = self.rows(ids)
+        block = self.unit[rows]
+        block.flags.writeable = False
+        hit = (block, int((rows == self.missing_row).sum()))
+        if len(self._blocks) >= _BLOCK_CACHE_SIZE:
+            self._blocks.clear()
+        self._blocks[ids] = hit
+        return hit
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[Any, ArrayLike], source: str = "<mapping>") -> ImageEmbeddings:

@@ -27,7 +27,7 @@ import networkx as nx
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from slate.errors import InfeasibleProblemError, InvalidProblemError
+from slate.errors import InfeasibleProblemError, InvalidProblemError, UnknownOptionError
 from slate.limits import check_limit
 from slate.page.format import FORMAT, problem_arguments
 from slate.page.layout import GridLayout, Layout, grid_positions
@@ -36,7 +36,7 @@ from slate.page.similarity import cosine_similarity_pairs, unit_vectors
 if TYPE_CHECKING:
     from slate.page.request import Page
 
-__all__ = ["ObjectiveParts", "PageProblem", "cosine_similarity_pairs", "unit_vectors"]
+__all__ = ["ObjectiveParts", "PageProblem", "ProblemFields", "cosine_similarity_pairs", "unit_vectors"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -130,14 +130,160 @@ def _check_weights(diversity: Any, churn: Any) -> None:
 
 def _check_candidates(candidates: ArrayLike, shape: tuple[int, ...], t_ids: Sequence[str]) -> BoolArray:
     """``candidates``: a bool mask of the shape of scores, at least one image per title."""
+    cand = _check_candidate_shape(candidates, shape, copy=False)
+    _check_has_candidates(cand.sum(axis=1), t_ids)
+    return cand
+
+
+def _check_scores(scores: ArrayLike) -> FloatArray:
+    """``scores``: a non-empty 2-D float array (n_titles, n_images)."""
+    raw = np.asarray(scores, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape[0] == 0 or raw.shape[1] == 0:
+        raise _fail("scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw.shape}")
+    return raw
+
+
+def _check_candidate_shape(candidates: ArrayLike, shape: tuple[int, ...], *, copy: bool) -> BoolArray:
+    """``candidates``: a bool mask of the shape of scores (a copy when ``copy``)."""
     cand = np.asarray(candidates)
     if cand.shape != shape:
         raise _fail("candidates", f"have the shape of scores {shape}", f"shape {cand.shape}")
-    cand = cand.astype(bool, copy=False)
-    empty = np.flatnonzero(~cand.any(axis=1))
-    if len(empty):
-        raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'")
-    return cand
+    return cand.astype(bool, copy=copy)
+
+
+def _check_has_candidates(n_cand: IntArray, t_ids: Sequence[str]) -> None:
+    """``candidates``: at least one image per title."""
+    if not n_cand.all():
+        t = int(np.flatnonzero(n_cand == 0)[0])
+        raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[t]}'")
+
+
+def _check_titles(t_ids: tuple[str, ...], n_cand: IntArray) -> None:
+    """``title_ids``: one unique id per title; ``candidates``: at least one image per title."""
+    n_titles = len(n_cand)
+    if len(t_ids) != n_titles:
+        raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
+    _check_has_candidates(n_cand, t_ids)
+    if len(set(t_ids)) != n_titles:
+        raise _fail("title_ids", "be unique", f"'{_first_duplicate(t_ids)}' twice")
+
+
+def _check_image_ids(i_ids: tuple[tuple[str, ...], ...], n_cand: IntArray, t_ids: tuple[str, ...]) -> None:
+    """``image_ids``: one list per title, one id per candidate, unique across the page."""
+    n_titles = len(n_cand)
+    if len(i_ids) != n_titles:
+        raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
+    counts = np.fromiter(map(len, i_ids), dtype=np.int64, count=n_titles)
+    if (counts != n_cand).any():
+        t = int(np.flatnonzero(counts != n_cand)[0])
+        raise _fail(
+            "image_ids", f"list one id per candidate of title '{t_ids[t]}' ({int(n_cand[t])})", f"{counts[t]}"
+        )
+    if len(set(chain.from_iterable(i_ids))) != int(counts.sum()):
+        all_images = list(chain.from_iterable(i_ids))
+        raise _fail("image_ids", "be unique across the page", f"'{_first_duplicate(all_images)}' twice")
+
+
+def _check_finite_scores(raw: FloatArray, cand: BoolArray, t_ids: tuple[str, ...]) -> FloatArray:
+    """``scores``: finite on every candidate; returns them with 0 on padding."""
+    bad = cand & ~np.isfinite(raw)
+    if bad.any():
+        t, k = map(int, np.argwhere(bad)[0])
+        raise _fail(
+            "scores", "be finite for every candidate image", f"{raw[t, k]} for title '{t_ids[t]}' image index {k}"
+        )
+    return np.where(cand, raw, 0.0)
+
+
+def _check_positions(
+    rows: ArrayLike | None, cols: ArrayLike | None, n_titles: int, default_cols: int
+) -> tuple[IntArray, IntArray]:
+    """``rows``/``cols``: one grid position per title (default row-major in ``default_cols``)."""
+    if rows is None or cols is None:
+        return grid_positions(n_titles, default_cols)
+    r = np.asarray(rows, dtype=np.int64)
+    c = np.asarray(cols, dtype=np.int64)
+    if r.shape != (n_titles,) or c.shape != (n_titles,):
+        raise _fail("rows/cols", f"have shape ({n_titles},)", f"{r.shape} and {c.shape}")
+    return r, c
+
+
+def _check_pair_weights(pair_weights: ArrayLike, n_pairs: int) -> FloatArray:
+    """``pair_weights``: one finite weight >= 0 per pair."""
+    w = np.asarray(pair_weights, dtype=np.float64).reshape(-1)
+    if w.shape != (n_pairs,):
+        raise _fail("pair_weights", f"have one weight per pair ({n_pairs})", f"shape {w.shape}")
+    return w
+
+
+def _check_pair_weight_values(w: FloatArray) -> None:
+    """``pairs.weight``: finite and >= 0 (one reduction each for the valid case)."""
+    if len(w) and not (float(w.min()) >= 0 and float(w.max()) < np.inf):
+        bad = w[~np.isfinite(w) | (w < 0)][0]
+        raise _fail("pairs.weight", "be finite and >= 0", repr(float(bad)))
+
+
+def _check_padded_pairs(pairs: ArrayLike, n_titles: int) -> IntArray:
+    """``pairs``: an integer (n_pairs, 2) array of sorted unique ``(a, b)``, ``0 <= a < b < n_titles``."""
+    pair_arr = np.asarray(pairs)
+    if pair_arr.ndim != 2 or pair_arr.shape[1] != 2 or not (
+        pair_arr.dtype.kind in "iu" or pair_arr.size == 0  # an integer dtype
+    ):
+        raise _fail("pairs", "be an integer array of shape (n_pairs, 2)", f"{pair_arr.dtype} of shape {pair_arr.shape}")
+    pair_arr = pair_arr.astype(np.int64, copy=False)
+    if len(pair_arr):
+        a, b = pair_arr[:, 0], pair_arr[:, 1]
+        key = a * n_titles + b
+        if (  # one reduction per condition (b - a cannot overflow once 0 <= a and b < n_titles)
+            a.min() < 0
+            or b.max() >= n_titles
+            or (b - a).min() <= 0
+            or (len(pair_arr) > 1 and np.diff(key).min() <= 0)
+        ):
+            raise _fail(
+                "pairs",
+                f"hold sorted unique pairs (a, b) with 0 <= a < b < {n_titles}",
+                "an unsorted, repeated, reversed or out-of-range pair",
+            )
+    return pair_arr
+
+
+def _check_similarity(similarity: ArrayLike, pair_arr: IntArray, cand: BoolArray, n_cand: IntArray) -> FloatArray:
+    """``similarity``: (n_pairs, n_images, n_images), finite and >= 0 on candidate image pairs;
+    returns it with 0 on padding (the caller's array itself when there is no padding)."""
+    n_pairs, n_images = len(pair_arr), cand.shape[1]
+    sim = np.asarray(similarity, dtype=np.float64)
+    if sim.shape != (n_pairs, n_images, n_images):
+        raise _fail(
+            "similarity",
+            f"have shape (n_pairs, n_images, n_images) = ({n_pairs}, {n_images}, {n_images})",
+            f"shape {sim.shape}",
+        )
+    mask = None
+    if n_pairs and (n_cand < n_images).any():  # candidate image pairs (all pairs, one pass)
+        mask = cand[pair_arr[:, 0]][:, :, None] & cand[pair_arr[:, 1]][:, None, :]
+    if sim.size and not (sim.min() >= 0 and sim.max() < np.inf):  # garbage is allowed on padding only
+        valid = np.ones(sim.shape, dtype=bool) if mask is None else mask
+        if not np.isfinite(sim[valid]).all() or (sim[valid] < 0).any():
+            raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
+    if mask is not None:  # zero the similarity of padding (and of removed images), in a copy
+        sim = np.where(mask, sim, 0.0)
+    return sim
+
+
+def _check_embeddings(embeddings: ArrayLike, cand: BoolArray, t_ids: tuple[str, ...]) -> FloatArray:
+    """``embeddings``: (n_titles, n_images, dim), finite on candidates; returns them with 0 on padding."""
+    n_titles, n_images = cand.shape
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 3 or emb.shape[:2] != (n_titles, n_images):
+        raise _fail(
+            "embeddings", f"have shape (n_titles, n_images, dim) = ({n_titles}, {n_images}, dim)", f"shape {emb.shape}"
+        )
+    bad = cand[:, :, None] & ~np.isfinite(emb)
+    if bad.any():
+        t, k, _ = map(int, np.argwhere(bad)[0])
+        raise _fail("embeddings", "be finite", f"a non-finite value for title '{t_ids[t]}' image index {k}")
+    return np.where(cand[:, :, None], emb, 0.0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +330,96 @@ class Quotas:
 
     image_tags: Mapping[str, ArrayLike] | None = None
     tag_quotas: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemFields:
+    """Everything of a page problem but its scores and embeddings, as
+    :meth:`PageProblem.from_arrays` and :meth:`PageProblem.from_padded` take it (each field is
+    also a keyword of theirs). Not validated here: the constructors check every field.
+
+    Attributes
+    ----------
+    title_ids, image_ids : optional
+        Ids (``from_arrays`` defaults ``T000`` and ``T000-I0``...). Unique; ``image_ids`` lists
+        one id per candidate of each title, in padded-column order.
+    candidates : array_like (n_titles, n_images) of bool, optional
+        Which entries are real images (``from_arrays`` default: all). At least one per title.
+    similarity : array_like (n_pairs, n_images, n_images), optional
+        Precomputed similarity aligned with the pairs; finite, ``>= 0`` on candidate pairs.
+    layout : Layout, optional
+        Derives pairs from grid positions; ``from_arrays`` default ``GridLayout`` with 8 columns
+        when no ``pairs`` are given. Not taken by ``from_padded``.
+    pairs, pair_weights : array_like, optional
+        Explicit ``(n_pairs, 2)`` title-index pairs and their weights (finite, ``>= 0``).
+    previous : array_like (n_titles,) of int, optional
+        Last session's image index per title, ``-1`` when none (default: all ``-1``).
+    locked : array_like (n_titles,) of bool, optional
+        Titles that must keep their previous image.
+    max_changes : int, optional
+        Budget on the number of titles whose image changes (default: no budget).
+    diversity, churn : float
+        Non-negative weights.
+    image_tags : mapping tag -> array_like (n_titles, n_images) of bool, optional
+    tag_quotas : mapping tag -> int, optional
+        At most this many titles may show an image with the tag. Not taken by ``from_padded``.
+    rows, cols : array_like (n_titles,), optional
+        Grid positions; default row-major with the layout's column count (8 without a grid).
+    name : str
+    """
+
+    title_ids: Sequence[str] | None = None
+    image_ids: Sequence[Sequence[str]] | None = None
+    candidates: ArrayLike | None = None
+    similarity: ArrayLike | None = None
+    layout: Layout | None = None
+    pairs: ArrayLike | None = None
+    pair_weights: ArrayLike | None = None
+    previous: ArrayLike | None = None
+    locked: ArrayLike | None = None
+    max_changes: int | None = None
+    diversity: float = 0.0
+    churn: float = 0.0
+    image_tags: Mapping[str, ArrayLike] | None = None
+    tag_quotas: Mapping[str, int] | None = None
+    rows: ArrayLike | None = None
+    cols: ArrayLike | None = None
+    name: str = ""
+
+
+_PADDED_REQUIRED = ("title_ids", "image_ids", "candidates", "pairs", "pair_weights", "similarity")
+_PADDED_REFUSED = ("layout", "image_tags", "tag_quotas")
+
+
+def _padded_fields(given: ProblemFields | None, overrides: dict[str, Any]) -> ProblemFields:
+    """The fields of :meth:`PageProblem.from_padded`: the required ones given, none it refuses."""
+    who = "PageProblem.from_padded"
+    f = _problem_fields(given, overrides, who)
+    missing = [k for k in _PADDED_REQUIRED if getattr(f, k) is None]
+    if missing:
+        raise TypeError(f"{who}() missing required keyword argument '{missing[0]}'")
+    refused = [k for k in _PADDED_REFUSED if getattr(f, k) is not None]
+    if refused:
+        raise UnknownOptionError(
+            f"{who} does not take '{refused[0]}' (no layout or quotas to derive); use PageProblem.from_arrays."
+        )
+    return f
+
+
+def _problem_fields(given: ProblemFields | None, overrides: dict[str, Any], who: str) -> ProblemFields:
+    """``given`` (or the defaults) with keyword ``overrides``; an unknown keyword raises
+    :class:`~slate.errors.UnknownOptionError` naming it and ``who``."""
+    if given is not None and not isinstance(given, ProblemFields):
+        raise UnknownOptionError(
+            f"The 'fields' parameter of {who} must be a ProblemFields; got {type(given).__name__} instead."
+        )
+    known = ProblemFields.__dataclass_fields__
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        raise UnknownOptionError(f"Unknown option '{unknown[0]}' for {who}; its options are {', '.join(known)}.")
+    if given is None:
+        return ProblemFields(**overrides)
+    return dataclasses.replace(given, **overrides) if overrides else given
 
 
 @dataclass(frozen=True)
@@ -274,23 +510,8 @@ class PageProblem:
         scores: ArrayLike,
         embeddings: ArrayLike | None = None,
         *,
-        similarity: ArrayLike | None = None,
-        layout: Layout | None = None,
-        pairs: ArrayLike | None = None,
-        pair_weights: ArrayLike | None = None,
-        candidates: ArrayLike | None = None,
-        previous: ArrayLike | None = None,
-        locked: ArrayLike | None = None,
-        max_changes: int | None = None,
-        diversity: float = 0.0,
-        churn: float = 0.0,
-        title_ids: Sequence[str] | None = None,
-        image_ids: Sequence[Sequence[str]] | None = None,
-        image_tags: Mapping[str, ArrayLike] | None = None,
-        tag_quotas: Mapping[str, int] | None = None,
-        rows: ArrayLike | None = None,
-        cols: ArrayLike | None = None,
-        name: str = "",
+        fields: ProblemFields | None = None,
+        **overrides: Any,
     ) -> PageProblem:
         """Build and validate a page problem from arrays.
 
@@ -302,31 +523,12 @@ class PageProblem:
         embeddings : array_like (n_titles, n_images, dim), optional
             Visual embeddings; similarity is ``max(0, cosine)``. Give this or ``similarity``
             (or neither, for a page without diversity terms).
-        similarity : array_like (n_pairs, n_images, n_images), optional
-            Precomputed similarity aligned with the pairs.
-        layout : Layout, optional
-            Derives pairs from grid positions; default ``GridLayout`` with 8 columns when no
-            ``pairs`` are given.
-        pairs, pair_weights : array_like, optional
-            Explicit ``(n_pairs, 2)`` title-index pairs and their weights (instead of ``layout``).
-        candidates : array_like (n_titles, n_images) of bool, optional
-            Which entries are real images (default: all).
-        previous : array_like (n_titles,) of int, optional
-            Last session's image index per title, ``-1`` when none (default: all ``-1``).
-        locked : array_like (n_titles,) of bool, optional
-            Titles that must keep their previous image.
-        max_changes : int, optional
-            Budget on the number of titles whose image changes (default: no budget).
-        diversity, churn : float
-            Non-negative weights.
-        title_ids, image_ids : optional
-            Ids (defaults ``T000`` and ``T000-I0``...). Must be unique.
-        image_tags : mapping tag -> array_like (n_titles, n_images) of bool, optional
-        tag_quotas : mapping tag -> int, optional
-            At most this many titles may show an image with the tag.
-        rows, cols : array_like (n_titles,), optional
-            Grid positions; default row-major with the layout's column count.
-        name : str
+        fields : ProblemFields, optional
+            Candidates, ids, pairs or layout, similarity, stability terms, weights, quotas,
+            positions and name (see :class:`ProblemFields` for each).
+        **overrides
+            Fields of :class:`ProblemFields` as keywords (``layout=``, ``diversity=``, ...),
+            replacing those of ``fields``; the usual way to call this.
 
         Raises
         ------
@@ -334,6 +536,8 @@ class PageProblem:
             A field is malformed; the message names it and what was received.
         InfeasibleProblemError
             Locks, budget and quotas cannot all hold.
+        UnknownOptionError
+            A keyword that is not a field of :class:`ProblemFields`.
 
         Examples
         --------
@@ -346,143 +550,36 @@ class PageProblem:
         >>> problem.n_titles, problem.n_images, problem.n_pairs
         (6, 3, 9)
         """
-        raw_scores = np.asarray(scores, dtype=np.float64)
-        if raw_scores.ndim != 2 or raw_scores.shape[0] == 0 or raw_scores.shape[1] == 0:
-            raise _fail(
-                "scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw_scores.shape}"
-            )
-        n_titles, n_images = raw_scores.shape
+        f = _problem_fields(fields, overrides, "PageProblem.from_arrays")
+        raw = _check_scores(scores)
+        n_titles, n_images = raw.shape
         check_limit("max_titles", n_titles, "titles in one page")
         check_limit("max_page_cells", n_titles * n_images, "title x image cells in one page")
-
-        if candidates is None:
-            cand = np.ones((n_titles, n_images), dtype=bool)
+        cand = (
+            np.ones(raw.shape, dtype=bool) if f.candidates is None
+            else _check_candidate_shape(f.candidates, raw.shape, copy=True)
+        )
+        n_cand = cand.sum(axis=1)
+        t_ids = tuple(f"T{t:03d}" for t in range(n_titles)) if f.title_ids is None else tuple(map(str, f.title_ids))
+        _check_titles(t_ids, n_cand)
+        if f.image_ids is None:
+            i_ids = tuple(tuple(f"{t_ids[t]}-I{k}" for k in np.flatnonzero(cand[t])) for t in range(n_titles))
         else:
-            cand = np.asarray(candidates)
-            if cand.shape != raw_scores.shape:
-                raise _fail(
-                    "candidates", f"have the shape of scores {raw_scores.shape}", f"shape {cand.shape}"
-                )
-            cand = cand.astype(bool)
-        empty = np.flatnonzero(~cand.any(axis=1))
+            i_ids = tuple(tuple(map(str, ids)) for ids in f.image_ids)
+        _check_image_ids(i_ids, n_cand, t_ids)
+        score_arr = _check_finite_scores(raw, cand, t_ids)
 
-        # ids
-        if title_ids is None:
-            t_ids = tuple(f"T{t:03d}" for t in range(n_titles))
-        else:
-            t_ids = tuple(str(x) for x in title_ids)
-            if len(t_ids) != n_titles:
-                raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
-        if len(empty):
-            raise _fail(
-                "candidates", "give every title at least one image", f"no image for title '{t_ids[empty[0]]}'"
-            )
-        dup = _first_duplicate(t_ids)
-        if dup is not None:
-            raise _fail("title_ids", "be unique", f"'{dup}' twice")
-        if image_ids is None:
-            i_ids = tuple(
-                tuple(f"{t_ids[t]}-I{k}" for k in range(n_images) if cand[t, k]) for t in range(n_titles)
-            )
-        else:
-            i_ids = tuple(tuple(str(x) for x in ids) for ids in image_ids)
-            if len(i_ids) != n_titles:
-                raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
-            for t, ids in enumerate(i_ids):
-                if len(ids) != int(cand[t].sum()):
-                    raise _fail(
-                        "image_ids",
-                        f"list one id per candidate of title '{t_ids[t]}' ({int(cand[t].sum())})",
-                        f"{len(ids)}",
-                    )
-        all_images = [i for ids in i_ids for i in ids]
-        dup = _first_duplicate(all_images)
-        if dup is not None:
-            raise _fail("image_ids", "be unique across the page", f"'{dup}' twice")
+        default_cols = f.layout.cols if isinstance(f.layout, GridLayout) else 8
+        r, c = _check_positions(f.rows, f.cols, n_titles, default_cols)
+        pair_arr, w = _derived_pairs(f.layout, f.pairs, f.pair_weights, r, c, default_cols, t_ids)
+        emb_arr, sim = _derived_similarity(embeddings, f.similarity, pair_arr, cand, n_cand, t_ids)
 
-        bad = cand & ~np.isfinite(raw_scores)
-        if bad.any():
-            t, k = map(int, np.argwhere(bad)[0])
-            raise _fail(
-                "scores",
-                "be finite for every candidate image",
-                f"{raw_scores[t, k]} for title '{t_ids[t]}' image index {k}",
-            )
-        score_arr = np.where(cand, raw_scores, 0.0)
-
-        # positions and pairs
-        ncols_default = layout.cols if isinstance(layout, GridLayout) else 8
-        if rows is None or cols is None:
-            r, c = grid_positions(n_titles, ncols_default)
-        else:
-            r = np.asarray(rows, dtype=np.int64)
-            c = np.asarray(cols, dtype=np.int64)
-            if r.shape != (n_titles,) or c.shape != (n_titles,):
-                raise _fail("rows/cols", f"have shape ({n_titles},)", f"{r.shape} and {c.shape}")
-        if pairs is not None:
-            if layout is not None:
-                raise InvalidProblemError("Give either 'layout' or 'pairs' to the page problem, not both.")
-            pair_arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-            w = (
-                np.ones(len(pair_arr))
-                if pair_weights is None
-                else np.asarray(pair_weights, dtype=np.float64).reshape(-1)
-            )
-        else:
-            lay = (
-                layout
-                if layout is not None
-                else GridLayout(rows=int(r.max()) + 1 if n_titles else 1, cols=ncols_default)
-            )
-            pair_arr, w = lay.pairs(r, c)
-        pair_arr, w = _canonical_pairs(pair_arr, w, n_titles, t_ids)
-
-        # similarity
-        if similarity is not None and embeddings is not None:
-            raise InvalidProblemError(
-                "Give either 'embeddings' or 'similarity' to the page problem, not both."
-            )
-        emb_arr: FloatArray | None = None
-        if embeddings is not None:
-            emb_arr = np.asarray(embeddings, dtype=np.float64)
-            if emb_arr.ndim != 3 or emb_arr.shape[:2] != (n_titles, n_images):
-                raise _fail(
-                    "embeddings",
-                    f"have shape (n_titles, n_images, dim) = ({n_titles}, {n_images}, dim)",
-                    f"shape {emb_arr.shape}",
-                )
-            bad_e = cand[:, :, None] & ~np.isfinite(emb_arr)
-            if bad_e.any():
-                t, k, _ = map(int, np.argwhere(bad_e)[0])
-                raise _fail(
-                    "embeddings", "be finite", f"a non-finite value for title '{t_ids[t]}' image index {k}"
-                )
-            emb_arr = np.where(cand[:, :, None], emb_arr, 0.0)
-            sim = cosine_similarity_pairs(emb_arr, pair_arr, cand)
-        elif similarity is not None:
-            sim = np.asarray(similarity, dtype=np.float64)
-            if sim.shape != (len(pair_arr), n_images, n_images):
-                raise _fail(
-                    "similarity",
-                    f"have shape (n_pairs, n_images, n_images) = ({len(pair_arr)}, {n_images}, {n_images})",
-                    f"shape {sim.shape}",
-                )
-            mask = cand[pair_arr[:, 0]][:, :, None] & cand[pair_arr[:, 1]][:, None, :]
-            if (mask & ~np.isfinite(sim)).any() or (mask & (sim < 0)).any():
-                raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
-            sim = np.where(mask, sim, 0.0)
-        else:
-            sim = np.zeros((len(pair_arr), n_images, n_images))
-
-        # stability
-        prev = _check_previous(previous, cand, t_ids)
-        lock = _check_locked(locked, prev, t_ids)
-        max_changes = _check_max_changes(max_changes)
-        _check_weights(diversity, churn)
-
-        # quotas
-        _check_totals_finite(score_arr, w, float(diversity), float(churn), n_titles)
-        tag_names, tags, tag_max = _build_quotas(image_tags, tag_quotas, cand, n_titles, n_images)
+        prev = _check_previous(f.previous, cand, t_ids)
+        lock = _check_locked(f.locked, prev, t_ids)
+        max_changes = _check_max_changes(f.max_changes)
+        _check_weights(f.diversity, f.churn)
+        _check_totals_finite(score_arr, w, float(f.diversity), float(f.churn), n_titles)
+        tag_names, tags, tag_max = _build_quotas(f.image_tags, f.tag_quotas, cand, n_titles, n_images)
 
         problem = cls(
             title_ids=t_ids,
@@ -495,15 +592,15 @@ class PageProblem:
             previous=_readonly(prev),
             locked=_readonly(lock),
             max_changes=max_changes,
-            diversity=float(diversity),
-            churn=float(churn),
+            diversity=float(f.diversity),
+            churn=float(f.churn),
             tag_names=tag_names,
             image_tags=_readonly(tags),
             tag_max=_readonly(tag_max),
             rows=_readonly(r),
             cols=_readonly(c),
             embeddings=None if emb_arr is None else _readonly(emb_arr),
-            name=name,
+            name=f.name,
         )
         problem._check_feasibility()
         return problem
@@ -562,8 +659,8 @@ class PageProblem:
         if inter.is_padded and quotas is None:
             n_pairs = len(np.asarray(inter.pairs).reshape(-1, 2))
             pair_weights = np.ones(n_pairs) if inter.pair_weights is None else inter.pair_weights
-            return cls.from_padded(scores=scores, pairs=inter.pairs, pair_weights=pair_weights,  # type: ignore[arg-type]
-                                   similarity=inter.similarity, **common)  # type: ignore[arg-type]
+            return cls.from_padded(scores=scores, pairs=inter.pairs, pair_weights=pair_weights,
+                                   similarity=inter.similarity, **common)
         layout = inter.layout
         if layout is None and inter.pairs is None:
             layout = GridLayout(rows=int(page.rows.max()) + 1, cols=int(page.cols.max()) + 1)
@@ -576,21 +673,9 @@ class PageProblem:
     def from_padded(
         cls,
         *,
-        title_ids: Sequence[str],
-        image_ids: Sequence[Sequence[str]],
         scores: ArrayLike,
-        candidates: ArrayLike,
-        pairs: ArrayLike,
-        pair_weights: ArrayLike,
-        similarity: ArrayLike,
-        previous: ArrayLike | None = None,
-        locked: ArrayLike | None = None,
-        max_changes: int | None = None,
-        diversity: float = 0.0,
-        churn: float = 0.0,
-        rows: ArrayLike | None = None,
-        cols: ArrayLike | None = None,
-        name: str = "",
+        fields: ProblemFields | None = None,
+        **overrides: Any,
     ) -> PageProblem:
         """Build a page problem from arrays already in its internal layout, with vectorised checks.
 
@@ -605,35 +690,26 @@ class PageProblem:
 
         Parameters
         ----------
-        title_ids : sequence of str, length n_titles
-            Unique.
-        image_ids : sequence of sequences of str
-            One id per candidate of each title, in padded-column order; unique across the page.
         scores : array_like (n_titles, n_images)
             Finite on candidates (other entries are ignored and may be NaN).
-        candidates : array_like (n_titles, n_images) of bool
-            At least one per title.
-        pairs : array_like (n_pairs, 2) of int
-            ``0 <= a < b < n_titles``, in lexicographic order, each pair once.
-        pair_weights : array_like (n_pairs,)
-            Finite, ``>= 0``.
-        similarity : array_like (n_pairs, n_images, n_images)
-            Finite, ``>= 0`` on candidate pairs.
-        previous : array_like (n_titles,) of int, optional
-            A candidate column, or ``-1`` for none (default: all ``-1``).
-        locked : array_like (n_titles,) of bool, optional
-            Only titles with a previous image.
-        max_changes : int, optional
-        diversity, churn : float
-            Finite, ``>= 0``.
-        rows, cols : array_like (n_titles,) of int, optional
-            Grid positions (default: row-major in rows of 8).
-        name : str
+        fields : ProblemFields, optional
+        **overrides
+            Fields of :class:`ProblemFields` as keywords, replacing those of ``fields``.
+            Required: ``title_ids``, ``image_ids`` (one id per candidate, in padded-column
+            order), ``candidates`` (at least one per title), ``pairs`` (``0 <= a < b <
+            n_titles``, in lexicographic order, each pair once), ``pair_weights`` and
+            ``similarity``. Optional: ``previous``, ``locked``, ``max_changes``, ``diversity``,
+            ``churn``, ``rows``/``cols`` (default: row-major in rows of 8) and ``name``.
+            ``layout``, ``image_tags`` and ``tag_quotas`` are not taken (use :meth:`from_arrays`).
 
         Raises
         ------
         InvalidProblemError
             A field is malformed; the message names it and what was received.
+        UnknownOptionError
+            A keyword that is not a field of :class:`ProblemFields`, or one it does not take.
+        TypeError
+            A required field is missing.
 
         Examples
         --------
@@ -654,99 +730,27 @@ class PageProblem:
         ...
         slate.errors.InvalidProblemError: The 'previous' field of the page problem must name a candidate image of its title; got index 3 for title 'A' instead.
         """
-        raw = np.asarray(scores, dtype=np.float64)
-        if raw.ndim != 2 or raw.shape[0] == 0 or raw.shape[1] == 0:
-            raise _fail("scores", "be a non-empty 2-D array (n_titles, n_images)", f"shape {raw.shape}")
+        f = _padded_fields(fields, overrides)
+        raw = _check_scores(scores)
         n_titles, n_images = raw.shape
-        cand = np.asarray(candidates)
-        if cand.shape != raw.shape:
-            raise _fail("candidates", f"have the shape of scores {raw.shape}", f"shape {cand.shape}")
-        cand = cand.astype(bool, copy=False)
-        t_ids = tuple(title_ids)
-        if len(t_ids) != n_titles:
-            raise _fail("title_ids", f"have {n_titles} entries (one per title)", f"{len(t_ids)}")
+        cand = _check_candidate_shape(f.candidates, raw.shape, copy=False)  # type: ignore[arg-type]
         n_cand = cand.sum(axis=1)
-        if not n_cand.all():
-            t = int(np.flatnonzero(n_cand == 0)[0])
-            raise _fail("candidates", "give every title at least one image", f"no image for title '{t_ids[t]}'")
-        if len(set(t_ids)) != n_titles:
-            raise _fail("title_ids", "be unique", f"'{_first_duplicate(t_ids)}' twice")
-        i_ids = tuple(map(tuple, image_ids))
-        if len(i_ids) != n_titles:
-            raise _fail("image_ids", f"have {n_titles} entries (one list per title)", f"{len(i_ids)}")
-        counts = np.fromiter(map(len, i_ids), dtype=np.int64, count=n_titles)
-        if (counts != n_cand).any():
-            t = int(np.flatnonzero(counts != n_cand)[0])
-            raise _fail(
-                "image_ids", f"list one id per candidate of title '{t_ids[t]}' ({int(n_cand[t])})", f"{counts[t]}"
-            )
-        if len(set(chain.from_iterable(i_ids))) != int(counts.sum()):
-            all_images = list(chain.from_iterable(i_ids))
-            raise _fail("image_ids", "be unique across the page", f"'{_first_duplicate(all_images)}' twice")
-        bad = cand & ~np.isfinite(raw)
-        if bad.any():
-            t, k = map(int, np.argwhere(bad)[0])
-            raise _fail(
-                "scores", "be finite for every candidate image", f"{raw[t, k]} for title '{t_ids[t]}' image index {k}"
-            )
-        score_arr = np.where(cand, raw, 0.0)
+        t_ids = tuple(f.title_ids)  # type: ignore[arg-type]
+        _check_titles(t_ids, n_cand)
+        i_ids = tuple(map(tuple, f.image_ids))  # type: ignore[arg-type]
+        _check_image_ids(i_ids, n_cand, t_ids)
+        score_arr = _check_finite_scores(raw, cand, t_ids)
 
-        pair_arr = np.asarray(pairs)
-        if pair_arr.ndim != 2 or pair_arr.shape[1] != 2 or not (
-            pair_arr.dtype.kind in "iu" or pair_arr.size == 0  # an integer dtype
-        ):
-            raise _fail("pairs", "be an integer array of shape (n_pairs, 2)", f"{pair_arr.dtype} of shape {pair_arr.shape}")
-        pair_arr = pair_arr.astype(np.int64, copy=False)
-        n_pairs = len(pair_arr)
-        w = np.asarray(pair_weights, dtype=np.float64).reshape(-1)
-        if w.shape != (n_pairs,):
-            raise _fail("pair_weights", f"have one weight per pair ({n_pairs})", f"shape {w.shape}")
-        if n_pairs:
-            a, b = pair_arr[:, 0], pair_arr[:, 1]
-            key = a * n_titles + b
-            if (  # one reduction per condition (b - a cannot overflow once 0 <= a and b < n_titles)
-                a.min() < 0
-                or b.max() >= n_titles
-                or (b - a).min() <= 0
-                or (n_pairs > 1 and np.diff(key).min() <= 0)
-            ):
-                raise _fail(
-                    "pairs",
-                    f"hold sorted unique pairs (a, b) with 0 <= a < b < {n_titles}",
-                    "an unsorted, repeated, reversed or out-of-range pair",
-                )
-            low, high = float(w.min()), float(w.max())
-            if not (low >= 0 and high < np.inf):
-                bad_w = w[~np.isfinite(w) | (w < 0)][0]
-                raise _fail("pairs.weight", "be finite and >= 0", repr(float(bad_w)))
-        sim = np.asarray(similarity, dtype=np.float64)
-        if sim.shape != (n_pairs, n_images, n_images):
-            raise _fail(
-                "similarity",
-                f"have shape (n_pairs, n_images, n_images) = ({n_pairs}, {n_images}, {n_images})",
-                f"shape {sim.shape}",
-            )
-        mask = None
-        if n_pairs and (n_cand < n_images).any():  # candidate image pairs (all pairs, one pass)
-            mask = cand[pair_arr[:, 0]][:, :, None] & cand[pair_arr[:, 1]][:, None, :]
-        if sim.size and not (sim.min() >= 0 and sim.max() < np.inf):  # garbage is allowed on padding only
-            valid = np.ones(sim.shape, dtype=bool) if mask is None else mask
-            if not np.isfinite(sim[valid]).all() or (sim[valid] < 0).any():
-                raise _fail("similarity", "be finite and >= 0", "a negative or non-finite value")
-        if mask is not None:  # zero the similarity of padding (and of removed images), in a copy
-            sim = np.where(mask, sim, 0.0)
+        pair_arr = _check_padded_pairs(f.pairs, n_titles)  # type: ignore[arg-type]
+        w = _check_pair_weights(f.pair_weights, len(pair_arr))  # type: ignore[arg-type]
+        _check_pair_weight_values(w)
+        sim = _check_similarity(f.similarity, pair_arr, cand, n_cand)  # type: ignore[arg-type]
 
-        prev = _check_previous(previous, cand, t_ids)
-        lock = _check_locked(locked, prev, t_ids)
-        max_changes = _check_max_changes(max_changes)
-        _check_weights(diversity, churn)
-        if rows is None or cols is None:
-            r, c = grid_positions(n_titles, 8)
-        else:
-            r = np.asarray(rows, dtype=np.int64)
-            c = np.asarray(cols, dtype=np.int64)
-            if r.shape != (n_titles,) or c.shape != (n_titles,):
-                raise _fail("rows/cols", f"have shape ({n_titles},)", f"{r.shape} and {c.shape}")
+        prev = _check_previous(f.previous, cand, t_ids)
+        lock = _check_locked(f.locked, prev, t_ids)
+        max_changes = _check_max_changes(f.max_changes)
+        _check_weights(f.diversity, f.churn)
+        r, c = _check_positions(f.rows, f.cols, n_titles, 8)
         return cls(
             title_ids=t_ids,
             image_ids=i_ids,
@@ -758,15 +762,15 @@ class PageProblem:
             previous=_readonly_view(prev),
             locked=_readonly_view(lock),
             max_changes=max_changes,
-            diversity=float(diversity),
-            churn=float(churn),
+            diversity=float(f.diversity),
+            churn=float(f.churn),
             tag_names=(),
             image_tags=_readonly(np.zeros((0, n_titles, n_images), dtype=bool)),
             tag_max=_readonly(np.zeros(0, dtype=np.int64)),
             rows=_readonly_view(r),
             cols=_readonly_view(c),
             embeddings=None,
-            name=name,
+            name=f.name,
         )
 
     # ------------------------------------------------------------------ sizes
@@ -1146,11 +1150,53 @@ def _first_duplicate(items: Sequence[str]) -> str | None:
     return None
 
 
+def _derived_pairs(
+    layout: Layout | None,
+    pairs: ArrayLike | None,
+    pair_weights: ArrayLike | None,
+    rows: IntArray,
+    cols: IntArray,
+    default_cols: int,
+    t_ids: tuple[str, ...],
+) -> tuple[IntArray, FloatArray]:
+    """The canonical pairs and weights of ``from_arrays``: explicit ``pairs`` (in any order and
+    orientation) or the layout's (default: a grid over the positions)."""
+    n_titles = len(t_ids)
+    if pairs is not None:
+        if layout is not None:
+            raise InvalidProblemError("Give either 'layout' or 'pairs' to the page problem, not both.")
+        pair_arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        w = np.ones(len(pair_arr)) if pair_weights is None else np.asarray(pair_weights, dtype=np.float64)
+    else:
+        lay = layout if layout is not None else GridLayout(rows=int(rows.max()) + 1, cols=default_cols)
+        pair_arr, w = lay.pairs(rows, cols)
+    return _canonical_pairs(pair_arr, _check_pair_weights(w, len(pair_arr)), n_titles, t_ids)
+
+
+def _derived_similarity(
+    embeddings: ArrayLike | None,
+    similarity: ArrayLike | None,
+    pair_arr: IntArray,
+    cand: BoolArray,
+    n_cand: IntArray,
+    t_ids: tuple[str, ...],
+) -> tuple[FloatArray | None, FloatArray]:
+    """``(embeddings, similarity)`` of ``from_arrays``: ``max(0, cosine)`` of the embeddings, a
+    checked copy of a precomputed similarity, or zeros."""
+    if similarity is not None and embeddings is not None:
+        raise InvalidProblemError("Give either 'embeddings' or 'similarity' to the page problem, not both.")
+    if embeddings is not None:
+        emb = _check_embeddings(embeddings, cand, t_ids)
+        return emb, cosine_similarity_pairs(emb, pair_arr, cand)
+    if similarity is not None:
+        return None, np.array(_check_similarity(similarity, pair_arr, cand, n_cand))  # a copy: read-only below
+    n_images = cand.shape[1]
+    return None, np.zeros((len(pair_arr), n_images, n_images))
+
+
 def _canonical_pairs(
     pairs: IntArray, weights: FloatArray, n_titles: int, t_ids: tuple[str, ...]
 ) -> tuple[IntArray, FloatArray]:
-    if weights.shape != (len(pairs),):
-        raise _fail("pair_weights", f"have one weight per pair ({len(pairs)})", f"shape {weights.shape}")
     if len(pairs) and ((pairs < 0) | (pairs >= n_titles)).any():
         raise _fail(
             "pairs",
@@ -1160,9 +1206,7 @@ def _canonical_pairs(
     if (pairs[:, 0] == pairs[:, 1]).any():
         t = int(pairs[pairs[:, 0] == pairs[:, 1]][0, 0])
         raise _fail("pairs", "join two different titles", f"a pair of title '{t_ids[t]}' with itself")
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        bad = weights[~np.isfinite(weights) | (weights < 0)][0]
-        raise _fail("pairs.weight", "be finite and >= 0", repr(float(bad)))
+    _check_pair_weight_values(weights)
     lo = np.minimum(pairs[:, 0], pairs[:, 1])
     hi = np.maximum(pairs[:, 0], pairs[:, 1])
     canon = np.stack([lo, hi], axis=1)

@@ -177,9 +177,9 @@ def _inside(path: Path, base: Path) -> bool:
 def compose_parts(
     scorer: str, embeddings: str | None, compose: dict[str, Any] | None, base: Path, where: str
 ) -> tuple[Any, Any, Any]:
-    """The scorer, :class:`~slate.serve.ComposeConfig` and :class:`~slate.serve.ImageCatalog` of
+    """The scorer, :class:`~slate.serve.ComposeConfig` and :class:`~slate.page.embeddings.ImageEmbeddings` of
     a config's ``scorer``, ``embeddings`` and ``[compose]`` table (paths relative to ``base``)."""
-    from slate.serve import ComposeConfig, ImageCatalog
+    from slate.serve import ComposeConfig
     from slate.serve.scorer import load_scorer
 
     try:
@@ -195,7 +195,7 @@ def compose_parts(
         from slate.replay.metrics import ImageEmbeddings
 
         path = Path(embeddings)
-        catalog = ImageCatalog(ImageEmbeddings.load(path if path.is_absolute() else base / path))
+        catalog = ImageEmbeddings.load(path if path.is_absolute() else base / path)
     return load_scorer(scorer, base), config, catalog
 
 

@@ -69,7 +69,7 @@ from slate.replay.metrics import (
     logged_distribution,
 )
 from slate.replay.options import ReplayOptions, replay_options
-from slate.replay.partials import BucketSums, EstimatorSums, TitleSums, page_ids_of
+from slate.replay.partials import BucketSums, ChunkBootstrap, EstimatorSums, TitleSums, page_ids_of
 from slate.replay.policy import InvalidReplayInputError, as_action_distribution
 from slate.replay.reward_model import TakeRateCounts
 
@@ -265,26 +265,24 @@ def chunk_partials(log: ImpressionLog, spec: ReplaySpec, file_index: int = 0) ->
     buckets = None
     if spec.cluster == "member":
         buckets = page_buckets(data.log, spec.n_buckets)
+    bootstrap = ChunkBootstrap(spec.n_bootstrap, boot_key, buckets, spec.n_buckets)
     # the logging policy on the same pages (its takes over its rows), for the paired difference
     R = np.bincount(data.cluster, data.reward, data.n_clusters).astype(np.float64)
     N = np.bincount(data.cluster, minlength=data.n_clusters).astype(np.float64)
     out.logged = EstimatorSums.from_pages(
-        "logging", pages, R, N, None, None, data.n_rows, data.n_rows, spec.n_bootstrap, boot_key,
-        buckets=buckets, n_buckets=spec.n_buckets)
+        "logging", pages, R, N, None, None, data.n_rows, data.n_rows, bootstrap)
     for key, est in zip(spec.names, spec.estimators, strict=True):
         c = est.contributions(data, spec.seed)  # type: ignore[attr-defined]
         cluster = data.cluster if c.weights is not None and len(c.weights) == data.n_rows else None
         out.sums[key] = EstimatorSums.from_pages(
-            est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()),
-            spec.n_bootstrap, boot_key, buckets=buckets, n_buckets=spec.n_buckets,
+            est.name, pages, c.U, c.V, c.weights, cluster, data.n_rows, int(c.matched.sum()), bootstrap,
         ).with_logged(c.U, c.V, R, N)
         if spec.per_title and c.u is not None and c.v is not None:
             # the bootstrap counts of a row are its page's, or under member clustering its
             # bucket's (TitleSums hashes the ids it is given)
             out.titles[key] = TitleSums.from_rows(
-                est.name, data.log.title_ids, data.log.title,
-                pages if buckets is None else buckets, data.cluster, c.u, c.v,
-                c.weights, c.matched, spec.n_bootstrap, boot_key)
+                est.name, data.log.title_ids, data.log.title, pages, data.cluster, c.u, c.v,
+                c.weights, c.matched, bootstrap)
     if spec.embeddings is not None:
         pairs = diversity_pairs(data.log, spec.diversity_layout)
         opts: dict[str, Any] = {"layout": spec.diversity_layout,

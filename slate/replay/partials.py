@@ -60,7 +60,7 @@ from slate.replay import _exact
 from slate.replay.policy import InvalidReplayInputError
 from slate.replay.stats import ESS_FRACTION, MIN_ESS, TOP_SHARE, interval_from
 
-__all__ = ["WEIGHT_BINS_PER_OCTAVE", "BucketSums", "EstimatorSums", "TitleSums", "page_ids_of"]
+__all__ = ["WEIGHT_BINS_PER_OCTAVE", "BucketSums", "ChunkBootstrap", "EstimatorSums", "TitleSums", "page_ids_of"]
 
 WEIGHT_BINS_PER_OCTAVE = 16
 """Resolution of the weight histogram (bins of ``2**(1/16)``: the top-1% share is exact when
@@ -259,6 +259,29 @@ class BucketSums:
         return math.sqrt(G / (G - 1) * max(ratio, 0.0))
 
 
+@dataclass(frozen=True, eq=False)
+class ChunkBootstrap:
+    """How a chunk draws its bootstrap counts: ``n`` Poisson(1) replicates keyed by ``key``,
+    one count per page id, or under member clustering per member bucket (``buckets``: the
+    bucket of each page, out of ``n_buckets``; the standard error is then over buckets too).
+
+    Attributes
+    ----------
+    n : int
+        Bootstrap replicates (0: none).
+    key : int
+        The replay's bootstrap key (the same for every chunk, so a page gets the same counts
+        in any chunk).
+    buckets : ndarray (n_pages,) of int64, optional
+    n_buckets : int
+    """
+
+    n: int = 0
+    key: int = 0
+    buckets: NDArray[np.int64] | None = None
+    n_buckets: int = 0
+
+
 @dataclass(eq=False)
 class EstimatorSums:
     """One estimator's exact partial sums over some pages; ``merge`` adds two of them.
@@ -315,24 +338,21 @@ class EstimatorSums:
         cluster: NDArray[np.int64] | None,
         n_rows: int,
         n_matched: int,
-        n_bootstrap: int,
-        boot_key: int,
-        *,
-        buckets: NDArray[np.int64] | None = None,
-        n_buckets: int = 0,
+        bootstrap: ChunkBootstrap = ChunkBootstrap(),
     ) -> EstimatorSums:
         """Partial sums of one chunk from its per-page sums ``U``, ``V`` and its importance
         weights (one per row, with ``cluster`` the page index of each row; or one per page with
         ``cluster=None``; None for no weights). Per-page sums of the weights are summed in row
         order, so a page gives the same sums in any chunk.
 
-        With ``buckets`` (the member bucket of each page, out of ``n_buckets``), the clusters
-        are the buckets: their sums are kept (:class:`BucketSums`) and the bootstrap count of a
-        page is its bucket's."""
+        With ``bootstrap.buckets`` (the member bucket of each page, out of
+        ``bootstrap.n_buckets``), the clusters are the buckets: their sums are kept
+        (:class:`BucketSums`) and the bootstrap count of a page is its bucket's."""
+        n_bootstrap, boot_key, buckets = bootstrap.n, bootstrap.key, bootstrap.buckets
         out = cls(estimator, n_rows=int(n_rows), n_pages=len(pages), n_matched=int(n_matched),
                   boot=_exact.new(2, int(n_bootstrap)))
         if buckets is not None:
-            out.buckets = BucketSums.from_pages(buckets, U, V, n_buckets)
+            out.buckets = BucketSums.from_pages(buckets, U, V, bootstrap.n_buckets)
         terms = {"U": U, "V": V, "UU": U * U, "UV": U * V, "VV": V * V}
         for i, name in enumerate(_SUMS[:5]):
             out.sums[i] = _exact_sum(terms[name], name)
@@ -616,12 +636,12 @@ class TitleSums:
         v: NDArray[np.float64],
         weights: NDArray[np.float64] | None,
         matched: NDArray[np.bool_],
-        n_bootstrap: int,
-        boot_key: int,
+        bootstrap: ChunkBootstrap = ChunkBootstrap(),
     ) -> TitleSums:
         """Per-title sums of one chunk from its per-row terms ``u``, ``v`` (and weights),
         ``title`` the code of each row in the sorted ``title_ids``, ``cluster`` the index of its
-        page in ``pages`` (the page ids).
+        page in ``pages`` (the page ids). The bootstrap count of a row is its page's, or with
+        ``bootstrap.buckets`` (one per page) its page's bucket's.
 
         Examples
         --------
@@ -631,11 +651,13 @@ class TitleSums:
         ...     return TitleSums.from_rows(
         ...         "ips", ids, title[rows], np.array([7, 8])[: len(rows) and max(rows) + 1],
         ...         np.array([0, 0, 1])[rows], np.array([1.0, 0.5, 2.0])[rows], np.ones(len(rows)),
-        ...         None, np.ones(len(rows), bool), 0, 0)
+        ...         None, np.ones(len(rows), bool))
         >>> merged = part([0, 1]).merge(part([2]))
         >>> merged.title_ids, merged.estimate(level=0.95).value.tolist()
         (('a', 'b'), [1.0, 1.25])
         """
+        n_bootstrap, boot_key = bootstrap.n, bootstrap.key
+        draw_ids = pages if bootstrap.buckets is None else bootstrap.buckets
         title = np.asarray(title, dtype=np.int64)
         present, group = np.unique(title, return_inverse=True)
         group = np.ascontiguousarray(group.reshape(-1), dtype=np.int64)
@@ -660,7 +682,7 @@ class TitleSums:
             )
         if n_bootstrap and G:
             _exact.poisson_bootstrap_grouped(
-                np.uint64(boot_key), np.ascontiguousarray(pages, dtype=np.int64),
+                np.uint64(boot_key), np.ascontiguousarray(draw_ids, dtype=np.int64),
                 np.ascontiguousarray(cluster, dtype=np.int64), group,
                 np.ascontiguousarray(u), np.ascontiguousarray(v), out.boot, _exact.POISSON1_CDF)
         return out

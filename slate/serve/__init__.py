@@ -14,7 +14,7 @@ from slate.bandit.exploration import (
 )
 from slate.serve.composer import Composer, DecisionSink, PageScorer, PolicyScorer, compose
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
-from slate.serve.decision_log import DecisionLogger, decisions_table
+from slate.serve.decision_log import DecisionLogger, DecisionLogOptions, decisions_table
 from slate.serve.request import (
     ComposeConfig,
     ExplorationConfig,
@@ -29,6 +29,7 @@ from slate.serve.scorer import NamedScorer, ScoreTable, load_scorer, resolve_sco
 __all__ = [
     "ComposeConfig",
     "Composer",
+    "DecisionLogOptions",
     "DecisionLogger",
     "DecisionSink",
     "Exploration",

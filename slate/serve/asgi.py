@@ -45,7 +45,7 @@ def demo_composer(store: str = "memory", log_dir: str | None = None, solver: str
     ``"sqlite:///state.db"``). With ``log_dir``, decisions go to a :class:`~slate.serve.DecisionLogger`
     there, under a file prefix unique to this process.
     """
-    from slate.serve.decision_log import DecisionLogger
+    from slate.serve.decision_log import DecisionLogger, DecisionLogOptions
     from slate.stability import StabilityRules, make_store
 
     def scores(request: Any) -> Any:
@@ -55,7 +55,7 @@ def demo_composer(store: str = "memory", log_dir: str | None = None, solver: str
     logger = None
     if log_dir:
         prefix = f"decisions-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-        logger = DecisionLogger(log_dir, prefix=prefix.replace("/", "_"), background=True)
+        logger = DecisionLogger(log_dir, DecisionLogOptions(prefix=prefix.replace("/", "_")), background=True)
     rules = StabilityRules(churn=0.005, max_changes=10, dwell_sessions=3, min_gain=0.005)
     options = {"compute_bound": False} if solver == "fast" else {}
     config = ComposeConfig(solver=solver, solver_options=options, solver_time_ms=1.0, stability=rules)

@@ -47,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from itertools import compress
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -63,7 +63,6 @@ from slate.policy import as_scorer
 from slate.serve.decision import ExplorationParams, Fault, PageDecision, ServeStats
 from slate.serve.request import (
     ComposeConfig,
-    ImageCatalog,
     InvalidRequestError,
     PageRequest,
     parse_request,
@@ -73,6 +72,9 @@ from slate.solvers.result import Status
 from slate.stability.rules import Reason, StabilityPlan, next_states, plan_page
 from slate.stability.state import TitleState
 from slate.stability.store import StateStore
+
+if TYPE_CHECKING:  # pyarrow is imported on use
+    from slate.page.embeddings import ImageEmbeddings
 
 __all__ = ["Composer", "DecisionSink", "PageScorer", "PolicyScorer", "compose"]
 
@@ -227,7 +229,7 @@ def _layout(kind: str, rows: IntArray, cols: IntArray) -> tuple[IntArray, FloatA
 
 
 def _similarity(
-    page: Page, catalog: ImageCatalog | None, pairs: IntArray, diversity: float
+    page: Page, catalog: ImageEmbeddings | None, pairs: IntArray, diversity: float
 ) -> tuple[FloatArray, int]:
     """``max(0, cosine)`` per pair and image pair, and the number of images missing from the catalog."""
     n_images = page.n_images
@@ -425,7 +427,7 @@ def compose(
     exploration: Exploration | None = None,
     *,
     config: ComposeConfig | None = None,
-    catalog: ImageCatalog | None = None,
+    catalog: ImageEmbeddings | None = None,
     logger: DecisionSink | None = None,
     stats: ServeStats | None = None,
     strict: bool | None = None,
@@ -444,8 +446,9 @@ def compose(
         E.g. :class:`~slate.serve.StickyEpsilon`; default ``config.exploration`` (none when that
         is None).
     config : ComposeConfig, optional
-    catalog : ImageCatalog, optional
-        Visual embeddings for the diversity term (without it the page has no diversity penalty).
+    catalog : ImageEmbeddings, optional
+        Visual embeddings for the diversity term (:class:`slate.page.embeddings.ImageEmbeddings`;
+        without it the page has no diversity penalty).
     logger : DecisionSink, optional
         Receives the decision (e.g. :class:`~slate.serve.DecisionLogger`).
     stats : ServeStats, optional
@@ -524,7 +527,7 @@ class Composer:
         exploration: Exploration | None = None,
         *,
         config: ComposeConfig | None = None,
-        catalog: ImageCatalog | None = None,
+        catalog: ImageEmbeddings | None = None,
         logger: DecisionSink | None = None,
         stats: ServeStats | None = None,
         strict: bool | None = None,
@@ -547,7 +550,7 @@ class Composer:
 
             raise InvalidProblemError(
                 f"ComposeConfig.diversity = {self.config.diversity:g} needs image embeddings: give "
-                "compose a 'catalog' (slate.serve.ImageCatalog), or set diversity = 0."
+                "compose a 'catalog' (slate.page.embeddings.ImageEmbeddings), or set diversity = 0."
             )
         self._config_json = self.config.model_dump_json()
 
@@ -671,20 +674,16 @@ class Composer:
         plan_args = dict(
             now=run.now,
             session_id=req.session_id,
-            title_ids=page.title_ids,
-            image_ids=page.image_ids,
-            candidates=page.candidates,
-            locked=page.locked,
             scores=run.scores,
             seen_title_ids=req.seen_title_ids,
             sticky=self.exploration.sticky,
         )
         try:
-            run.plan = plan_page(rules, states=run.states, **plan_args)  # type: ignore[arg-type]
+            run.plan = plan_page(rules, page, states=run.states, **plan_args)  # type: ignore[arg-type]
         except Exception as err:  # a store that returned something unusable
             run.state_ok = False
             run.faults.add(Fault.STORE_READ_FAILED, f"unusable state: {_err(err)}")
-            run.plan = plan_page(rules, states={}, **plan_args)  # type: ignore[arg-type]
+            run.plan = plan_page(rules, page, states={}, **plan_args)  # type: ignore[arg-type]
         t3 = time.perf_counter()
         run.timings["plan"] = (t3 - run.t) * 1000.0
         run.t = t3

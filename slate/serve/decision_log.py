@@ -45,9 +45,11 @@ import math
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
@@ -61,7 +63,7 @@ from slate.errors import InvalidProblemError
 from slate.serve import _logfiles
 from slate.serve.decision import PageDecision
 
-__all__ = ["DecisionLogger", "decisions_table"]
+__all__ = ["DecisionLogOptions", "DecisionLogger", "decisions_table"]
 
 
 
@@ -310,14 +312,16 @@ def decisions_table(
     return _rows_table([_page_rows(d, *x) for d, x in zip(decisions, zip(r, e, strict=True), strict=True)])
 
 
-class DecisionLogger:
-    """Append decisions to Parquet files in batches (see the module docstring).
+@dataclass(frozen=True)
+class DecisionLogOptions:
+    """How a :class:`DecisionLogger` writes: every setting but its folder, in one value.
 
-    Parameters
+    Give it as ``DecisionLogger(directory, options)``; ``batch_pages``, ``partition``,
+    ``background`` and ``durable`` may also be given as keywords of :class:`DecisionLogger`
+    (they replace the options' values). Checked when the logger is made.
+
+    Attributes
     ----------
-    directory : str or path-like
-        Root folder of the log (created if missing); read it back with
-        :func:`slate.logs.read_impressions`. Several loggers (threads or processes) may share it.
     batch_pages : int, default 512
         Pages per file.
     flush_seconds : float, default 60
@@ -334,16 +338,110 @@ class DecisionLogger:
     background : bool, default False
         Run the writer thread at a lower CPU priority (Linux, ``nice`` +10), so on a busy core
         it does not delay request threads. Either way a full batch is handed to the writer
-        thread: :meth:`append` never writes a Parquet file on the caller's thread.
+        thread: :meth:`DecisionLogger.append` never writes a Parquet file on the caller's thread.
     durable : bool, default False
-        Write-ahead journal: :meth:`append` writes the page's rows to a journal segment and
-        flushes it to disk (``fdatasync``) before returning, so an acknowledged page survives a
-        crash (``kill -9``, power loss with ``fsync``). A segment is deleted once its batch is
-        published; a new logger on the folder replays the segments of crashed loggers into
-        Parquet files (``recovered_pages_``). Costs one small synchronous write per page.
+        Write-ahead journal: :meth:`DecisionLogger.append` writes the page's rows to a journal
+        segment and flushes it to disk (``fdatasync``) before returning, so an acknowledged page
+        survives a crash (``kill -9``, power loss with ``fsync``). A segment is deleted once its
+        batch is published; a new logger on the folder replays the segments of crashed loggers
+        into Parquet files (``recovered_pages_``). Costs one small synchronous write per page.
     orphan_seconds : float, default 3600
         At start-up, hidden temporary files of this prefix older than this (left by a crashed
         writer) are deleted and listed in ``orphans_removed_``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> opts = DecisionLogOptions(batch_pages=64, fsync=False, partition="hour")
+    >>> with DecisionLogger(tempfile.mkdtemp(), opts, durable=True) as logger:
+    ...     logger.batch_pages, logger.partition, logger.durable, logger.options.fsync
+    (64, 'hour', True, False)
+    """
+
+    batch_pages: int = 512
+    flush_seconds: float = 60.0
+    partition: Literal["day", "hour"] | None = "day"
+    prefix: str = "decisions"
+    compression: str = "snappy"
+    fsync: bool = True
+    max_buffer_pages: int = 100_000
+    background: bool = False
+    durable: bool = False
+    orphan_seconds: float = 3600.0
+
+
+class _Unset:
+    """A :class:`DecisionLogger` keyword not given: the value in its options."""
+
+    def __repr__(self) -> str:
+        return "<from options>"
+
+
+_UNSET: Any = _Unset()
+
+
+def _logger_options(options: DecisionLogOptions | None, given: dict[str, Any], deprecated: dict[str, Any]) -> DecisionLogOptions:
+    """The options of a :class:`DecisionLogger`: ``options`` (or the defaults), the essential
+    keywords given, then the deprecated keywords (each with a warning), checked."""
+    if options is not None and not isinstance(options, DecisionLogOptions):
+        raise InvalidProblemError(
+            f"The 'options' parameter of DecisionLogger must be a DecisionLogOptions; got {type(options).__name__} instead."
+        )
+    known = [f.name for f in fields(DecisionLogOptions)]
+    for name in deprecated:
+        if name not in known:
+            raise TypeError(f"DecisionLogger() got an unexpected keyword argument '{name}'")
+    if deprecated:
+        names = ", ".join(f"{name}=..." for name in deprecated)
+        warnings.warn(
+            f"DecisionLogger({names}) is deprecated; pass DecisionLogger(directory, DecisionLogOptions({names})) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    overrides = {k: v for k, v in given.items() if v is not _UNSET} | deprecated
+    opts = replace(options or DecisionLogOptions(), **overrides)
+    _check_logger_options(opts)
+    return opts
+
+
+def _check_logger_options(o: DecisionLogOptions) -> None:
+    def fail(name: str, must: str, got: object) -> InvalidProblemError:
+        return InvalidProblemError(f"The '{name}' parameter of DecisionLogger must be {must}; got {got!r} instead.")
+
+    if isinstance(o.batch_pages, bool) or not isinstance(o.batch_pages, int) or o.batch_pages < 1:
+        raise fail("batch_pages", "an integer >= 1", o.batch_pages)
+    if not isinstance(o.flush_seconds, (int, float)) or not o.flush_seconds > 0:
+        raise fail("flush_seconds", "a number > 0", o.flush_seconds)
+    if o.partition not in ("day", "hour", None):
+        raise fail("partition", "'day', 'hour' or None", o.partition)
+    if not o.prefix or "/" in o.prefix or o.prefix.startswith("."):
+        raise fail("prefix", "a file-name prefix not starting with '.'", o.prefix)
+    m = o.max_buffer_pages
+    if isinstance(m, bool) or not isinstance(m, int) or m < o.batch_pages:
+        raise fail("max_buffer_pages", f"an integer >= batch_pages ({o.batch_pages})", m)
+    if not isinstance(o.orphan_seconds, (int, float)) or not o.orphan_seconds >= 0:
+        raise fail("orphan_seconds", "a number >= 0", o.orphan_seconds)
+
+
+class DecisionLogger:
+    """Append decisions to Parquet files in batches (see the module docstring).
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Root folder of the log (created if missing); read it back with
+        :func:`slate.logs.read_impressions`. Several loggers (threads or processes) may share it.
+    options : DecisionLogOptions, optional
+        How to write (batch size, flush age, partitioning, file names, compression, fsync,
+        buffer bound, writer priority, journal, orphan clean-up); default
+        ``DecisionLogOptions()``.
+    batch_pages, partition, background, durable : optional
+        The options most often changed, as keywords; each replaces the value in ``options``
+        (see :class:`DecisionLogOptions`).
+    **deprecated
+        The other fields of :class:`DecisionLogOptions` as keywords (``flush_seconds=``,
+        ``prefix=``, ``compression=``, ``fsync=``, ``max_buffer_pages=``, ``orphan_seconds=``)
+        still work but raise a ``DeprecationWarning``: put them in ``options``.
 
     Attributes
     ----------
@@ -378,48 +476,29 @@ class DecisionLogger:
     def __init__(
         self,
         directory: str | os.PathLike[str],
+        options: DecisionLogOptions | None = None,
         *,
-        batch_pages: int = 512,
-        flush_seconds: float = 60.0,
-        partition: Literal["day", "hour"] | None = "day",
-        prefix: str = "decisions",
-        compression: str = "snappy",
-        fsync: bool = True,
-        max_buffer_pages: int = 100_000,
-        background: bool = False,
-        durable: bool = False,
-        orphan_seconds: float = 3600.0,
+        batch_pages: int = _UNSET,
+        partition: Literal["day", "hour"] | None = _UNSET,
+        background: bool = _UNSET,
+        durable: bool = _UNSET,
+        **deprecated: Any,
     ) -> None:
-        def fail(name: str, must: str, got: object) -> InvalidProblemError:
-            return InvalidProblemError(
-                f"The '{name}' parameter of DecisionLogger must be {must}; got {got!r} instead."
-            )
-
-        if isinstance(batch_pages, bool) or not isinstance(batch_pages, int) or batch_pages < 1:
-            raise fail("batch_pages", "an integer >= 1", batch_pages)
-        if not isinstance(flush_seconds, (int, float)) or not flush_seconds > 0:
-            raise fail("flush_seconds", "a number > 0", flush_seconds)
-        if partition not in ("day", "hour", None):
-            raise fail("partition", "'day', 'hour' or None", partition)
-        if not prefix or "/" in prefix or prefix.startswith("."):
-            raise fail("prefix", "a file-name prefix not starting with '.'", prefix)
-        if isinstance(max_buffer_pages, bool) or not isinstance(max_buffer_pages, int) or max_buffer_pages < batch_pages:
-            raise fail("max_buffer_pages", f"an integer >= batch_pages ({batch_pages})", max_buffer_pages)
-        if not isinstance(orphan_seconds, (int, float)) or not orphan_seconds >= 0:
-            raise fail("orphan_seconds", "a number >= 0", orphan_seconds)
+        given = {"batch_pages": batch_pages, "partition": partition, "background": background, "durable": durable}
+        o = self.options = _logger_options(options, given, deprecated)
         import pyarrow  # noqa: F401  (fail now, not at the first flush, when pyarrow is missing)
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.batch_pages = batch_pages
-        self.flush_seconds = float(flush_seconds)
-        self.partition = partition
-        self.prefix = prefix
-        self.compression = compression
-        self.fsync = fsync
-        self.max_buffer_pages = max_buffer_pages
-        self.background = bool(background)
-        self.durable = bool(durable)
+        self.batch_pages = o.batch_pages
+        self.flush_seconds = float(o.flush_seconds)
+        self.partition = o.partition
+        self.prefix = o.prefix
+        self.compression = o.compression
+        self.fsync = o.fsync
+        self.max_buffer_pages = o.max_buffer_pages
+        self.background = bool(o.background)
+        self.durable = bool(o.durable)
         self._buffer: list[_Entry] = []
         self._queue: deque[tuple[list[_Entry], list[_logfiles.Journal]]] = deque()
         self._writing: list[_Entry] = []
@@ -440,7 +519,7 @@ class DecisionLogger:
         self.dropped_pages_ = 0
         self.failed_flushes_ = 0
         self.recovered_pages_ = 0
-        self.orphans_removed_ = _logfiles.remove_orphans(self.directory, prefix, float(orphan_seconds))
+        self.orphans_removed_ = _logfiles.remove_orphans(self.directory, o.prefix, float(o.orphan_seconds))
         self._recover()
 
     def __len__(self) -> int:
@@ -470,6 +549,27 @@ class DecisionLogger:
                 error = self._failing  # every page reports the fault until a write succeeds
         if error is not None:
             raise error
+
+    def warm_up(self, decisions: Sequence[PageDecision]) -> None:
+        """Run the writer's whole path once on these pages, into a throw-away file outside the log.
+
+        The first batch otherwise pays for importing and first calls of the Parquet and Arrow
+        compute code (about 0.4 s of CPU) on the writer thread, holding the interpreter lock while
+        the first served pages wait. Nothing is logged or counted. :meth:`Composer.warm_up
+        <slate.serve.Composer.warm_up>` calls it with its warm-up pages.
+        """
+        import tempfile
+
+        from slate.logs.parquet import write_impressions
+
+        if not decisions:
+            return
+        table = _rows_table([_page_rows(d, None, None) for d in decisions])
+        if self.durable:
+            pa_ipc_bytes(table)
+        with tempfile.TemporaryDirectory(prefix="slate-warm-") as tmp:
+            write_impressions(Path(tmp) / "warm.parquet", table, compression=self.compression,
+                              metadata={"slate.writer": "slate.serve.DecisionLogger"})
 
     def _journal_locked(self, entry: _Entry) -> None:
         if self._journal is None:

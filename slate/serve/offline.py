@@ -41,7 +41,7 @@ class ComposePolicy:
     scorer : callable
         ``f(request) -> (n_titles, n_images)`` scores (e.g. :func:`slate.serve.load_scorer`).
     config : ComposeConfig
-    catalog : ImageCatalog, optional
+    catalog : ImageEmbeddings, optional
         Image embeddings (required when ``config.diversity`` was set above 0).
     name : str, optional
     stateful : bool, default True

@@ -1,4 +1,4 @@
-"""The serving boundary: the composer's configuration (pydantic models) and image catalog.
+"""The serving boundary: the composer's configuration (pydantic models).
 
 The page request itself is :class:`slate.page.PageRequest` (re-exported here, the same class).
 Requests and configuration are validated once, when they come in (frozen models,
@@ -8,17 +8,17 @@ raises :class:`InvalidRequestError`, naming the field and what was received.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from operator import itemgetter
-from typing import Any, Literal
+import warnings
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from slate.errors import InvalidRequestError
 from slate.page.request import PageRequest, TitleRequest, parse_request
 from slate.stability.rules import StabilityRules
+
+if TYPE_CHECKING:  # pyarrow is imported on use: `import slate.serve` stays light
+    from slate.page.embeddings import ImageEmbeddings
 
 __all__ = [
     "ComposeConfig",
@@ -29,9 +29,6 @@ __all__ = [
     "TitleRequest",
     "parse_request",
 ]
-
-_BLOCK_CACHE_SIZE = 4096  # titles whose embedding rows an ImageCatalog keeps (a few MB)
-
 
 class ExplorationConfig(BaseModel):
     """Sticky epsilon exploration as configuration: the parameters of
@@ -173,122 +170,44 @@ def _effect_weights(effects: Any) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
-class ImageCatalog:
-    """A serving view of :class:`~slate.page.embeddings.ImageEmbeddings`: float32 unit vectors
-    with an index by image id and a per-title cache of padded blocks, for ``compose()``.
+class _CatalogAlias(type):
+    """``isinstance(x, ImageCatalog)`` is ``isinstance(x, ImageEmbeddings)``."""
 
-    Parameters
-    ----------
-    image_ids : sequence of str, or ImageEmbeddings (or anything
-        :func:`~slate.page.embeddings.as_image_embeddings` takes: a mapping, a table, a path)
-    embeddings : array_like (n_images, dim), optional
-        The vectors, when ``image_ids`` is a sequence of ids.
+    def __instancecheck__(cls, obj: object) -> bool:
+        from slate.page.embeddings import ImageEmbeddings
 
-    Raises
-    ------
-    InvalidEmbeddingsError
-        As :class:`~slate.page.embeddings.ImageEmbeddings` (wrong shape, repeated ids,
-        non-finite or all-zero vectors); also an :class:`~slate.errors.InvalidProblemError`.
+        return isinstance(obj, ImageEmbeddings)
+
+
+class ImageCatalog(metaclass=_CatalogAlias):
+    """Deprecated alias of :class:`slate.page.embeddings.ImageEmbeddings` (also
+    ``slate.replay.ImageEmbeddings``), the one embeddings class, which serves ``compose()``
+    itself (:meth:`~slate.page.embeddings.ImageEmbeddings.page_units`).
+
+    ``ImageCatalog(image_ids, vectors)`` returns ``ImageEmbeddings(image_ids, vectors)`` and
+    ``ImageCatalog(obj)`` returns ``as_image_embeddings(obj)`` (a mapping, a table, a path or an
+    ``ImageEmbeddings``), with a ``DeprecationWarning``; ``isinstance(x, ImageCatalog)`` is true
+    of every ``ImageEmbeddings``. Write ``ImageEmbeddings(image_ids, vectors)`` instead.
 
     Examples
     --------
-    >>> cat = ImageCatalog(["a", "b"], [[3.0, 4.0], [0.0, 2.0]])
-    >>> cat.rows(["b", "zz", "a"]).tolist(), cat.dim
-    ([1, 2, 0], 2)
-    >>> cat.unit[0].tolist()
-    [0.6000000238418579, 0.800000011920929]
-    >>> ImageCatalog({"a": [1.0, 0.0]}).embeddings.image_ids
-    ('a',)
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeprecationWarning)
+    ...     cat = ImageCatalog(["a", "b"], [[3.0, 4.0], [0.0, 2.0]])
+    >>> type(cat).__name__, isinstance(cat, ImageCatalog), cat.rows(["b", "zz", "a"]).tolist()
+    ('ImageEmbeddings', True, [1, 2, 0])
     """
 
-    def __init__(self, image_ids: Any, embeddings: Any = None) -> None:
+    def __new__(cls, image_ids: Any, embeddings: Any = None) -> ImageEmbeddings:  # type: ignore[misc]
         from slate.page.embeddings import ImageEmbeddings, as_image_embeddings
 
+        warnings.warn(
+            "slate.serve.ImageCatalog is deprecated: it is slate.page.embeddings.ImageEmbeddings; "
+            "write ImageEmbeddings(image_ids, vectors).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if embeddings is None:
-            emb = as_image_embeddings(image_ids)
-        else:
-            emb = ImageEmbeddings(tuple(str(x) for x in image_ids), embeddings, "ImageCatalog")
-        self.embeddings = emb
-        self.index: dict[str, int] = {image: i for i, image in enumerate(emb.image_ids)}
-        # one extra zero row: the embedding of padding and of unknown images
-        self.unit = np.vstack([emb.vectors, np.zeros((1, emb.dim))]).astype(np.float32)
-        self.unit.flags.writeable = False
-        self.missing_row = len(emb)
-        # a title's image list -> its rows of `unit` and how many are missing (derived data of
-        # this catalog, bounded; a serving catalog repeats titles across members' pages)
-        self._blocks: dict[tuple[str, ...], tuple[NDArray[np.float32], int]] = {}
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return int(self.unit.shape[1])
-
-    def __len__(self) -> int:
-        return self.missing_row
-
-    def page_units(self, image_ids: Sequence[Sequence[str]], n_images: int) -> tuple[NDArray[np.float32], int]:
-        """Unit embeddings of a page's candidates, padded, and how many images are unknown.
-
-        Parameters
-        ----------
-        image_ids : sequence of sequences of str
-            Each title's candidate images (at most ``n_images`` per title).
-        n_images : int
-            Padded width.
-
-        Returns
-        -------
-        units : ndarray (n_titles, n_images, dim), float32
-            ``unit[rows(image_ids[t])]`` padded with the zero row (the row of unknown images).
-        n_missing : int
-            Images without an embedding.
-
-        Examples
-        --------
-        >>> cat = ImageCatalog(["a", "b"], [[3.0, 4.0], [0.0, 2.0]])
-        >>> units, n_missing = cat.page_units([("b", "zz"), ("a",)], 2)
-        >>> units.shape, n_missing, units[1, 1].tolist()
-        ((2, 2, 2), 1, [0.0, 0.0])
-        """
-        get = self._blocks.get
-        try:
-            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]  # tuples from a PageRequest
-        except TypeError:  # lists: unhashable
-            image_ids = [tuple(ids) for ids in image_ids]
-            hits = [get(ids) for ids in image_ids]  # type: ignore[call-overload]
-        found = [
-            hit if hit is not None else self._block(tuple(ids))
-            for hit, ids in zip(hits, image_ids, strict=True)
-        ]
-        blocks = [h[0] for h in found]
-        n_missing = sum([h[1] for h in found])
-        if blocks and all([len(b) == n_images for b in blocks]):
-            return np.concatenate(blocks).reshape(len(blocks), n_images, -1), n_missing
-        units = np.zeros((len(blocks), n_images, self.unit.shape[1]), dtype=self.unit.dtype)
-        for t, block in enumerate(blocks):
-            units[t, : len(block)] = block
-        return units, n_missing
-
-    def _block(self, ids: tuple[str, ...]) -> tuple[NDArray[np.float32], int]:
-        """A title's rows of :attr:`unit` and its number of unknown images (cached)."""
-        rows = self.rows(ids)
-        block = self.unit[rows]
-        block.flags.writeable = False
-        hit = (block, int((rows == self.missing_row).sum()))
-        if len(self._blocks) >= _BLOCK_CACHE_SIZE:
-            self._blocks.clear()
-        self._blocks[ids] = hit
-        return hit
-
-    def rows(self, image_ids: Any) -> np.ndarray:
-        """Row of each image in :attr:`unit` (the zero row for an unknown image)."""
-        ids = image_ids if isinstance(image_ids, (list, tuple)) else list(image_ids)
-        if not ids:
-            return np.zeros(0, dtype=np.int64)
-        try:
-            found = itemgetter(*ids)(self.index)
-        except KeyError:
-            get = self.index.get
-            missing = self.missing_row
-            return np.array([get(i, missing) for i in ids], dtype=np.int64)
-        return np.array(found if len(ids) > 1 else (found,), dtype=np.int64)
+            return as_image_embeddings(image_ids)
+        return ImageEmbeddings(tuple(str(x) for x in image_ids), embeddings, "ImageCatalog")

@@ -30,6 +30,7 @@ class _Composer(Protocol):
     config: Any
     catalog: Any
     store: Any
+    logger: Any
 
     def compose(self, request: Any) -> Any: ...
 
@@ -54,7 +55,8 @@ def warm_up(
     pages: int = 50,
     freeze_gc: bool = True,
 ) -> float:
-    """Compose warm-up pages without saving or logging them, open the store, then ``gc.freeze()``.
+    """Compose warm-up pages without saving or logging them, open the store, run the decision
+    logger's write path once (into a throw-away file), then ``gc.freeze()``.
 
     Parameters
     ----------
@@ -92,8 +94,10 @@ def warm_up(
         composer.policy, None, composer.exploration, config=composer.config, catalog=composer.catalog
     )
     todo = requests if requests is not None else (_synthetic(40, 10, s) for s in range(pages))
-    for request in todo:
-        shadow.compose(request)
+    decisions = [shadow.compose(request) for request in todo]
+    logger = composer.logger
+    if logger is not None and hasattr(logger, "warm_up"):  # the writer's imports, paid now
+        logger.warm_up(decisions[:8])
     store = composer.store
     if store is not None:  # open this thread's connection; a member that does not exist
         try:

@@ -133,12 +133,13 @@ class ComposePolicy:
         config: Any = None,
         catalog: Any = None,
     ) -> None:
-        from slate.serve import Composer, ImageCatalog
+        from slate.page.embeddings import ImageEmbeddings
+        from slate.serve import Composer
 
         self.world = world
         self.scorer = scorer
         if catalog is None:
-            catalog = ImageCatalog(list(world.image_ids), world.embeddings)
+            catalog = ImageEmbeddings(tuple(world.image_ids), world.embeddings)
         self._scores: FloatArray | None = None
         self.composer = Composer(self._page_scores, store, exploration, config=config, catalog=catalog)
         self.decisions_: list[Any] = []
@@ -319,7 +320,7 @@ def serve(
     >>> bool(abs(report.estimate.value - truth) < 4 * report.estimate.se)
     True
     """
-    from slate.serve import ComposeConfig, DecisionLogger
+    from slate.serve import ComposeConfig, DecisionLogger, DecisionLogOptions
     from slate.stability import InMemoryStore
 
     folder = Path(directory)
@@ -337,7 +338,7 @@ def serve(
                            config=config)
     run = simulate(schedule, policy, state=state, outcome_seed=outcome_seed, config=response, name="compose")
     decisions = policy.decisions_
-    with DecisionLogger(directory, batch_pages=batch_pages, fsync=False, partition=None) as logger:
+    with DecisionLogger(directory, DecisionLogOptions(fsync=False), batch_pages=batch_pages, partition=None) as logger:
         for i, d in enumerate(decisions):
             logger.append(d, rewards=run.reward[i].astype(np.int8))
     return ServedRun(

@@ -7,11 +7,15 @@ The rules, in order:
 2. With no time limit, or a limit large enough for the exact MILP on a page of this size
    (``exact_min_ms``), ``exact`` runs, warm-started from ``fast``, and is cut at the limit.
 3. Otherwise ``fast`` runs within part of the limit (``fast_share``, 90% on dense pages, 40% on
-   dense pages whose embeddings are non-negative, where the embedding certificate is tight and
-   also returns the page its multipliers point at when that one is better; all of it when
+   dense pages whose embeddings are non-negative and that have quotas; all of it when
    ``certify=False``) and :func:`~slate.solvers.certify.certify` spends the rest proving a bound
    on the page: the local-polytope dual with exact completion, or on dense pages the Lagrangian
-   embedding-sum bound. A bound that meets the page's objective makes the status ``optimal``.
+   embedding-sum bound. On dense pages whose embeddings are non-negative and that have no
+   quotas ``fast`` is skipped: the embedding certificate is tight there and the pages its
+   multipliers point at beat ``fast``'s within a serving budget, so it starts from the
+   page-blind page and its best Lagrangian page is returned (``info["start"] == "page-blind"``).
+   A bound that meets the page's objective makes the status ``optimal``; ``certify_rtol`` lets
+   the embedding certificate stop early once within that relative gap.
    ``info["certificate"]`` says which certificate was used (``method``, ``bound``, ``gap``) on
    every route (``"chain-dp"``, ``"milp"`` for ``exact``), and ``info["duals"]`` holds the duals
    to warm-start the next certification of the same member's page (``warm_start=``).
@@ -31,10 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from slate.errors import InvalidProblemError
 from slate.page.problem import PageProblem
 from slate.solvers import chain as chain_module
 from slate.solvers.base import register_solver
-from slate.solvers.certify import Certificate, certify, has_non_negative_cosines, is_dense
+from slate.solvers.bounds import budgeted_unary_optimum
+from slate.solvers.certify import OPTIMAL_RTOL, Certificate, certify, has_non_negative_cosines, is_dense
+from slate.solvers.certify.embedding import page_parts
 from slate.solvers.exact import ExactSolver
 from slate.solvers.fast import FastSolver
 from slate.solvers.independent import IndependentSolver
@@ -50,6 +57,10 @@ _DENSE_FAST_SHARE = 0.9  # of the limit, for fast on dense pages (it needs most 
 # certificate gets the rest less _TIGHT_TAIL_MS (measured on 150x20 pages, docs/solvers.md).
 _TIGHT_FAST_SHARE = 0.4
 _TIGHT_TAIL_MS = 0.8
+# Without quotas such pages skip fast: the certificate starts from the page-blind page and its
+# Lagrangian pages beat fast's within the budget; after its deadline the final page's checks
+# and the result's evaluation take about this long (measured on 150x20, docs/solvers.md).
+_EMBEDDING_TAIL_MS = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,10 @@ class AutoSolver:
         Share of the time limit ``fast`` may use when ``certify`` is on.
     warm_start : Certificate or ndarray, optional
         The previous session's certificate (or ``info["duals"]``) for the same member.
+    certify_rtol : float, default OPTIMAL_RTOL
+        The embedding certificate stops once its bound is within this relative gap of the best
+        page (the default spends the budget on a proof; 0.005 returns as soon as the page is
+        certified within 0.5%).
 
     Examples
     --------
@@ -87,6 +102,14 @@ class AutoSolver:
     certify: bool = True
     fast_share: float = 0.5
     warm_start: Certificate | np.ndarray | None = None
+    certify_rtol: float = OPTIMAL_RTOL
+
+    def __post_init__(self) -> None:
+        rtol = self.certify_rtol
+        if not isinstance(rtol, (int, float)) or not 0.0 <= rtol < 1.0 or rtol != rtol:
+            raise InvalidProblemError(
+                f"The 'certify_rtol' parameter of AutoSolver must be a number in [0, 1); got {rtol!r} instead."
+            )
 
     def route(self, problem: PageProblem, time_limit_ms: float | None) -> str:
         """The solver name ``auto`` would use for this page and limit."""
@@ -136,12 +159,13 @@ class AutoSolver:
         started: float,
         info: dict[str, Any],
     ) -> SolveResult:
-        """``fast`` without its own bound, then :func:`certify` with the time left."""
-        # on dense pages fast needs most of a small budget to finish its first descent, unless the
-        # cosines are non-negative: then the embedding certificate is tight and the page its
-        # multipliers point at is as good (the better page is returned)
-        tight = is_dense(problem) and has_non_negative_cosines(problem)
-        share = _TIGHT_FAST_SHARE if tight else _DENSE_FAST_SHARE if is_dense(problem) else self.fast_share
+        """``fast`` without its own bound, then :func:`certify` with the time left; on dense
+        pages with non-negative cosines and no quotas, the embedding certificate alone."""
+        dense = is_dense(problem)
+        tight = dense and has_non_negative_cosines(problem)
+        if tight and not problem.has_quotas:
+            return self._embedding_certified(problem, time_limit_ms, started, info)
+        share = _TIGHT_FAST_SHARE if tight else _DENSE_FAST_SHARE if dense else self.fast_share
         fast_ms = None if time_limit_ms is None else share * time_limit_ms
         if is_dataclass(fast) and not isinstance(fast, type):
             fast = replace(fast, compute_bound=False)
@@ -150,17 +174,64 @@ class AutoSolver:
             info["certificate"] = {"method": "none", "bound": result.bound, "gap": result.gap}
             return result
         left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
-        if left is not None and tight:
-            left -= _TIGHT_TAIL_MS
-        cert = certify(problem, result.assignment, time_limit_ms=None if left is None else max(0.0, left), warm_start=self.warm_start)
+        if left is not None and dense:
+            left -= _TIGHT_TAIL_MS if tight else _EMBEDDING_TAIL_MS
+        cert = certify(
+            problem,
+            result.assignment,
+            time_limit_ms=None if left is None else max(0.0, left),
+            warm_start=self.warm_start,
+            objective=result.objective,
+            rtol=self.certify_rtol,
+        )
+        return self._certified(problem, result, cert, started, info)
+
+    def _embedding_certified(
+        self, problem: PageProblem, time_limit_ms: float | None, started: float, info: dict[str, Any]
+    ) -> SolveResult:
+        """The embedding certificate from the page-blind page: the page its multipliers point at
+        is the page (and ``fast``'s local search improves it when that fits the time left)."""
+        start, _ = budgeted_unary_optimum(problem)  # keeps locks and the budget (no quotas here)
+        left = None if time_limit_ms is None else time_limit_ms - (time.perf_counter() - started) * 1000.0
+        if left is not None:
+            left -= _EMBEDDING_TAIL_MS
+        cert = certify(
+            problem,
+            start,
+            time_limit_ms=None if left is None else max(0.0, left),
+            warm_start=self.warm_start,
+            rtol=self.certify_rtol,
+        )
+        page = start if cert.assignment is None else cert.assignment
+        # the page's value from the embeddings: no pass over the 36 MB of pair costs of a 150x20 page
+        result = make_result(
+            problem, page, status=Status.FEASIBLE, solver="fast", started=started, evaluate=page_parts
+        )
+        info["start"] = "page-blind"  # the first page (fast's key): then the certificate's Lagrangian pages
+        return self._certified(problem, result, cert, started, info)
+
+    @staticmethod
+    def _certified(
+        problem: PageProblem, result: SolveResult, cert: Certificate, started: float, info: dict[str, Any]
+    ) -> SolveResult:
+        """``result`` with the certificate's bound (and its page when that is better)."""
         info["certificate"] = {"method": cert.method, "bound": cert.bound, "gap": cert.gap}
         info["duals"] = cert.duals
         info["certify_ms"] = cert.info.get("certify_ms")
         status = result.status
-        if cert.assignment is not None and cert.objective > result.objective:  # the certifier found better
+        better = cert.assignment
+        if better is not None and np.array_equal(better, result.assignment):
+            better = None  # the page the result already holds
+        if better is not None and cert.objective > result.objective:  # the certifier found better
             info["improved_by_certificate"] = cert.objective - result.objective
             result = make_result(
-                problem, cert.assignment, status=status, solver=result.solver, started=started, info=result.info
+                problem,
+                better,
+                status=status,
+                solver=result.solver,
+                started=started,
+                info=result.info,
+                evaluate=page_parts if cert.method == "embedding" else None,
             )
         if cert.optimal and status is not Status.INFEASIBLE:
             status = Status.OPTIMAL

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from slate.page.problem import PageProblem
@@ -26,8 +28,22 @@ def budgeted_unary_optimum(problem: PageProblem, unary: np.ndarray | None = None
     assignment : ndarray (n_titles,)
     value : float
         Sum of ``unary`` over the assignment.
+
+    Without ``unary`` the answer is computed once per problem (cached weakly: a problem is
+    immutable) and a fresh copy of the assignment is returned.
     """
-    u = problem.unary if unary is None else unary
+    if unary is None:
+        hit = _PAGE_BLIND.get(problem)
+        if hit is None:
+            hit = _PAGE_BLIND[problem] = _budgeted_unary_optimum(problem, problem.unary)
+        return hit[0].copy(), hit[1]
+    return _budgeted_unary_optimum(problem, unary)
+
+
+_PAGE_BLIND: weakref.WeakKeyDictionary[PageProblem, tuple[np.ndarray, float]] = weakref.WeakKeyDictionary()
+
+
+def _budgeted_unary_optimum(problem: PageProblem, u: np.ndarray) -> tuple[np.ndarray, float]:
     t = np.arange(problem.n_titles)
     best = np.argmax(u, axis=1)
     changed = problem.changes[t, best]

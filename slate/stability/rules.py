@@ -27,7 +27,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -173,35 +173,33 @@ def _ro(array: _A) -> _A:
     return array
 
 
+_PAGE_ARRAYS = ("title_ids", "image_ids", "candidates", "locked")
+
+
 def plan_page(
     rules: StabilityRules,
+    page: Any = None,
     *,
     now: float,
     session_id: int,
-    title_ids: Sequence[str],
-    image_ids: Sequence[Sequence[str]],
-    candidates: BoolArray,
-    locked: BoolArray,
     states: Mapping[str, TitleState],
     scores: FloatArray | None = None,
     seen_title_ids: Collection[str] = (),
     sticky: StickyPeriod | None = None,
+    **arrays: Any,
 ) -> StabilityPlan:
     """Apply the stability rules to one page.
 
     Parameters
     ----------
     rules : StabilityRules
+    page : slate.page.Page, optional
+        The page: anything with ``title_ids``, ``image_ids``, ``candidates`` and ``locked`` (read
+        by attribute, so this package does not import :mod:`slate.page`). Or give those four
+        as keywords instead (``**arrays``).
     now : float
         Time of the page (Unix seconds).
     session_id : int
-    title_ids : sequence of str, length n_titles
-    image_ids : sequence of sequences of str
-        Candidate image ids per title, in padded-column order.
-    candidates : ndarray (n_titles, n_images), bool
-        Which padded columns are real images.
-    locked : ndarray (n_titles,), bool
-        Titles the member is engaged with.
     states : mapping title id -> TitleState
         The member's stored state (from :meth:`StateStore.get`).
     scores : ndarray (n_titles, n_images), optional
@@ -210,10 +208,21 @@ def plan_page(
         Titles whose current image the member is known to have seen since the last page.
     sticky : StickyPeriod, optional
         How long randomized choices are held (None: they are not held across sessions).
+    **arrays
+        The page as four keywords, when no ``page`` is given: ``title_ids`` (sequence of str,
+        length n_titles), ``image_ids`` (candidate image ids per title, in padded-column
+        order), ``candidates`` (ndarray (n_titles, n_images) of bool: which padded columns are
+        real images) and ``locked`` (ndarray (n_titles,) of bool: titles the member is engaged
+        with).
 
     Returns
     -------
     StabilityPlan
+
+    Raises
+    ------
+    TypeError
+        Both or neither of ``page`` and the four keywords, or an unknown keyword.
 
     Examples
     --------
@@ -227,7 +236,72 @@ def plan_page(
     >>> [Reason(r).name for r in plan.reason], plan.previous.tolist()
     (['DWELL', 'NEW'], [1, -1])
     """
+    title_ids, image_ids, candidates, locked = _page_arrays(page, arrays)
     n_titles = candidates.shape[0]
+    valid, previous_ids, previous, has_state, table = _stored_states(
+        rules, now, session_id, title_ids, image_ids, states, seen_title_ids, n_titles
+    )
+    same_session = table[:, 3] > 0
+    draw_propensity = table[:, 6]
+    draw_explored = table[:, 7] > 0
+    has_prev = previous >= 0
+    is_locked = has_prev & np.asarray(locked, dtype=bool)
+    draw_ok = _held_draws(sticky, now, has_prev, table, n_titles)
+    dwell = _dwelling(rules, now, has_prev, table, n_titles)
+
+    reason = has_prev.astype(np.int8)  # Reason.FREE (1) where there is a previous image, else Reason.NEW (0)
+    reason[has_state & ~has_prev] = Reason.RETIRED
+    reason[dwell] = Reason.DWELL
+    reason[draw_ok] = Reason.STICKY
+    reason[is_locked] = Reason.LOCKED
+    held = is_locked | draw_ok | dwell
+    explore, solver = _plan_candidates(rules, candidates, scores, previous, has_prev, held)
+
+    return StabilityPlan(
+        reason=_ro(reason),
+        previous=_ro(previous),
+        previous_ids=tuple(previous_ids),
+        held=_ro(held),
+        solver_candidates=_ro(solver),
+        explore_candidates=_ro(explore),
+        draw_held=_ro(draw_ok),
+        draw_propensity=_ro(np.where(draw_ok, draw_propensity, 1.0)),
+        draw_explored=_ro(draw_ok & draw_explored),
+        max_changes=rules.max_changes,
+        states=tuple(valid),
+        new_session=_ro(~same_session),
+    )
+
+
+def _page_arrays(page: Any, arrays: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """``(title_ids, image_ids, candidates, locked)`` of a page object or of the four keywords."""
+    unknown = [k for k in arrays if k not in _PAGE_ARRAYS]
+    if unknown:
+        raise TypeError(f"plan_page() got an unexpected keyword argument '{unknown[0]}'")
+    if page is not None:
+        if arrays:
+            raise TypeError(f"plan_page() takes a page or its arrays, not both; got page and '{next(iter(arrays))}'")
+        return page.title_ids, page.image_ids, page.candidates, page.locked
+    missing = [k for k in _PAGE_ARRAYS if k not in arrays]
+    if missing:
+        raise TypeError(f"plan_page() missing required keyword argument '{missing[0]}' (or give a page)")
+    return arrays["title_ids"], arrays["image_ids"], arrays["candidates"], arrays["locked"]
+
+
+def _stored_states(
+    rules: StabilityRules,
+    now: float,
+    session_id: int,
+    title_ids: Sequence[str],
+    image_ids: Sequence[Sequence[str]],
+    states: Mapping[str, TitleState],
+    seen_title_ids: Collection[str],
+    n_titles: int,
+) -> tuple[list[TitleState | None], list[str | None], IntArray, BoolArray, FloatArray]:
+    """Stage: the member's unexpired state per title, as the previous image's column and a table
+    of ``(seen, sessions, shown_since, same_session, draw_at, draw_sessions, draw_propensity,
+    draw_explored)`` (a title whose previous image is no longer a candidate gets the row of a
+    title without state)."""
     ttl = None if rules.state_ttl_days is None else rules.state_ttl_days * DAY
     seen_set = set(seen_title_ids)
 
@@ -275,44 +349,47 @@ def plan_page(
         table[r] = fields
     retired = has_state & (previous < 0)
     table[retired] = (0.0, 0.0, 0.0, 0.0, math.nan, 0.0, 1.0, 0.0)
-    seen = table[:, 0] > 0
-    sessions = table[:, 1]
-    shown_since = table[:, 2]
+    return valid, previous_ids, previous, has_state, table
+
+
+def _held_draws(sticky: StickyPeriod | None, now: float, has_prev: BoolArray, table: FloatArray, n: int) -> BoolArray:
+    """Stage: titles whose randomized choice is still held (same session, or within the period)."""
+    if sticky is None:
+        return np.zeros(n, dtype=bool)
     same_session = table[:, 3] > 0
     draw_at = table[:, 4]
     draw_sessions = table[:, 5]
-    draw_propensity = table[:, 6]
-    draw_explored = table[:, 7] > 0
+    with np.errstate(invalid="ignore"):
+        within = np.ones(n, dtype=bool)
+        if sticky.sessions is not None:
+            within &= draw_sessions < sticky.sessions
+        if sticky.days is not None:
+            within &= (now - draw_at) < sticky.days * DAY
+    return has_prev & ~np.isnan(draw_at) & (same_session | within)
 
-    has_prev = previous >= 0
-    is_locked = has_prev & np.asarray(locked, dtype=bool)
 
-    if sticky is None:
-        draw_ok = np.zeros(n_titles, dtype=bool)
-    else:
-        with np.errstate(invalid="ignore"):
-            within = np.ones(n_titles, dtype=bool)
-            if sticky.sessions is not None:
-                within &= draw_sessions < sticky.sessions
-            if sticky.days is not None:
-                within &= (now - draw_at) < sticky.days * DAY
-        draw_ok = has_prev & ~np.isnan(draw_at) & (same_session | within)
-
-    dwell = np.zeros(n_titles, dtype=bool)
+def _dwelling(rules: StabilityRules, now: float, has_prev: BoolArray, table: FloatArray, n: int) -> BoolArray:
+    """Stage: titles whose seen image has not dwelt long enough."""
+    dwell = np.zeros(n, dtype=bool)
     if rules.dwell_sessions is not None or rules.dwell_days is not None:
-        dwell = has_prev & seen
+        dwell = has_prev & (table[:, 0] > 0)
         if rules.dwell_sessions is not None:
-            dwell &= sessions < rules.dwell_sessions
+            dwell &= table[:, 1] < rules.dwell_sessions
         if rules.dwell_days is not None:
-            dwell &= (now - shown_since) < rules.dwell_days * DAY
+            dwell &= (now - table[:, 2]) < rules.dwell_days * DAY
+    return dwell
 
-    reason = has_prev.astype(np.int8)  # Reason.FREE (1) where there is a previous image, else Reason.NEW (0)
-    reason[retired] = Reason.RETIRED
-    reason[dwell] = Reason.DWELL
-    reason[draw_ok] = Reason.STICKY
-    reason[is_locked] = Reason.LOCKED
-    held = is_locked | draw_ok | dwell
 
+def _plan_candidates(
+    rules: StabilityRules,
+    candidates: BoolArray,
+    scores: FloatArray | None,
+    previous: IntArray,
+    has_prev: BoolArray,
+    held: BoolArray,
+) -> tuple[BoolArray, BoolArray]:
+    """Stage: exploration candidates (a held title only its previous image) and the solver's
+    (also without images that do not beat the previous one by ``rules.min_gain``)."""
     cand = np.asarray(candidates, dtype=bool)
     explore = cand.copy()
     ht = np.flatnonzero(held)
@@ -326,21 +403,7 @@ def plan_page(
             keep = scores[free_prev] - base[:, None] > rules.min_gain
             keep[np.arange(len(free_prev)), previous[free_prev]] = True
             solver[free_prev] &= keep
-
-    return StabilityPlan(
-        reason=_ro(reason),
-        previous=_ro(previous),
-        previous_ids=tuple(previous_ids),
-        held=_ro(held),
-        solver_candidates=_ro(solver),
-        explore_candidates=_ro(explore),
-        draw_held=_ro(draw_ok),
-        draw_propensity=_ro(np.where(draw_ok, draw_propensity, 1.0)),
-        draw_explored=_ro(draw_ok & draw_explored),
-        max_changes=rules.max_changes,
-        states=tuple(valid),
-        new_session=_ro(~same_session),
-    )
+    return explore, solver
 
 
 def next_states(

@@ -78,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"(+ {t['ms_per_page_build']:.3f} ms per page to build its problem once); "
         f"total {t['seconds_total']:.1f} s"
     )
-    print(f"Pareto front: points {', '.join(str(i) for i in results.front())}")
+    print(_front_line(results))
     rec = s.get("recommended")
     if rec is None:
         print(f"recommended: none ({s['recommendation']})")
@@ -91,6 +91,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{_fmt(rec['take_fraction_high'])}], diversity {_fmt(rec['diversity'])}, churn {_fmt(rec['churn'])}"
         )
     return 0
+
+
+def _front_line(results: Any) -> str:
+    """The front the report shows, named for what it is: the paired front of the points meeting
+    the experiment's constraints (the plain Pareto front of the estimates when the sweep kept no
+    paired replicates).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> import numpy as np
+    >>> res = NS(table=NS(column_names=["pareto"]), experiment=NS(constraints=NS(max_churn=0.1)),
+    ...          front=lambda constraints=None: np.array([0, 3]))
+    >>> _front_line(res)
+    'front (Pareto front of the estimates, churn <= 0.1): points 0, 3'
+    """
+    cons = results.experiment.constraints
+    rows = results.front(cons)
+    paired = "front_paired" in results.table.column_names
+    kind = "not clearly dominated on paired differences" if paired else "Pareto front of the estimates"
+    where = f", churn <= {cons.max_churn:g}" if cons.max_churn is not None else ""
+    if getattr(cons, "min_diversity", None) is not None:
+        where += f", diversity >= {cons.min_diversity:g}"
+    if getattr(cons, "min_take_fraction", None) is not None:
+        where += f", take fraction >= {cons.min_take_fraction:g}"
+    return f"front ({kind}{where}): points {', '.join(str(int(i)) for i in rows) or 'none'}"
 
 
 def _rules_text(row: dict[str, Any]) -> str:

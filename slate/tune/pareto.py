@@ -329,18 +329,19 @@ def recommend(
     best = int(idx[order[0]])
     tied: tuple[int, ...] = ()
     prob = bias = float("nan")
+    optimism = 0.0
     R = None if replicates is None else np.asarray(replicates, dtype=np.float64).reshape(len(t), -1)
     if R is not None and R.shape[1] and np.isfinite(R[idx]).all():
         pc = paired_comparison(t, R, 0.0, np.zeros(R.shape[1]), eligible=ok)
         tied = tuple(int(i) for i in np.flatnonzero(pc.columns["tied_best"]))
-        prob_col, bias = pc.columns["prob_best"], pc.selection_bias
+        prob_col, bias, optimism = pc.columns["prob_best"], pc.selection_bias, pc.optimism
     else:
         prob_col = None
     chosen, how = _apply_rule(rule, columns, best, idx, t, tied)
     same: tuple[int, ...] = ()
     if prob_col is not None and R is not None:
         prob = float(prob_col[chosen])
-        same = _indistinguishable(R, ok, chosen)
+        same = _indistinguishable(R, ok, chosen, shift=optimism if chosen == best else 0.0)
     ties = (f"; {len(tied)} of them cannot be told apart from the best on paired differences"
             if tied else "")
     return Recommendation(
@@ -349,14 +350,17 @@ def recommend(
     )
 
 
-def _indistinguishable(R: NDArray[np.float64], eligible: BoolArray, chosen: int, level: float = 0.95) -> tuple[int, ...]:
-    """Eligible rows other than ``chosen`` whose paired interval against it includes 0."""
+def _indistinguishable(R: NDArray[np.float64], eligible: BoolArray, chosen: int, level: float = 0.95,
+                       shift: float = 0.0) -> tuple[int, ...]:
+    """Eligible rows other than ``chosen`` whose paired interval against it includes 0 (the
+    interval shifted up by ``shift``: the optimism of the chosen estimate when it is the best)."""
     others = eligible & np.isfinite(R).all(axis=1)
     others[chosen] = False
     idx = np.flatnonzero(others)
     if not len(idx):
         return ()
     lo, hi = _interval(R[idx] - R[chosen][None, :], level)
+    lo, hi = lo + shift, hi + shift
     return tuple(int(j) for j in idx[(lo <= 0) & (hi >= 0)])
 
 

@@ -2,8 +2,9 @@
 
 * :func:`plot_take_vs_weight` -- estimated take fraction (with intervals) against the diversity
   weight, one line per setting of the other weights (and the simulator's truth when known);
-* :func:`plot_front` -- take fraction against diversity, coloured by churn, the Pareto front
-  outlined, points near the front hollow, the recommended point starred;
+* :func:`plot_front` -- take fraction against diversity, coloured by churn, the front (paired
+  differences when the sweep kept replicates) outlined, points near it hollow, the recommended
+  point starred;
 * :func:`plot_front_by_churn` -- the same in one panel per churn band (the third objective
   shown, not only coloured), the points breaking the constraints greyed, the constraints drawn,
   the paired front ringed and the plain front dotted;
@@ -105,7 +106,8 @@ def plot_take_vs_weight(results: SweepResults, stem: Path) -> list[Path]:
 
 
 def plot_front(results: SweepResults, stem: Path, recommended: int | None = None) -> list[Path]:
-    """Take fraction vs diversity coloured by churn, with the Pareto front and the recommendation."""
+    """Take fraction vs diversity coloured by churn, with the front (the paired one when the sweep
+    kept replicates, else the plain Pareto front) and the recommendation."""
     take = results.column("take_fraction")
     lo, hi = results.column("take_fraction_low"), results.column("take_fraction_high")
     div = results.column("diversity")
@@ -144,7 +146,8 @@ def plot_front(results: SweepResults, stem: Path, recommended: int | None = None
     ax.set_xlabel("page diversity (1 - layout-weighted neighbour similarity)")
     ax.set_ylabel("take fraction (replay estimate)")
     note = f", churn <= {cons.max_churn:g}" if cons.max_churn is not None else ""
-    ax.set_title(f"Pareto front: take fraction up, diversity up, churn down{note}")
+    kind = "Front on paired differences" if paired else "Pareto front"
+    ax.set_title(f"{kind}: take fraction up, diversity up, churn down{note}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, stem)
@@ -272,8 +275,10 @@ def plot_paired(results: SweepResults, stem: Path) -> list[Path]:
         for c in np.unique(colour):
             sel = colour == c
             lab = ("cannot be told from the best" if c == "crimson" else "paired interval")
-            ax.errorbar(x[sel] + 0.15, d[sel], yerr=np.vstack([d[sel] - dl[sel], dh[sel] - d[sel]]), fmt="o",
-                        ms=3, capsize=2, lw=1.2, color=str(c), label=lab)
+            # drawn as a segment and a dot: an interval shifted for the winner's optimism need not
+            # contain the point estimate, so it is not an error bar around it
+            ax.vlines(x[sel] + 0.15, dl[sel], dh[sel], lw=1.2, color=str(c), label=lab)
+            ax.plot(x[sel] + 0.15, d[sel], "o", ms=3, color=str(c))
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(x, [str(int(p)) for p in pts], fontsize=6, rotation=90)
         ax.set_xlabel("point (best estimate first)")

@@ -35,7 +35,8 @@ _FRONT_TITLE = ("Front (take fraction up, diversity up, churn down) of the point
                 "(on the estimates when the sweep kept no replicates)")
 _TRUTH = ("true_take_fraction", "true_take_fraction_logged", "true_diversity", "true_churn")
 _PLOTS = (
-    ("front", "Pareto front: take fraction vs diversity, coloured by churn"),
+    ("front", "Front (not clearly dominated on paired differences, or the plain Pareto front without "
+              "replicates): take fraction vs diversity, coloured by churn"),
     ("front_by_churn", "The front by churn band: constraints drawn, points breaking them greyed, "
                        "the paired front ringed"),
     ("paired", "Paired differences against the logging policy and the best point (same bootstrap replicates)"),

@@ -134,12 +134,13 @@ def test_check_limit_counts_non_integers_too():
 
 # ---------------------------------------------------------------------- compose
 def test_a_500_by_50_page_is_refused_up_front_within_the_budget():
-    from slate.serve import Composer, ImageCatalog, InvalidRequestError
+    from slate.page.embeddings import ImageEmbeddings
+    from slate.serve import Composer, InvalidRequestError
     from slate.stability import InMemoryStore
 
     n, k = 500, 50
     ids = [f"T{t}-I{i}" for t in range(n) for i in range(k)]
-    catalog = ImageCatalog(ids, np.random.default_rng(0).normal(size=(len(ids), 8)))
+    catalog = ImageEmbeddings(ids, np.random.default_rng(0).normal(size=(len(ids), 8)))
     calls = []
     composer = Composer(lambda request: calls.append(1) or np.zeros((n, k)), InMemoryStore(), catalog=catalog)
     tracemalloc.start()
@@ -155,12 +156,13 @@ def test_a_500_by_50_page_is_refused_up_front_within_the_budget():
 
 
 def test_a_page_within_the_limit_is_composed():
-    from slate.serve import Composer, ImageCatalog
+    from slate.page.embeddings import ImageEmbeddings
+    from slate.serve import Composer
     from slate.stability import InMemoryStore
 
     n, k = 40, 10
     ids = [f"T{t}-I{i}" for t in range(n) for i in range(k)]
-    catalog = ImageCatalog(ids, np.random.default_rng(0).normal(size=(len(ids), 8)))
+    catalog = ImageEmbeddings(ids, np.random.default_rng(0).normal(size=(len(ids), 8)))
     scores = np.random.default_rng(1).uniform(0, 0.2, (n, k))
     decision = Composer(lambda request: scores, InMemoryStore(), catalog=catalog).compose(_request(n, k))
     assert decision.n_titles == n and decision.status in ("ok", "degraded")

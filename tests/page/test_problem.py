@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slate.errors import InfeasibleProblemError, InvalidProblemError
+from slate.errors import InfeasibleProblemError, InvalidProblemError, UnknownOptionError
 from slate.page import DenseLayout, GridLayout, PageProblem, grid_positions, random_problem
 from tests.pages import recompute_objective
 
@@ -20,100 +20,6 @@ def build(**overrides):
     args = {"scores": SCORES, "embeddings": EMB, "layout": GridLayout(rows=2, cols=2), "diversity": 0.1}
     args.update(overrides)
     return PageProblem.from_arrays(**args)
-
-
-BAD_INPUTS = [
-    ({"scores": np.zeros((0, 3))}, InvalidProblemError, r"'scores'.*non-empty 2-D.*shape \(0, 3\)"),
-    (
-        {"scores": np.where(np.eye(4, 3, dtype=bool), np.nan, SCORES)},
-        InvalidProblemError,
-        r"'scores'.*finite.*nan.*'T000'",
-    ),
-    (
-        {"scores": np.where(np.eye(4, 3, dtype=bool), np.inf, SCORES)},
-        InvalidProblemError,
-        r"'scores'.*finite.*inf",
-    ),
-    (
-        {"candidates": np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0], [1, 1, 0]], bool)},
-        InvalidProblemError,
-        r"'candidates'.*no image for title 'T001'",
-    ),
-    ({"title_ids": ["a", "b", "a", "c"]}, InvalidProblemError, r"'title_ids'.*unique.*'a' twice"),
-    ({"title_ids": ["a", "b"]}, InvalidProblemError, r"'title_ids'.*4 entries.*got 2"),
-    (
-        {"image_ids": [["x", "y", "z"], ["x", "q", "r"], ["s", "t", "u"], ["v", "w", "o"]]},
-        InvalidProblemError,
-        r"'image_ids'.*unique.*'x' twice",
-    ),
-    (
-        {"embeddings": RNG.normal(size=(4, 2, 5))},
-        InvalidProblemError,
-        r"'embeddings'.*\(4, 3, dim\).*\(4, 2, 5\)",
-    ),
-    (
-        {"embeddings": np.where(np.ones((4, 3, 5), bool) & (np.arange(5) == 2), np.nan, EMB)},
-        InvalidProblemError,
-        r"'embeddings'.*finite",
-    ),
-    ({"previous": np.array([0, 5, -1, 1])}, InvalidProblemError, r"'previous'.*candidate.*index 5.*'T001'"),
-    ({"previous": np.array([0, 1.0, -1, 1])}, InvalidProblemError, r"'previous'.*integer"),
-    (
-        {
-            "previous": np.array([0, 1, -1, 1]),
-            "candidates": np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1], [1, 1, 1]], bool),
-        },
-        InvalidProblemError,
-        r"'previous'.*candidate.*'T001'",
-    ),
-    (
-        {"locked": np.array([True, False, False, False])},
-        InvalidProblemError,
-        r"'locked'.*'T000' locked with none",
-    ),
-    ({"diversity": -0.1}, InvalidProblemError, r"'weights.diversity'.*>= 0.*-0.1"),
-    ({"churn": float("nan")}, InvalidProblemError, r"'weights.churn'.*finite"),
-    ({"max_changes": -1}, InvalidProblemError, r"'max_changes'.*>= 0.*-1"),
-    ({"max_changes": 1.5}, InvalidProblemError, r"'max_changes'.*1.5"),
-    ({"layout": None, "pairs": [[0, 1], [1, 0]]}, InvalidProblemError, r"'pairs'.*once.*'T000', 'T001'"),
-    ({"layout": None, "pairs": [[0, 0]]}, InvalidProblemError, r"'pairs'.*different titles.*'T000'"),
-    ({"layout": None, "pairs": [[0, 7]]}, InvalidProblemError, r"'pairs'.*0..3.*\[0, 7\]"),
-    (
-        {"layout": None, "pairs": [[0, 1]], "pair_weights": [-1.0]},
-        InvalidProblemError,
-        r"'pairs.weight'.*>= 0.*-1.0",
-    ),
-    ({"pairs": [[0, 1]]}, InvalidProblemError, r"either 'layout' or 'pairs'"),
-    ({"embeddings": None, "similarity": np.zeros((2, 3, 3))}, InvalidProblemError, r"'similarity'.*shape"),
-    ({"similarity": np.zeros((4, 3, 3))}, InvalidProblemError, r"either 'embeddings' or 'similarity'"),
-    (
-        {"image_tags": {"close": np.ones((4, 3), bool)}, "tag_quotas": {"close": 2}},
-        InfeasibleProblemError,
-        r"quota for tag 'close'.*at most 2.*4 titles can only show",
-    ),
-    ({"image_tags": {}, "tag_quotas": {"close": 2}}, InvalidProblemError, r"'image_tags'.*'close'"),
-    (
-        {"image_tags": {"close": np.ones((4, 3), bool)}, "tag_quotas": {"close": -2}},
-        InvalidProblemError,
-        r"'quotas.close'.*>= 0",
-    ),
-    (
-        {
-            "image_tags": {"close": np.array([[1, 0, 0]] * 4, bool)},
-            "tag_quotas": {"close": 1},
-            "previous": np.array([0, 0, 0, 1]),
-            "max_changes": 1,
-        },
-        InfeasibleProblemError,
-        r"budget of 1 changes and the quota for tag 'close'",
-    ),
-]
-
-
-@pytest.mark.parametrize(("overrides", "error", "message"), BAD_INPUTS)
-def test_bad_inputs_raise_with_clear_messages(overrides, error, message):
-    with pytest.raises(error, match=message):
-        build(**overrides)
 
 
 def test_arrays_are_read_only_and_padding_is_masked():
@@ -264,48 +170,103 @@ def test_from_padded_equals_from_arrays(seed, layout, n, k):
     assert args["similarity"].flags.writeable
 
 
-P0 = random_problem(6, 3, "local", seed=3, variable_images=True)
+# ---------------------------------------------------------------------- one bad-input table
+# Both constructors run the same check for a rule (one function per rule in slate/page/problem.py),
+# so a bad field gets the same message whichever way it comes in. Each row: which constructors
+# the rule applies to, overrides of the valid base arguments padded_args(P0) (which from_arrays
+# takes too), the error and the message.
+P0 = random_problem(6, 3, "local", seed=3, variable_images=True)  # T000 has one candidate, T005 two
 SIM_NAN = P0.similarity.copy()
 SIM_NAN[0, 0, 0] = np.nan
 SIM_NEG = P0.similarity.copy()
 SIM_NEG[-1, 0, 0] = -0.5
 PREV_NOT_CAND = P0.previous.copy()
 PREV_NOT_CAND[int(np.flatnonzero(~P0.candidates.all(axis=1))[0])] = P0.n_images - 1
+NO_T001 = P0.candidates.copy()
+NO_T001[1] = False
+EMB_NAN = P0.embeddings.copy()
+EMB_NAN[2, 1, 0] = np.nan
+BOTH, ARRAYS, PADDED = ("from_arrays", "from_padded"), ("from_arrays",), ("from_padded",)
+E_ARGS = {"similarity": None, "embeddings": P0.embeddings}  # from_arrays deriving the similarity
+E_PAIRS = {**E_ARGS, "pair_weights": None}
+INVALID, INFEASIBLE = InvalidProblemError, InfeasibleProblemError
 
-BAD_PADDED = [
-    ({"scores": np.zeros((0, 3))}, r"'scores'.*non-empty 2-D.*shape \(0, 3\)"),
-    ({"candidates": np.ones((6, 2), bool)}, r"'candidates'.*shape of scores \(6, 3\).*\(6, 2\)"),
-    ({"candidates": np.zeros((6, 3), bool)}, r"'candidates'.*at least one image.*'T000'"),
-    ({"title_ids": ("a", "b")}, r"'title_ids'.*6 entries.*got 2"),
-    ({"title_ids": ("a", "b", "c", "a", "d", "e")}, r"'title_ids'.*unique.*'a' twice"),
-    ({"image_ids": P0.image_ids[:5]}, r"'image_ids'.*6 entries.*got 5"),
-    ({"image_ids": (P0.image_ids[0], P0.image_ids[1][:1], *P0.image_ids[2:])},
+BAD_INPUTS = [
+    (BOTH, {"scores": np.zeros((0, 3))}, INVALID, r"'scores'.*non-empty 2-D.*shape \(0, 3\)"),
+    (BOTH, {"scores": np.where(P0.candidates, np.nan, 0.0)}, INVALID, r"'scores'.*finite.*nan.*'T000'"),
+    (BOTH, {"scores": np.where(P0.candidates, np.inf, 0.0)}, INVALID, r"'scores'.*finite.*inf.*'T000'"),
+    (BOTH, {"candidates": np.ones((6, 2), bool)}, INVALID, r"'candidates'.*shape of scores \(6, 3\).*\(6, 2\)"),
+    (BOTH, {"candidates": NO_T001}, INVALID, r"'candidates'.*at least one image.*no image for title 'T001'"),
+    (BOTH, {"title_ids": ("a", "b")}, INVALID, r"'title_ids'.*6 entries.*got 2"),
+    (BOTH, {"title_ids": ("a", "b", "c", "a", "d", "e")}, INVALID, r"'title_ids'.*unique.*'a' twice"),
+    (BOTH, {"image_ids": P0.image_ids[:5]}, INVALID, r"'image_ids'.*6 entries.*got 5"),
+    (BOTH, {"image_ids": (P0.image_ids[0], P0.image_ids[1][:1], *P0.image_ids[2:])}, INVALID,
      r"'image_ids'.*one id per candidate of title 'T001' \(3\).*got 1"),
-    ({"image_ids": ((P0.image_ids[1][0],) * len(P0.image_ids[0]), *P0.image_ids[1:])}, r"'image_ids'.*unique"),
-    ({"scores": np.where(P0.candidates, np.inf, 0.0)}, r"'scores'.*finite.*inf.*'T000'"),
-    ({"pairs": P0.pairs[::-1]}, r"'pairs'.*sorted unique pairs"),
-    ({"pairs": P0.pairs[:, ::-1]}, r"'pairs'.*sorted unique pairs"),
-    ({"pairs": np.vstack([P0.pairs[:-1], [[0, 9]]])}, r"'pairs'.*0 <= a < b < 6"),
-    ({"pairs": P0.pairs.astype(float)}, r"'pairs'.*integer array of shape \(n_pairs, 2\)"),
-    ({"pair_weights": P0.pair_weights[:-1]}, r"'pair_weights'.*one weight per pair"),
-    ({"pair_weights": -P0.pair_weights}, r"'pairs.weight'.*finite and >= 0"),
-    ({"similarity": P0.similarity[:-1]}, r"'similarity'.*shape"),
-    ({"similarity": SIM_NAN}, r"'similarity'.*finite and >= 0"),
-    ({"similarity": SIM_NEG}, r"'similarity'.*finite and >= 0"),
-    ({"previous": np.full(6, -2)}, r"'previous'.*-1 \(none\).*-2"),
-    ({"previous": np.full(6, 3)}, r"'previous'.*name a candidate.*index 3"),
-    ({"previous": PREV_NOT_CAND}, r"'previous'.*name a candidate"),
-    ({"previous": np.zeros(6)}, r"'previous'.*integer array"),
-    ({"locked": np.ones(6, bool), "previous": np.full(6, -1)}, r"'locked'.*'T000' locked with none"),
-    ({"locked": np.ones(5, bool)}, r"'locked'.*shape \(6,\)"),
-    ({"max_changes": -1}, r"'max_changes'.*>= 0"),
-    ({"churn": np.nan}, r"'weights.churn'.*finite"),
-    ({"rows": np.zeros(5, int)}, r"'rows/cols'.*\(6,\)"),
+    (BOTH, {"image_ids": ((P0.image_ids[1][0],), *P0.image_ids[1:])}, INVALID,
+     rf"'image_ids'.*unique across the page.*'{P0.image_ids[1][0]}' twice"),
+    (ARRAYS, {**E_ARGS, "embeddings": np.ones((6, 2, 5))}, INVALID, r"'embeddings'.*\(6, 3, dim\).*\(6, 2, 5\)"),
+    (ARRAYS, {**E_ARGS, "embeddings": EMB_NAN}, INVALID, r"'embeddings'.*finite.*'T002' image index 1"),
+    (ARRAYS, {"embeddings": P0.embeddings}, INVALID, r"either 'embeddings' or 'similarity'"),
+    (ARRAYS, {**E_PAIRS, "pairs": [[0, 1], [1, 0]]}, INVALID, r"'pairs'.*once.*\('T000', 'T001'\) twice"),
+    (ARRAYS, {**E_PAIRS, "pairs": [[0, 0]]}, INVALID, r"'pairs'.*different titles.*'T000'"),
+    (ARRAYS, {**E_PAIRS, "pairs": [[0, 7]]}, INVALID, r"'pairs'.*0..5.*\[0, 7\]"),
+    (ARRAYS, {"layout": GridLayout(rows=2, cols=3)}, INVALID, r"either 'layout' or 'pairs'"),
+    (PADDED, {"pairs": P0.pairs[::-1]}, INVALID, r"'pairs'.*sorted unique pairs"),
+    (PADDED, {"pairs": P0.pairs[:, ::-1]}, INVALID, r"'pairs'.*sorted unique pairs"),
+    (PADDED, {"pairs": np.vstack([P0.pairs[:-1], [[0, 9]]])}, INVALID, r"'pairs'.*0 <= a < b < 6"),
+    (PADDED, {"pairs": P0.pairs.astype(float)}, INVALID, r"'pairs'.*integer array of shape \(n_pairs, 2\)"),
+    (BOTH, {"pair_weights": P0.pair_weights[:-1]}, INVALID, r"'pair_weights'.*one weight per pair \(11\)"),
+    (BOTH, {"pair_weights": -P0.pair_weights}, INVALID, r"'pairs.weight'.*finite and >= 0.*-"),
+    (BOTH, {"similarity": P0.similarity[:-1]}, INVALID, r"'similarity'.*shape.*\(11, 3, 3\).*\(10, 3, 3\)"),
+    (BOTH, {"similarity": SIM_NAN}, INVALID, r"'similarity'.*finite and >= 0"),
+    (BOTH, {"similarity": SIM_NEG}, INVALID, r"'similarity'.*finite and >= 0"),
+    (BOTH, {"previous": np.full(6, -2)}, INVALID, r"'previous'.*-1 \(none\).*-2"),
+    (BOTH, {"previous": np.full(6, 3)}, INVALID, r"'previous'.*name a candidate.*index 3.*'T000'"),
+    (BOTH, {"previous": PREV_NOT_CAND}, INVALID, r"'previous'.*name a candidate.*'T000'"),
+    (BOTH, {"previous": np.zeros(6)}, INVALID, r"'previous'.*integer array"),
+    (BOTH, {"locked": np.ones(6, bool), "previous": np.full(6, -1)}, INVALID, r"'locked'.*'T000' locked with none"),
+    (BOTH, {"locked": np.ones(5, bool)}, INVALID, r"'locked'.*shape \(6,\)"),
+    (BOTH, {"max_changes": -1}, INVALID, r"'max_changes'.*>= 0.*-1"),
+    (BOTH, {"max_changes": 1.5}, INVALID, r"'max_changes'.*1.5"),
+    (BOTH, {"diversity": -0.1}, INVALID, r"'weights.diversity'.*>= 0.*-0.1"),
+    (BOTH, {"churn": np.nan}, INVALID, r"'weights.churn'.*finite"),
+    (BOTH, {"rows": np.zeros(5, int)}, INVALID, r"'rows/cols'.*\(6,\)"),
+    (ARRAYS, {"image_tags": {"close": np.ones((6, 3), bool)}, "tag_quotas": {"close": 2}}, INFEASIBLE,
+     r"quota for tag 'close'.*at most 2.*6 titles can only show"),
+    (ARRAYS, {"image_tags": {}, "tag_quotas": {"close": 2}}, INVALID, r"'image_tags'.*'close'"),
+    (ARRAYS, {"image_tags": {"close": np.ones((6, 3), bool)}, "tag_quotas": {"close": -2}}, INVALID,
+     r"'quotas.close'.*>= 0"),
+    (ARRAYS, {"image_tags": {"close": np.array([[1, 0, 0]] * 6, bool)}, "tag_quotas": {"close": 2},
+              "previous": np.zeros(6, int), "max_changes": 1}, INFEASIBLE,
+     r"budget of 1 changes and the quota for tag 'close'"),
+    (BOTH, {"diversty": 0.1}, UnknownOptionError, r"Unknown option 'diversty' for PageProblem.from_\w+; its options"),
+    (PADDED, {"layout": GridLayout(rows=2, cols=3)}, UnknownOptionError, r"from_padded does not take 'layout'"),
+    (PADDED, {"tag_quotas": {"close": 1}}, UnknownOptionError, r"from_padded does not take 'tag_quotas'"),
+    (PADDED, {"similarity": None}, TypeError, r"from_padded\(\) missing required keyword argument 'similarity'"),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "message"), BAD_PADDED)
-def test_from_padded_rejects_bad_inputs(overrides, message):
-    assert PageProblem.from_padded(**padded_args(P0)).n_titles == 6  # the base arguments are valid
-    with pytest.raises(InvalidProblemError, match=message):
-        PageProblem.from_padded(**padded_args(P0, **overrides))
+def _construct(constructor: str, args: dict):
+    return getattr(PageProblem, constructor)(**args)
+
+
+@pytest.mark.parametrize(
+    ("constructor", "overrides", "error", "message"),
+    [(c, overrides, error, message) for cs, overrides, error, message in BAD_INPUTS for c in cs],
+)
+def test_bad_inputs_raise_with_clear_messages(constructor, overrides, error, message):
+    assert _construct(constructor, padded_args(P0)).n_titles == 6  # the base arguments are valid
+    with pytest.raises(error, match=message):
+        _construct(constructor, padded_args(P0, **overrides))
+
+
+@pytest.mark.parametrize("overrides", [row[1] for row in BAD_INPUTS if row[0] == BOTH])
+def test_both_constructors_say_the_same_about_a_bad_field(overrides):
+    """One check per rule: the message is the same, word for word, whichever constructor is used
+    (up to the constructor's own name for an unknown keyword)."""
+    said = []
+    for constructor in BOTH:
+        with pytest.raises(InvalidProblemError) as err:
+            _construct(constructor, padded_args(P0, **overrides))
+        said.append(str(err.value).replace(constructor, "<constructor>"))
+    assert said[0] == said[1]

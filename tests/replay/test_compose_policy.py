@@ -15,8 +15,9 @@ import pytest
 from slate.cli import main
 from slate.errors import ScorerResolutionError
 from slate.logs import join_outcomes, read_impressions
+from slate.page.embeddings import ImageEmbeddings
 from slate.replay.cli import load_policy_config
-from slate.serve import ComposeConfig, Composer, DecisionLogger, ImageCatalog
+from slate.serve import ComposeConfig, Composer, DecisionLogger
 from slate.serve.scorer import NamedScorer, ScoreTable, load_scorer, resolve_scorer
 from slate.stability import InMemoryStore, StabilityRules
 
@@ -55,7 +56,7 @@ def _world(tmp_path, module: str):
             "titles": [{"title_id": titles[t][0], "image_ids": titles[t][1], "row": j // 5, "col": j % 5,
                         "locked": bool(j == 0 and s % 4 == 0)} for j, t in enumerate(chosen)],
         })
-    return requests, ImageCatalog(images, vectors)
+    return requests, ImageEmbeddings(images, vectors)
 
 
 def _config(diversity: float, churn: float) -> dict:

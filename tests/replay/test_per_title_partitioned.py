@@ -21,7 +21,7 @@ from slate.replay import InvalidReplayInputError, LinearPolicy, ReplayMethod, _e
 from slate.replay.cli import add_replay_parser
 from slate.replay.distributed import ReplaySpec, evaluate_dask, evaluate_stream, file_partials
 from slate.replay.estimators import get_estimator
-from slate.replay.partials import TitleSums
+from slate.replay.partials import ChunkBootstrap, TitleSums
 from tests.replay.test_world import World
 
 NAMES = ["snips", "ips", "replay", "dr", "dm", "neighbourhood", "page", "pi"]
@@ -194,7 +194,7 @@ def test_title_sums_merge_exactly_in_any_order(n, n_titles, n_boot, rnd):
     def part(rows):
         pages, cluster = np.unique(page[rows], return_inverse=True)
         return TitleSums.from_rows("snips", ids, title[rows], pages, cluster.reshape(-1), u[rows],
-                                   v[rows], w[rows], w[rows] > 0.5, n_boot, 11)
+                                   v[rows], w[rows], w[rows] > 0.5, ChunkBootstrap(n_boot, 11))
 
     whole = part(np.arange(n))
     cuts = sorted(rnd.sample(range(1, n), min(n - 1, rnd.randint(0, 4)))) if n > 1 else []
@@ -219,7 +219,7 @@ def test_title_sums_value_is_the_exact_ratio():
     v = np.array([1.0, 1.0, 1.0, 1.0, 3.0])
     title = np.array([0, 0, 0, 0, 1])
     s = TitleSums.from_rows("ips", ("a", "b"), title, np.arange(5), np.arange(5), u, v, v,
-                            np.ones(5, bool), 0, 0)
+                            np.ones(5, bool))
     est = s.estimate(level=0.95, title_ids=("a", "b", "c"))
     assert est.value[0] == float(sum(map(Fraction, u[:4])) / 4) == 0.3125  # floats give 0.0625
     assert est.value[1] == 1.0 and np.isnan(est.se[1])  # one row: no standard error
@@ -234,12 +234,12 @@ def test_bad_per_title_inputs_raise():
         a.merge(TitleSums.empty("ips", 3))
     one = np.ones(1)
     s = TitleSums.from_rows("ips", ("x",), np.zeros(1, int), np.zeros(1, np.int64),
-                            np.zeros(1, np.int64), one, one, one, one > 0, 0, 0)
+                            np.zeros(1, np.int64), one, one, one, one > 0)
     with pytest.raises(InvalidReplayInputError, match="must include every title summed"):
         s.estimate(level=0.95, title_ids=("y",))
     with pytest.raises(InvalidReplayInputError, match="per-title terms must be finite"):
         TitleSums.from_rows("ips", ("x",), np.zeros(1, int), np.zeros(1, np.int64),
-                            np.zeros(1, np.int64), one * np.inf, one, one, one > 0, 0, 0)
+                            np.zeros(1, np.int64), one * np.inf, one, one, one > 0)
 
 
 def test_cli_writes_per_title_estimates_for_every_engine(logs, tmp_path):

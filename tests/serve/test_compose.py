@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 import slate.solvers.chain  # noqa: F401  (registers "chain")
 from slate.errors import UnknownSolverError
 from slate.page import Page, PageProblem
+from slate.page.embeddings import ImageEmbeddings
 from slate.page.layout import GridLayout
 from slate.serve import (
     ComposeConfig,
     Composer,
-    ImageCatalog,
     InvalidRequestError,
     PageDecision,
     PageRequest,
@@ -61,9 +61,9 @@ class TableScorer:
         return out
 
 
-def catalog_for(n_titles=200, n_images=8, dim=8, seed=0) -> ImageCatalog:
+def catalog_for(n_titles=200, n_images=8, dim=8, seed=0) -> ImageEmbeddings:
     ids = [f"T{t}-I{i}" for t in range(n_titles) for i in range(n_images)]
-    return ImageCatalog(ids, np.random.default_rng(seed).normal(size=(len(ids), dim)))
+    return ImageEmbeddings(ids, np.random.default_rng(seed).normal(size=(len(ids), dim)))
 
 
 def assert_valid(decision: PageDecision, request: PageRequest, previous: dict[str, str],
@@ -315,7 +315,7 @@ def test_diversity_moves_neighbours_apart():
     """Two titles side by side whose best images look alike: with diversity on, one moves."""
     ids = ["T0-I0", "T0-I1", "T1-I0", "T1-I1"]
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [-1.0, 1.0]])
-    catalog = ImageCatalog(ids, emb)
+    catalog = ImageEmbeddings(ids, emb)
     request = make_request(n_titles=2, n_images=2, cols=2)
     scores = lambda r: np.array([[0.20, 0.15], [0.20, 0.15]])  # noqa: E731
     plain = compose(request, scores, None, config=cfg(solver="chain", layout="chain"), catalog=catalog)
@@ -327,7 +327,7 @@ def test_diversity_moves_neighbours_apart():
 
 
 def test_missing_embeddings_are_reported_not_hidden():
-    catalog = ImageCatalog(["T0-I0"], [[1.0, 0.0]])
+    catalog = ImageEmbeddings(["T0-I0"], [[1.0, 0.0]])
     decision = compose(make_request(n_titles=2, n_images=2, cols=2), lambda r: np.ones((2, 2)), None,
                        config=cfg(solver="chain", layout="chain"), catalog=catalog)
     assert decision.status == "degraded" and [f.value for f in decision.faults] == ["embeddings_missing"]
@@ -410,3 +410,24 @@ def test_stateless_serving_still_explores_with_exact_propensities():
     assert sum(d.n_explored for d in decisions) > 20
     for d in decisions:
         assert (d.propensity < 1).all() and np.allclose(d.propensities.sum(axis=1), 1.0)
+
+
+def test_image_catalog_is_a_deprecated_alias_of_the_one_embeddings_class():
+    from slate.serve import ImageCatalog
+
+    ids, vectors = ["a", "b"], np.array([[3.0, 4.0], [0.0, 2.0]])
+    with pytest.warns(DeprecationWarning, match="ImageCatalog is deprecated.*ImageEmbeddings"):
+        cat = ImageCatalog(ids, vectors)
+    with pytest.warns(DeprecationWarning):
+        from_mapping = ImageCatalog({"a": [3.0, 4.0], "b": [0.0, 2.0]})
+    emb = ImageEmbeddings(ids, vectors)
+    assert type(cat) is type(from_mapping) is ImageEmbeddings
+    assert isinstance(emb, ImageCatalog) and not isinstance(vectors, ImageCatalog)
+    for other in (cat, from_mapping):  # the serving view, as ImageCatalog had it
+        assert other.image_ids == emb.image_ids and np.array_equal(other.unit, emb.unit)
+        assert other.unit.dtype == np.float32 and other.missing_row == len(other) == 2 and other.dim == 2
+        assert other.rows(["b", "zz", "a"]).tolist() == [1, 2, 0] and other.embeddings is other
+    units, n_missing = emb.page_units([("b", "zz"), ["a"]], 2)
+    assert n_missing == 1 and units.dtype == np.float32
+    np.testing.assert_array_equal(units, emb.unit[[[1, 2], [0, 2]]])
+    assert not emb.unit.flags.writeable

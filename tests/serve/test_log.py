@@ -18,7 +18,7 @@ import pytest
 
 from slate.errors import InvalidProblemError
 from slate.logs import read_impressions
-from slate.serve import Composer, DecisionLogger, Fault, StickyEpsilon, decisions_table
+from slate.serve import Composer, DecisionLogger, DecisionLogOptions, Fault, StickyEpsilon, decisions_table
 from slate.serve import decision_log as decision_log_module
 from slate.stability import InMemoryStore, StabilityRules
 from tests.serve.test_compose import T0, TableScorer, cfg, make_request
@@ -86,7 +86,7 @@ def test_partitions_by_day_and_hour(tmp_path):
 
 
 def test_old_batches_are_flushed_on_the_next_append(tmp_path):
-    logger = DecisionLogger(tmp_path, batch_pages=1000, flush_seconds=0.05)
+    logger = DecisionLogger(tmp_path, DecisionLogOptions(flush_seconds=0.05), batch_pages=1000)
     run_pages(logger, 1)
     assert logger.files_ == []
     time.sleep(0.08)
@@ -108,7 +108,7 @@ def test_file_metadata_counts_faults(tmp_path):
 
 
 def test_a_failed_write_keeps_the_batch_and_leaves_no_final_file(tmp_path, monkeypatch):
-    logger = DecisionLogger(tmp_path, batch_pages=3, max_buffer_pages=4)
+    logger = DecisionLogger(tmp_path, DecisionLogOptions(max_buffer_pages=4), batch_pages=3)
     from slate.logs import parquet
 
     real = parquet.write_impressions
@@ -212,7 +212,7 @@ def test_decisions_table_without_decisions_is_empty_and_typed():
 )
 def test_bad_parameters(tmp_path, kwargs, message):
     with pytest.raises(InvalidProblemError, match=message):
-        DecisionLogger(tmp_path, **kwargs)
+        DecisionLogger(tmp_path, DecisionLogOptions(**kwargs))
 
 
 def test_background_writer_writes_every_page_and_reports_failures(tmp_path, monkeypatch):
@@ -267,3 +267,21 @@ def test_rewards_of_the_wrong_shape_are_refused(tmp_path, rewards):
     with pytest.raises(InvalidProblemError, match="'rewards' of a logged page must be 6 numbers"):
         logger.append(decision, rewards=rewards)
     assert len(logger) == 0
+
+
+def test_options_object_and_the_deprecated_keywords_give_the_same_logger(tmp_path):
+    opts = DecisionLogOptions(batch_pages=7, flush_seconds=5.0, prefix="p", fsync=False, max_buffer_pages=70)
+    new = DecisionLogger(tmp_path / "a", opts, partition="hour", durable=True)
+    assert new.options == DecisionLogOptions(batch_pages=7, flush_seconds=5.0, partition="hour", prefix="p",
+                                             fsync=False, max_buffer_pages=70, durable=True)
+    with pytest.warns(DeprecationWarning, match=r"DecisionLogger\(flush_seconds=..., prefix=..., fsync=..., max_buffer_pages=...\) is deprecated"):
+        old = DecisionLogger(tmp_path / "b", batch_pages=7, flush_seconds=5.0, prefix="p", fsync=False,
+                             max_buffer_pages=70, partition="hour", durable=True)
+    assert old.options == new.options
+    assert (old.batch_pages, old.flush_seconds, old.prefix, old.fsync, old.durable) == (7, 5.0, "p", False, True)
+    new.close()
+    old.close()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batch_page'"):
+        DecisionLogger(tmp_path / "c", batch_page=3)
+    with pytest.raises(InvalidProblemError, match="'options' parameter of DecisionLogger must be a DecisionLogOptions"):
+        DecisionLogger(tmp_path / "c", {"batch_pages": 3})

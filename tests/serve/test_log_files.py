@@ -19,7 +19,7 @@ from datetime import timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from slate.serve import DecisionLogger, _logfiles
+from slate.serve import DecisionLogger, DecisionLogOptions, _logfiles
 from tests.serve.test_log import run_pages
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
@@ -127,7 +127,7 @@ def test_orphaned_temporaries_are_removed_at_start_up_when_old(tmp_path):
         p.write_bytes(b"PAR1")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     os.utime(other, (time.time() - 7200, time.time() - 7200))
-    logger = DecisionLogger(tmp_path, orphan_seconds=3600)
+    logger = DecisionLogger(tmp_path, DecisionLogOptions(orphan_seconds=3600))
     assert logger.orphans_removed_ == [old]
     assert not old.exists() and fresh.exists() and other.exists()  # young or not ours: kept
 

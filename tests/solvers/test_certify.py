@@ -335,3 +335,168 @@ def test_auto_does_not_certify_a_page_that_breaks_its_quotas(monkeypatch) -> Non
     result = AutoSolver().solve(problem, time_limit_ms=5)
     assert "fallback" not in result.info
     assert result.status is Status.INFEASIBLE and result.info["certificate"]["method"] == "none"
+
+
+# ---------------------------------------------------------------- the embedding route's kernels
+
+
+def _tiny_non_negative(seed: int, **kwargs) -> PageProblem:
+    """A tiny dense page whose cosines are all >= 0 (``|embeddings|``), locks and a budget kept."""
+    base = _tiny(seed, layout="dense", **kwargs)
+    assert base.embeddings is not None
+    return PageProblem.from_arrays(
+        base.scores, np.abs(base.embeddings), layout=DenseLayout(), previous=base.previous, locked=base.locked,
+        max_changes=base.max_changes, diversity=base.diversity, churn=base.churn,
+    )  # fmt: skip
+
+
+def test_page_parts_and_incremental_penalty_match_the_problem() -> None:
+    from slate.solvers.certify import _kernels as ck
+    from slate.solvers.certify import embedding as em
+
+    problem = random_problem(30, 6, "dense", seed=2)
+    rng = np.random.default_rng(0)
+    dual = em._dual(problem, 8)
+    last = _page(problem).copy()
+    penalty = float(ck.embedding_penalty(dual.emb, dual.pairs, dual.weights, last))
+    for _ in range(20):  # pages that differ in a few titles (incremental) or many (from scratch)
+        a = last.copy()
+        moved = rng.choice(problem.n_titles, size=int(rng.integers(1, 12)), replace=False)
+        for t in moved:
+            a[t] = rng.choice(np.flatnonzero(problem.allowed[t]))
+        expected = problem.evaluate(a)
+        penalty = float(ck.embedding_penalty_moved(dual.emb, dual.pairs, dual.weights, dual.adjacency, last, a, penalty))
+        assert np.array_equal(last, a)
+        assert penalty == pytest.approx(expected.diversity_penalty, rel=1e-12, abs=1e-12)
+        parts = em.page_parts(problem, a)
+        assert parts.objective == pytest.approx(expected.objective, rel=1e-12, abs=1e-12)
+        assert (parts.relevance, parts.n_changes) == (pytest.approx(expected.relevance), expected.n_changes)
+    with pytest.raises(InvalidProblemError, match=r"'embeddings' field of the page problem must be given"):
+        em.page_parts(PageProblem.from_arrays(np.ones((2, 2)), similarity=np.ones((1, 2, 2)), pairs=np.array([[0, 1]]),
+                                              pair_weights=np.ones(1)), np.zeros(2, dtype=np.int64))  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_budgeted_argmax_attains_the_budgeted_maximum(seed: int) -> None:
+    from slate.solvers import _fast_kernels as fk
+    from slate.solvers.certify import _kernels as ck
+
+    problem = random_problem(25, 5, "dense", seed=seed)
+    theta = np.where(problem.allowed, np.random.default_rng(seed).normal(size=problem.unary.shape), -np.inf)
+    change = np.ascontiguousarray(problem.changes, dtype=np.uint8)
+    for budget in (0, 2, 5, 1 << 40):
+        a = ck.budgeted_argmax(theta, change, budget)
+        assert problem.allowed[np.arange(25), a].all() and int(change[np.arange(25), a].sum()) <= budget
+        assert theta[np.arange(25), a].sum() == pytest.approx(fk.budgeted_max(theta, change, budget))
+
+
+def test_dual_evaluation_gradient_and_order() -> None:
+    # the smoothed value is above the exact bound (the budget priced, not kept, and the
+    # log-sum-exp above the max) and its gradient matches finite differences
+    from slate.solvers.certify import embedding as em
+
+    problem = _tiny_non_negative(3, n_titles=6, n_images=3, budget=2)
+    dual = em._dual(problem, 8)
+    rng = np.random.default_rng(1)
+    x0 = np.append(rng.normal(size=dual.rank * dual.dim) * 0.05, 0.01)
+    run = em._Run(dual, x0, track=False, objective=None, rtol=1e-6)
+    run.temperature(0.01)
+    theta, grad, buf = np.empty(dual.ut.shape), np.empty_like(x0), np.empty((3, max(dual.dim, 3)))
+    from slate.solvers.certify import _kernels as ck
+
+    value, exact = ck.embedding_dual_eval(run.data, x0, run.par, theta, grad, buf)
+    assert value >= exact - 1e-12
+    y = x0[:-1].reshape(dual.rank, dual.dim)
+    assert exact == pytest.approx(dual.exact(y), rel=1e-12, abs=1e-12)
+    step = 1e-6
+    for i in range(len(x0)):
+        e = np.zeros_like(x0)
+        e[i] = step
+        up, _ = ck.embedding_dual_eval(run.data, x0 + e, run.par, theta, np.empty_like(x0), buf)
+        down, _ = ck.embedding_dual_eval(run.data, x0 - e, run.par, theta, np.empty_like(x0), buf)
+        assert (up - down) / (2 * step) == pytest.approx(grad[i], abs=1e-5)
+
+
+def test_rtol_stops_early_and_keeps_the_bound() -> None:
+    problem = _non_negative(random_problem(60, 8, "dense", seed=3))
+    page = _page(problem)
+    proof = embedding_certificate(problem, page)
+    early = embedding_certificate(problem, page, rtol=0.005)
+    assert proof is not None and early is not None
+    assert early.gap <= 0.005 and early.info["evaluations"] < proof.info["evaluations"]
+    assert early.bound >= proof.bound - TOL  # the early bound is looser or equal, never below
+    best = max(proof.objective, early.objective, FastSolver().solve(problem).objective)
+    assert min(proof.bound, early.bound) >= best - TOL
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auto_dense_non_negative_route_holds_against_brute_force(seed: int) -> None:
+    problem = _tiny_non_negative(seed, n_titles=7, n_images=3, budget=2)
+    optimum, _ = brute_force(problem)
+    for limit, rtol in ((None, 1e-6), (0.5, 1e-6), (5.0, 0.005), (50.0, 1e-6)):
+        # (exact_max_titles=0: without a limit a tiny page would go to exact)
+        result = AutoSolver(certify_rtol=rtol, exact_max_titles=0).solve(problem, time_limit_ms=limit)
+        assert result.info["start"] == "page-blind" and result.info["inner_solver"] == "fast"
+        assert problem.is_feasible(result.assignment)
+        assert result.objective == pytest.approx(problem.evaluate(result.assignment).objective)
+        assert result.bound >= optimum - TOL
+        assert result.objective <= optimum + TOL
+        if result.status is Status.OPTIMAL:
+            assert result.objective >= optimum - 1e-6 * max(1.0, abs(optimum))
+
+
+def test_auto_dense_non_negative_with_quotas_keeps_fast() -> None:
+    base = random_problem(30, 5, "dense", seed=4, quotas={"style0": 3})
+    assert base.embeddings is not None
+    problem = PageProblem.from_arrays(
+        base.scores, np.abs(base.embeddings), layout=DenseLayout(), previous=base.previous, locked=base.locked,
+        max_changes=base.max_changes, diversity=base.diversity, churn=base.churn,
+        image_tags={g: base.image_tags[i] for i, g in enumerate(base.tag_names)}, tag_quotas={"style0": 3},
+    )  # fmt: skip
+    result = AutoSolver().solve(problem, time_limit_ms=20)
+    assert result.info["start"] in ("greedy", "argmax") and result.info["inner_solver"] == "fast"
+    assert problem.is_feasible(result.assignment) and result.bound >= result.objective
+
+
+@pytest.mark.parametrize("rtol", [-0.1, 1.0, float("nan"), "0.1"])
+def test_bad_certify_rtol_is_one_clear_error(rtol) -> None:
+    with pytest.raises(InvalidProblemError, match=r"'certify_rtol' parameter of AutoSolver must be a number in \[0, 1\)"):
+        AutoSolver(certify_rtol=rtol)
+
+
+def test_page_blind_optimum_is_cached_and_copied() -> None:
+    from slate.solvers.bounds import budgeted_unary_optimum
+
+    problem = random_problem(20, 4, "dense", seed=1)
+    first, value = budgeted_unary_optimum(problem)
+    first[:] = -1  # the caller's copy: the cached page is unchanged
+    again, value_again = budgeted_unary_optimum(problem)
+    assert value_again == value and (again >= 0).all()
+    assert value == pytest.approx(problem.unary[np.arange(20), again].sum())
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    budget=st.sampled_from([None, 0, 1, 3]),
+    locks=st.booleans(),
+    n_titles=st.integers(3, 6),  # (two titles are a chain: exact DP)
+    n_images=st.integers(1, 3),
+    scale=st.floats(0.0, 3.0),
+)
+def test_no_feasible_page_beats_the_embedding_route(seed, budget, locks, n_titles, n_images, scale) -> None:
+    # dense pages with non-negative cosines: the route that skips fast, from any warm start
+    problem = _tiny_non_negative(seed, budget=budget, locks=locks, n_titles=n_titles, n_images=n_images,
+                                 diversity=0.3)  # fmt: skip
+    optimum, _ = brute_force(problem)
+    limited = AutoSolver().solve(problem, time_limit_ms=5.0)  # (wall clock: may skip the bound)
+    assert limited.bound >= optimum - TOL and problem.is_feasible(limited.assignment)
+    result = AutoSolver(exact_max_titles=0).solve(problem)  # no limit: the route always certifies
+    assert result.info["start"] == "page-blind"
+    assert result.bound >= optimum - TOL and problem.is_feasible(result.assignment)
+    first = embedding_certificate(problem, result.assignment)
+    assert first is not None and first.duals is not None
+    duals = first.duals
+    shaken = duals + scale * np.random.default_rng(seed).normal(size=duals.shape)
+    cert = embedding_certificate(problem, result.assignment, warm_start=shaken, rtol=0.005)
+    assert cert is not None and cert.bound >= optimum - TOL
+    assert cert.objective <= optimum + TOL

@@ -218,3 +218,26 @@ class TestNextStates:
 def test_bad_rules_name_the_field(field, value):
     with pytest.raises(ValidationError, match=field):
         StabilityRules(**{field: value})
+
+
+def test_a_page_object_gives_the_plan_its_four_arrays_give():
+    from slate.page import Page, PageRequest
+
+    page = Page.of(PageRequest(member_id=1, session_id=2, titles=[
+        {"title_id": t, "image_ids": list(ids), "row": 0, "col": c, "locked": t == "B"}
+        for c, (t, ids) in enumerate(zip(TITLES, IMAGES, strict=True))]))
+    states = {"A": st("A1", sessions=1), "B": st("B2"), "C": st("gone")}
+    args = {"now": 3600.0, "session_id": 2, "states": states, "sticky": StickyPeriod(sessions=2)}
+    rules = StabilityRules(dwell_sessions=2)
+    by_page = plan_page(rules, page, **args)
+    by_arrays = plan_page(rules, title_ids=TITLES, image_ids=IMAGES, candidates=CAND,
+                          locked=np.array([False, True, False]), **args)
+    assert reasons(by_page) == reasons(by_arrays) == ["DWELL", "LOCKED", "RETIRED"]
+    for name in ("previous", "held", "solver_candidates", "explore_candidates", "draw_propensity"):
+        assert np.array_equal(getattr(by_page, name), getattr(by_arrays, name)), name
+    with pytest.raises(TypeError, match="a page or its arrays, not both"):
+        plan_page(rules, page, title_ids=TITLES, **args)
+    with pytest.raises(TypeError, match="missing required keyword argument 'image_ids'"):
+        plan_page(rules, title_ids=TITLES, **args)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'titles'"):
+        plan_page(rules, titles=TITLES, **args)

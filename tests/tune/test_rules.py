@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from slate.cli import main
 from slate.logs import join_outcomes
 from slate.page import GridLayout
-from slate.serve import ComposeConfig, Composer, DecisionLogger, ExplorationConfig, ImageCatalog
+from slate.page.embeddings import ImageEmbeddings
+from slate.serve import ComposeConfig, Composer, DecisionLogger, ExplorationConfig
 from slate.serve.scorer import NamedScorer
 from slate.stability import InMemoryStore, StabilityRules
 from slate.tune import experiment_from_dict, load_results, run_sweep
@@ -233,7 +234,7 @@ def own_log(tmp_path_factory):
     served = ComposeConfig(solver="exact", solver_time_ms=10_000, solver_grace_ms=10_000, diversity=0.0,
                            stability=StabilityRules(churn=0.0))
     with DecisionLogger(folder / "decisions", batch_pages=16) as logger:
-        composer = Composer(scorer, InMemoryStore(), config=served, catalog=ImageCatalog(images, vectors),
+        composer = Composer(scorer, InMemoryStore(), config=served, catalog=ImageEmbeddings(images, vectors),
                             logger=logger)
         for r in requests:
             composer.compose(r)
@@ -271,7 +272,7 @@ def own_log(tmp_path_factory):
         block_pages = 30
         progress = false
     '''))
-    return SimpleNamespace(folder=folder, requests=requests, catalog=ImageCatalog(images, vectors), scorer=scorer)
+    return SimpleNamespace(folder=folder, requests=requests, catalog=ImageEmbeddings(images, vectors), scorer=scorer)
 
 
 def test_slate_sweep_over_dwell_and_min_gain_on_own_log_deploys_what_it_evaluated(own_log, capsys):

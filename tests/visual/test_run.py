@@ -9,7 +9,6 @@ import pytest
 
 from slate.errors import InvalidEmbedInputError
 from slate.replay import ImageEmbeddings
-from slate.serve import ImageCatalog
 from slate.tune.data import read_embeddings
 from slate.visual.posters import make_posters
 from slate.visual.run import embed_files, write_embeddings
@@ -39,7 +38,7 @@ def test_output_loads_through_every_embeddings_reader(poster_dir, tmp_path):
     vectors, styles, _ = read_embeddings(out, tuple(reversed(report.image_ids)))  # sweeps' reader
     np.testing.assert_allclose(vectors[::-1], report.vectors, atol=1e-6)
     assert len(styles) == 16
-    catalog = ImageCatalog(loaded.image_ids, loaded.vectors)  # compose()'s catalog
+    catalog = ImageEmbeddings(loaded.image_ids, loaded.vectors)  # compose()'s catalog
     assert catalog.rows(["orig-coffee"]).tolist() == [report.image_ids.index("orig-coffee")]
 
 
