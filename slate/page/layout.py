@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from slate.errors import InvalidProblemError
 
@@ -104,20 +104,48 @@ class GridLayout(Layout):
         """A layout in which only left/right neighbours in a row interact."""
         return cls(rows=rows, cols=cols, neighbour=neighbour, same_row=0.0, vertical=0.0)
 
+    def offset_weights(self, d_row: ArrayLike, d_col: ArrayLike) -> NDArray[np.float64]:
+        """Weight of two titles ``d_row`` rows and ``d_col`` columns apart (signs ignored): the one
+        definition of the grid's weights, used by :meth:`pairs` (the page optimizer) and by
+        :meth:`offsets` (replay's page diversity).
+
+        Examples
+        --------
+        >>> GridLayout(rows=2, cols=5, same_row_decay=0.5).offset_weights([0, 0, 0, 1, 1], [1, -3, 4, 0, 1]).tolist()
+        [1.0, 0.05, 0.025, 0.5, 0.0]
+        """
+        d_row = np.abs(np.asarray(d_row, dtype=np.int64))
+        distance = np.abs(np.asarray(d_col, dtype=np.int64))
+        same_row = d_row == 0
+        weight = np.zeros(distance.shape)
+        weight[same_row & (distance == 1)] = self.neighbour
+        far = same_row & (distance >= 2)
+        weight[far] = self.same_row * self.same_row_decay ** (distance[far] - 2).astype(float)
+        weight[(d_row == 1) & (distance == 0)] = self.vertical
+        return weight
+
+    def offsets(self, max_col: int) -> list[tuple[int, int, float]]:
+        """``(d_row, d_col, weight)`` of every interacting offset on a grid whose columns are at
+        most ``max_col`` apart, each unordered offset once, in a fixed order: ``(0, 1)``,
+        ``(0, 2)``, ..., ``(0, max_col)``, ``(1, 0)`` (zero weights left out).
+
+        Examples
+        --------
+        >>> GridLayout(rows=1, cols=1).offsets(3)
+        [(0, 1, 1.0), (0, 2, 0.1), (0, 3, 0.1), (1, 0, 0.5)]
+        """
+        d_col = np.r_[np.arange(1, max(int(max_col), 1) + 1), 0]
+        d_row = np.r_[np.zeros(len(d_col) - 1, dtype=np.int64), 1]
+        weight = self.offset_weights(d_row, d_col)
+        return [(int(r), int(c), float(w)) for r, c, w in zip(d_row, d_col, weight, strict=True) if w > 0]
+
     def pairs(
         self, rows: NDArray[np.int64], cols: NDArray[np.int64]
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
         a, b = np.triu_indices(len(rows), k=1)
-        same_row = rows[a] == rows[b]
-        distance = np.abs(cols[a] - cols[b])
-        weight = np.zeros(len(a))
-        weight[same_row & (distance == 1)] = self.neighbour
-        far = same_row & (distance >= 2)
-        weight[far] = self.same_row * self.same_row_decay ** (distance[far] - 2).astype(float)
-        vertical = (np.abs(rows[a] - rows[b]) == 1) & (distance == 0)
-        weight[vertical] = self.vertical
+        weight = self.offset_weights(rows[a] - rows[b], cols[a] - cols[b])
         keep = weight > 0
         return np.stack([a[keep], b[keep]], axis=1).astype(np.int64), weight[keep]
 

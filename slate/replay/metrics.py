@@ -35,6 +35,7 @@ from slate.errors import InvalidEmbeddingsError
 from slate.logs.log import ImpressionLog
 from slate.page.embeddings import ImageEmbeddings, as_image_embeddings
 from slate.page.layout import GridLayout
+from slate.page.similarity import positive_cosine
 from slate.replay import _exact
 from slate.replay.policy import ActionDistribution, InvalidReplayInputError
 
@@ -229,7 +230,7 @@ def pair_similarity(
     for lo in range(0, len(images_i), _CHUNK):
         hi = lo + _CHUNK
         out[lo:hi] = np.einsum("pd,pd->p", vectors[images_i[lo:hi]], vectors[images_j[lo:hi]])
-    return np.maximum(out, 0.0)
+    return positive_cosine(out, out=out)
 
 
 def page_diversity(
@@ -289,11 +290,7 @@ def _offsets(layout: DiversityLayout, max_col: int) -> list[tuple[int, int, floa
     if layout is None:
         layout = DEFAULT_DIVERSITY_LAYOUT
     if isinstance(layout, GridLayout):
-        out = [(0, 1, layout.neighbour)]
-        out += [(0, d, layout.same_row * layout.same_row_decay ** (d - 2))
-                for d in range(2, max_col + 1)]
-        out.append((1, 0, layout.vertical))
-        return [o for o in out if o[2] > 0]
+        return layout.offsets(max_col)  # the optimizer's weights (GridLayout.offset_weights)
     if isinstance(layout, str):
         from slate.replay.estimators import NEIGHBOURHOODS
 
@@ -487,7 +484,7 @@ def _expected_pair_similarity(
         new = np.r_[True, ranked[1:] != ranked[:-1]]
         first = at[np.flatnonzero(new)]
         s = np.matmul(padded[real[i[first]]], padded[real[j[first]]].transpose(0, 2, 1))
-        np.maximum(s, 0.0, out=s)
+        positive_cosine(s, out=s)
         _quadratic_forms(s, np.cumsum(new) - 1, i[at], j[at], probs, e, at)
     return e, mass[i] * mass[j]
 

@@ -113,7 +113,13 @@ def adaptive_search(
     from slate.tune.data import prepare
     from slate.tune.estimator_choice import choose_estimator
     from slate.tune.metrics import ExplorationSimilarity
-    from slate.tune.sweep import EvalContext, _solver_config, evaluate_point, plan_blocks
+    from slate.tune.sweep import (
+        EvalContext,
+        _point_replay_options,
+        _solver_config,
+        evaluate_point,
+        plan_blocks,
+    )
 
     if not isinstance(n_trials, int) or n_trials < 1:
         raise InvalidExperimentError(f"The 'n_trials' parameter must be an integer >= 1; got {n_trials!r}.")
@@ -126,9 +132,7 @@ def adaptive_search(
     ctx = EvalContext(
         log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
         pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=None,
-        estimator=choice.name, estimator_options=choice.options,
-        n_bootstrap=experiment.estimator.n_bootstrap, level=experiment.estimator.level,
-        seed=experiment.seed,
+        replay=_point_replay_options(choice, experiment),
         exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j),
     )
     max_churn = experiment.constraints.max_churn

@@ -22,8 +22,9 @@ DETECTION_ALPHA = 0.05
 
 @dataclass(frozen=True)
 class EstimatorChoice:
-    """The estimator a sweep evaluates with: registry ``name``, ``options`` (sorted items, as
-    :class:`slate.tune.sweep.EvalContext` takes them) and the ``reason`` in words."""
+    """The estimator a sweep evaluates with: registry ``name``, ``options`` (sorted items; the
+    sweep builds the estimator from them into its :class:`~slate.replay.ReplayOptions`) and the
+    ``reason`` in words."""
 
     name: str
     options: tuple[tuple[str, Any], ...]

@@ -47,6 +47,7 @@ from slate.errors import SweepError
 from slate.limits import check_npz
 from slate.logs.log import ImpressionLog
 from slate.replay.metrics import churn_rate
+from slate.replay.options import ReplayOptions
 from slate.replay.policy import ActionDistribution
 from slate.tune.config import Experiment, InvalidExperimentError, SweepPoint
 from slate.tune.data import Prepared, SimContext, prepare
@@ -138,31 +139,41 @@ class EvalContext:
     pair_w: NDArray[np.float64]
     pair_page: NDArray[np.int64]
     truth_table: NDArray[np.float64] | None
-    estimator: str
-    estimator_options: tuple[tuple[str, Any], ...]
-    n_bootstrap: int
-    level: float
-    seed: int
+    replay: ReplayOptions
+    """How a point is replayed: the estimator (built with its options), ``n_bootstrap``,
+    ``seed``, ``level``; page metrics off (see :func:`_point_replay_options`)."""
     exploration: ExplorationSimilarity | None
+
+
+def _point_replay_options(choice: EstimatorChoice, experiment: Experiment) -> ReplayOptions:
+    """The :class:`~slate.replay.ReplayOptions` a sweep's points are replayed with: the chosen
+    estimator (built with its options) and the experiment's bootstrap size, level and seed."""
+    from slate.replay import get_estimator
+
+    return ReplayOptions(
+        estimator=get_estimator(choice.name, **dict(choice.options)),
+        n_bootstrap=experiment.estimator.n_bootstrap,
+        seed=experiment.seed,
+        level=experiment.estimator.level,
+        metrics=False,
+    )
 
 
 def evaluate_point(ctx: EvalContext, point: SweepPoint, choice: NDArray[Any]) -> dict[str, Any]:
     """Replay estimate, diversity and churn of one point (and the logged-page truth on
     simulated data)."""
-    from slate.replay import ReplayOptions, evaluate, get_estimator
+    from slate.replay import evaluate
 
     log = ctx.log
     c = np.asarray(choice, dtype=np.int64)
     eps = point.exploration
     target = target_distribution(log, c, eps, name=f"point {point.point}")
-    estimator = get_estimator(ctx.estimator, **dict(ctx.estimator_options))
+    estimator = ctx.replay.estimator
     if hasattr(estimator, "estimate_with_replicates"):
         est, reps = _estimate_with_replicates(ctx, target, estimator)
     else:  # a user's estimator without replicates: no paired intervals for it
-        est = evaluate(log, target, options=ReplayOptions(
-            estimator=estimator, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed, level=ctx.level,
-            metrics=False)).estimate
-        reps = np.full(ctx.n_bootstrap, np.nan)
+        est = evaluate(log, target, options=ctx.replay).estimate
+        reps = np.full(ctx.replay.n_bootstrap, np.nan)
     images = log.candidates[np.arange(log.n_rows), c].astype(np.int64)
     if eps > 0 and ctx.exploration is not None:
         div = ctx.exploration.diversity(images, c, eps, ctx.vectors, ctx.pair_w, ctx.pair_page, log.n_pages)
@@ -194,13 +205,13 @@ def _estimate_with_replicates(ctx: EvalContext, target: ActionDistribution, esti
     from slate.replay.estimators import ReplayData
     from slate.replay.reward_model import fit_reward_model
 
-    q = (fit_reward_model("take_rate", ctx.log, ctx.seed, refit=True)
+    o = ctx.replay
+    q = (fit_reward_model(o.reward_model, ctx.log, o.seed, refit=o.refit_reward_model)
          if getattr(estimator, "needs_reward_model", False) else None)
     data = ReplayData.build(ctx.log, target, q)
-    est, reps = estimator.estimate_with_replicates(
-        data, n_bootstrap=ctx.n_bootstrap, seed=ctx.seed, level=ctx.level)
+    est, reps = estimator.estimate_with_replicates(data, n_bootstrap=o.n_bootstrap, seed=o.seed, level=o.level)
     if est.n_pages != ctx.log.n_pages:  # clusters dropped: replicates are not paired with the others
-        reps = np.full(ctx.n_bootstrap, np.nan)
+        reps = np.full(o.n_bootstrap, np.nan)
     return est, reps
 
 
@@ -707,9 +718,7 @@ def _evaluate_stage(run: _Run, ex: _Executor) -> tuple[NDArray[np.int16], dict[s
     ctx = EvalContext(
         log=prep.log, vectors=prep.vectors, pair_i=prep.pair_i, pair_j=prep.pair_j,
         pair_w=prep.pair_w, pair_page=prep.pair_page, truth_table=prep.truth_table,
-        estimator=run.estimator.name, estimator_options=run.estimator.options,
-        n_bootstrap=experiment.estimator.n_bootstrap,
-        level=experiment.estimator.level, seed=experiment.seed,
+        replay=_point_replay_options(run.estimator, experiment),
         exploration=ExplorationSimilarity(prep.log.candidates, prep.vectors, prep.pair_i, prep.pair_j)
         if need_explore else None,
     )

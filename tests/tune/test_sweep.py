@@ -509,3 +509,19 @@ def test_front_by_churn_figure_shows_the_constraint_and_the_paired_front(sim_run
     assert lines and all(np.allclose(ln.get_xdata(), 0.8) for ln in lines)
     shaded = [ax for ax in panels if "breaks churn <= 0.3" in ax.get_title()]
     assert len(shaded) == int((edges[:-1] >= 0.3).sum())
+
+
+def test_a_points_replay_options_are_the_replay_options_of_its_estimator_spec():
+    """The sweep's evaluation context carries one ReplayOptions: the estimator spec's own
+    (EstimatorSpec.replay_options, the spelling `slate replay` uses), page metrics off."""
+    from slate.tune.estimator_choice import choose_estimator
+
+    exp = sim_experiment(estimator={"name": "neighbourhood", "n_bootstrap": 40, "level": 0.9,
+                                    "options": {"neighbours": "row"}})
+    opts = sweep_module._point_replay_options(choose_estimator(exp, None), exp)
+    spec = exp.estimator.replay_options(seed=exp.seed, metrics=False)
+    assert (opts.n_bootstrap, opts.level, opts.seed, opts.metrics) == (40, 0.9, 1, False)
+    assert (opts.n_bootstrap, opts.level, opts.seed, opts.metrics) == (
+        spec.n_bootstrap, spec.level, spec.seed, spec.metrics)
+    assert opts.estimator.name == spec.estimator.name == "neighbourhood"
+    assert opts.estimator.neighbours == spec.estimator.neighbours == "row"
