@@ -20,8 +20,13 @@ gives, for every ``Y``, a bound that is separable by title, with the change budg
            + ||Y||^2 / (2d)
 
 ``g`` is convex; it is minimised with L-BFGS on an entropy-smoothed version (temperature lowered
-in steps), and ``g`` itself is evaluated exactly at every iterate, so the reported bound is valid
-however early the minimisation stops. Its duality gap is bounded by the non-convexity of about
+in steps), and ``g`` itself is evaluated exactly at every point visited (one fused numba pass
+gives both, :func:`~slate.solvers.certify._kernels.embedding_dual_eval`), so the reported bound
+is valid however early the minimisation stops. The L-BFGS runs in numba as a resumable state
+machine (:func:`~slate.solvers.certify._kernels.embedding_lbfgs`, chunks of evaluations sized
+to the time left); each time the bound improves, the page the multipliers point at is scored
+from the embeddings (incrementally), so the minimisation can stop as soon as the bound meets
+the best page within a tolerance. Its duality gap is bounded by the non-convexity of about
 ``D + 1`` titles, independent of the number of titles (Shapley-Folkman; Udell & Boyd 2016), but
 ``max(0, c) >= c`` loses every negative cosine on the page: the bound is tight when the page's
 cosines are non-negative and loose when many are negative.
@@ -56,7 +61,7 @@ __all__ = [
 
 _TEMPERATURES = (1e-3, 3e-4, 1e-4)  # times the score scale
 _ITERATIONS = 25  # L-BFGS iterations per temperature
-_SCALED_FIRST_STEP = True
+_SCALED_FIRST_STEP = True  # first L-BFGS step scaled by the known curvature (see _Run.temperature)
 _MEMORY = 8  # L-BFGS pairs kept
 _TAIL_S = 5e-5  # seconds kept after the minimisation for the page's checks (measured on 150x20)
 _FACTORS: OrderedDict[tuple[int, bytes, bytes, int], tuple[NDArray[np.float64], float]] = OrderedDict()
