@@ -20,6 +20,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidRuleError",
     "NoEstimateError",
+    "RecordRejectedError",
     "ResourceLimitError",
     "ScorerOutputError",
     "ScorerResolutionError",
@@ -126,6 +127,16 @@ class InvalidEmbedInputError(SlateError, ValueError):
 class ImageDecodeError(SlateError, ValueError):
     """One image file could not be turned into pixels; ``reason`` is a short key
     (``empty``, ``not-an-image``, ``truncated``, ``too-large``, ...) used to count rejections."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RecordRejectedError(SlateError, ValueError):
+    """One input record (a line of a Vowpal Wabbit DSJSON file) could not be converted;
+    ``reason`` is a short key (``bad_timestamp``, ``missing_field``, ``bad_probability``,
+    ``unlabeled``, ``bad_action``, ...) used to count rejections by reason."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

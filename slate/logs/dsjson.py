@@ -42,20 +42,13 @@ from typing import Any
 
 import numpy as np
 
+from slate.errors import RecordRejectedError
 from slate.logs.imports import ImportReport, stable_id, write_validated
 from slate.logs.parquet import ImpressionWriter, InvalidLogError, impressions_table
 
 __all__ = ["DsjsonOptions", "import_dsjson", "parse_timestamp"]
 
 _TS = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$")
-
-
-class _Reject(Exception):
-    """A line that cannot be converted: ``reason`` and a message."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def parse_timestamp(text: object) -> int:
@@ -68,12 +61,12 @@ def parse_timestamp(text: object) -> int:
     """
     m = _TS.match(str(text)) if isinstance(text, str) else None
     if m is None:
-        raise _Reject("bad_timestamp", f"'Timestamp' must be ISO 8601; got {text!r}")
+        raise RecordRejectedError("bad_timestamp", f"'Timestamp' must be ISO 8601; got {text!r}")
     day, clock, frac, zone = m.groups()
     try:
         us = int(np.datetime64(f"{day}T{clock}", "us").astype(np.int64))
     except ValueError:
-        raise _Reject("bad_timestamp", f"'Timestamp' is not a valid date; got {text!r}") from None
+        raise RecordRejectedError("bad_timestamp", f"'Timestamp' is not a valid date; got {text!r}") from None
     if frac:
         us += int((frac + "000000")[:6])
     if zone and zone != "Z":
@@ -122,14 +115,14 @@ def _get(obj: Any, path: str) -> Any:
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Reject("missing_field", f"'{what}' must be a number; got {value!r}")
+        raise RecordRejectedError("missing_field", f"'{what}' must be a number; got {value!r}")
     return float(value)
 
 
 def _probability(value: Any, what: str) -> float:
     p = _number(value, what)
     if not 0.0 < p <= 1.0:
-        raise _Reject("bad_probability", f"'{what}' must be in (0, 1]; got {p!r}")
+        raise RecordRejectedError("bad_probability", f"'{what}' must be in (0, 1]; got {p!r}")
     return p
 
 
@@ -137,7 +130,7 @@ def _actions(event: dict[str, Any], opts: DsjsonOptions) -> list[dict[str, Any]]
     c = event.get("c")
     multi = c.get("_multi") if isinstance(c, dict) else None
     if not isinstance(multi, list) or not multi or not all(isinstance(a, dict) for a in multi):
-        raise _Reject("missing_field", "'c._multi' must be a non-empty list of actions")
+        raise RecordRejectedError("missing_field", "'c._multi' must be a non-empty list of actions")
     return multi
 
 
@@ -154,7 +147,7 @@ def _context(event: dict[str, Any], opts: DsjsonOptions) -> tuple[int, list[floa
     if opts.member_id_path:
         value = _get(event.get("c"), opts.member_id_path)
         if value is None:
-            raise _Reject("missing_field", f"member id 'c.{opts.member_id_path}' is missing")
+            raise RecordRejectedError("missing_field", f"member id 'c.{opts.member_id_path}' is missing")
         member = stable_id(value)
     feats = []
     for path in opts.feature_paths:
@@ -177,23 +170,23 @@ def _cb(event: dict[str, Any], opts: DsjsonOptions, head: tuple[int, int, int, l
     multi = _actions(event, opts)
     ids = [_action_id(a, i, opts) for i, a in enumerate(multi)]
     if "_label_cost" not in event:
-        raise _Reject("unlabeled", "no '_label_cost' (an event without an outcome)")
+        raise RecordRejectedError("unlabeled", "no '_label_cost' (an event without an outcome)")
     cost = _number(event["_label_cost"], "_label_cost")
     index = event.get("_labelIndex")
     if index is None and event.get("_label_Action") is not None:
         index = int(_number(event["_label_Action"], "_label_Action")) - 1
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(multi):
-        raise _Reject("bad_action", f"'_labelIndex' must index c._multi (0..{len(multi) - 1}); got {index!r}")
+        raise RecordRejectedError("bad_action", f"'_labelIndex' must index c._multi (0..{len(multi) - 1}); got {index!r}")
     prob = _probability(event.get("_label_probability"), "_label_probability")
     probs = [0.0] * len(multi)
     a, p = event.get("a"), event.get("p")
     if isinstance(a, list) and isinstance(p, list) and len(a) == len(p) == len(multi):
         for action, q in zip(a, p, strict=True):
             if isinstance(action, bool) or not isinstance(action, int) or not 1 <= action <= len(multi):
-                raise _Reject("bad_action", f"'a' must hold 1-based action ids; got {action!r}")
+                raise RecordRejectedError("bad_action", f"'a' must hold 1-based action ids; got {action!r}")
             probs[action - 1] = _number(q, "p")
         if abs(probs[index] - prob) > 1e-5:
-            raise _Reject("bad_probability", f"'_label_probability' {prob} disagrees with 'p' ({probs[index]})")
+            raise RecordRejectedError("bad_probability", f"'_label_probability' {prob} disagrees with 'p' ({probs[index]})")
         probs[index] = prob
     else:
         rest = (1.0 - prob) / (len(multi) - 1) if len(multi) > 1 else 0.0
@@ -205,13 +198,13 @@ def _cb(event: dict[str, Any], opts: DsjsonOptions, head: tuple[int, int, int, l
 def _slot_probs(outcome: dict[str, Any], k: int, n_actions: int, where: str) -> tuple[list[int], list[float]]:
     a, p = outcome.get("_a"), outcome.get("_p")
     if not isinstance(a, list) or not isinstance(p, list) or not a or len(p) not in (1, len(a)):
-        raise _Reject("missing_field", f"{where}: '_a' and '_p' must be lists of one length (or '_p' "
+        raise RecordRejectedError("missing_field", f"{where}: '_a' and '_p' must be lists of one length (or '_p' "
                       "the chosen action's probability alone)")
     for x in a:
         if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < n_actions:
-            raise _Reject("bad_action", f"{where}: '_a' must hold action indices in 0..{n_actions - 1}; got {x!r}")
+            raise RecordRejectedError("bad_action", f"{where}: '_a' must hold action indices in 0..{n_actions - 1}; got {x!r}")
     if len(set(a)) != len(a):
-        raise _Reject("bad_action", f"{where}: '_a' repeats an action")
+        raise RecordRejectedError("bad_action", f"{where}: '_a' repeats an action")
     probs = [_number(q, "_p") for q in p]
     _probability(probs[0], f"{where} _p[0]")
     if len(probs) == 1 and len(a) > 1:  # only the chosen action's: spread the rest evenly
@@ -226,29 +219,29 @@ def _ccb(event: dict[str, Any], opts: DsjsonOptions, head: tuple[int, int, int, 
     outcomes = event.get("_outcomes")
     slots = event["c"].get("_slots") if isinstance(event["c"].get("_slots"), list) else []
     if not isinstance(outcomes, list) or not outcomes:
-        raise _Reject("missing_field", "'_outcomes' must be a non-empty list")
+        raise RecordRejectedError("missing_field", "'_outcomes' must be a non-empty list")
     if slates:
         if "_label_cost" not in event:
-            raise _Reject("unlabeled", "no top-level '_label_cost' for the slate")
+            raise RecordRejectedError("unlabeled", "no top-level '_label_cost' for the slate")
         slate_cost = _number(event["_label_cost"], "_label_cost")
     rows = []
     for k, outcome in enumerate(outcomes):
         where = f"_outcomes[{k}]"
         if not isinstance(outcome, dict):
-            raise _Reject("missing_field", f"{where} must be an object")
+            raise RecordRejectedError("missing_field", f"{where} must be an object")
         slot = slots[k] if k < len(slots) and isinstance(slots[k], dict) else {}
         title = str(outcome.get("_id", slot.get("_id", f"slot_{k}")))
         if slates:
             members = [i for i, a in enumerate(multi) if a.get("_slot_id") == k]
             if not members:
-                raise _Reject("bad_action", f"{where}: no action of c._multi has _slot_id {k}")
+                raise RecordRejectedError("bad_action", f"{where}: no action of c._multi has _slot_id {k}")
             a_idx, probs = _slot_probs(outcome, k, len(members), where)
             ids = [f"{title}:{_action_id(multi[i], i, opts)}" for i in members]
             cands = [ids[i] for i in a_idx]
             cost = slate_cost
         else:
             if "_label_cost" not in outcome:
-                raise _Reject("unlabeled", f"{where} has no '_label_cost'")
+                raise RecordRejectedError("unlabeled", f"{where} has no '_label_cost'")
             cost = _number(outcome["_label_cost"], f"{where}._label_cost")
             a_idx, probs = _slot_probs(outcome, k, len(multi), where)
             cands = [f"{title}:{_action_id(multi[i], i, opts)}" for i in a_idx]
@@ -260,13 +253,13 @@ def _convert(line: str, opts: DsjsonOptions) -> list[dict[str, Any]]:
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise _Reject("malformed_json", f"not JSON ({exc.msg})") from None
+        raise RecordRejectedError("malformed_json", f"not JSON ({exc.msg})") from None
     if not isinstance(event, dict):
-        raise _Reject("malformed_json", "a line must hold a JSON object")
+        raise RecordRejectedError("malformed_json", "a line must hold a JSON object")
     if "EventId" not in event:
-        raise _Reject("missing_field", "no 'EventId'")
+        raise RecordRejectedError("missing_field", "no 'EventId'")
     if not isinstance(event.get("c"), dict):
-        raise _Reject("missing_field", "no context object 'c'")
+        raise RecordRejectedError("missing_field", "no context object 'c'")
     ts = parse_timestamp(event.get("Timestamp"))
     member, feats = _context(event, opts)
     head = (member, stable_id(event["EventId"]), ts, feats)
@@ -334,7 +327,7 @@ def import_dsjson(
             report.n_read += 1
             try:
                 rows += _convert(line, opts)
-            except _Reject as bad:
+            except RecordRejectedError as bad:
                 report.reject(bad.reason, f"line {number}: {bad}")
             if len(rows) >= batch_lines:
                 write_validated(writer, _table(rows, n_features), report)

@@ -53,7 +53,8 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slate.logs.dsjson import _Reject, parse_timestamp
+from slate.errors import RecordRejectedError
+from slate.logs.dsjson import parse_timestamp
 from slate.logs.imports import ImportReport, stable_id, write_validated
 from slate.logs.parquet import ImpressionWriter, InvalidLogError, impressions_table
 
@@ -229,7 +230,7 @@ def _timestamps(column: pa.Array, convert: ConvertOptions) -> NDArray[np.float64
                 if t.tzinfo is None:
                     t = t.replace(tzinfo=dt.timezone(dt.timedelta(minutes=convert.utc_offset_minutes)))
                 parsed[i] = round(t.timestamp() * 1e6)
-        except (_Reject, ValueError):
+        except (RecordRejectedError, ValueError):
             pass
     return parsed[inverse.reshape(-1)]
 
