@@ -120,3 +120,51 @@ def test_workers_on_their_own_reuse_port_sockets_all_take_connections_and_stop_o
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_direct_compose_route_answers_as_the_starlette_route_does(redis_server):
+    """``POST /compose`` is served by plain ASGI (the hot path); Starlette's own route for it gives
+    the same answers, including the 400s, and a body sent in several chunks is read whole."""
+    import asyncio
+    import json
+
+    app = create_app(lambda: demo_composer(redis_server.url, None, solver="independent"), warm_up=False)
+
+    async def post(target, body: bytes, split: int = 0) -> tuple[int, dict, dict]:
+        parts = [body[:split], body[split:]] if split else [body]
+        messages = [{"type": "http.request", "body": b, "more_body": k < len(parts) - 1} for k, b in enumerate(parts)]
+        sent: list[dict] = []
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/compose", "raw_path": b"/compose", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        await target(scope, receive, send)
+        headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+        body_out = b"".join(m.get("body", b"") for m in sent[1:])
+        assert int(headers["content-length"]) == len(body_out)
+        return sent[0]["status"], headers, json.loads(body_out)
+
+    async def scenario() -> None:
+        async with app.app.router.lifespan_context(app.app):
+            bad = [b"{not json", b"[1, 2]", json.dumps({"member_id": 7}).encode(),
+                   json.dumps({**page(1, 0), "x": 1}).encode()]
+            for body in bad:
+                a, b = await post(app, body), await post(app.app, body)
+                assert a[0] == b[0] == 400, body
+                assert a[2] == b[2] and a[2]["error"]
+                assert a[1]["content-type"] == b[1]["content-type"] == "application/json"
+            a, b = await post(app, json.dumps(page(3, 0)).encode()), await post(app.app, json.dumps(page(4, 0)).encode())
+            assert a[0] == b[0] == 200 and a[2].keys() == b[2].keys() and len(a[2]["titles"]) == 6
+            c = await post(app, json.dumps(page(5, 0)).encode(), split=10)  # two chunks
+            assert c[0] == 200 and c[2]["member_id"] == 5
+            composer = app._state["composer"]
+            assert composer.stats_.snapshot()["pages"] == 3  # the bad requests are not pages
+
+    asyncio.run(scenario())
