@@ -733,6 +733,8 @@ class PageProblem:
         f = _padded_fields(fields, overrides)
         raw = _check_scores(scores)
         n_titles, n_images = raw.shape
+        check_limit("max_titles", n_titles, "titles in one page")
+        check_limit("max_page_cells", n_titles * n_images, "title x image cells in one page")
         cand = _check_candidate_shape(f.candidates, raw.shape, copy=False)  # type: ignore[arg-type]
         n_cand = cand.sum(axis=1)
         t_ids = tuple(f.title_ids)  # type: ignore[arg-type]
@@ -750,6 +752,7 @@ class PageProblem:
         lock = _check_locked(f.locked, prev, t_ids)
         max_changes = _check_max_changes(f.max_changes)
         _check_weights(f.diversity, f.churn)
+        _check_totals_finite(score_arr, w, float(f.diversity), float(f.churn), n_titles)
         r, c = _check_positions(f.rows, f.cols, n_titles, 8)
         return cls(
             title_ids=t_ids,

@@ -63,6 +63,18 @@ def _exceed_page_cells() -> None:
     PageProblem.from_arrays(np.zeros((1000, 101)))
 
 
+def _exceed_padded_page_cells() -> None:
+    from slate.page import PageProblem
+
+    n, k = 1000, 101
+    PageProblem.from_padded(
+        scores=np.zeros((n, k)), candidates=np.ones((n, k), bool), title_ids=[f"T{t}" for t in range(n)],
+        image_ids=[[f"T{t}-{j}" for j in range(k)] for t in range(n)], pairs=np.zeros((0, 2), np.int64),
+        pair_weights=np.zeros(0), similarity=np.zeros((0, k, k)), previous=np.full(n, -1),
+        locked=np.zeros(n, bool), rows=np.zeros(n, np.int64), cols=np.arange(n),
+    )
+
+
 def _exceed_bootstrap() -> None:
     from slate.replay.estimators import _check_options
 
@@ -73,11 +85,12 @@ LIMIT_CASES = [
     ("max_grid_points", _exceed_grid, 125_000, r"125,000 grid points exceed the limit max_grid_points"),
     ("max_titles", _exceed_titles, 2001, r"2,001 titles in one page request exceed the limit max_titles"),
     ("max_page_cells", _exceed_page_cells, 101_000, r"101,000 title x image cells in one page exceed"),
+    ("max_page_cells", _exceed_padded_page_cells, 101_000, r"101,000 title x image cells in one page exceed"),
     ("max_bootstrap", _exceed_bootstrap, 100_001, r"100,001 bootstrap replicates exceed the limit max_bootstrap"),
 ]
 
 
-@pytest.mark.parametrize(("name", "exceed", "needed", "pattern"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+@pytest.mark.parametrize(("name", "exceed", "needed", "pattern"), LIMIT_CASES, ids=[c[1].__name__ for c in LIMIT_CASES])
 def test_a_limit_refuses_with_its_name_and_passes_once_raised(name, exceed, needed, pattern):
     with pytest.raises(ValueError, match=pattern) as info:
         exceed()
