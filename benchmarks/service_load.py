@@ -9,6 +9,11 @@ writing per-process decision logs, waits for ``/health``, then, with httpx from 
 2. **80% load**: an open loop at 80% of that capacity (requests sent on a fixed schedule, latency
    measured from the scheduled send time, so queueing counts) for the same duration: p50/p99/p99.9.
 
+Each phase also reports how busy the service was (``busy``: its processes' CPU seconds over the
+phase's seconds times the worker count, from /proc) and its CPU milliseconds per page: a phase
+meant to run at 80% that shows ``busy`` near the capacity phase's ran at saturation (the
+machine was slower than when capacity was measured), whatever its nominal rate.
+
 Everything runs on this machine: the client's CPU competes with the workers' (reported). Bounded:
 127.0.0.1 only, a fixed duration and request count per phase.
 
@@ -221,6 +226,41 @@ def wrk_capacity(
             "p999_ms": float("nan"), "max_ms": ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))}  # type: ignore[union-attr]
 
 
+def service_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The processes that serve pages: the service itself and its worker processes (Linux /proc)."""
+    pids = [proc.pid]
+    try:
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            pids.append(int(child))
+    except OSError:
+        pass
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 where /proc cannot tell)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def busy(pids: list[int], workers: int, run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run one phase and add how busy the service was: its CPU seconds over the phase's
+    wall-clock seconds times the worker count (1.0: every worker busy all the time), and its
+    CPU milliseconds per page."""
+    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    result = run(*args, **kwargs)
+    cpu, wall = cpu_seconds(pids) - cpu0, time.perf_counter() - t0
+    result["busy"] = cpu / (wall * workers) if wall > 0 else float("nan")
+    result["cpu_ms_per_page"] = 1e3 * cpu / result["pages"] if result["pages"] else float("nan")
+    return result
+
+
 def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, Any]:
     a = np.array(latencies) * 1e3
     return {"pages": len(a), "errors": errors, "pages_per_s": len(a) / elapsed,
@@ -263,7 +303,7 @@ def main() -> None:
           f"80% load {'constant rate, raw sockets, latency from the due time' if args.paced == 'raw' else ('wrk paced by delay()' if args.client == 'wrk' else 'httpx in this process')}; "
           "sockets: p = one per worker (SO_REUSEPORT), s = shared")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
-          f"{'max ms':>8}{'errors':>7}{'load':>6}")
+          f"{'max ms':>8}{'errors':>7}{'busy':>6}{'CPU ms/page':>12}{'load':>6}")
     results: dict[str, list[Any]] = {}
     sockets = args.sockets.split(",")
     if not set(sockets) <= {"per-worker", "shared"}:
@@ -276,20 +316,24 @@ def main() -> None:
                                       shared_socket=socket_mode == "shared")
             try:
                 cpu0 = time.process_time()
+                pids = service_pids(proc)
                 if args.rate:  # no capacity phase: the paced phase starts on a fresh service
                     cap = {"pages": 0, "errors": 0, "pages_per_s": args.rate * workers / 0.8, "p50_ms": float("nan"),
-                           "p99_ms": float("nan"), "p999_ms": float("nan"), "max_ms": float("nan")}
+                           "p99_ms": float("nan"), "p999_ms": float("nan"), "max_ms": float("nan"),
+                           "busy": float("nan"), "cpu_ms_per_page": float("nan")}
                 elif args.client == "wrk":
-                    cap = wrk_capacity(url, payloads, args.concurrency * workers, args.duration, tmp)
+                    cap = busy(pids, workers, wrk_capacity, url, payloads, args.concurrency * workers, args.duration, tmp)
                 else:
-                    cap = asyncio.run(closed_loop(url, payloads, args.concurrency * workers, args.duration))
+                    cap = busy(pids, workers, lambda *a: asyncio.run(closed_loop(*a)),
+                               url, payloads, args.concurrency * workers, args.duration)
+                rate = 0.8 * cap["pages_per_s"]
                 if args.paced == "raw":  # constant rate, latency from the due time
-                    load = run_paced(url, payloads, 0.8 * cap["pages_per_s"], args.duration, 8 * workers)
+                    load = busy(pids, workers, run_paced, url, payloads, rate, args.duration, 8 * workers)
                 elif args.client == "wrk":  # paced by wrk's delay(): 8 connections per worker
-                    load = wrk_capacity(url, payloads, 8 * workers, args.duration, tmp, rate=0.8 * cap["pages_per_s"])
+                    load = busy(pids, workers, wrk_capacity, url, payloads, 8 * workers, args.duration, tmp, rate=rate)
                 else:
-                    rate = 0.8 * cap["pages_per_s"]
-                    load = asyncio.run(open_loop(url, payloads, rate, args.duration, 8 * workers))
+                    load = busy(pids, workers, lambda *a: asyncio.run(open_loop(*a)),
+                                url, payloads, rate, args.duration, 8 * workers)
                 client_cpu = time.process_time() - cpu0
             finally:
                 proc.terminate()
@@ -300,7 +344,7 @@ def main() -> None:
             for phase, r in (("capacity", cap), ("80% load", load)):
                 print(f"{workers:>4}{socket_mode[0]:>3}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
                       f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
-                      f"{os.getloadavg()[0]:>6.1f}")
+                      f"{r['busy']:>6.2f}{r['cpu_ms_per_page']:>12.2f}{os.getloadavg()[0]:>6.1f}")
             print(f"        (client CPU {client_cpu:.1f} s over both phases)")
     med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
     p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
