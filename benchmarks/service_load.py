@@ -10,9 +10,10 @@ writing per-process decision logs, waits for ``/health``, then, with httpx from 
    measured from the scheduled send time, so queueing counts) for the same duration: p50/p99/p99.9.
 
 Each phase also reports how busy the service was (``busy``: its processes' CPU seconds over the
-phase's seconds times the worker count, from /proc) and its CPU milliseconds per page: a phase
-meant to run at 80% that shows ``busy`` near the capacity phase's ran at saturation (the
-machine was slower than when capacity was measured), whatever its nominal rate.
+phase's seconds times the worker count, from /proc), its CPU milliseconds per page and the
+milliseconds per page its threads sat runnable waiting for a CPU (``wait``, from schedstat): a
+phase meant to run at 80% that shows ``busy`` near the capacity phase's ran at saturation, and
+a large ``wait`` means other work on the machine took the cores from the service.
 
 Everything runs on this machine: the client's CPU competes with the workers' (reported). Bounded:
 127.0.0.1 only, a fixed duration and request count per phase.
@@ -249,15 +250,35 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def runqueue_seconds(pids: list[int]) -> float:
+    """Seconds the threads of these processes spent runnable but waiting for a CPU (Linux
+    schedstat; 0 where unavailable): time taken from the service by other work on the machine."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
 def busy(pids: list[int], workers: int, run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run one phase and add how busy the service was: its CPU seconds over the phase's
-    wall-clock seconds times the worker count (1.0: every worker busy all the time), and its
-    CPU milliseconds per page."""
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    wall-clock seconds times the worker count (1.0: every worker busy all the time), its CPU
+    milliseconds per page, and the milliseconds per page its threads waited for a CPU."""
+    cpu0, wait0, t0 = cpu_seconds(pids), runqueue_seconds(pids), time.perf_counter()
     result = run(*args, **kwargs)
     cpu, wall = cpu_seconds(pids) - cpu0, time.perf_counter() - t0
+    wait = runqueue_seconds(pids) - wait0
+    pages = result["pages"]
     result["busy"] = cpu / (wall * workers) if wall > 0 else float("nan")
-    result["cpu_ms_per_page"] = 1e3 * cpu / result["pages"] if result["pages"] else float("nan")
+    result["cpu_ms_per_page"] = 1e3 * cpu / pages if pages else float("nan")
+    result["wait_ms_per_page"] = 1e3 * wait / pages if pages else float("nan")
     return result
 
 
@@ -303,7 +324,7 @@ def main() -> None:
           f"80% load {'constant rate, raw sockets, latency from the due time' if args.paced == 'raw' else ('wrk paced by delay()' if args.client == 'wrk' else 'httpx in this process')}; "
           "sockets: p = one per worker (SO_REUSEPORT), s = shared")
     print(f"{'workers':>7}{'phase':>10}{'pages':>8}{'pages/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}"
-          f"{'max ms':>8}{'errors':>7}{'busy':>6}{'CPU ms/page':>12}{'load':>6}")
+          f"{'max ms':>8}{'errors':>7}{'busy':>6}{'CPU ms/pg':>10}{'wait ms/pg':>11}{'load':>6}")
     results: dict[str, list[Any]] = {}
     sockets = args.sockets.split(",")
     if not set(sockets) <= {"per-worker", "shared"}:
@@ -320,7 +341,7 @@ def main() -> None:
                 if args.rate:  # no capacity phase: the paced phase starts on a fresh service
                     cap = {"pages": 0, "errors": 0, "pages_per_s": args.rate * workers / 0.8, "p50_ms": float("nan"),
                            "p99_ms": float("nan"), "p999_ms": float("nan"), "max_ms": float("nan"),
-                           "busy": float("nan"), "cpu_ms_per_page": float("nan")}
+                           "busy": float("nan"), "cpu_ms_per_page": float("nan"), "wait_ms_per_page": float("nan")}
                 elif args.client == "wrk":
                     cap = busy(pids, workers, wrk_capacity, url, payloads, args.concurrency * workers, args.duration, tmp)
                 else:
@@ -344,7 +365,7 @@ def main() -> None:
             for phase, r in (("capacity", cap), ("80% load", load)):
                 print(f"{workers:>4}{socket_mode[0]:>3}{phase:>10}{r['pages']:>8}{r['pages_per_s']:>9.0f}{r['p50_ms']:>8.2f}"
                       f"{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}{r['errors']:>7}"
-                      f"{r['busy']:>6.2f}{r['cpu_ms_per_page']:>12.2f}{os.getloadavg()[0]:>6.1f}")
+                      f"{r['busy']:>6.2f}{r['cpu_ms_per_page']:>10.2f}{r['wait_ms_per_page']:>11.2f}{os.getloadavg()[0]:>6.1f}")
             print(f"        (client CPU {client_cpu:.1f} s over both phases)")
     med = {w: float(np.median([r["capacity"]["pages_per_s"] for r in rs])) for w, rs in results.items()}
     p99 = {w: float(np.median([r["at_80pct"]["p99_ms"] for r in rs])) for w, rs in results.items()}
