@@ -139,54 +139,90 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, duration: floa
     return summary(latencies, elapsed, errors)
 
 
-async def paced_raw(url: str, payloads: list[bytes], rate: float, duration: float, connections: int) -> dict[str, Any]:
-    """An open loop at a constant rate: request ``i`` is due at ``i / rate``, sent on the first free
-    keep-alive connection (raw HTTP/1.1 on asyncio streams, uvloop when installed: tens of
-    microseconds of client CPU per page, against about a millisecond for httpx), and its latency
-    runs from the due time, so a request that waited for a free connection counts its wait
-    (no coordinated omission). Percentiles over every request."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    return head, await reader.readexactly(length)
+
+
+async def _worker_connections(host: str, port: int, workers: int, per_worker: int) -> list[list[Any]]:
+    """Keep-alive connections grouped by the worker process that accepted them: open connections,
+    ask each one's ``/health`` for its pid, until every worker holds ``per_worker`` of them (the
+    kernel hashes new connections over the workers' SO_REUSEPORT sockets, so this takes a few
+    tries); extras are closed."""
+    groups: dict[int, list[Any]] = {}
+    for _ in range(40 * workers * per_worker):
+        if len(groups) == workers and all(len(g) >= per_worker for g in groups.values()):
+            break
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        _, body = await _read_response(reader)
+        group = groups.setdefault(int(json.loads(body)["pid"]), [])
+        if len(group) < per_worker:
+            group.append((reader, writer))
+        else:
+            writer.close()
+    if len(groups) != workers or any(len(g) < per_worker for g in groups.values()):
+        raise RuntimeError(f"could not reach {workers} workers with {per_worker} connections each: "
+                           f"{ {pid: len(g) for pid, g in groups.items()} }")
+    return list(groups.values())
+
+
+async def paced_raw(
+    url: str, payloads: list[bytes], rate: float, duration: float, connections: int, workers: int = 1
+) -> dict[str, Any]:
+    """An open loop at a constant rate: request ``i`` is due at ``i / rate`` and goes to worker
+    ``i % workers`` (round robin over the worker processes, as an L7 load balancer spreads
+    requests over backends; the kernel's hashing of a few long-lived connections would give one
+    worker more of them, and so more of the load, than the other), on the first free keep-alive
+    connection of that worker (``connections / workers`` each; raw HTTP/1.1 on asyncio streams,
+    uvloop when installed: tens of microseconds of client CPU per page, against about a
+    millisecond for httpx). Latency runs from the due time, so a request that waited for a free
+    connection counts its wait (no coordinated omission). Percentiles over every request."""
     host, port = url.removeprefix("http://").split(":")
     n = min(len(payloads), int(rate * duration))
     heads = [(f"POST /compose HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
               f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in payloads[:n]]
     latencies = np.empty(n)
     errors = 0
-    next_index = 0
+    groups = await _worker_connections(host, int(port), workers, max(1, connections // workers))
+    next_index = list(range(workers))  # worker w serves requests w, w + workers, ...
     started = 0.0
 
-    async def connection() -> None:
-        nonlocal next_index, errors
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while next_index < n:
-                i = next_index
-                next_index += 1
-                due = started + i / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                writer.write(heads[i])
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-                await reader.readexactly(length)
-                latencies[i] = time.perf_counter() - due
-                errors += not head.startswith(b"HTTP/1.1 200")
-        finally:
-            writer.close()
+    async def connection(w: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors
+        while next_index[w] < n:
+            i = next_index[w]
+            next_index[w] += workers
+            due = started + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(heads[i])
+            head, _ = await _read_response(reader)
+            latencies[i] = time.perf_counter() - due
+            errors += not head.startswith(b"HTTP/1.1 200")
 
     started = time.perf_counter() + 0.05
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    try:
+        await asyncio.gather(*(connection(w, r, wr) for w, group in enumerate(groups) for r, wr in group))
+    finally:
+        for group in groups:
+            for _, writer in group:
+                writer.close()
     elapsed = time.perf_counter() - started
     return summary(list(latencies), elapsed, errors)
 
 
-def run_paced(url: str, payloads: list[bytes], rate: float, duration: float, connections: int) -> dict[str, Any]:
+def run_paced(
+    url: str, payloads: list[bytes], rate: float, duration: float, connections: int, workers: int = 1
+) -> dict[str, Any]:
     try:
         import uvloop
 
-        return uvloop.run(paced_raw(url, payloads, rate, duration, connections))
+        return uvloop.run(paced_raw(url, payloads, rate, duration, connections, workers))
     except ImportError:  # pragma: no cover - uvloop comes with the service extra
-        return asyncio.run(paced_raw(url, payloads, rate, duration, connections))
+        return asyncio.run(paced_raw(url, payloads, rate, duration, connections, workers))
 
 
 def wrk_capacity(
@@ -349,7 +385,7 @@ def main() -> None:
                                url, payloads, args.concurrency * workers, args.duration)
                 rate = 0.8 * cap["pages_per_s"]
                 if args.paced == "raw":  # constant rate, latency from the due time
-                    load = busy(pids, workers, run_paced, url, payloads, rate, args.duration, 8 * workers)
+                    load = busy(pids, workers, run_paced, url, payloads, rate, args.duration, 8 * workers, workers)
                 elif args.client == "wrk":  # paced by wrk's delay(): 8 connections per worker
                     load = busy(pids, workers, wrk_capacity, url, payloads, 8 * workers, args.duration, tmp, rate=rate)
                 else:
