@@ -17,6 +17,7 @@ a title with fewer candidates has ``candidates[t, k] = False`` for the padding.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -64,6 +65,14 @@ def _check_totals_finite(
 ) -> None:
     """Each value may be finite while a page's objective overflows (scores near 1e308 add up to
     inf); refuse such pages so no objective, bound or JSON output is ever infinite."""
+    # a bound of all three totals without sums (maxima cannot overflow; Python floats go to inf
+    # silently): finite on any page of sane numbers, so the exact totals run only near overflow
+    n_pairs = len(pair_weights)
+    quick = float(np.abs(scores).max()) * n_titles * 2.0 + churn * n_titles * 2.0
+    if n_pairs:
+        quick += diversity * float(pair_weights.max()) * n_pairs * 2.0
+    if math.isfinite(quick):
+        return
     with np.errstate(over="ignore", invalid="ignore"):
         totals = {
             "scores": float(np.abs(scores).max(axis=1).sum()) * 2.0,

@@ -273,3 +273,15 @@ def test_both_constructors_say_the_same_about_a_bad_field(overrides):
             _construct(constructor, padded_args(P0, **overrides))
         said.append(str(err.value).replace(constructor, "<constructor>"))
     assert said[0] == said[1]
+
+
+@pytest.mark.parametrize("constructor", BOTH)
+def test_huge_values_whose_totals_stay_finite_are_accepted(constructor):
+    """The finite-objective check bounds the totals by maxima first; where that bound overflows
+    but the exact totals do not (one huge pair weight among tiny ones), the page is accepted."""
+    weights = np.full(len(P0.pair_weights), 1e-300)
+    weights[0] = 1e300
+    problem = _construct(constructor, padded_args(P0, pair_weights=weights, diversity=1e7))
+    assert problem.n_pairs == len(weights)
+    big = np.where(P0.candidates, 1e306, 0.0)  # 6 titles: 2 x 6e306 is finite
+    assert _construct(constructor, padded_args(P0, scores=big)).n_titles == 6
