@@ -49,17 +49,54 @@ import numpy as np
 
 from slate.testing.stores import free_port, redis_server
 
+N_MEMBERS = 2000
 
-def bodies(n: int, *, n_members: int = 2000, n_titles: int = 40, n_images: int = 10, seed: int = 0) -> list[bytes]:
+
+def bodies(
+    n: int, *, n_members: int = N_MEMBERS, n_titles: int = 40, n_images: int = 10, seed: int = 0,
+    first_session: int = 0, members: list[int] | None = None,
+) -> list[bytes]:
+    """``n`` page requests of random members (or ``members`` in turn), session ids from
+    ``first_session`` on (each phase takes its own range, so no request repeats a session)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        member = int(rng.integers(n_members))
+        member = int(rng.integers(n_members)) if members is None else members[i % len(members)]
         first = int(rng.integers(0, 400))
-        titles = [{"title_id": f"T{first + t}", "image_ids": [f"T{first + t}-{k}" for k in range(n_images)],
-                   "row": t // 8, "col": t % 8} for t in range(n_titles)]
-        out.append(json.dumps({"member_id": member, "session_id": i, "titles": titles}).encode())
+        out.append(json.dumps({"member_id": member, "session_id": first_session + i,
+                               "titles": _titles(first, n_titles, n_images)}).encode())
     return out
+
+
+def _titles(first: int, n_titles: int, n_images: int) -> list[dict[str, Any]]:
+    return [{"title_id": f"T{first + t}", "image_ids": [f"T{first + t}-{k}" for k in range(n_images)],
+             "row": t // 8, "col": t % 8} for t in range(n_titles)]
+
+
+async def prime(url: str, n_members: int, connections: int) -> float:
+    """Serve one page to every member (untimed, closed loop on raw keep-alive connections), so
+    the measured phases see returning members with state, as a service in steady state does.
+    Returns the seconds it took."""
+    host, port = url.removeprefix("http://").split(":")
+    payloads = bodies(n_members, members=list(range(n_members)), first_session=1, seed=1)
+    next_index = 0
+    started = time.perf_counter()
+
+    async def connection() -> None:
+        nonlocal next_index
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while next_index < len(payloads):
+                body = payloads[next_index]
+                next_index += 1
+                writer.write((f"POST /compose HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+                await _read_response(reader)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return time.perf_counter() - started
 
 
 def start_service(
@@ -229,19 +266,27 @@ def wrk_capacity(
     url: str, payloads: list[bytes], connections: int, duration: float, folder: str, rate: float = 0.0
 ) -> dict[str, Any]:
     """Capacity measured by ``wrk`` (a compiled closed-loop client: one thread, a few % of a core),
-    cycling through the first 256 request bodies. Percentiles from wrk's ``--latency`` table.
+    each request with its own member and session (members and title lists taken from ``payloads``,
+    session ids counting up from its first). Percentiles from wrk's ``--latency`` table.
 
     With ``rate`` > 0, each connection waits ``connections / rate`` seconds before each request
     (wrk's ``delay()``), pacing the total near ``rate`` pages/s; latency is then measured from
     each request's sending, not from a fixed schedule (a slow response delays that connection's
     next request, so with enough connections the pace holds)."""
     script = Path(folder) / "bodies.lua"
-    quoted = ",\n".join("[==[" + b.decode() + "]==]" for b in payloads[:256])
+    # every request its own (member, session): the title lists of the first 256 bodies, the
+    # member ids of the first 4096, session ids counting up from the first body's
+    docs = [json.loads(b) for b in payloads[:4096]]
+    titles = ",\n".join("[==[" + json.dumps(d["titles"]) + "]==]" for d in docs[:256])
+    members = ",".join(str(d["member_id"]) for d in docs)
     pacing = f"delay = function()\n  return {1000.0 * connections / rate:.3f}\nend\n" if rate > 0 else ""
     script.write_text(
-        "local bodies = {\n" + quoted + "\n}\nlocal i = 0\n"
+        "local titles = {\n" + titles + "\n}\nlocal members = {" + members + "}\nlocal i = 0\n"
+        f"local first_session = {docs[0]['session_id']}\n"
         "request = function()\n  i = i + 1\n"
-        "  return wrk.format('POST', '/compose', {['Content-Type'] = 'application/json'}, bodies[(i % #bodies) + 1])\n"
+        "  local body = '{\"member_id\": ' .. members[(i % #members) + 1] .. ', \"session_id\": ' .."
+        " (first_session + i) .. ', \"titles\": ' .. titles[(i % #titles) + 1] .. '}'\n"
+        "  return wrk.format('POST', '/compose', {['Content-Type'] = 'application/json'}, body)\n"
         "end\n" + pacing
     )
     out = subprocess.run(
@@ -348,12 +393,17 @@ def main() -> None:
                         help="pages/s per worker for the paced phase, with no capacity phase before it (the first "
                              "pages a fresh service serves; --paced raw)")
     parser.add_argument("--no-log", action="store_true", help="workers write no decision log")
+    parser.add_argument("--no-prime", action="store_true",
+                        help="skip serving every member one page before the capacity phase (then the first phase "
+                             "sees mostly new members, the later one returning members)")
     args = parser.parse_args()
     if args.rate and args.paced != "raw":
         parser.error("--rate needs --paced raw")
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("--client wrk needs the wrk program (apt-get install wrk)")
-    payloads = bodies(args.requests)
+    # each phase its own session ids: no request repeats a (member, session) another phase sent
+    cap_payloads = bodies(args.requests, first_session=1_000_000)
+    payloads = bodies(args.requests, first_session=2_000_000, seed=2)
     print(f"# service load — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 40x10 pages, "
           f"solver {args.solver}, RedisStore on loopback, {'no decision log' if args.no_log else 'per-process Parquet logs'}; "
           f"capacity client {'none (--rate)' if args.rate else args.client}, "
@@ -374,15 +424,19 @@ def main() -> None:
             try:
                 cpu0 = time.process_time()
                 pids = service_pids(proc)
+                if not (args.no_prime or args.rate):
+                    primed = asyncio.run(prime(url, N_MEMBERS, 4 * workers))
+                    print(f"        (every member served one page first: {N_MEMBERS} pages in {primed:.1f} s)")
                 if args.rate:  # no capacity phase: the paced phase starts on a fresh service
                     cap = {"pages": 0, "errors": 0, "pages_per_s": args.rate * workers / 0.8, "p50_ms": float("nan"),
                            "p99_ms": float("nan"), "p999_ms": float("nan"), "max_ms": float("nan"),
                            "busy": float("nan"), "cpu_ms_per_page": float("nan"), "wait_ms_per_page": float("nan")}
                 elif args.client == "wrk":
-                    cap = busy(pids, workers, wrk_capacity, url, payloads, args.concurrency * workers, args.duration, tmp)
+                    cap = busy(pids, workers, wrk_capacity, url, cap_payloads, args.concurrency * workers,
+                               args.duration, tmp)
                 else:
                     cap = busy(pids, workers, lambda *a: asyncio.run(closed_loop(*a)),
-                               url, payloads, args.concurrency * workers, args.duration)
+                               url, cap_payloads, args.concurrency * workers, args.duration)
                 rate = 0.8 * cap["pages_per_s"]
                 if args.paced == "raw":  # constant rate, latency from the due time
                     load = busy(pids, workers, run_paced, url, payloads, rate, args.duration, 8 * workers, workers)
