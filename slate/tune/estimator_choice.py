@@ -16,6 +16,9 @@ from typing import Any
 AUTO = "auto"
 """The estimator name that lets the sweep choose."""
 
+NEEDS_EMBEDDINGS = frozenset({"snips-crowding"})
+"""Estimators given the sweep's image embeddings (its ``images`` file) when configured by name."""
+
 DETECTION_ALPHA = 0.05
 """False-positive rate of the page-effect detection behind the choice."""
 
@@ -43,7 +46,10 @@ def choose_estimator(experiment: Any, prep: Any) -> EstimatorChoice:
     """
     spec = experiment.estimator
     if spec.name != AUTO:
-        return EstimatorChoice(spec.name, tuple(sorted(spec.options.items())),
+        options = dict(spec.options)
+        if spec.name in NEEDS_EMBEDDINGS and "embeddings" not in options:
+            options["embeddings"] = (tuple(prep.log.image_ids), prep.vectors)  # the sweep's own
+        return EstimatorChoice(spec.name, tuple(sorted(options.items(), key=lambda kv: kv[0])),
                                f"configured: {spec.name}")
     log = prep.log
     why = _page_effects(prep)
