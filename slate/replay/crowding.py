@@ -32,6 +32,7 @@ image changed since the member's last page) are not moved, as with SNIPS.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -261,11 +262,30 @@ class CrowdingAdjustedSNIPS(BaseEstimator):
         self.layout = layout
         self.crowding = None if crowding is None else float(crowding)
         self.crowding_ = float("nan")
+        # per log: its pairs, crowding and fitted c do not depend on the target (a sweep
+        # estimates every point on the same log)
+        self._fitted: weakref.WeakKeyDictionary[Any, tuple[CrowdingTerms, float]] = weakref.WeakKeyDictionary()
+
+    def _terms(self, data: ReplayData) -> tuple[CrowdingTerms, float]:
+        cached = self._fitted.get(data.log)
+        if cached is None:
+            terms = crowding_terms(data, self.embeddings, self.layout)
+            c = fit_crowding(data.reward, terms.crowd, terms.crowd_bar) if self.crowding is None else self.crowding
+            cached = self._fitted[data.log] = (terms, c)
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to dask workers without the cache
+        state = dict(self.__dict__)
+        state["_fitted"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fitted = weakref.WeakKeyDictionary()
 
     def contributions(self, data: ReplayData, seed: int | None) -> Contributions:
-        terms = crowding_terms(data, self.embeddings, self.layout)
+        terms, c = self._terms(data)
         r, w = data.reward, data.weight
-        c = fit_crowding(r, terms.crowd, terms.crowd_bar) if self.crowding is None else self.crowding
         self.crowding_ = c
         probs = data.need_probs(self.name)
         k = data.log.candidates.shape[1]

@@ -171,3 +171,23 @@ def test_bad_inputs_get_one_clear_line(world_log):
     with pytest.raises(InvalidReplayInputError, match=r"'propensities' column"):
         get_estimator("snips-crowding", embeddings=world.embeddings()).estimate(
             ReplayData.build(no_mu, crowding_target(world, no_mu, no_mu_titles)), n_bootstrap=0)
+
+
+def test_one_instance_serves_many_targets_and_pickles_without_its_cache(world_log):
+    """A sweep estimates every point with one instance on one log (the pairs and the fitted c
+    are computed once per log) and sends it to dask workers (pickled, cache left behind)."""
+    import pickle
+
+    world, log, titles = world_log
+    targets = [crowding_target(world, log, titles),
+               ActionDistribution.deterministic(np.zeros(log.n_rows), np.argmax(log.candidates == log.image[:, None], axis=1), K)]
+    shared = get_estimator("snips-crowding", embeddings=world.embeddings())
+    for target in targets:
+        data = ReplayData.build(log, target)
+        fresh = get_estimator("snips-crowding", embeddings=world.embeddings()).estimate(data, n_bootstrap=20, seed=1)
+        assert shared.estimate(data, n_bootstrap=20, seed=1).to_dict() == fresh.to_dict()
+    assert len(shared._fitted) == 1
+    copy = pickle.loads(pickle.dumps(shared))
+    assert len(copy._fitted) == 0
+    data = ReplayData.build(log, targets[0])
+    assert copy.estimate(data, n_bootstrap=20, seed=1).value == shared.estimate(data, n_bootstrap=20, seed=1).value
