@@ -243,12 +243,13 @@ def polytope_certificate(
         A valid page (usually ``fast``'s); the certificate bounds the optimum, so it holds
         whatever the page, but it can only prove *this* page optimal.
     deadline : float, optional
-        A reading of ``clock`` after which no further work starts (the sweeps take at most
-        60% of the time left, the completion the rest).
+        A reading of ``clock`` after which no further work starts (the first sweeps take at most
+        60% of the time left; searches, and sweeps between them, the rest).
     warm_start : ndarray (n_pairs, 2, n_images), optional
         Messages of an earlier certificate (``Certificate.duals``); ignored, and said so in
         ``info["warm_start"]``, when the shape does not match.
     max_sweeps : int, default 400
+        Sweeps in all (the first search comes after at most ``_FIRST_SWEEPS`` of them).
     completion : bool, default True
         Solve the non-tight titles exactly when the dual alone does not prove the page.
     clock : callable, default time.perf_counter
