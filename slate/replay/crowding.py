@@ -32,6 +32,7 @@ image changed since the member's last page) are not moved, as with SNIPS.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ FloatArray = NDArray[np.float64]
 
 _PAIR_CELLS = 4_000_000
 """Directed pairs x candidates held at once."""
+
+_KEPT_CELLS = 32_000_000
+"""Directed pairs x candidates whose similarities are kept between targets (128 MB of float32)."""
 
 _BRACKET = 64.0
 """The crowding coefficient is searched in [-64, 64] (exp(-64) is no attention at all)."""
@@ -84,9 +88,14 @@ class CrowdingTerms:
     image: NDArray[np.int64]
     candidates: NDArray[np.int64]
 
+    kept: NDArray[np.float32] | None = None
+    """The similarities of every directed pair, when they fit ``_KEPT_CELLS`` (float32)."""
+
     def similarities(self, lo: int, hi: int) -> FloatArray:
         """``max(0, cos)`` of row ``i``'s logged image with every candidate of row ``j``, for
         directed pairs ``lo:hi`` (0 on padding)."""
+        if self.kept is not None:
+            return self.kept[lo:hi].astype(np.float64)
         own = self.vectors[self.image[self.i[lo:hi]]]
         other = self.vectors[self.candidates[self.j[lo:hi]]]
         out = np.einsum("md,mkd->mk", own, other)
@@ -135,12 +144,15 @@ def crowding_terms(
     image = log.image.astype(np.int64)
     shown = np.argmax(log.candidates == log.image[:, None], axis=1)
     terms = CrowdingTerms(i, j, w, np.zeros(log.n_rows), np.zeros(log.n_rows), padded, image, cand)
+    kept = np.empty(cand[j].shape, np.float32) if len(j) * cand.shape[1] <= _KEPT_CELLS else None
     for lo, hi in terms.chunks():
         S = terms.similarities(lo, hi)
+        if kept is not None:
+            kept[lo:hi] = S
         jj = j[lo:hi]
         terms.crowd[:] += np.bincount(i[lo:hi], w[lo:hi] * S[np.arange(hi - lo), shown[jj]], log.n_rows)
         terms.crowd_bar[:] += np.bincount(i[lo:hi], w[lo:hi] * (S * mu[jj]).sum(axis=1), log.n_rows)
-    return terms
+    return dataclasses.replace(terms, kept=kept)
 
 
 def _moment(c: float, r: FloatArray, crowd: FloatArray, dev: FloatArray) -> float:
