@@ -26,8 +26,14 @@ load average, since the machine is shared.
     python benchmarks/certify.py --pages 5 --families dense-150x20 --slopes 1 0.8 0.6 0.4
     python benchmarks/certify.py --pages 10 --families dense-40x10 dense-80x10 dense-150x20 --minorant-floor
     python benchmarks/certify.py --pages 10 --families dense-150x20 --next-session
+    python benchmarks/certify.py --pages 3 --families dense-40x10 dense-150x20 --phi 2 4 8
+    python benchmarks/certify.py --pages 3 --families dense-40x10 --phi --sdp-norm2 1.5
 
 ``--next-session``: warm starts (see :func:`next_session`).
+
+``--phi K ...``: signed dense pages, the embedding-sum bound with image features ``phi`` in place
+of the embeddings (any ``phi`` with ``phi_x . phi_y <= max(0, cos_xy)`` for images of different
+titles gives a valid bound; see :func:`phi_table`).
 
 ``--minorant-floor``: for signed embeddings, the least any separable minorant ``a c + b c^2``
 of ``max(0, c)`` (``a, b >= 0``, valid on the page's candidate cosines ``[c_min, 1]``: the
@@ -208,6 +214,97 @@ def minorant_floor(family: str, pages: int) -> None:
     )
 
 
+def _phi_problem(problem: PageProblem, phi: np.ndarray, norm2: float = 1.0) -> PageProblem:
+    """The page with image features ``sqrt(norm2) phi`` (``phi``: n_titles, n_images, D', unit rows)
+    in place of its embeddings, as unit features and a diversity weight times ``norm2``: its
+    penalty ``d norm2 max(0, phi . phi)`` is at most the page's on every pair of images of
+    different titles (checked by the caller), so its objective is at least the page's on every
+    page and any bound on its optimum bounds the page's."""
+    return PageProblem.from_arrays(
+        problem.scores, phi, layout=DenseLayout(), candidates=problem.candidates, previous=problem.previous,
+        locked=problem.locked, max_changes=problem.max_changes, diversity=problem.diversity * norm2,
+        churn=problem.churn,
+    )  # fmt: skip
+
+
+def _check_phi(unit: np.ndarray, titles: np.ndarray, phi: np.ndarray, norm2: float = 1.0) -> None:
+    """Exact check, over every pair of candidate images of different titles, that
+    ``max(0, norm2 phi_x . phi_y) <= max(0, cos_xy)`` (rows unit up to rounding)."""
+    gram, cos = norm2 * (phi @ phi.T), unit @ unit.T
+    cross = titles[:, None] != titles[None, :]
+    over = np.where(cross, np.maximum(gram, 0) - np.maximum(cos, 0), 0.0).max()
+    assert over <= 1e-12, f"phi breaks max(0, phi.phi) <= max(0, cos) by {over:.2e}"
+
+
+def _cluster_phi(unit: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """``e_x (x) onehot(cluster(x))``: spherical k-means clusters; ``phi_x . phi_y`` is ``cos_xy``
+    within a cluster and 0 across, so every pair loses ``max(0, -c)`` within and ``max(0, c)`` across."""
+    rng = np.random.default_rng(seed)
+    centres = unit[rng.choice(len(unit), n_clusters, replace=False)]
+    for _ in range(30):
+        label = np.argmax(unit @ centres.T, axis=1)
+        for j in range(n_clusters):
+            m = unit[label == j].sum(0)
+            centres[j] = m / np.linalg.norm(m) if np.linalg.norm(m) > 0 else centres[j]
+    label = np.argmax(unit @ centres.T, axis=1)
+    phi = np.zeros((len(unit), unit.shape[1] * n_clusters))
+    for j in range(n_clusters):
+        phi[label == j, j * unit.shape[1] : (j + 1) * unit.shape[1]] = unit[label == j]
+    return phi
+
+
+def _sdp_phi(unit: np.ndarray, titles: np.ndarray, norm2: float = 1.0) -> np.ndarray:
+    """The Gram matrix ``G >= 0`` with diagonal ``norm2`` and ``G_xy <= max(0, cos_xy) - 1e-5`` on
+    every pair of different titles that maximises the sum over all those pairs (CVXPY, SCS),
+    factored and scaled to unit rows (the margin absorbs the solver's tolerance;
+    :func:`_check_phi` verifies)."""
+    import cvxpy as cp
+
+    clipped = np.maximum(unit @ unit.T, 0.0)
+    cross = (titles[:, None] != titles[None, :]).astype(float)
+    gram = cp.Variable((len(unit), len(unit)), PSD=True)
+    objective = cp.Maximize(cp.sum(cp.multiply(cross, gram)) / 2)
+    cp.Problem(objective, [cp.diag(gram) == norm2, cp.multiply(cross, gram) <= cross * (clipped - 1e-5)]).solve(
+        solver="SCS", eps=1e-7, max_iters=50_000
+    )
+    w, u = np.linalg.eigh((gram.value + gram.value.T) / 2)
+    phi = u * np.sqrt(np.clip(w, 0.0, None))
+    return phi / np.linalg.norm(phi, axis=1, keepdims=True)
+
+
+def phi_table(family: str, pages: int, clusters: list[int], sdp_max_images: int, norm2: float) -> None:
+    """Signed dense pages: the embedding-sum bound with features ``phi`` (``phi_x . phi_y <=
+    max(0, cos_xy)`` for every pair of images of different titles, verified exactly) in place of the
+    embeddings, without a time limit; gap against the best page known (``fast``'s or the linear
+    bound's). ``phi``: today's (``e``), ``e (x) onehot(cluster)`` per number of clusters, and the
+    catalogue-wide SDP features with squared norm ``norm2`` (pages of at most ``sdp_max_images``
+    candidate images; a norm above 1 leaves the pairs more room and the relaxation more slack)."""
+    from slate.page.similarity import unit_vectors
+
+    for i in range(pages):
+        problem = make_page(family, SEED0 + i)
+        assert problem.embeddings is not None
+        page = FastSolver(compute_bound=False).solve(problem).assignment
+        cert = certify(problem, page)
+        best = page if cert.assignment is None else cert.assignment
+        objective = problem.evaluate(best).objective
+        titles, images = np.nonzero(problem.candidates)
+        unit = unit_vectors(problem.embeddings)[titles, images]
+        cells = [f"{(cert.bound - objective) / abs(cert.bound):.1%}"]
+        features = [(_cluster_phi(unit, k, seed=i), 1.0) for k in clusters]
+        if len(unit) <= sdp_max_images:
+            features.append((_sdp_phi(unit, titles, norm2), norm2))
+        for phi, scale in features:
+            _check_phi(unit, titles, phi, scale)
+            full = np.zeros((*problem.candidates.shape, phi.shape[1]))
+            full[titles, images] = phi
+            bound = certify(_phi_problem(problem, full, scale), best).bound
+            assert bound >= objective - 1e-9
+            cells.append(f"{(bound - objective) / abs(bound):.1%}")
+        cells += ["n/a"] * (len(clusters) + 2 - len(cells))
+        print(f"| {family} | {SEED0 + i} | {objective:.3f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def next_session(family: str, pages: int) -> None:
     """Warm starts on dense pages with non-negative cosines: the next session of each page
     (scores moved by 5%, the last page as ``previous``) certified cold and from the last
@@ -260,6 +357,12 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--minorant-floor", action="store_true", help="instead: the minorant family's least loss")
     parser.add_argument("--next-session", action="store_true", help="instead: warm starts on non-negative pages")
+    parser.add_argument(
+        "--phi", nargs="*", type=int, default=None, metavar="CLUSTERS",
+        help="instead: signed dense pages, the bound with features phi (clusters per e (x) onehot, and the SDP)",
+    )  # fmt: skip
+    parser.add_argument("--sdp-max-images", type=int, default=600, help="largest page for the SDP features")
+    parser.add_argument("--sdp-norm2", type=float, default=1.0, help="squared norm of the SDP features")
     args = parser.parse_args()
     if args.next_session:
         print(
@@ -269,6 +372,13 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for family in args.families:
             next_session(family, args.pages)
+        return
+    if args.phi is not None:
+        head = "".join(f"e (x) onehot, {k} clusters | " for k in args.phi)
+        print(f"| family | seed | objective | today (e) | {head}SDP features, norm^2 {args.sdp_norm2:g} |")
+        print("|---|---|---|---|" + "---|" * len(args.phi) + "---|")
+        for family in args.families:
+            phi_table(family, args.pages, args.phi, args.sdp_max_images, args.sdp_norm2)
         return
     if args.minorant_floor:
         print(

@@ -134,8 +134,7 @@ seed = {world_seed}
 kind = "oracle"
 
 [estimator]
-name = "neighbourhood"     # page effects are on: weight each title by its row neighbours' ratios too
-options = {{ neighbours = "row", self_normalized = true }}
+{estimator}
 n_bootstrap = 1000
 
 [search]
@@ -154,11 +153,26 @@ solve_cache = "cache"      # solves and on-policy truths keyed by content: share
 """
 
 
-def run_sim(root: Path, workers: int) -> None:
+ESTIMATORS = {
+    # page effects are on: weight each title by its row neighbours' ratios too
+    "neighbourhood": 'name = "neighbourhood"\noptions = { neighbours = "row", self_normalized = true }',
+    # per-title SNIPS with the page effect moved by a crowding model fitted on the log
+    "snips-crowding": 'name = "snips-crowding"',
+}
+"""The simulator sweep's estimator (``--estimator``)."""
+
+
+def sim_experiment(workers: int, world_seed: int, schedule_seed: int, estimator: str = "neighbourhood") -> str:
+    """The simulator sweep's experiment file."""
+    return SIM_EXPERIMENT.format(workers=workers, world_seed=world_seed, schedule_seed=schedule_seed,
+                                 estimator=ESTIMATORS[estimator])
+
+
+def run_sim(root: Path, workers: int, estimator: str = "neighbourhood") -> None:
     from slate.tune import load_experiment, run_sweep
 
     exp_path = root / "sim-experiment.toml"
-    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=0, schedule_seed=1))
+    exp_path.write_text(sim_experiment(workers, 0, 1, estimator))
     experiment, base = load_experiment(exp_path)
     t0 = time.perf_counter()
     res = run_sweep(experiment, root / f"sim-{experiment.config_hash()}", base_dir=base,
@@ -188,7 +202,8 @@ def run_sim(root: Path, workers: int) -> None:
         snips.append(evaluate(prep.log, target, "snips", n_bootstrap=1000, seed=experiment.seed,
                               metrics=False).estimate.interval)
     intervals = {
-        "neighbourhood (row, self-normalized)": (res.column("take_fraction_low"), res.column("take_fraction_high")),
+        {"neighbourhood": "neighbourhood (row, self-normalized)"}.get(estimator, estimator):
+            (res.column("take_fraction_low"), res.column("take_fraction_high")),
         "snips (per title)": (np.array([i[0] for i in snips]), np.array([i[1] for i in snips])),
     }
     print(f"{'estimator':<40}{'mean width':>11}{'covers deployed truth':>23}{'covers logged-page truth':>26}")
@@ -216,13 +231,13 @@ def _solve_folder(res) -> Path:
     return Path(res.summary.get("timing", {}).get("solve_folder", res.path / "work"))
 
 
-def paired_world(root: Path, workers: int, world: int) -> dict[str, float]:
+def paired_world(root: Path, workers: int, world: int, estimator: str = "neighbourhood") -> dict[str, float]:
     """One seeded simulated world: coverage and width of the paired intervals against the
     deployed truth, and the regret of the recommendation under each rule."""
     from slate.tune import load_experiment, run_sweep
 
-    exp_path = root / f"sim-world-{world}.toml"
-    exp_path.write_text(SIM_EXPERIMENT.format(workers=workers, world_seed=world, schedule_seed=world + 1)
+    exp_path = root / f"sim-world-{world}-{estimator}.toml"
+    exp_path.write_text(sim_experiment(workers, world, world + 1, estimator)
                         .replace('name = "bench-sim"', f'name = "bench-sim-w{world}"'))
     experiment, base = load_experiment(exp_path)
     res = run_sweep(experiment, root / f"sim-w{world}-{experiment.config_hash()}", base_dir=base, plots=False)
@@ -346,7 +361,7 @@ def _snips_paired(res, experiment, base, truth, logged_truth):
     }, prep.log, decisions
 
 
-def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[str, float]:
+def adaptive_world(root: Path, workers: int, world: int, n_trials: int, estimator: str = "neighbourhood") -> dict[str, float]:
     """Optuna search of ``n_trials`` settings on one world (its grid sweep must have run): page
     solves and the deployed regret of its recommendation against the grid's best feasible point."""
     from slate.tune import load_experiment, load_results
@@ -355,9 +370,9 @@ def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[
     from slate.tune.simpolicy import true_value
     from slate.tune.sweep import _solver_config
 
-    experiment, base = load_experiment(root / f"sim-world-{world}.toml")
+    experiment, base = load_experiment(root / f"sim-world-{world}-{estimator}.toml")
     grid = load_results(root / f"sim-w{world}-{experiment.config_hash()}")
-    res = adaptive_search(experiment, root / f"adaptive-w{world}-{n_trials}", n_trials, base_dir=base)
+    res = adaptive_search(experiment, root / f"adaptive-w{world}-{estimator}-{n_trials}", n_trials, base_dir=base)
     truth = grid.column("true_take_fraction")
     top = float(truth[grid.column("churn") <= 0.10].max())
     from slate.tune import recommend
@@ -380,12 +395,12 @@ def adaptive_world(root: Path, workers: int, world: int, n_trials: int) -> dict[
             "regret": 1.0 - value["true_take_fraction"] / top}
 
 
-def run_paired(root: Path, workers: int, n_worlds: int) -> None:
+def run_paired(root: Path, workers: int, n_worlds: int, estimator: str = "neighbourhood") -> None:
     """``--paired N``: the paired-interval bars over ``N`` seeded worlds."""
     rows = []
     for world in range(n_worlds):
         t0 = time.perf_counter()
-        rows.append(paired_world(root, workers, world))
+        rows.append(paired_world(root, workers, world, estimator))
         print(json.dumps(rows[-1]), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     keys = [k for k in rows[0] if k != "world"]
     print(f"mean over {n_worlds} worlds:", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}))
@@ -475,6 +490,8 @@ def main() -> None:
                         help="run the 50-point sweep and count the plain and paired fronts and the "
                         "points indistinguishable from the recommended one")
     parser.add_argument("--trials", type=int, default=8, help="trials of the adaptive search")
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="neighbourhood",
+                        help="the simulator sweeps' estimator (--sim, --paired)")
     args = parser.parse_args()
 
     from slate.solvers.fast import warm_up
@@ -488,17 +505,17 @@ def main() -> None:
     if args.adaptive:
         for world in range(args.adaptive):
             t0 = time.perf_counter()
-            print(json.dumps(adaptive_world(root, args.workers, world, args.trials)),
+            print(json.dumps(adaptive_world(root, args.workers, world, args.trials, args.estimator)),
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         return
     if args.paired:
-        run_paired(root, args.workers, args.paired)
+        run_paired(root, args.workers, args.paired, args.estimator)
         return
     if args.fronts:
         run_fronts(root, args.workers)
         return
     if args.sim_only:
-        run_sim(root, args.workers)
+        run_sim(root, args.workers, args.estimator)
         return
     exp_path = root / "experiment.toml"
     exp_path.write_text(EXPERIMENT.format(workers=args.workers))
@@ -567,7 +584,7 @@ def main() -> None:
         print(f"resumed in {time.perf_counter() - t0:.1f} s: identical table: {_same(first, third)}")
 
     if args.sim:
-        run_sim(root, args.workers)
+        run_sim(root, args.workers, args.estimator)
 
 
 if __name__ == "__main__":

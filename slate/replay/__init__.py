@@ -5,6 +5,7 @@
 True
 """
 
+from slate.replay.crowding import CrowdingAdjustedSNIPS
 from slate.replay.detect import PageEffectTest, detect_page_effects
 from slate.replay.distributed import evaluate_dask, evaluate_stream
 from slate.replay.effects import EffectsOptions, PageEffects, estimate_effects, load_effects
@@ -61,6 +62,7 @@ __all__ = [
     "ESTIMATORS",
     "ActionDistribution",
     "BanditLearner",
+    "CrowdingAdjustedSNIPS",
     "DecisionTable",
     "DirectMethod",
     "DoublyRobust",

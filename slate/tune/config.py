@@ -436,8 +436,13 @@ class EstimatorSpec(_Frozen):
             if self.options:
                 raise ValueError("the 'auto' estimator takes no options; name the estimator to pass them")
             return self
+        from slate.tune.estimator_choice import NEEDS_EMBEDDINGS
+
+        options: dict[str, Any] = dict(self.options)
+        if self.name in NEEDS_EMBEDDINGS:
+            options.setdefault("embeddings", "the sweep's images")  # given by the sweep, from its data
         try:
-            get_estimator(self.name, **self.options)
+            get_estimator(self.name, **options)
         except (TypeError, ValueError) as err:
             raise ValueError(f"invalid options {dict(self.options)} for estimator {self.name!r}: {err}") from None
         return self

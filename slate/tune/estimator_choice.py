@@ -1,11 +1,15 @@
 """Which replay estimator a sweep uses when its experiment says ``estimator.name = "auto"`` (the
 default), and why.
 
-The rule: the page-aware estimator (``page-aware``, the images' styles as its visual
-``groups``) whenever page effects are configured (a simulated world with
+The rule: whenever page effects are configured (a simulated world with
 ``response.page_effects``) or detected in the log (:func:`slate.replay.detect_page_effects`,
-false-positive rate 5%); per-title ``snips`` otherwise, or when the log lacks the full logging
-distributions the page-aware estimator needs. A named estimator is used as configured.
+false-positive rate 5%), ``snips-crowding`` (per-title SNIPS with the page effect moved by a
+crowding model fitted on the log, the sweep's image embeddings as its vectors; on the sweep
+benchmark's simulated worlds its recommendation's regret was 0.3% against 1.0% for the
+row-neighbourhood estimator, docs/tuning.md), or ``page-aware`` (the images' styles as its
+visual ``groups``) when there are no embeddings; per-title ``snips`` otherwise, or when the log
+lacks the full logging distributions both need. A named estimator is used as configured
+(``snips-crowding`` gets the sweep's embeddings unless its options give them).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Any
 
 AUTO = "auto"
 """The estimator name that lets the sweep choose."""
+
+NEEDS_EMBEDDINGS = frozenset({"snips-crowding"})
+"""Estimators given the sweep's image embeddings (its ``images`` file) when configured by name."""
 
 DETECTION_ALPHA = 0.05
 """False-positive rate of the page-effect detection behind the choice."""
@@ -43,7 +50,10 @@ def choose_estimator(experiment: Any, prep: Any) -> EstimatorChoice:
     """
     spec = experiment.estimator
     if spec.name != AUTO:
-        return EstimatorChoice(spec.name, tuple(sorted(spec.options.items())),
+        options = dict(spec.options)
+        if spec.name in NEEDS_EMBEDDINGS and "embeddings" not in options:
+            options["embeddings"] = (tuple(prep.log.image_ids), prep.vectors)  # the sweep's own
+        return EstimatorChoice(spec.name, tuple(sorted(options.items(), key=lambda kv: kv[0])),
                                f"configured: {spec.name}")
     log = prep.log
     why = _page_effects(prep)
@@ -53,6 +63,11 @@ def choose_estimator(experiment: Any, prep: Any) -> EstimatorChoice:
     if log.propensities is None:
         return EstimatorChoice("snips", (), f"auto: {why}, but the log has no full logging "
                                "distributions for the page-aware estimator; per-title snips")
+    vectors = getattr(prep, "vectors", None)
+    if vectors is not None and len(vectors):
+        return EstimatorChoice("snips-crowding", (("embeddings", (tuple(log.image_ids), vectors)),),
+                               f"auto: snips-crowding (the page effect moved by a crowding model fitted "
+                               f"on the log), {why}")
     groups = [int(g) for g in prep.styles]
     return EstimatorChoice("page-aware", (("groups", groups),), f"auto: page-aware, {why}")
 

@@ -14,7 +14,9 @@ from slate.testing.estimators import example_log
 
 # Options a factory needs to run on the kit's log (page-aware groups images by a visual group).
 _GROUPS = {"groups": {image: int(image[-1]) % 2 for image in example_log().image_ids}}
-OPTIONS = {"page-aware": _GROUPS, "page-aware-dr": _GROUPS}
+_VECTORS = np.abs(np.random.default_rng(0).normal(size=(len(example_log().image_ids), 3)))
+_EMBEDDINGS = {"embeddings": (list(example_log().image_ids), _VECTORS / np.linalg.norm(_VECTORS, axis=1, keepdims=True))}
+OPTIONS = {"page-aware": _GROUPS, "page-aware-dr": _GROUPS, "snips-crowding": _EMBEDDINGS}
 
 # Failures the kit found that are being fixed where the estimators live (replay/ is being
 # restructured in parallel): strict, so an entry fails the suite once it is fixed.

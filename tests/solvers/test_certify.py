@@ -500,3 +500,68 @@ def test_no_feasible_page_beats_the_embedding_route(seed, budget, locks, n_title
     cert = embedding_certificate(problem, result.assignment, warm_start=shaken, rtol=0.005)
     assert cert is not None and cert.bound >= optimum - TOL
     assert cert.objective <= optimum + TOL
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rest_bound_takes_the_largest_gains_of_both_lists(seed: int) -> None:
+    # the completion's bound of the rest: every later title's best unchanged value plus the
+    # n_left largest positive gains among the later titles' and the outside ones (reference:
+    # a full sort of both lists)
+    from slate.solvers.certify import _kernels as ck
+
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        m = int(rng.integers(1, 25))
+        depth = int(rng.integers(-1, m))
+        keep = rng.normal(size=m)
+        chg = np.where(rng.random(m) < 0.7, keep + rng.normal(size=m), -np.inf)
+        outside = np.sort(np.abs(rng.normal(size=int(rng.integers(0, 6)))))[::-1].copy()
+        n_left = int(rng.integers(-1, 10))
+        later = slice(depth + 1, m)
+        gains = np.concatenate([(chg - keep)[later], outside])
+        gains = np.sort(gains[gains > 0])[::-1]
+        expected = keep[later].sum() + (gains[: max(n_left, 0)].sum() if n_left > 0 else 0.0)
+        assert ck._rest_bound(depth, keep, chg, outside, n_left, np.empty(m)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_bfs_order_visits_each_kept_title_once_neighbours_first() -> None:
+    from slate.solvers.certify import _kernels as ck
+    from slate.solvers.fast import _adjacency
+
+    problem = random_problem(30, 3, "local", seed=2)
+    ptr, nbr, *_ = _adjacency(problem.n_titles, problem.pairs)
+    rng = np.random.default_rng(0)
+    kept = rng.random(30) < 0.7
+    roots = rng.permutation(30)
+    order = ck.bfs_order(ptr, nbr, kept, roots)
+    assert sorted(order.tolist()) == np.flatnonzero(kept).tolist()
+    # a breadth-first order: each title after the first of its tree is a neighbour of an earlier one
+    # or the next unreached root
+    seen: set[int] = set()
+    for t in order.tolist():
+        reached = any(int(o) in seen for o in nbr[ptr[t] : ptr[t + 1]])
+        first_root = next(int(r) for r in roots if kept[r] and int(r) not in seen)
+        assert reached or t == first_root
+        seen.add(t)
+
+
+def test_completion_out_of_nodes_sweeps_more_and_still_holds(monkeypatch) -> None:
+    # searches of two nodes run out: the route sweeps more and searches again with twice the
+    # nodes; every bound still holds and the optimal pages are still proven
+    from slate.solvers.certify import polytope
+
+    monkeypatch.setattr(polytope, "_FIRST_NODES", 2)
+    monkeypatch.setattr(polytope, "_FIRST_SWEEPS", 4)
+    resumed = 0
+    for seed in range(6):
+        problem = _tiny(seed, n_titles=8, budget=2)
+        optimum, best = brute_force(problem)
+        for page in (best, _page(problem)):
+            cert = polytope_certificate(problem, page)
+            assert cert.bound >= optimum - TOL
+            if cert.optimal:
+                assert cert.objective >= optimum - 1e-6 * max(1.0, abs(optimum))
+        cert = polytope_certificate(problem, best)
+        assert cert.optimal
+        resumed += cert.info["sweeps"] > 4 and cert.info.get("completion_rounds", 0) >= 1
+    assert resumed >= 2  # the interleaving ran (sweeps after a search that ran out of nodes)

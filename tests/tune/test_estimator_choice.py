@@ -1,4 +1,5 @@
-"""The sweep's estimator choice: page-aware when page effects are configured or detected."""
+"""The sweep's estimator choice: snips-crowding (page-aware without embeddings) when page effects
+are configured or detected."""
 
 from __future__ import annotations
 
@@ -42,3 +43,24 @@ def test_no_page_effects_keep_snips_and_say_why():
 def test_configured_page_effects_choose_page_aware():
     c = choose_estimator(AUTO, _prep(0.0, sim_effects=True))
     assert c.name == "page-aware" and "configured" in c.reason
+
+
+def test_with_embeddings_page_effects_choose_snips_crowding_with_them():
+    prep = _prep(1.5)
+    prep.vectors = np.eye(len(prep.log.image_ids), 3)
+    c = choose_estimator(AUTO, prep)
+    assert c.name == "snips-crowding" and "page effects detected" in c.reason
+    ids, vectors = dict(c.options)["embeddings"]
+    assert list(ids) == list(prep.log.image_ids) and vectors is prep.vectors
+    none = _prep(0.0)
+    none.vectors = prep.vectors
+    assert choose_estimator(AUTO, none).name == "snips"  # no page effects: per-title SNIPS
+
+
+def test_a_configured_snips_crowding_gets_the_sweeps_embeddings():
+    prep = _prep(0.0)
+    prep.vectors = np.eye(len(prep.log.image_ids), 3)
+    c = choose_estimator(NS(estimator=EstimatorSpec(name="snips-crowding")), prep)
+    assert c.name == "snips-crowding" and dict(c.options)["embeddings"][1] is prep.vectors
+    given = EstimatorSpec(name="snips-crowding", options={"crowding": 0.3})
+    assert dict(choose_estimator(NS(estimator=given), prep).options)["crowding"] == 0.3

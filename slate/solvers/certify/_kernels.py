@@ -60,6 +60,37 @@ def pair_maxima(unary, cost, pairs, lam, a):
 
 
 @njit(cache=True)
+def bfs_order(ptr, nbr, kept, roots):
+    """The kept titles in breadth-first order over the adjacency ``(ptr, nbr)``, starting from
+    each of ``roots`` in turn that is kept and not reached yet (neighbours close in a search)."""
+    n_titles = kept.shape[0]
+    seen = np.empty(n_titles, np.bool_)
+    n_kept = 0
+    for t in range(n_titles):
+        seen[t] = not kept[t]
+        n_kept += kept[t]
+    order = np.empty(n_kept, np.int64)
+    head = 0
+    tail = 0
+    for root in roots:
+        if seen[root]:
+            continue
+        seen[root] = True
+        order[tail] = root
+        tail += 1
+        while head < tail:
+            t = order[head]
+            head += 1
+            for e in range(ptr[t], ptr[t + 1]):
+                o = nbr[e]
+                if not seen[o]:
+                    seen[o] = True
+                    order[tail] = o
+                    tail += 1
+    return order
+
+
+@njit(cache=True)
 def _sort_desc(values, n):
     """Indices of ``values[:n]`` in decreasing order (insertion sort; ``n`` is small)."""
     order = np.arange(n)
@@ -226,24 +257,32 @@ def _place(d, k, sign, order, pos, unary, cost, lam, adjacency, edge_best, field
 def _rest_bound(d, keep, chg, outside_gains, n_left, gains):
     """Upper bound of the titles after depth ``d`` and the outside titles together with at most
     ``n_left`` more changes: every title's best unchanged value plus the ``n_left`` largest gains
-    of a change among them all (``outside_gains``: the outside titles', decreasing)."""
+    of a change among them all (``outside_gains``: the outside titles', decreasing).
+
+    ``gains`` is scratch: it keeps the (at most ``n_left``) largest positive gains of the later
+    titles in decreasing order, by insertion, so that nothing is allocated or fully sorted."""
     m = keep.shape[0]
     total = 0.0
     n_g = 0
     for j in range(d + 1, m):
         total += keep[j]
         g = chg[j] - keep[j]
-        if g > 0.0:
-            gains[n_g] = g
+        if not g > 0.0 or n_left <= 0 or (n_g == n_left and g <= gains[n_g - 1]):
+            continue
+        x = n_g if n_g < n_left else n_left - 1  # the slot it displaces (the smallest when full)
+        while x > 0 and gains[x - 1] < g:
+            gains[x] = gains[x - 1]
+            x -= 1
+        gains[x] = g
+        if n_g < n_left:
             n_g += 1
     if n_left <= 0:
         return total
-    order = _sort_desc(gains, n_g)
     i = 0  # merge the two decreasing lists
     o = 0
     n_out = outside_gains.shape[0]
     for _ in range(n_left):
-        a = gains[order[i]] if i < n_g else 0.0
+        a = gains[i] if i < n_g else 0.0
         b = outside_gains[o] if o < n_out else 0.0
         if a <= 0.0 and b <= 0.0:
             break
