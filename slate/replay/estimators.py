@@ -1384,7 +1384,7 @@ def available_estimators() -> list[str]:
     >>> available_estimators()[:6]
     ['dm', 'dr', 'ips', 'neighbourhood', 'page', 'page-aware']
     >>> available_estimators()[6:]
-    ['page-aware-dr', 'pi', 'replay', 'snips']
+    ['page-aware-dr', 'pi', 'replay', 'snips', 'snips-crowding']
     """
     return ESTIMATORS.names()
 

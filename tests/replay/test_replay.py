@@ -207,10 +207,11 @@ def test_per_title_estimates_equal_estimates_on_each_title(softmax_case):
 
 def test_registry_names_and_aliases():
     assert available_estimators() == ["dm", "dr", "ips", "neighbourhood", "page", "page-aware", "page-aware-dr",
-                                      "pi", "replay", "snips"]
+                                      "pi", "replay", "snips", "snips-crowding"]
     pairs = [("ReplayMethod", "replay"), ("InverseProbabilityWeighting", "ips"), ("ipw", "ips"),
              ("SelfNormalizedIPS", "snips"), ("DirectMethod", "dm"), ("DoublyRobust", "dr"),
              ("LayoutNeighbourhood", "neighbourhood"), ("PseudoInverse", "pi"), ("WholePageMatch", "page")]
+    assert get_estimator("CrowdingAdjustedSNIPS", embeddings={"a": [1.0]}).name == "snips-crowding"
     for long, short in pairs:
         assert get_estimator(long).name == short
     dr = DoublyRobust()
